@@ -1,0 +1,41 @@
+// The compiled core: convforge._core. Each op family registers its functions from its own
+// binding file; this file holds the module-level facts (version, ISA, threads).
+#include <pybind11/pybind11.h>
+
+#include "convforge/cpu.hpp"
+
+namespace py = pybind11;
+
+namespace convforge::bind {
+void bind_conv(py::module_& m);    // bindings/conv.cpp: conv2d forward/backward, im2col/col2im
+void bind_pool(py::module_& m);    // bindings/pool.cpp: pooling forward/backward
+}  // namespace convforge::bind
+
+#ifndef CONVFORGE_VERSION
+#define CONVFORGE_VERSION "dev"
+#endif
+
+PYBIND11_MODULE(_core, m) {
+  using namespace convforge;
+  m.doc() = "convforge compiled CPU kernels (C++17/OpenMP, run-time ISA dispatch)";
+  m.attr("__version__") = CONVFORGE_VERSION;
+  m.attr("has_openmp") = has_openmp();
+  m.def("isa", [] { return std::string(isa_name(current_isa())); },
+        "Instruction set the kernels dispatch on now.");
+  m.def("detected_isa", [] { return std::string(isa_name(detected_isa())); },
+        "Best instruction set of this CPU (lowered by CONVFORGE_ISA).");
+  m.def("set_isa", [](const std::string& name) {
+    Isa isa = name == "avx512" ? Isa::avx512 : name == "avx2" ? Isa::avx2 : Isa::baseline;
+    if (name != "avx512" && name != "avx2" && name != "baseline")
+      throw py::value_error("isa must be 'baseline', 'avx2' or 'avx512', got '" + name + "'");
+    if (!set_isa(isa))
+      throw py::value_error("this CPU does not support isa '" + name + "'");
+  }, py::arg("name"), "Force a (lower) instruction set, e.g. to test every code path.");
+  m.def("get_num_threads", &max_threads);
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw py::value_error("num_threads must be >= 1, got " + std::to_string(n));
+    set_num_threads(n);
+  }, py::arg("n"));
+  bind::bind_conv(m);
+  bind::bind_pool(m);
+}

@@ -1,0 +1,79 @@
+"""convforge: readable, fast convolution and pooling kernels for Python.
+
+    import convforge as cf
+    y = cf.F.conv2d(x, w, b, stride=1, padding="same")
+
+Backends: cpu (C++/OpenMP), cuda (CuPy RawKernels), numba, reference (float64 NumPy oracle).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+from . import backends, functional
+from . import functional as F
+from .backends import available, set_backend, use_backend
+
+__version__ = "0.1.0"
+
+__all__ = ["F", "functional", "backends", "available", "set_backend", "use_backend",
+           "set_num_threads", "get_num_threads", "info", "__version__"]
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by the cpu backend (OpenMP) and, once loaded, the numba backend."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if backends.unavailable_reason("cpu") is None:
+        from . import _core
+
+        _core.set_num_threads(n)
+    import sys
+
+    if "numba" in sys.modules:
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+def get_num_threads() -> int:
+    if backends.unavailable_reason("cpu") is None:
+        from . import _core
+
+        return _core.get_num_threads()
+    return os.cpu_count() or 1
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def info() -> dict[str, Any]:
+    """Version, usable backends, chosen CPU ISA, OpenMP threads, and the machine."""
+    import numpy as np
+
+    out: dict[str, Any] = {
+        "version": __version__,
+        "backends": available(),
+        "unavailable": {n: backends.unavailable_reason(n) for n in backends.NAMES
+                        if backends.unavailable_reason(n)},
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+    if backends.unavailable_reason("cpu") is None:
+        from . import _core
+
+        out.update(isa=_core.isa(), detected_isa=_core.detected_isa(),
+                   has_openmp=bool(_core.has_openmp), num_threads=_core.get_num_threads())
+    return out

@@ -1,0 +1,110 @@
+"""Backend registry: one signature set, several implementations.
+
+Every backend module (cpu, cuda, numba, reference) defines the same functions on *normalised*
+arguments (contiguous arrays of one float dtype, tuples of ints, checked by convforge.functional):
+
+    conv2d(x, w, b, stride, padding, dilation, groups) -> y
+        x (N, C, H, W), w (K, C/G, KH, KW), b (K,) or None, stride (SH, SW),
+        padding (PT, PB, PL, PR), dilation (DH, DW), groups G -> y (N, K, OH, OW)
+    conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias) -> (dx, dw, db or None)
+    im2col(x, kernel_size, stride, padding, dilation) -> cols (N, C*KH*KW, OH*OW)
+    col2im(cols, input_shape, kernel_size, stride, padding, dilation) -> x (N, C, H, W)
+    pool2d(x, mode, kernel_size, stride, padding, out_size, count_include_pad) -> (y, indices)
+        mode 'max' | 'min' | 'avg'; padding (PH, PW) symmetric; out_size (OH, OW) already has
+        ceil_mode applied; indices int64 (N, C, OH, OW) holding ih*W + iw of the chosen element
+        (first occurrence; a NaN wins and the first NaN is kept), None for 'avg'
+    pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding,
+                    count_include_pad) -> dx
+    global_pool2d(x, mode) -> (y (N, C), indices (N, C) int64 or None)    mode 'max' | 'avg'
+    global_pool2d_backward(dy, indices, input_shape, mode) -> dx
+
+and `probe() -> str | None` (None when usable, else the reason it is not).
+Backends are imported lazily: numba and cupy load only when used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib
+import os
+from types import ModuleType
+from typing import Iterator, Optional
+
+NAMES = ("cpu", "cuda", "numba", "reference")
+_modules: dict[str, ModuleType] = {}
+_reasons: dict[str, Optional[str]] = {}
+_global_choice: Optional[str] = None
+_context_choice: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
+    "convforge_backend", default=None
+)
+
+
+def _check_name(name: str) -> str:
+    if name not in NAMES:
+        raise ValueError(f"unknown backend {name!r}; choose one of {list(NAMES)}")
+    return name
+
+
+def unavailable_reason(name: str) -> Optional[str]:
+    """None if backend `name` can run here, else why not (probed once, cached)."""
+    _check_name(name)
+    if name not in _reasons:
+        try:
+            mod = importlib.import_module(f"convforge.backends.{name}")
+            reason = mod.probe()
+            if reason is None:
+                _modules[name] = mod
+        except Exception as e:  # noqa: BLE001 - any import failure makes the backend unavailable
+            reason = f"{type(e).__name__}: {e}"
+        _reasons[name] = reason
+    return _reasons[name]
+
+
+def available() -> list[str]:
+    """Backends usable on this machine, in order of preference."""
+    return [n for n in NAMES if unavailable_reason(n) is None]
+
+
+def get(name: str) -> ModuleType:
+    """The backend module `name`; ValueError if unknown or not usable here."""
+    reason = unavailable_reason(name)
+    if reason is not None:
+        raise ValueError(f"backend {name!r} is not available: {reason}")
+    return _modules[name]
+
+
+def set_backend(name: Optional[str]) -> None:
+    """Choose the backend for every later call (None: back to automatic choice)."""
+    global _global_choice
+    if name is not None:
+        get(name)
+    _global_choice = name
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """`with use_backend("numba"): ...` runs the block's ops on that backend."""
+    get(name)
+    token = _context_choice.set(name)
+    try:
+        yield
+    finally:
+        _context_choice.reset(token)
+
+
+def chosen(on_gpu: bool) -> str:
+    """The backend a call uses when it passes no backend= keyword.
+
+    Order: use_backend() block, set_backend(), $CONVFORGE_BACKEND, then automatic:
+    cuda for CuPy inputs, else cpu, else numba, else reference.
+    """
+    name = _context_choice.get() or _global_choice or os.environ.get("CONVFORGE_BACKEND") or None
+    if name:
+        return _check_name(name)
+    if on_gpu:
+        return "cuda"
+    for n in ("cpu", "numba"):
+        if unavailable_reason(n) is None:
+            return n
+    return "reference"

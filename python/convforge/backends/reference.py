@@ -1,0 +1,147 @@
+"""The oracle: plain float64 NumPy, written to be read rather than to be fast.
+
+Convolution is im2col + matrix product, exactly as taught: unfold every receptive field into a
+column, multiply by the filters laid out as rows. Backward is the same algebra transposed.
+Pooling loops over output positions. Results come back in the dtype of the input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def probe():
+    return None
+
+
+def _out_size(n, k, s, p0, p1, d):
+    return (n + p0 + p1 - d * (k - 1) - 1) // s + 1
+
+
+def _window(xp, i, j, stride, dilation, oh, ow):
+    """View of padded x at kernel tap (i, j) for every output position: (N, C, OH, OW)."""
+    (sh, sw), (dh, dw) = stride, dilation
+    return xp[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw]
+
+
+def im2col(x, kernel_size, stride, padding, dilation):
+    n, c, h, w = x.shape
+    (kh, kw), (pt, pb, pl, pr) = kernel_size, padding
+    oh = _out_size(h, kh, stride[0], pt, pb, dilation[0])
+    ow = _out_size(w, kw, stride[1], pl, pr, dilation[1])
+    xp = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    cols = np.empty((n, c, kh, kw, oh, ow))
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j] = _window(xp, i, j, stride, dilation, oh, ow)
+    return cols.reshape(n, c * kh * kw, oh * ow).astype(x.dtype, copy=False)
+
+
+def col2im(cols, input_shape, kernel_size, stride, padding, dilation):
+    n, c, h, w = input_shape
+    (kh, kw), (pt, pb, pl, pr) = kernel_size, padding
+    oh = _out_size(h, kh, stride[0], pt, pb, dilation[0])
+    ow = _out_size(w, kw, stride[1], pl, pr, dilation[1])
+    cols6 = np.asarray(cols, np.float64).reshape(n, c, kh, kw, oh, ow)
+    xp = np.zeros((n, c, h + pt + pb, w + pl + pr))
+    for i in range(kh):
+        for j in range(kw):
+            _window(xp, i, j, stride, dilation, oh, ow)[...] += cols6[:, :, i, j]
+    return xp[:, :, pt: pt + h, pl: pl + w].astype(cols.dtype)
+
+
+def conv2d(x, w, b, stride, padding, dilation, groups):
+    n = x.shape[0]
+    k, cg, kh, kw = w.shape
+    cols = im2col(np.asarray(x, np.float64), (kh, kw), stride, padding, dilation)
+    L = cols.shape[2]
+    cols = cols.reshape(n, groups, cg * kh * kw, L)                     # (N, G, Cg*KH*KW, L)
+    wm = np.asarray(w, np.float64).reshape(groups, k // groups, cg * kh * kw)  # (G, Kg, Cg*KH*KW)
+    y = np.einsum("gkr,ngrl->ngkl", wm, cols).reshape(n, k, L)
+    if b is not None:
+        y = y + np.asarray(b, np.float64)[None, :, None]
+    oh, ow = _out_size(x.shape[2], kh, stride[0], padding[0], padding[1], dilation[0]), \
+        _out_size(x.shape[3], kw, stride[1], padding[2], padding[3], dilation[1])
+    return y.reshape(n, k, oh, ow).astype(x.dtype)
+
+
+def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias):
+    n = x.shape[0]
+    k, cg, kh, kw = w.shape
+    L = dy.shape[2] * dy.shape[3]
+    cols = im2col(np.asarray(x, np.float64), (kh, kw), stride, padding, dilation)
+    cols = cols.reshape(n, groups, cg * kh * kw, L)                     # (N, G, R, L)
+    dym = np.asarray(dy, np.float64).reshape(n, groups, k // groups, L)  # (N, G, Kg, L)
+    wm = np.asarray(w, np.float64).reshape(groups, k // groups, cg * kh * kw)
+    dw = np.einsum("ngkl,ngrl->gkr", dym, cols).reshape(w.shape)
+    dcols = np.einsum("gkr,ngkl->ngrl", wm, dym).reshape(n, groups * cg * kh * kw, L)
+    dx = col2im(dcols, x.shape, (kh, kw), stride, padding, dilation)
+    db = np.asarray(dy, np.float64).sum(axis=(0, 2, 3)).astype(x.dtype) if bias else None
+    return dx.astype(x.dtype), dw.astype(x.dtype), db
+
+
+def _pool_windows(in_hw, kernel_size, stride, padding, out_size):
+    """Yields (i, j, h0, h1, w0, w1, area_with_padding) for every output position."""
+    (h, w), (kh, kw), (sh, sw), (ph, pw), (oh, ow) = in_hw, kernel_size, stride, padding, out_size
+    for i in range(oh):
+        hs = i * sh - ph
+        he = min(hs + kh, h + ph)
+        for j in range(ow):
+            ws = j * sw - pw
+            we = min(ws + kw, w + pw)
+            yield i, j, max(hs, 0), min(hs + kh, h), max(ws, 0), min(ws + kw, w), \
+                (he - hs) * (we - ws)
+
+
+def pool2d(x, mode, kernel_size, stride, padding, out_size, count_include_pad):
+    n, c, h, w = x.shape
+    x64 = np.asarray(x, np.float64)
+    y = np.empty((n, c) + tuple(out_size))
+    idx = None if mode == "avg" else np.empty((n, c) + tuple(out_size), np.int64)
+    for i, j, h0, h1, w0, w1, area in _pool_windows((h, w), kernel_size, stride, padding, out_size):
+        win = x64[:, :, h0:h1, w0:w1].reshape(n, c, -1)                 # (N, C, window)
+        if mode == "avg":
+            y[:, :, i, j] = win.sum(-1) / (area if count_include_pad else win.shape[-1])
+        else:
+            # argmax/argmin return the first occurrence, and the first NaN if there is one.
+            a = win.argmax(-1) if mode == "max" else win.argmin(-1)
+            y[:, :, i, j] = np.take_along_axis(win, a[..., None], -1)[..., 0]
+            idx[:, :, i, j] = (h0 + a // (w1 - w0)) * w + (w0 + a % (w1 - w0))
+    return y.astype(x.dtype), idx
+
+
+def pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding,
+                    count_include_pad):
+    n, c, h, w = input_shape
+    dy64 = np.asarray(dy, np.float64)
+    dx = np.zeros((n, c, h, w))
+    if mode == "avg":
+        for i, j, h0, h1, w0, w1, area in _pool_windows((h, w), kernel_size, stride, padding,
+                                                        dy.shape[2:]):
+            div = area if count_include_pad else (h1 - h0) * (w1 - w0)
+            dx[:, :, h0:h1, w0:w1] += dy64[:, :, i, j, None, None] / div
+    else:
+        flat = dx.reshape(n * c, h * w)
+        rows = np.arange(n * c)[:, None]
+        np.add.at(flat, (rows, indices.reshape(n * c, -1)), dy64.reshape(n * c, -1))
+    return dx.astype(dy.dtype)
+
+
+def global_pool2d(x, mode):
+    n, c = x.shape[:2]
+    flat = np.asarray(x, np.float64).reshape(n, c, -1)
+    if mode == "avg":
+        return flat.mean(-1).astype(x.dtype), None
+    idx = flat.argmax(-1)
+    return np.take_along_axis(flat, idx[..., None], -1)[..., 0].astype(x.dtype), idx
+
+
+def global_pool2d_backward(dy, indices, input_shape, mode):
+    n, c, h, w = input_shape
+    dy64 = np.asarray(dy, np.float64)
+    if mode == "avg":
+        dx = np.broadcast_to(dy64[:, :, None, None] / (h * w), (n, c, h, w))
+        return np.ascontiguousarray(dx, dtype=dy.dtype)
+    dx = np.zeros((n, c, h * w))
+    np.put_along_axis(dx, indices[..., None], dy64[..., None], -1)
+    return dx.reshape(n, c, h, w).astype(dy.dtype)

@@ -1,0 +1,313 @@
+"""Public ops: normalise arguments once, check shapes, pick a backend, call it.
+
+Arrays: NCHW activations, OIHW weights (K, C/groups, KH, KW), float32 or float64.
+NumPy in -> NumPy out (cpu, numba, reference backends); CuPy in -> CuPy out (cuda backend).
+Inputs are never modified. Non-contiguous, Fortran-order or read-only inputs are copied once,
+here, into C order (no dtype conversion ever happens silently: mixed dtypes raise).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import backends as _backends
+from ._shapes import conv_output_size, conv_padding, pair, pool_output_size, pool_padding
+
+IntPair = Union[int, Sequence[int]]
+Padding = Union[int, str, Sequence[int]]
+
+__all__ = [
+    "conv2d", "conv2d_backward", "im2col", "col2im",
+    "max_pool2d", "max_pool2d_backward", "min_pool2d", "min_pool2d_backward",
+    "avg_pool2d", "avg_pool2d_backward",
+    "global_avg_pool2d", "global_avg_pool2d_backward",
+    "global_max_pool2d", "global_max_pool2d_backward",
+    "conv_output_size", "pool_output_size",
+]
+
+
+# --------------------------------------------------------------------------- array checks
+
+def _is_cupy(a) -> bool:
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def _array(a, name: str, ndim: int, layout: str):
+    """Checks type, dtype and rank; returns a C-contiguous array (one copy only if needed)."""
+    if isinstance(a, np.ndarray):
+        xp = np
+    elif _is_cupy(a):
+        import cupy as xp
+    else:
+        raise TypeError(f"{name} must be a numpy.ndarray or cupy.ndarray, got {type(a).__name__}")
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(
+            f"{name} must have dtype float32 or float64, got {a.dtype} with shape {tuple(a.shape)}"
+        )
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {tuple(a.shape)}")
+    if a.size == 0:
+        raise ValueError(f"{name} has a zero-size dimension: shape {tuple(a.shape)}")
+    return a if a.flags.c_contiguous else xp.ascontiguousarray(a)
+
+
+def _same_dtype(named: dict):
+    """All given arrays share one dtype and one device kind; returns whether they are CuPy."""
+    items = [(k, v) for k, v in named.items() if v is not None]
+    k0, v0 = items[0]
+    for k, v in items[1:]:
+        if v.dtype != v0.dtype:
+            raise TypeError(f"{k} has dtype {v.dtype} but {k0} has dtype {v0.dtype}; "
+                            "cast one of them explicitly")
+        if _is_cupy(v) != _is_cupy(v0):
+            raise TypeError(f"{k} and {k0} must both be NumPy or both be CuPy arrays")
+    return _is_cupy(v0)
+
+
+def _backend(name: Optional[str], on_gpu: bool):
+    """The backend module for this call; checks it takes this kind of array."""
+    chosen = _backends.chosen(on_gpu) if name is None else name
+    mod = _backends.get(chosen)
+    if (chosen == "cuda") != on_gpu:
+        kind = "CuPy" if on_gpu else "NumPy"
+        raise TypeError(
+            f"backend {chosen!r} cannot take {kind} arrays: the cuda backend takes CuPy arrays, "
+            "the others NumPy arrays"
+        )
+    return mod
+
+
+def _shape4(x, name: str) -> Tuple[int, int, int, int]:
+    """A forward input given as an array or as its shape (for backward ops)."""
+    shape = tuple(int(s) for s in (x.shape if hasattr(x, "shape") else x))
+    if len(shape) != 4 or min(shape) < 1:
+        raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {shape}")
+    return shape  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- convolution
+
+def _conv_args(x_shape, w_shape, stride, padding, dilation, groups):
+    """Normalised (stride, padding4, dilation, groups, out_hw) for a conv of these shapes."""
+    n, c, h, w_ = x_shape
+    k, cg, kh, kw = w_shape
+    stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    groups = int(groups)
+    if c % groups or k % groups:
+        raise ValueError(f"groups={groups} must divide in_channels={c} and out_channels={k} "
+                         f"(x {tuple(x_shape)}, w {tuple(w_shape)})")
+    if cg * groups != c:
+        raise ValueError(
+            f"w expects {cg} input channels per group (groups={groups}) but x has {c} channels: "
+            f"x {tuple(x_shape)}, w {tuple(w_shape)}"
+        )
+    pad4 = conv_padding(padding, (h, w_), (kh, kw), stride, dilation)
+    out_hw = conv_output_size((h, w_), (kh, kw), stride, pad4, dilation)
+    return stride, pad4, dilation, groups, out_hw
+
+
+def conv2d(x, w, b=None, stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
+           groups: int = 1, *, backend: Optional[str] = None):
+    """2-D cross-correlation: y[n,k] = b[k] + sum_c,i,j x[n,c,oh*s+i*d-p, ow*s+j*d-p] w[k,c,i,j].
+
+    x (N, C, H, W), w (K, C/groups, KH, KW), b (K,) or None -> y (N, K, OH, OW).
+    padding: int, (h, w), (top, bottom, left, right), 'valid' or 'same'.
+    """
+    x = _array(x, "x", 4, "(N, C, H, W)")
+    w = _array(w, "w", 4, "(K, C/groups, KH, KW)")
+    if b is not None:
+        b = _array(b, "b", 1, "(K,)")
+        if b.shape[0] != w.shape[0]:
+            raise ValueError(f"b must have shape ({w.shape[0]},) to match w {tuple(w.shape)}, "
+                             f"got {tuple(b.shape)}")
+    on_gpu = _same_dtype({"x": x, "w": w, "b": b})
+    stride, pad4, dilation, groups, _ = _conv_args(x.shape, w.shape, stride, padding, dilation,
+                                                   groups)
+    return _backend(backend, on_gpu).conv2d(x, w, b, stride, pad4, dilation, groups)
+
+
+def conv2d_backward(dy, x, w, stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
+                    groups: int = 1, bias: bool = True, *, backend: Optional[str] = None):
+    """Gradients of conv2d: returns (dx, dw, db); db is None when bias=False."""
+    dy = _array(dy, "dy", 4, "(N, K, OH, OW)")
+    x = _array(x, "x", 4, "(N, C, H, W)")
+    w = _array(w, "w", 4, "(K, C/groups, KH, KW)")
+    on_gpu = _same_dtype({"dy": dy, "x": x, "w": w})
+    stride, pad4, dilation, groups, (oh, ow) = _conv_args(x.shape, w.shape, stride, padding,
+                                                          dilation, groups)
+    want = (x.shape[0], w.shape[0], oh, ow)
+    if tuple(dy.shape) != want:
+        raise ValueError(f"dy must have shape {want} for x {tuple(x.shape)} and w "
+                         f"{tuple(w.shape)}, got {tuple(dy.shape)}")
+    return _backend(backend, on_gpu).conv2d_backward(dy, x, w, stride, pad4, dilation, groups,
+                                                     bool(bias))
+
+
+def im2col(x, kernel_size: IntPair, stride: IntPair = 1, padding: Padding = 0,
+           dilation: IntPair = 1, *, backend: Optional[str] = None):
+    """Unfold receptive fields: x (N, C, H, W) -> cols (N, C*KH*KW, OH*OW)."""
+    x = _array(x, "x", 4, "(N, C, H, W)")
+    on_gpu = _same_dtype({"x": x})
+    ks = pair(kernel_size, "kernel_size")
+    stride, pad4, dilation, _, _ = _conv_args(x.shape, (1, x.shape[1]) + ks, stride, padding,
+                                              dilation, 1)
+    return _backend(backend, on_gpu).im2col(x, ks, stride, pad4, dilation)
+
+
+def col2im(cols, input_shape: Sequence[int], kernel_size: IntPair, stride: IntPair = 1,
+           padding: Padding = 0, dilation: IntPair = 1, *, backend: Optional[str] = None):
+    """Adjoint of im2col: folds cols (N, C*KH*KW, OH*OW) back to input_shape, summing overlaps."""
+    cols = _array(cols, "cols", 3, "(N, C*KH*KW, OH*OW)")
+    on_gpu = _same_dtype({"cols": cols})
+    shape = _shape4(input_shape, "input_shape")
+    ks = pair(kernel_size, "kernel_size")
+    stride, pad4, dilation, _, (oh, ow) = _conv_args(shape, (1, shape[1]) + ks, stride, padding,
+                                                     dilation, 1)
+    want = (shape[0], shape[1] * ks[0] * ks[1], oh * ow)
+    if tuple(cols.shape) != want:
+        raise ValueError(f"cols must have shape {want} for input_shape {shape} and kernel_size "
+                         f"{ks}, got {tuple(cols.shape)}")
+    return _backend(backend, on_gpu).col2im(cols, shape, ks, stride, pad4, dilation)
+
+
+# --------------------------------------------------------------------------- pooling
+
+def _pool_args(x_shape, kernel_size, stride, padding, ceil_mode):
+    ks = pair(kernel_size, "kernel_size")
+    st = ks if stride is None else pair(stride, "stride")
+    pad = pool_padding(padding, ks)
+    out = pool_output_size(tuple(x_shape[2:]), ks, st, pad, bool(ceil_mode))
+    return ks, st, pad, out
+
+
+def _pool(x, mode, kernel_size, stride, padding, ceil_mode, count_include_pad, backend):
+    x = _array(x, "x", 4, "(N, C, H, W)")
+    on_gpu = _same_dtype({"x": x})
+    ks, st, pad, out = _pool_args(x.shape, kernel_size, stride, padding, ceil_mode)
+    return _backend(backend, on_gpu).pool2d(x, mode, ks, st, pad, out, bool(count_include_pad))
+
+
+def _pool_backward(dy, x, mode, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                   indices, backend):
+    dy = _array(dy, "dy", 4, "(N, C, OH, OW)")
+    on_gpu = _same_dtype({"dy": dy})
+    shape = _shape4(x, "x")
+    ks, st, pad, out = _pool_args(shape, kernel_size, stride, padding, ceil_mode)
+    want = shape[:2] + out
+    if tuple(dy.shape) != want:
+        raise ValueError(f"dy must have shape {want} for x of shape {shape}, got "
+                         f"{tuple(dy.shape)}")
+    be = _backend(backend, on_gpu)
+    if mode != "avg":
+        if indices is None:
+            if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+                raise ValueError(f"{mode}_pool2d_backward needs indices= or the input array x")
+            _, indices = be.pool2d(_array(x, "x", 4, "(N, C, H, W)"), mode, ks, st, pad, out,
+                                   False)
+        indices = _indices(indices, want, dy, shape[2] * shape[3])
+    return be.pool2d_backward(dy, indices, shape, mode, ks, st, pad, bool(count_include_pad))
+
+
+def _indices(indices, want, like, plane: int):
+    """Checks user-supplied pooling indices: int64, right shape, each in [0, H*W)."""
+    if type(indices) is not type(like) or indices.dtype != np.int64:
+        raise TypeError(f"indices must be an int64 array of the same kind as dy, got "
+                        f"{type(indices).__name__} {getattr(indices, 'dtype', '')}")
+    if tuple(indices.shape) != tuple(want):
+        raise ValueError(f"indices must have shape {tuple(want)}, got {tuple(indices.shape)}")
+    lo, hi = int(indices.min()), int(indices.max())
+    if lo < 0 or hi >= plane:
+        raise ValueError(f"indices must lie in [0, H*W) = [0, {plane}), got values in "
+                         f"[{lo}, {hi}]")
+    return indices if indices.flags.c_contiguous else indices.copy()
+
+
+def max_pool2d(x, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0,
+               ceil_mode: bool = False, return_indices: bool = False, *,
+               backend: Optional[str] = None):
+    """Max over each window; NaN propagates. With return_indices, also the flat index
+    ih*W + iw of each maximum (first occurrence), as int64 (N, C, OH, OW)."""
+    y, idx = _pool(x, "max", kernel_size, stride, padding, ceil_mode, False, backend)
+    return (y, idx) if return_indices else y
+
+
+def max_pool2d_backward(dy, x, kernel_size: IntPair, stride: Optional[IntPair] = None,
+                        padding: IntPair = 0, ceil_mode: bool = False, indices=None, *,
+                        backend: Optional[str] = None):
+    """dx of max_pool2d: dy goes to each window's maximum. x: the forward input or its shape
+    (then indices= is required)."""
+    return _pool_backward(dy, x, "max", kernel_size, stride, padding, ceil_mode, False, indices,
+                          backend)
+
+
+def min_pool2d(x, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0,
+               ceil_mode: bool = False, return_indices: bool = False, *,
+               backend: Optional[str] = None):
+    """Min over each window (same arguments and index convention as max_pool2d)."""
+    y, idx = _pool(x, "min", kernel_size, stride, padding, ceil_mode, False, backend)
+    return (y, idx) if return_indices else y
+
+
+def min_pool2d_backward(dy, x, kernel_size: IntPair, stride: Optional[IntPair] = None,
+                        padding: IntPair = 0, ceil_mode: bool = False, indices=None, *,
+                        backend: Optional[str] = None):
+    return _pool_backward(dy, x, "min", kernel_size, stride, padding, ceil_mode, False, indices,
+                          backend)
+
+
+def avg_pool2d(x, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True, *,
+               backend: Optional[str] = None):
+    """Mean over each window; count_include_pad decides whether padded zeros count."""
+    y, _ = _pool(x, "avg", kernel_size, stride, padding, ceil_mode, count_include_pad, backend)
+    return y
+
+
+def avg_pool2d_backward(dy, x, kernel_size: IntPair, stride: Optional[IntPair] = None,
+                        padding: IntPair = 0, ceil_mode: bool = False,
+                        count_include_pad: bool = True, *, backend: Optional[str] = None):
+    return _pool_backward(dy, x, "avg", kernel_size, stride, padding, ceil_mode,
+                          count_include_pad, None, backend)
+
+
+def global_avg_pool2d(x, *, backend: Optional[str] = None):
+    """Mean over H and W: (N, C, H, W) -> (N, C)."""
+    x = _array(x, "x", 4, "(N, C, H, W)")
+    return _backend(backend, _same_dtype({"x": x})).global_pool2d(x, "avg")[0]
+
+
+def global_max_pool2d(x, return_indices: bool = False, *, backend: Optional[str] = None):
+    """Max over H and W: (N, C, H, W) -> (N, C) (and flat indices h*W + w)."""
+    x = _array(x, "x", 4, "(N, C, H, W)")
+    y, idx = _backend(backend, _same_dtype({"x": x})).global_pool2d(x, "max")
+    return (y, idx) if return_indices else y
+
+
+def _global_backward(dy, x, mode, indices, backend):
+    dy = _array(dy, "dy", 2, "(N, C)")
+    shape = _shape4(x, "x")
+    if tuple(dy.shape) != shape[:2]:
+        raise ValueError(f"dy must have shape {shape[:2]} for x of shape {shape}, got "
+                         f"{tuple(dy.shape)}")
+    be = _backend(backend, _same_dtype({"dy": dy}))
+    if mode == "max":
+        if indices is None:
+            if not hasattr(x, "dtype"):
+                raise ValueError("global_max_pool2d_backward needs indices= or the input array x")
+            indices = be.global_pool2d(_array(x, "x", 4, "(N, C, H, W)"), "max")[1]
+        indices = _indices(indices, shape[:2], dy, shape[2] * shape[3])
+    return be.global_pool2d_backward(dy, indices, shape, mode)
+
+
+def global_avg_pool2d_backward(dy, x, *, backend: Optional[str] = None):
+    """dx of global_avg_pool2d: dy / (H*W) everywhere. x: the forward input or its shape."""
+    return _global_backward(dy, x, "avg", None, backend)
+
+
+def global_max_pool2d_backward(dy, x, indices=None, *, backend: Optional[str] = None):
+    """dx of global_max_pool2d: dy at each plane's maximum."""
+    return _global_backward(dy, x, "max", indices, backend)

@@ -1,0 +1,474 @@
+// 2-D pooling family: max, min and average pooling over windows, global average / max pooling,
+// forward and backward together.
+//
+// Layouts: x, dx (N, C, H, W); y, dy, ind (N, C, OH, OW); global y, dy, ind (N, C). All
+// C-contiguous, one plane = one (n, c) pair. Indices are 64-bit; ind holds ih*W + iw.
+//
+// Window of output (oh, ow): rows [hs, hs + KH) with hs = oh*SH - PH, clipped to [0, H); columns
+// [ws, ws + KW) with ws = ow*SW - PW, clipped to [0, W). The caller guarantees each clipped
+// window is non-empty.
+//   max/min: y = best element of the window in row-major window order; ties keep the first
+//            occurrence; a NaN wins and the first NaN is kept. ind = its ih*W + iw.
+//   avg:     y = (sum of the clipped window) / divisor, the sum taken in row-major window order
+//            in T, divisor = count_include_pad ? (min(hs+KH, H+PH) - hs) * (min(ws+KW, W+PW) - ws)
+//                                              : clipped row count * clipped column count.
+//   backward max/min: dx = 0, then dx[ind] += dy (overlapping windows sum).
+//   backward avg:     dx[i] = sum over the windows holding i, in (oh, ow) order, of dy / divisor.
+//   global avg: y = (sum of the plane, in double) / (H*W); global max as max over one window.
+//
+// Parallel axes (OpenMP, static schedule): forward over output rows (N*C*OH), avg backward over
+// input rows (N*C*H, each row gathers from the output rows that cover it), max/min backward over
+// planes (N*C; indices may point anywhere in their plane), global forward over input rows for the
+// row partials then over planes for the fixed-order combination. No atomics; every element is
+// computed by one thread in one fixed order, so results are bit-identical for any thread count.
+//
+// Fast paths: for output columns whose window lies inside [0, W) ("interior" columns) the loops
+// run taps outer, output columns inner, so the inner loop is a plain strided (often contiguous)
+// sweep the compiler vectorises; border columns use the naive per-window code. The per-element
+// order of operations is the naive one, so fast and naive kernels agree bit for bit.
+//
+// Every kernel overwrites its outputs.
+#include "convforge/pool2d.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <vector>
+
+#ifdef CONVFORGE_OPENMP
+#define CF_OMP(directive) _Pragma(#directive)
+#else
+#define CF_OMP(directive)
+#endif
+
+namespace convforge {
+namespace {
+
+inline int64_t floor_div(int64_t a, int64_t b) {  // b > 0
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
+
+// One axis of the window of output o: clipped [lo, hi) and the extent counted with padding.
+struct Range {
+  int64_t lo, hi, padded;
+};
+inline Range window_range(int64_t o, int64_t K, int64_t S, int64_t P, int64_t n) {
+  const int64_t s = o * S - P;  // unclipped start
+  return {std::max<int64_t>(s, 0), std::min(s + K, n), std::min(s + K, n + P) - s};
+}
+
+inline int64_t divisor(const Range& rh, const Range& rw, bool count_include_pad) {
+  return count_include_pad ? rh.padded * rw.padded : (rh.hi - rh.lo) * (rw.hi - rw.lo);
+}
+
+// Output columns [lo, hi) whose window lies inside [0, W): ws >= 0 and ws + KW <= W. Columns in
+// [0, lo) and [hi, OW) are border columns; lo <= hi always.
+struct Span {
+  int64_t lo, hi;
+};
+inline Span interior_cols(const PoolDims& d) {
+  const int64_t last_start = d.W - d.KW + d.PW;  // largest ow*SW with ws + KW <= W
+  const int64_t lo = std::min(ceil_div(d.PW, d.SW), d.OW);
+  const int64_t hi = last_start >= 0 ? std::min(floor_div(last_start, d.SW) + 1, d.OW) : 0;
+  return {lo, std::max(hi, lo)};
+}
+
+// Does v replace best? Strictly better, or v is a NaN and best is not (the first NaN is kept).
+// Bitwise operators (no branches) let the compiler vectorise the sweeps below.
+template <bool IsMax, typename T>
+inline bool better(T v, T best) {
+  return (IsMax ? v > best : v < best) | ((v != v) & (best == best));
+}
+
+// ---- naive per-window pieces (the fallback, the border columns, the second reference) -----
+
+// xp: x[n, c] (H, W); window rows [h0, h1), columns [w0, w1).
+template <bool IsMax, typename T>
+inline void window_best(T* yo, int64_t* io, const T* xp, int64_t W, int64_t h0, int64_t h1,
+                        int64_t w0, int64_t w1) {
+  T best = xp[h0 * W + w0];
+  int64_t bi = h0 * W + w0;
+  for (int64_t ih = h0; ih < h1; ++ih) {      // window rows
+    for (int64_t iw = w0; iw < w1; ++iw) {    // window columns
+      const T v = xp[ih * W + iw];
+      if (better<IsMax>(v, best)) {
+        best = v;
+        bi = ih * W + iw;
+      }
+    }
+  }
+  *yo = best;
+  *io = bi;
+}
+
+template <typename T>
+inline T window_sum(const T* xp, int64_t W, int64_t h0, int64_t h1, int64_t w0, int64_t w1) {
+  T s = 0;
+  for (int64_t ih = h0; ih < h1; ++ih)
+    for (int64_t iw = w0; iw < w1; ++iw) s += xp[ih * W + iw];
+  return s;
+}
+
+// ---- fast inner sweeps over interior output columns j in [0, n) ------------------------------
+// S is the column stride as a compile-time constant (0: use the run-time sw).
+
+// yc: y of the interior columns (n,); tc: number of the best tap so far, (ih - h0)*KW + kw, per
+// column (n,); xr: x at tap t for column 0, read every sw. The tap number is int32 rather than
+// the int64 index because a float/int64 select does not vectorise on baseline x86-64.
+template <bool IsMax, int64_t S, typename T>
+inline void best_tap(T* __restrict yc, int32_t* __restrict tc, const T* __restrict xr, int32_t t,
+                     int64_t n, int64_t sw) {
+  const int64_t s = S ? S : sw;
+  for (int64_t j = 0; j < n; ++j) {
+    const T v = xr[j * s];
+    const bool take = better<IsMax>(v, yc[j]);
+    yc[j] = take ? v : yc[j];
+    tc[j] = take ? t : tc[j];
+  }
+}
+
+template <int64_t S, typename T>
+inline void sum_tap(T* __restrict yc, const T* __restrict xr, int64_t n, int64_t sw) {
+  const int64_t s = S ? S : sw;
+  for (int64_t j = 0; j < n; ++j) yc[j] += xr[j * s];
+}
+
+// dc: dx row at this tap for column 0, written every sw; dyc: dy of the interior columns (n,).
+template <int64_t S, typename T>
+inline void scatter_tap(T* __restrict dc, const T* __restrict dyc, T div, int64_t n,
+                        int64_t sw) {
+  const int64_t s = S ? S : sw;
+  for (int64_t j = 0; j < n; ++j) dc[j * s] += dyc[j] / div;
+}
+
+// ---- one output row of the forward -----------------------------------------------------------
+
+// yr, ir: y[n, c, oh] and ind[n, c, oh] (OW,); xp: x[n, c] (H, W); tap: scratch (OW,).
+template <bool IsMax, typename T>
+void best_row(T* yr, int64_t* ir, int32_t* tap, const T* xp, const PoolDims& d, int64_t oh,
+              Span cols) {
+  const int64_t W = d.W;
+  const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
+  auto border = [&](int64_t ow) {
+    const Range rw = window_range(ow, d.KW, d.SW, d.PW, W);
+    window_best<IsMax>(yr + ow, ir + ow, xp, W, rh.lo, rh.hi, rw.lo, rw.hi);
+  };
+  for (int64_t ow = 0; ow < cols.lo; ++ow) border(ow);
+  for (int64_t ow = cols.hi; ow < d.OW; ++ow) border(ow);
+  const int64_t n = cols.hi - cols.lo;
+  if (n == 0) return;
+  T* yc = yr + cols.lo;
+  const int64_t ws0 = cols.lo * d.SW - d.PW;  // window start of the first interior column
+  for (int64_t j = 0; j < n; ++j) {            // tap 0 = (rh.lo, 0) starts every window
+    yc[j] = xp[rh.lo * W + ws0 + j * d.SW];
+    tap[j] = 0;
+  }
+  for (int64_t ih = rh.lo; ih < rh.hi; ++ih) {           // window rows
+    for (int64_t kw = 0; kw < d.KW; ++kw) {              // window columns: taps in window order
+      const int32_t t = static_cast<int32_t>((ih - rh.lo) * d.KW + kw);
+      if (t == 0) continue;
+      const T* xr = xp + ih * W + ws0 + kw;
+      if (d.SW == 1) best_tap<IsMax, 1>(yc, tap, xr, t, n, 1);
+      else if (d.SW == 2) best_tap<IsMax, 2>(yc, tap, xr, t, n, 2);
+      else best_tap<IsMax, 0>(yc, tap, xr, t, n, d.SW);
+    }
+  }
+  int64_t* ic = ir + cols.lo;
+  for (int64_t j = 0; j < n; ++j)  // tap number -> ih*W + iw
+    ic[j] = (rh.lo + tap[j] / d.KW) * W + ws0 + j * d.SW + tap[j] % d.KW;
+}
+
+// yr: y[n, c, oh] (OW,); xp: x[n, c] (H, W).
+template <typename T>
+void avg_row(T* yr, const T* xp, const PoolDims& d, int64_t oh, Span cols, bool cip) {
+  const int64_t W = d.W;
+  const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
+  auto border = [&](int64_t ow) {
+    const Range rw = window_range(ow, d.KW, d.SW, d.PW, W);
+    yr[ow] = window_sum(xp, W, rh.lo, rh.hi, rw.lo, rw.hi) / static_cast<T>(divisor(rh, rw, cip));
+  };
+  for (int64_t ow = 0; ow < cols.lo; ++ow) border(ow);
+  for (int64_t ow = cols.hi; ow < d.OW; ++ow) border(ow);
+  const int64_t n = cols.hi - cols.lo;
+  if (n == 0) return;
+  T* yc = yr + cols.lo;
+  const int64_t ws0 = cols.lo * d.SW - d.PW;
+  for (int64_t j = 0; j < n; ++j) yc[j] = 0;
+  for (int64_t ih = rh.lo; ih < rh.hi; ++ih) {           // window rows
+    for (int64_t kw = 0; kw < d.KW; ++kw) {              // window columns
+      const T* xr = xp + ih * W + ws0 + kw;
+      if (d.SW == 1) sum_tap<1>(yc, xr, n, 1);
+      else if (d.SW == 2) sum_tap<2>(yc, xr, n, 2);
+      else sum_tap<0>(yc, xr, n, d.SW);
+    }
+  }
+  // Interior columns: the clipped and the padded column count are both KW.
+  const T div = static_cast<T>((cip ? rh.padded : rh.hi - rh.lo) * d.KW);
+  for (int64_t j = 0; j < n; ++j) yc[j] /= div;
+}
+
+template <bool IsMax, typename T>
+void best_forward_naive(T* y, int64_t* ind, const T* x, const PoolDims& d);
+
+template <bool IsMax, typename T>
+void best_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
+  if (d.KH * d.KW > INT32_MAX) {  // tap numbers would not fit in int32
+    best_forward_naive<IsMax>(y, ind, x, d);
+    return;
+  }
+  const int64_t rows = d.N * d.C * d.OH;
+  const Span cols = interior_cols(d);
+  CF_OMP(omp parallel)
+  {
+    std::vector<int32_t> tap(static_cast<size_t>(d.OW));  // per-thread scratch (OW,)
+    CF_OMP(omp for schedule(static))
+    for (int64_t r = 0; r < rows; ++r) {  // r: output row (n, c, oh)
+      const int64_t p = r / d.OH, oh = r % d.OH;
+      best_row<IsMax>(y + r * d.OW, ind + r * d.OW, tap.data(), x + p * d.H * d.W, d, oh, cols);
+    }
+  }
+}
+
+template <bool IsMax, typename T>
+void best_forward_naive(T* y, int64_t* ind, const T* x, const PoolDims& d) {
+  const int64_t planes = d.N * d.C;
+  CF_OMP(omp parallel for schedule(static))
+  for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
+    const T* xp = x + p * d.H * d.W;              // x[n, c] (H, W)
+    for (int64_t oh = 0; oh < d.OH; ++oh) {       // output rows
+      const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
+      for (int64_t ow = 0; ow < d.OW; ++ow) {     // output columns
+        const Range rw = window_range(ow, d.KW, d.SW, d.PW, d.W);
+        const int64_t o = (p * d.OH + oh) * d.OW + ow;
+        window_best<IsMax>(y + o, ind + o, xp, d.W, rh.lo, rh.hi, rw.lo, rw.hi);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+// ---- windowed forward ------------------------------------------------------------------------
+
+template <typename T>
+void pool2d_max_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
+  best_forward<true>(y, ind, x, d);
+}
+
+template <typename T>
+void pool2d_min_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
+  best_forward<false>(y, ind, x, d);
+}
+
+template <typename T>
+void pool2d_avg_forward(T* y, const T* x, bool count_include_pad, const PoolDims& d) {
+  const int64_t rows = d.N * d.C * d.OH;
+  const Span cols = interior_cols(d);
+  CF_OMP(omp parallel for schedule(static))
+  for (int64_t r = 0; r < rows; ++r) {  // r: output row (n, c, oh)
+    const int64_t p = r / d.OH, oh = r % d.OH;
+    avg_row(y + r * d.OW, x + p * d.H * d.W, d, oh, cols, count_include_pad);
+  }
+}
+
+template <typename T>
+void pool2d_max_forward_naive(T* y, int64_t* ind, const T* x, const PoolDims& d) {
+  best_forward_naive<true>(y, ind, x, d);
+}
+
+template <typename T>
+void pool2d_min_forward_naive(T* y, int64_t* ind, const T* x, const PoolDims& d) {
+  best_forward_naive<false>(y, ind, x, d);
+}
+
+template <typename T>
+void pool2d_avg_forward_naive(T* y, const T* x, bool count_include_pad, const PoolDims& d) {
+  const int64_t planes = d.N * d.C;
+  CF_OMP(omp parallel for schedule(static))
+  for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
+    const T* xp = x + p * d.H * d.W;              // x[n, c] (H, W)
+    for (int64_t oh = 0; oh < d.OH; ++oh) {       // output rows
+      const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
+      for (int64_t ow = 0; ow < d.OW; ++ow) {     // output columns
+        const Range rw = window_range(ow, d.KW, d.SW, d.PW, d.W);
+        y[(p * d.OH + oh) * d.OW + ow] = window_sum(xp, d.W, rh.lo, rh.hi, rw.lo, rw.hi) /
+                                         static_cast<T>(divisor(rh, rw, count_include_pad));
+      }
+    }
+  }
+}
+
+// ---- windowed backward -----------------------------------------------------------------------
+
+template <typename T>
+void pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDims& d) {
+  const int64_t planes = d.N * d.C, HW = d.H * d.W, OHW = d.OH * d.OW;
+  CF_OMP(omp parallel for schedule(static))
+  for (int64_t p = 0; p < planes; ++p) {  // p: plane (n, c)
+    T* dxp = dx + p * HW;                 // dx[n, c] (H*W,)
+    const T* dyp = dy + p * OHW;          // dy[n, c] (OH*OW,)
+    const int64_t* ip = ind + p * OHW;    // ind[n, c] (OH*OW,)
+    std::fill(dxp, dxp + HW, T(0));
+    for (int64_t o = 0; o < OHW; ++o) dxp[ip[o]] += dyp[o];
+  }
+}
+
+template <typename T>
+void pool2d_avg_backward(T* dx, const T* dy, bool count_include_pad, const PoolDims& d) {
+  const int64_t rows = d.N * d.C * d.H, W = d.W;
+  const Span cols = interior_cols(d);
+  const int64_t n = cols.hi - cols.lo;
+  const int64_t ws0 = cols.lo * d.SW - d.PW;  // window start of the first interior column
+  CF_OMP(omp parallel for schedule(static))
+  for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, ih)
+    const int64_t p = r / d.H, ih = r % d.H;
+    T* dxr = dx + r * W;                // dx[n, c, ih] (W,)
+    std::fill(dxr, dxr + W, T(0));
+    // Output rows whose window holds ih: oh*SH - PH <= ih < oh*SH - PH + KH.
+    const int64_t oh_lo = std::max<int64_t>(0, ceil_div(ih + d.PH - d.KH + 1, d.SH));
+    const int64_t oh_hi = std::min(d.OH, floor_div(ih + d.PH, d.SH) + 1);
+    for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {         // covering output rows, in order
+      const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
+      const T* dyr = dy + (p * d.OH + oh) * d.OW;        // dy[n, c, oh] (OW,)
+      auto border = [&](int64_t ow) {
+        const Range rw = window_range(ow, d.KW, d.SW, d.PW, W);
+        const T g = dyr[ow] / static_cast<T>(divisor(rh, rw, count_include_pad));
+        for (int64_t iw = rw.lo; iw < rw.hi; ++iw) dxr[iw] += g;
+      };
+      for (int64_t ow = 0; ow < cols.lo; ++ow) border(ow);
+      if (n > 0) {
+        // Taps from the last column to the first: each dx element then receives the interior
+        // columns in ascending ow order, as in the naive kernel.
+        const T div = static_cast<T>((count_include_pad ? rh.padded : rh.hi - rh.lo) * d.KW);
+        for (int64_t kw = d.KW - 1; kw >= 0; --kw) {     // window columns, last first
+          T* dc = dxr + ws0 + kw;
+          if (d.SW == 1) scatter_tap<1>(dc, dyr + cols.lo, div, n, 1);
+          else if (d.SW == 2) scatter_tap<2>(dc, dyr + cols.lo, div, n, 2);
+          else scatter_tap<0>(dc, dyr + cols.lo, div, n, d.SW);
+        }
+      }
+      for (int64_t ow = cols.hi; ow < d.OW; ++ow) border(ow);
+    }
+  }
+}
+
+template <typename T>
+void pool2d_avg_backward_naive(T* dx, const T* dy, bool count_include_pad, const PoolDims& d) {
+  const int64_t planes = d.N * d.C, HW = d.H * d.W;
+  CF_OMP(omp parallel for schedule(static))
+  for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
+    T* dxp = dx + p * HW;                         // dx[n, c] (H, W)
+    std::fill(dxp, dxp + HW, T(0));
+    for (int64_t oh = 0; oh < d.OH; ++oh) {       // output rows
+      const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
+      for (int64_t ow = 0; ow < d.OW; ++ow) {     // output columns
+        const Range rw = window_range(ow, d.KW, d.SW, d.PW, d.W);
+        const T g = dy[(p * d.OH + oh) * d.OW + ow] /
+                    static_cast<T>(divisor(rh, rw, count_include_pad));
+        for (int64_t ih = rh.lo; ih < rh.hi; ++ih)     // window rows
+          for (int64_t iw = rw.lo; iw < rw.hi; ++iw)   // window columns
+            dxp[ih * d.W + iw] += g;
+      }
+    }
+  }
+}
+
+int64_t pool2d_first_bad_index(const int64_t* ind, int64_t count, int64_t limit) {
+  int64_t first = count;
+  CF_OMP(omp parallel for schedule(static) reduction(min : first))
+  for (int64_t i = 0; i < count; ++i)  // ind (count,)
+    if (ind[i] < 0 || ind[i] >= limit) first = std::min(first, i);
+  return first == count ? -1 : first;
+}
+
+// ---- global pooling --------------------------------------------------------------------------
+
+template <typename T>
+void global_pool2d_avg_forward(T* y, const T* x, const PoolDims& d) {
+  const int64_t planes = d.N * d.C, rows = planes * d.H, W = d.W;
+  std::vector<double> row_sum(static_cast<size_t>(rows));  // (N*C*H,)
+  CF_OMP(omp parallel for schedule(static))
+  for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, h)
+    const T* xr = x + r * W;            // x[n, c, h] (W,)
+    // Four fixed partial sums (lanes w mod 4), combined in a fixed order.
+    double s[4] = {0, 0, 0, 0};
+    int64_t w = 0;
+    for (; w + 4 <= W; w += 4)
+      for (int k = 0; k < 4; ++k) s[k] += static_cast<double>(xr[w + k]);
+    for (; w < W; ++w) s[w % 4] += static_cast<double>(xr[w]);
+    row_sum[r] = (s[0] + s[1]) + (s[2] + s[3]);
+  }
+  const double count = static_cast<double>(d.H * W);
+  CF_OMP(omp parallel for schedule(static))
+  for (int64_t p = 0; p < planes; ++p) {  // p: plane (n, c)
+    double s = 0;
+    for (int64_t h = 0; h < d.H; ++h) s += row_sum[p * d.H + h];
+    y[p] = static_cast<T>(s / count);
+  }
+}
+
+template <typename T>
+void global_pool2d_max_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
+  const int64_t planes = d.N * d.C, rows = planes * d.H, W = d.W;
+  std::vector<T> row_best(static_cast<size_t>(rows));        // (N*C*H,)
+  std::vector<int64_t> row_ind(static_cast<size_t>(rows));   // (N*C*H,) h*W + w
+  CF_OMP(omp parallel for schedule(static))
+  for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, h)
+    const T* xr = x + r * W;            // x[n, c, h] (W,)
+    T best = xr[0];
+    int64_t bw = 0;
+    for (int64_t w = 1; w < W; ++w)
+      if (better<true>(xr[w], best)) {
+        best = xr[w];
+        bw = w;
+      }
+    row_best[r] = best;
+    row_ind[r] = (r % d.H) * W + bw;
+  }
+  CF_OMP(omp parallel for schedule(static))
+  for (int64_t p = 0; p < planes; ++p) {  // p: plane (n, c); rows in order keep the first winner
+    T best = row_best[p * d.H];
+    int64_t bi = row_ind[p * d.H];
+    for (int64_t h = 1; h < d.H; ++h)
+      if (better<true>(row_best[p * d.H + h], best)) {
+        best = row_best[p * d.H + h];
+        bi = row_ind[p * d.H + h];
+      }
+    y[p] = best;
+    ind[p] = bi;
+  }
+}
+
+template <typename T>
+void global_pool2d_avg_backward(T* dx, const T* dy, const PoolDims& d) {
+  const int64_t rows = d.N * d.C * d.H, W = d.W;
+  const double count = static_cast<double>(d.H * W);
+  CF_OMP(omp parallel for schedule(static))
+  for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, h)
+    const T g = static_cast<T>(static_cast<double>(dy[r / d.H]) / count);
+    std::fill(dx + r * W, dx + (r + 1) * W, g);  // dx[n, c, h] (W,)
+  }
+}
+
+// ---- instantiations --------------------------------------------------------------------------
+
+#define CF_POOL_INSTANTIATE(T)                                                                  \
+  template void pool2d_max_forward<T>(T*, int64_t*, const T*, const PoolDims&);                 \
+  template void pool2d_min_forward<T>(T*, int64_t*, const T*, const PoolDims&);                 \
+  template void pool2d_avg_forward<T>(T*, const T*, bool, const PoolDims&);                     \
+  template void pool2d_index_backward<T>(T*, const T*, const int64_t*, const PoolDims&);        \
+  template void pool2d_avg_backward<T>(T*, const T*, bool, const PoolDims&);                    \
+  template void pool2d_max_forward_naive<T>(T*, int64_t*, const T*, const PoolDims&);           \
+  template void pool2d_min_forward_naive<T>(T*, int64_t*, const T*, const PoolDims&);           \
+  template void pool2d_avg_forward_naive<T>(T*, const T*, bool, const PoolDims&);               \
+  template void pool2d_avg_backward_naive<T>(T*, const T*, bool, const PoolDims&);              \
+  template void global_pool2d_avg_forward<T>(T*, const T*, const PoolDims&);                    \
+  template void global_pool2d_max_forward<T>(T*, int64_t*, const T*, const PoolDims&);          \
+  template void global_pool2d_avg_backward<T>(T*, const T*, const PoolDims&);
+
+CF_POOL_INSTANTIATE(float)
+CF_POOL_INSTANTIATE(double)
+#undef CF_POOL_INSTANTIATE
+
+}  // namespace convforge

@@ -1,0 +1,404 @@
+"""The compiled pooling bindings (convforge._core) against the float64 reference backend.
+
+Every binding, float32 and float64, on a grid of odd/non-square shapes, kernels, strides,
+paddings, ceil_mode (through convforge._shapes.pool_output_size) and count_include_pad; NaN and
+tied inputs; index validation; the naive kernels as a second, bit-identical reference; and
+bit-identical results for 1 and 2 threads.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from convforge._shapes import pool_output_size, pool_padding
+from convforge.backends import reference as ref
+
+_core = pytest.importorskip("convforge._core")
+
+DTYPES = (np.float32, np.float64)
+SHAPES = ((2, 3, 7, 9), (1, 2, 4, 7), (1, 1, 1, 5))
+KERNELS = (1, 2, 3, (2, 3))
+STRIDES = (1, 2, (1, 2))  # run-time strides (3) are covered by the wide-row and thread tests
+PADDINGS = (0, 1)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240611)
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def configs(shape):
+    """Valid (kernel, stride, padding, out_size) combinations for an input shape."""
+    for k, s, p, ceil in itertools.product(KERNELS, STRIDES, PADDINGS, (False, True)):
+        ks, st = _pair(k), _pair(s)
+        try:
+            pad = pool_padding(p, ks)
+            out = pool_output_size(shape[2:], ks, st, pad, ceil)
+        except ValueError:
+            continue
+        yield ks, st, pad, out
+
+
+def _fmt(cfg):
+    ks, st, pad, out = cfg
+    return f"kernel {ks} stride {st} padding {pad} out {out}"
+
+
+def assert_close(got, want, red_len, what):
+    """Element-wise |got - want| <= 4 * eps * red_len * (1 + |want|); NaN must match NaN."""
+    assert got.shape == want.shape and got.dtype == want.dtype, \
+        f"{what}: got {got.shape} {got.dtype}, want {want.shape} {want.dtype}"
+    g, w = got.astype(np.float64), want.astype(np.float64)
+    nan_ok = np.isnan(g) == np.isnan(w)
+    assert nan_ok.all(), f"{what}: NaN mismatch at {np.argwhere(~nan_ok)[0].tolist()}"
+    tol = 4 * np.finfo(got.dtype).eps * max(red_len, 1)
+    err = np.where(np.isnan(w), 0.0, np.abs(g - w) / (1 + np.abs(np.nan_to_num(w))))
+    if err.size and err.max() > tol:
+        at = tuple(int(i) for i in np.unravel_index(np.argmax(err), err.shape))
+        pytest.fail(f"{what}: worst mismatch at {list(at)}: got {g[at]!r}, want {w[at]!r}, "
+                    f"relative error {err[at]:.3g} > tol {tol:.3g}")
+
+
+def assert_exact(got, want, what):
+    """Bit-for-bit equality (NaN == NaN with the same bits), worst mismatch printed."""
+    assert got.shape == want.shape and got.dtype == want.dtype, \
+        f"{what}: got {got.shape} {got.dtype}, want {want.shape} {want.dtype}"
+    if got.tobytes() == want.tobytes():
+        return
+    g = got.astype(np.float64) if got.dtype.kind == "f" else got
+    w = want.astype(np.float64) if want.dtype.kind == "f" else want
+    diff = ~((g == w) | (np.isnan(g) & np.isnan(w))) if got.dtype.kind == "f" else g != w
+    if not diff.any():  # same values, different bits (e.g. -0.0 vs 0.0, NaN payloads)
+        diff = got.view(np.uint8).reshape(got.shape + (-1,)).any(-1) != \
+            want.view(np.uint8).reshape(want.shape + (-1,)).any(-1)
+    at = tuple(int(i) for i in np.argwhere(diff)[0]) if diff.any() else (0,) * got.ndim
+    pytest.fail(f"{what}: {int(diff.sum())} elements differ; first at {list(at)}: got "
+                f"{got[at]!r}, want {want[at]!r}")
+
+
+def overlap(ks, st):
+    """Largest number of windows holding one input element."""
+    return -(-ks[0] // st[0]) * -(-ks[1] // st[1])
+
+
+def _forward(x, mode, cfg, cip):
+    ks, st, pad, out = cfg
+    return _core.pool2d_forward(x, mode, ks, st, pad, out, cip)
+
+
+def _backward(dy, idx, shape, mode, cfg, cip):
+    ks, st, pad, _ = cfg
+    return _core.pool2d_backward(dy, idx, shape, mode, ks, st, pad, cip)
+
+
+# --------------------------------------------------------------------------- windowed pooling
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_maxmin_forward_backward_grid(rng, dtype, mode):
+    for shape in SHAPES:
+        x = rng.standard_normal(shape).astype(dtype)
+        for cfg in configs(shape):
+            what = f"{mode} {np.dtype(dtype).name} x{shape} {_fmt(cfg)}"
+            y, idx = _forward(x, mode, cfg, False)
+            y_ref, idx_ref = ref.pool2d(x, mode, *cfg[:3], cfg[3], False)
+            assert_exact(y, y_ref, what + " y")
+            assert_exact(idx, idx_ref, what + " indices")
+            y_n, idx_n = _core._pool2d_forward_naive(x, mode, *cfg, False)
+            assert_exact(y, y_n, what + " y vs naive")
+            assert_exact(idx, idx_n, what + " indices vs naive")
+
+            dy = rng.standard_normal(y.shape).astype(dtype)
+            dx = _backward(dy, idx, shape, mode, cfg, False)
+            dx_ref = ref.pool2d_backward(dy, idx_ref, shape, mode, *cfg[:3], False)
+            assert_close(dx, dx_ref, overlap(cfg[0], cfg[1]), what + " dx")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cip", [True, False])
+def test_avg_forward_backward_grid(rng, dtype, cip):
+    for shape in SHAPES:
+        x = rng.standard_normal(shape).astype(dtype)
+        for cfg in configs(shape):
+            what = f"avg cip={cip} {np.dtype(dtype).name} x{shape} {_fmt(cfg)}"
+            ks, st = cfg[0], cfg[1]
+            y, idx = _forward(x, "avg", cfg, cip)
+            assert idx is None
+            y_ref, _ = ref.pool2d(x, "avg", *cfg[:3], cfg[3], cip)
+            assert_close(y, y_ref, ks[0] * ks[1], what + " y")
+            y_n, _ = _core._pool2d_forward_naive(x, "avg", *cfg, cip)
+            assert_exact(y, y_n, what + " y vs naive")
+
+            dy = rng.standard_normal(y.shape).astype(dtype)
+            dx = _backward(dy, None, shape, "avg", cfg, cip)
+            dx_ref = ref.pool2d_backward(dy, None, shape, "avg", *cfg[:3], cip)
+            assert_close(dx, dx_ref, overlap(ks, st), what + " dx")
+            dx_n = _core._pool2d_backward_naive(dy, None, shape, "avg", *cfg[:3], cip)
+            assert_exact(dx, dx_n, what + " dx vs naive")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_maxmin_nan_and_inf(rng, dtype, mode):
+    shape = (2, 3, 5, 8)
+    x = rng.standard_normal(shape).astype(dtype)
+    u = rng.random(shape)
+    x[u < 0.15] = np.nan
+    x[(u >= 0.15) & (u < 0.2)] = np.inf
+    x[(u >= 0.2) & (u < 0.25)] = -np.inf
+    for cfg in configs(shape):
+        what = f"{mode} NaN {np.dtype(dtype).name} {_fmt(cfg)}"
+        y, idx = _forward(x, mode, cfg, False)
+        y_ref, idx_ref = ref.pool2d(x, mode, *cfg[:3], cfg[3], False)
+        assert_exact(y, y_ref, what + " y")
+        assert_exact(idx, idx_ref, what + " indices")
+        # Every NaN output points at a NaN; a window with a NaN always yields NaN.
+        assert np.isnan(x.reshape(2, 3, -1)[np.arange(2)[:, None, None, None],
+                                            np.arange(3)[None, :, None, None], idx]
+                        [np.isnan(y)]).all()
+
+
+def test_first_nan_wins():
+    # One window of 2x3 with two NaNs: the first in row-major order is chosen.
+    x = np.array([[[[1.0, 5.0, 2.0], [np.nan, 9.0, np.nan]]]])
+    for mode in ("max", "min"):
+        y, idx = _core.pool2d_forward(x, mode, (2, 3), (1, 1), (0, 0), (1, 1), False)
+        assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 3
+    y, idx = _core.global_pool2d_forward(x, "max")
+    assert np.isnan(y[0, 0]) and idx[0, 0] == 3
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_maxmin_ties_first_occurrence(rng, dtype, mode):
+    shape = (2, 2, 6, 7)
+    x = rng.integers(0, 3, shape).astype(dtype)  # many ties
+    for cfg in configs(shape):
+        what = f"{mode} ties {np.dtype(dtype).name} {_fmt(cfg)}"
+        y, idx = _forward(x, mode, cfg, False)
+        y_ref, idx_ref = ref.pool2d(x, mode, *cfg[:3], cfg[3], False)
+        assert_exact(y, y_ref, what + " y")
+        assert_exact(idx, idx_ref, what + " indices")
+        # Integer dy: the scatter-add is exact in any order.
+        dy = rng.integers(-4, 5, y.shape).astype(dtype)
+        dx = _backward(dy, idx, shape, mode, cfg, False)
+        assert_exact(dx, ref.pool2d_backward(dy, idx_ref, shape, mode, *cfg[:3], False),
+                     what + " dx")
+
+
+def test_lecture_examples():
+    a = np.array([[2, 1, 0, -1], [-3, 8, 2, 5], [1, -1, 3, 4], [0, 1, 1, -2]], np.float64)[None, None]
+    y, idx = _core.pool2d_forward(a, "max", (2, 2), (2, 2), (0, 0), (2, 2), True)
+    np.testing.assert_array_equal(y[0, 0], [[8, 5], [1, 4]])
+    np.testing.assert_array_equal(idx[0, 0], [[5, 7], [8, 11]])
+    y, _ = _core.pool2d_forward(a, "avg", (2, 2), (2, 2), (0, 0), (2, 2), True)
+    np.testing.assert_array_equal(y[0, 0], [[2, 1.5], [0.25, 1.5]])
+    assert _core.global_pool2d_forward(a, "avg")[0][0, 0] == 1.3125
+    b = np.array([[1, 4, 2, 1], [5, 8, 3, 4], [7, 6, 4, 5], [1, 3, 1, 2]], np.float32)[None, None]
+    y, _ = _core.pool2d_forward(b, "avg", (2, 2), (1, 1), (0, 0), (3, 3), True)
+    np.testing.assert_array_equal(y[0, 0], [[4.5, 4.25, 2.5], [6.5, 5.25, 4], [4.25, 3.5, 3]])
+    c = np.array([[3, 3, 2, 1, 0], [0, 0, 1, 3, 1], [3, 1, 2, 2, 3], [2, 0, 0, 2, 2],
+                  [2, 0, 0, 0, 1]], np.float32)[None, None]
+    y, _ = _core.pool2d_forward(c, "max", (3, 3), (1, 1), (0, 0), (3, 3), False)
+    np.testing.assert_array_equal(y[0, 0], [[3, 3, 3], [3, 3, 3], [3, 2, 3]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_wide_rows_exercise_vector_loops(rng, dtype):
+    # Long interior spans (vector body + remainder) for the common 2x2/2 and 3x3/1 cases.
+    shape = (2, 3, 7, 41)
+    x = rng.standard_normal(shape).astype(dtype)
+    for ks, st, pad in (((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 1), (1, 1)),
+                        ((3, 3), (2, 2), (1, 1)), ((2, 3), (1, 3), (1, 1))):
+        for ceil in (False, True):
+            cfg = (ks, st, pad, pool_output_size(shape[2:], ks, st, pad, ceil))
+            for mode, cip in (("max", False), ("min", False), ("avg", True), ("avg", False)):
+                what = f"{mode} cip={cip} {np.dtype(dtype).name} {_fmt(cfg)}"
+                y, idx = _forward(x, mode, cfg, cip)
+                y_ref, idx_ref = ref.pool2d(x, mode, *cfg[:3], cfg[3], cip)
+                assert_close(y, y_ref, ks[0] * ks[1], what + " y")
+                if mode != "avg":
+                    assert_exact(idx, idx_ref, what + " indices")
+                dy = rng.standard_normal(y.shape).astype(dtype)
+                dx = _backward(dy, idx, shape, mode, cfg, cip)
+                dx_ref = ref.pool2d_backward(dy, idx_ref, shape, mode, *cfg[:3], cip)
+                assert_close(dx, dx_ref, overlap(ks, st), what + " dx")
+
+
+# --------------------------------------------------------------------------- global pooling
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 3, 7, 9), (1, 1, 1, 1), (3, 2, 1, 13), (1, 2, 33, 5)])
+def test_global_pool(rng, dtype, shape):
+    x = rng.standard_normal(shape).astype(dtype)
+    hw = shape[2] * shape[3]
+    y, idx = _core.global_pool2d_forward(x, "avg")
+    y_ref, _ = ref.global_pool2d(x, "avg")
+    assert idx is None
+    assert_close(y, y_ref, hw, f"global avg {shape} y")
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    assert_exact(_core.global_pool2d_backward(dy, None, shape, "avg"),
+                 ref.global_pool2d_backward(dy, None, shape, "avg"), f"global avg {shape} dx")
+
+    for xs, name in ((x, "normal"), (rng.integers(0, 3, shape).astype(dtype), "ties")):
+        y, idx = _core.global_pool2d_forward(xs, "max")
+        y_ref, idx_ref = ref.global_pool2d(xs, "max")
+        assert_exact(y, y_ref, f"global max {name} {shape} y")
+        assert_exact(idx, idx_ref, f"global max {name} {shape} indices")
+        dx = _core.global_pool2d_backward(dy, idx, shape, "max")
+        assert_exact(dx, ref.global_pool2d_backward(dy, idx_ref, shape, "max"),
+                     f"global max {name} {shape} dx")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_global_max_nan(rng, dtype):
+    shape = (3, 4, 5, 6)
+    x = rng.standard_normal(shape).astype(dtype)
+    x[rng.random(shape) < 0.05] = np.nan
+    y, idx = _core.global_pool2d_forward(x, "max")
+    y_ref, idx_ref = ref.global_pool2d(x, "max")
+    assert_exact(y, y_ref, "global max NaN y")
+    assert_exact(idx, idx_ref, "global max NaN indices")
+
+
+# --------------------------------------------------------------------------- validation
+
+def test_bad_indices_raise(rng):
+    shape = (2, 3, 6, 5)
+    cfg = ((2, 2), (2, 2), (0, 0), (3, 2))
+    x = rng.standard_normal(shape)
+    _, idx = _forward(x, "max", cfg, False)
+    dy = np.ones((2, 3, 3, 2))
+    for pos, value in (((0, 0, 0, 0), -1), ((1, 2, 2, 1), 30), ((1, 0, 1, 0), 2**62),
+                       ((0, 1, 2, 1), -(2**63))):
+        bad = idx.copy()
+        bad[pos] = value
+        for mode in ("max", "min"):
+            with pytest.raises(ValueError, match=r"indices must lie in \[0, H\*W\)"):
+                _backward(dy, bad, shape, mode, cfg, False)
+    with pytest.raises(ValueError, match="indices are required"):
+        _backward(dy, None, shape, "max", cfg, False)
+    with pytest.raises(TypeError, match="int64"):
+        _backward(dy, idx.astype(np.int32), shape, "max", cfg, False)
+    with pytest.raises(ValueError, match="shape"):
+        _backward(dy, np.ascontiguousarray(idx[:, :, :2]), shape, "max", cfg, False)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _backward(dy, np.asfortranarray(idx), shape, "max", cfg, False)
+    with pytest.raises(TypeError, match="indices"):
+        _backward(dy, idx.tolist(), shape, "max", cfg, False)
+
+    _, gidx = _core.global_pool2d_forward(x, "max")
+    gdy = np.ones((2, 3))
+    for value in (-1, 30):
+        bad = gidx.copy()
+        bad[1, 1] = value
+        with pytest.raises(ValueError, match=r"indices must lie in \[0, H\*W\)"):
+            _core.global_pool2d_backward(gdy, bad, shape, "max")
+    with pytest.raises(ValueError, match="indices are required"):
+        _core.global_pool2d_backward(gdy, None, shape, "max")
+
+
+def test_bad_arguments_raise(rng):
+    x = rng.standard_normal((2, 3, 6, 5))
+    ok = {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0), "out_size": (3, 2),
+          "count_include_pad": True}
+    with pytest.raises(TypeError, match="x must be float32 or float64"):
+        _core.pool2d_forward(x.astype(np.float16), "max", **ok)
+    with pytest.raises(TypeError, match="x must be float32 or float64"):
+        _core.pool2d_forward(x.astype(np.int64), "max", **ok)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.pool2d_forward(x[:, :, :, ::2], "max", **dict(ok, out_size=(3, 1)))
+    with pytest.raises(ValueError, match="4-D"):
+        _core.pool2d_forward(x[0], "max", **ok)
+    with pytest.raises(ValueError, match="mode must be"):
+        _core.pool2d_forward(x, "median", **ok)
+    with pytest.raises(ValueError, match="padding"):
+        _core.pool2d_forward(x, "max", **dict(ok, padding=(2, 0), out_size=(4, 2)))
+    with pytest.raises(ValueError, match="out_size too large"):
+        _core.pool2d_forward(x, "max", **dict(ok, out_size=(4, 2)))
+    with pytest.raises(ValueError, match="out_size too large"):
+        _core.pool2d_forward(x, "max", **dict(ok, out_size=(3, 2**62)))
+    with pytest.raises(ValueError, match="stride"):
+        _core.pool2d_forward(x, "max", **dict(ok, stride=(0, 2)))
+    with pytest.raises(ValueError, match="kernel_size"):
+        _core.pool2d_forward(x, "max", **dict(ok, kernel_size=(0, 2)))
+    with pytest.raises(ValueError, match="out_size must be >= 1"):
+        _core.pool2d_forward(x, "max", **dict(ok, out_size=(0, 2)))
+
+    dy = np.ones((2, 3, 3, 2))
+    bw = {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0), "count_include_pad": True}
+    with pytest.raises(ValueError, match="dy must have shape"):
+        _core.pool2d_backward(dy, None, (2, 4, 6, 5), "avg", **bw)
+    with pytest.raises(ValueError, match="out_size too large"):
+        _core.pool2d_backward(np.ones((2, 3, 4, 2)), None, (2, 3, 6, 5), "avg", **bw)
+    with pytest.raises(ValueError, match="input_shape"):
+        _core.pool2d_backward(dy, None, (2, 3, 0, 5), "avg", **bw)
+    with pytest.raises(ValueError, match="mode must be"):
+        _core.pool2d_backward(dy, None, (2, 3, 6, 5), "sum", **bw)
+
+    with pytest.raises(ValueError, match="mode must be 'avg' or 'max'"):
+        _core.global_pool2d_forward(x, "min")
+    with pytest.raises(ValueError, match="H, W >= 1"):
+        _core.global_pool2d_forward(np.ones((2, 3, 0, 4)), "avg")
+    with pytest.raises(ValueError, match="dy must have shape"):
+        _core.global_pool2d_backward(np.ones((2, 4)), None, (2, 3, 6, 5), "avg")
+    with pytest.raises(TypeError, match="dy must be float32 or float64"):
+        _core.global_pool2d_backward(np.ones((2, 3), np.int32), None, (2, 3, 6, 5), "avg")
+
+
+def test_empty_batch():
+    x = np.ones((0, 3, 4, 4), np.float32)
+    y, idx = _core.pool2d_forward(x, "max", (2, 2), (2, 2), (0, 0), (2, 2), False)
+    assert y.shape == idx.shape == (0, 3, 2, 2)
+    dx = _core.pool2d_backward(y, idx, (0, 3, 4, 4), "max", (2, 2), (2, 2), (0, 0), False)
+    assert dx.shape == (0, 3, 4, 4)
+
+
+# --------------------------------------------------------------------------- threads
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_thread_count_invariance(rng, dtype):
+    if not _core.has_openmp:
+        pytest.skip("built without OpenMP")
+    before = _core.get_num_threads()
+    cases = []
+    for shape in ((3, 5, 23, 31), (1, 1, 41, 37)):  # many planes; one plane (row-parallel)
+        x = rng.standard_normal(shape).astype(dtype)
+        x[rng.random(shape) < 0.01] = np.nan
+        for ks, st, pad in (((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 1), (1, 1)),
+                            ((3, 2), (2, 3), (1, 1))):
+            out = pool_output_size(shape[2:], ks, st, pad, True)
+            cases.append((x, (ks, st, pad, out)))
+
+    def run_all():
+        res = []
+        for x, cfg in cases:
+            dy = np.linspace(-1, 1, x.shape[0] * x.shape[1] * cfg[3][0] * cfg[3][1],
+                             dtype=dtype).reshape(x.shape[:2] + cfg[3])
+            for mode, cip in (("max", False), ("min", False), ("avg", True), ("avg", False)):
+                y, idx = _forward(x, mode, cfg, cip)
+                res += [y, _backward(dy, idx, x.shape, mode, cfg, cip)]
+                if idx is not None:
+                    res.append(idx)
+            for mode in ("avg", "max"):
+                y, idx = _core.global_pool2d_forward(x, mode)
+                res += [y, _core.global_pool2d_backward(dy[:, :, 0, 0].copy(), idx, x.shape, mode)]
+                if idx is not None:
+                    res.append(idx)
+        return res
+
+    try:
+        _core.set_num_threads(1)
+        one = run_all()
+        _core.set_num_threads(2)
+        two = run_all()
+    finally:
+        _core.set_num_threads(before)
+    for i, (a, b) in enumerate(zip(one, two)):
+        assert_exact(b, a, f"result {i}: 2 threads vs 1 thread")

@@ -408,6 +408,8 @@ def test_bad_arguments_raise():
         layer(nn.Input((5,)))
     with pytest.raises(TypeError, match="array"):
         nn.Dense(2)([1.0, 2.0])
+    with pytest.raises(RuntimeError, match="before forward"):
+        nn.ReLU().backward(np.ones((1, 2)))
 
 
 # --------------------------------------------------------------------------- initialisers

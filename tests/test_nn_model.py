@@ -485,3 +485,85 @@ def test_float64_model_round_trip(rng, tmp_path):
     b.load_weights(tmp_path / "r.npz")
     x = rng.standard_normal((2, 2, 6, 6))
     assert a(x).dtype == np.float64 and np.array_equal(a(x), b(x))
+
+
+# --------------------------------------------------------------------------- losses
+
+LOSS_CASES = [
+    (losses.SparseCategoricalCrossentropy(), "sparse"),
+    (losses.SparseCategoricalCrossentropy(from_logits=False), "sparse"),
+    (losses.CategoricalCrossentropy(), "onehot"),
+    (losses.CategoricalCrossentropy(from_logits=False), "onehot"),
+    (losses.BinaryCrossentropy(), "binary"),
+    (losses.BinaryCrossentropy(from_logits=False), "binary"),
+    (losses.MeanSquaredError(), "binary"),
+]
+
+
+@pytest.mark.parametrize("loss,kind", LOSS_CASES, ids=[repr(c[0]) for c in LOSS_CASES])
+def test_loss_values_and_gradients(loss, kind, rng):
+    z = rng.standard_normal((5, 4))
+    if not loss.from_logits and not isinstance(loss, losses.MeanSquaredError):
+        z = np.exp(z) / np.exp(z).sum(1, keepdims=True) if kind != "binary" \
+            else 1 / (1 + np.exp(-z))
+    labels = rng.integers(0, 4, 5)
+    y = {"sparse": labels, "onehot": np.eye(4)[labels],
+         "binary": rng.integers(0, 2, (5, 4)).astype(np.float64)}[kind]
+    value, grad = loss.forward_backward(y, z)
+    # value against the textbook formula
+    if isinstance(loss, losses.MeanSquaredError):
+        want = ((z - y) ** 2).mean()
+    else:
+        p = z
+        if loss.from_logits:
+            p = np.exp(z) / np.exp(z).sum(1, keepdims=True) if kind != "binary" \
+                else 1 / (1 + np.exp(-z))
+        if kind == "sparse":
+            want = -np.log(p[np.arange(5), labels]).mean()
+        elif kind == "onehot":
+            want = -(y * np.log(p)).sum(1).mean()
+        else:
+            want = -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()
+    assert float(value) == pytest.approx(want, rel=1e-12)
+    # gradient against central differences
+    num = np.zeros_like(z)
+    for i in np.ndindex(z.shape):
+        old = z[i]
+        z[i] = old + 1e-6
+        fp = float(loss(y, z))
+        z[i] = old - 1e-6
+        fm = float(loss(y, z))
+        z[i] = old
+        num[i] = (fp - fm) / 2e-6
+    assert_close(grad, num, 1e-5, 1e-8, f"{loss!r} gradient")
+
+
+def test_losses_are_stable_for_huge_logits():
+    z = np.array([[1000.0, -1000.0, 0.0], [-1e4, 1e4, 3.0]], np.float32)
+    value, grad = losses.SparseCategoricalCrossentropy().forward_backward(np.array([1, 1]), z)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    assert float(value) == pytest.approx(1000.0, rel=1e-6)       # -log softmax = 2000 / 2
+    value, grad = losses.CategoricalCrossentropy().forward_backward(np.eye(3)[[0, 1]], z)
+    assert float(value) == pytest.approx(0.0, abs=1e-6) and np.all(np.isfinite(grad))
+    value, grad = losses.BinaryCrossentropy().forward_backward(np.array([[0.0], [1.0]]),
+                                                              np.array([[1e4], [-1e4]],
+                                                                       np.float32))
+    assert float(value) == pytest.approx(1e4) and np.all(np.isfinite(grad))
+    assert value.dtype == np.float32 and grad.dtype == np.float32
+
+
+def test_loss_argument_checks():
+    sce = losses.SparseCategoricalCrossentropy()
+    z = np.zeros((3, 2))
+    assert float(sce(np.array([[0], [1], [1]]), z)) == pytest.approx(np.log(2))
+    assert float(sce(np.array([0.0, 1.0, 1.0]), z)) == pytest.approx(np.log(2))
+    with pytest.raises(TypeError, match="integer class ids"):
+        sce(np.array([0.5, 1.0, 1.0]), z)
+    with pytest.raises(ValueError, match=r"y_true must have shape \(3,\)"):
+        sce(np.array([0, 1]), z)
+    with pytest.raises(ValueError, match="y_true must have the shape of y_pred"):
+        losses.MeanSquaredError()(np.zeros(4), z)
+    with pytest.raises(TypeError, match="float array"):
+        losses.BinaryCrossentropy()(np.zeros(3), np.zeros(3, np.int64))
+    assert isinstance(losses.get("mse"), losses.MeanSquaredError)
+    assert losses.get("binary_crossentropy").from_logits

@@ -77,13 +77,16 @@ def _check_2d(y_pred, y_true_shape, what: str) -> None:
 
 
 class SparseCategoricalCrossentropy(Loss):
-    """-mean log softmax(y_pred)[n, y_true[n]]; y_true int class ids (N,), y_pred (N, K)."""
+    """-mean log softmax(y_pred)[n, y_true[n]]; y_true int class ids (N,) or (N, 1),
+    y_pred (N, K)."""
 
     name = "sparse_categorical_crossentropy"
 
     def labels(self, y_true, y_pred):
         xp = _xp(y_pred)
         y = xp.asarray(y_true)
+        if y.ndim == 2 and y.shape[1] == 1:                          # (N, 1) -> (N,)
+            y = y.reshape(-1)
         _check_2d(y_pred, y.shape, (y_pred.shape[0],))
         if y.dtype.kind != "i" and y.dtype.kind != "u":
             yi = y.astype(np.int64)

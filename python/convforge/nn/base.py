@@ -23,6 +23,7 @@ __all__ = ["Parameter", "Layer", "SymbolicTensor", "Input", "set_seed", "array_m
            "to_numpy"]
 
 _global_rng = np.random.default_rng()
+_NOT_RUN = object()
 
 
 def set_seed(seed: Optional[int]) -> None:
@@ -190,6 +191,7 @@ class Layer:
         self._params: dict[str, Parameter] = {}
         self.input = None     # the SymbolicTensor(s) of the latest symbolic call
         self.output = None
+        self._cache: Any = _NOT_RUN   # what the latest forward kept for backward
 
     # ---- parameters
     def add_weight(self, name: str, shape: Sequence[int],
@@ -326,6 +328,8 @@ class Layer:
 
     def backward(self, dy):
         """Gradient of the loss w.r.t. the input, given dy w.r.t. the output."""
+        if self._cache is _NOT_RUN:
+            raise RuntimeError(f"layer {self.label}: backward called before forward")
         return self._backward(dy)
 
     def _forward(self, x, training: bool):

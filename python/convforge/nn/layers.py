@@ -485,6 +485,7 @@ class Rescaling(Layer):
         self.scale, self.offset = float(scale), float(offset)
 
     def _forward(self, x, training):
+        self._cache = None
         return x * self.scale + self.offset
 
     def _backward(self, dy):

@@ -189,6 +189,10 @@ def test_sequential_building_paths(rng):
     with pytest.raises(ValueError, match="several inputs"):
         nn.Sequential([nn.Add()])
     assert built.pop().name == "flatten" and len(built.layers) == 1
+    unbuilt = nn.Sequential([nn.Flatten(), nn.Dense(2)])              # fit builds it
+    unbuilt.compile("sgd", "mse")
+    unbuilt.fit(x, np.zeros((2, 2)), verbose=0)
+    assert unbuilt.input_shape == (3, 5, 5) and unbuilt.count_params() == 152
 
 
 # --------------------------------------------------------------------------- training

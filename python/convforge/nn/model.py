@@ -302,9 +302,10 @@ class Model:
             raise ValueError("fit/evaluate/predict need a model with a single output")
 
     def _batch(self, xb, yb):
-        """Explicit cast of a batch to the model dtype, then the move to its device."""
+        """Explicit cast of a batch to the model dtype (building a Sequential from it first)."""
         if not hasattr(xb, "shape"):
             xb = np.asarray(xb)
+        self._ensure_built_for(xb)
         if xb.dtype != self.dtype:
             xb = xb.astype(self.dtype)
         return xb, yb
@@ -444,8 +445,8 @@ class Model:
                 for name, fn in self.metrics:
                     sums[name] += float(fn(yb, out)) * n
                 logs = {k: v / seen for k, v in sums.items()}
+                bar.set_postfix(logs, refresh=False)      # drawn by update's rate limit
                 bar.update(1)
-                bar.set_postfix(logs)
                 for cb in cbs:
                     cb.on_train_batch_end(i, logs)
                 if self.stop_training:
@@ -732,7 +733,7 @@ class _NoBar:
     def update(self, n=1):
         pass
 
-    def set_postfix(self, logs):
+    def set_postfix(self, logs, refresh=True):
         pass
 
     def close(self):

@@ -1,0 +1,220 @@
+"""Losses: mean over the batch, with the gradient w.r.t. the model output computed in one pass.
+
+Each loss has `loss(y_true, y_pred) -> scalar` and `forward_backward(y_true, y_pred)
+-> (scalar, dy_pred)`, and `link(y_pred)` turning model outputs into predictions (softmax,
+sigmoid or identity; used by Model.predict). Scalars are 0-d arrays of the input's module, so
+the CuPy path does not synchronise per batch.
+
+Cross-entropies take logits by default (from_logits=True) and use a stable log-softmax /
+log-sigmoid: no exp of a large positive number is ever taken. Class axis: 1 for (N, K).
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+
+__all__ = ["Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy",
+           "BinaryCrossentropy", "MeanSquaredError", "get"]
+
+_EPS = 1e-7   # probability clip when from_logits=False (Keras' epsilon)
+
+
+def _xp(a):
+    if type(a).__module__.split(".")[0] == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def _pred(y_pred, name: str = "y_pred"):
+    if not hasattr(y_pred, "dtype") or y_pred.dtype.kind != "f":
+        raise TypeError(f"{name} must be a float array, got {type(y_pred).__name__} "
+                        f"{getattr(y_pred, 'dtype', '')}")
+    return y_pred
+
+
+def _log_softmax(z):
+    """log softmax over axis 1, stable: z - max - log(sum(exp(z - max)))."""
+    xp = _xp(z)
+    s = z - z.max(axis=1, keepdims=True)
+    return s - xp.log(xp.exp(s).sum(axis=1, keepdims=True))
+
+
+def _sigmoid(z):
+    xp = _xp(z)
+    e = xp.exp(-xp.abs(z))
+    return xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+class Loss:
+    name = "loss"
+
+    def __init__(self, from_logits: bool = True):
+        self.from_logits = bool(from_logits)
+
+    def __call__(self, y_true, y_pred):
+        return self.forward_backward(y_true, y_pred)[0]
+
+    def forward_backward(self, y_true, y_pred):
+        raise NotImplementedError
+
+    def link(self, y_pred):
+        return y_pred
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(from_logits={self.from_logits})"
+
+
+def _check_2d(y_pred, y_true_shape, what: str) -> None:
+    if y_pred.ndim != 2:
+        raise ValueError(f"y_pred must be (N, classes), got shape {tuple(y_pred.shape)}")
+    if tuple(y_true_shape) != what:
+        raise ValueError(f"y_true must have shape {what} for y_pred {tuple(y_pred.shape)}, got "
+                         f"{tuple(y_true_shape)}")
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """-mean log softmax(y_pred)[n, y_true[n]]; y_true int class ids (N,) or (N, 1),
+    y_pred (N, K)."""
+
+    name = "sparse_categorical_crossentropy"
+
+    def labels(self, y_true, y_pred):
+        xp = _xp(y_pred)
+        y = xp.asarray(y_true)
+        if y.ndim == 2 and y.shape[1] == 1:                          # (N, 1) -> (N,)
+            y = y.reshape(-1)
+        _check_2d(y_pred, y.shape, (y_pred.shape[0],))
+        if y.dtype.kind != "i" and y.dtype.kind != "u":
+            yi = y.astype(np.int64)
+            if y.dtype.kind != "f" or bool((yi != y).any()):
+                raise TypeError(f"y_true must hold integer class ids, got dtype {y.dtype}")
+            y = yi
+        y = y.astype(np.int64, copy=False)
+        k = y_pred.shape[1]
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= k:
+            raise ValueError(f"y_true class ids must lie in [0, {k}) for y_pred of shape "
+                             f"{tuple(y_pred.shape)}, got values in [{lo}, {hi}]")
+        return y
+
+    def forward_backward(self, y_true, y_pred):
+        xp = _xp(_pred(y_pred))
+        y = self.labels(y_true, y_pred)
+        n = y_pred.shape[0]
+        rows = xp.arange(n)
+        if self.from_logits:
+            logp = _log_softmax(y_pred)                              # (N, K)
+            loss = -logp[rows, y].mean()
+            grad = xp.exp(logp)
+            grad[rows, y] -= 1
+            return loss, grad / n
+        p = xp.clip(y_pred, _EPS, 1 - _EPS)
+        loss = -xp.log(p[rows, y]).mean()
+        grad = xp.zeros_like(y_pred)
+        grad[rows, y] = -1 / (p[rows, y] * n)
+        return loss, grad
+
+    def link(self, y_pred):
+        return xp_softmax(y_pred) if self.from_logits else y_pred
+
+
+class CategoricalCrossentropy(Loss):
+    """-mean sum_k y_true[n, k] log softmax(y_pred)[n, k]; y_true one-hot/probabilities (N, K)."""
+
+    name = "categorical_crossentropy"
+
+    def forward_backward(self, y_true, y_pred):
+        xp = _xp(_pred(y_pred))
+        y = xp.asarray(y_true).astype(y_pred.dtype, copy=False)
+        _check_2d(y_pred, y.shape, tuple(y_pred.shape))
+        n = y_pred.shape[0]
+        if self.from_logits:
+            logp = _log_softmax(y_pred)
+            loss = -(y * logp).sum() / n
+            grad = xp.exp(logp) * y.sum(axis=1, keepdims=True) - y
+            return loss, grad / n
+        p = xp.clip(y_pred, _EPS, 1 - _EPS)
+        loss = -(y * xp.log(p)).sum() / n
+        return loss, -y / (p * n)
+
+    def link(self, y_pred):
+        return xp_softmax(y_pred) if self.from_logits else y_pred
+
+
+class BinaryCrossentropy(Loss):
+    """-mean [y log s(z) + (1-y) log(1-s(z))] over every element; y_true in [0, 1], same shape
+    as y_pred (a (N,) y_true is accepted for a (N, 1) y_pred)."""
+
+    name = "binary_crossentropy"
+
+    def forward_backward(self, y_true, y_pred):
+        xp = _xp(_pred(y_pred))
+        y = xp.asarray(y_true).astype(y_pred.dtype, copy=False)
+        if y.shape != y_pred.shape and y.size == y_pred.size and y_pred.ndim == 2 \
+                and y_pred.shape[1] == 1:
+            y = y.reshape(y_pred.shape)
+        if y.shape != y_pred.shape:
+            raise ValueError(f"y_true must have the shape of y_pred {tuple(y_pred.shape)}, got "
+                             f"{tuple(y.shape)}")
+        m = y_pred.size
+        if self.from_logits:
+            z = y_pred
+            # max(z, 0) - z*y + log(1 + exp(-|z|)) == -[y log s(z) + (1-y) log(1-s(z))]
+            loss = (xp.maximum(z, 0) - z * y + xp.log1p(xp.exp(-xp.abs(z)))).mean()
+            return loss, (_sigmoid(z) - y) / m
+        p = xp.clip(y_pred, _EPS, 1 - _EPS)
+        loss = -(y * xp.log(p) + (1 - y) * xp.log(1 - p)).mean()
+        return loss, (p - y) / (p * (1 - p) * m)
+
+    def link(self, y_pred):
+        return _sigmoid(y_pred) if self.from_logits else y_pred
+
+
+class MeanSquaredError(Loss):
+    """mean (y_pred - y_true)^2 over every element."""
+
+    name = "mse"
+
+    def __init__(self):
+        super().__init__(from_logits=False)
+
+    def forward_backward(self, y_true, y_pred):
+        xp = _xp(_pred(y_pred))
+        y = xp.asarray(y_true).astype(y_pred.dtype, copy=False)
+        if y.shape != y_pred.shape and y.size == y_pred.size:
+            y = y.reshape(y_pred.shape)
+        if y.shape != y_pred.shape:
+            raise ValueError(f"y_true must have the shape of y_pred {tuple(y_pred.shape)}, got "
+                             f"{tuple(y.shape)}")
+        d = y_pred - y
+        return (d * d).mean(), d * (2.0 / y_pred.size)
+
+    def __repr__(self) -> str:
+        return "MeanSquaredError()"
+
+
+def xp_softmax(z):
+    """softmax over axis 1 (for NumPy or CuPy arrays)."""
+    return _xp(z).exp(_log_softmax(z))
+
+
+_NAMES = {
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+}
+
+
+def get(loss: Union[str, Loss]) -> Loss:
+    """A loss from its name (cross-entropies then take logits) or the given Loss object."""
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, str) and loss.lower() in _NAMES:
+        return _NAMES[loss.lower()]()
+    raise ValueError(f"loss must be a Loss or one of {sorted(_NAMES)}, got {loss!r}")

@@ -1,0 +1,348 @@
+"""Building blocks shared by every layer: Parameter, Layer, symbolic tensors and Input.
+
+Data is channels-first: a batch is (N, C, H, W) or (N, features); shapes written without the
+batch axis are "per-sample" shapes, e.g. (C, H, W). The code is array-module agnostic: the module
+(NumPy or CuPy) comes from the input array, and parameters move to it on first use.
+
+A layer's parameters are created when it is built (from the first input shape it sees) but their
+values are drawn lazily, on first access, from a seed taken at creation from the global
+generator (`set_seed`). So architectures (e.g. VGG-16 at 224x224) can be summarised and counted
+without allocating their weights, and the values never depend on the order of access.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+
+from . import initializers
+
+__all__ = ["Parameter", "Layer", "SymbolicTensor", "Input", "set_seed", "array_module",
+           "to_numpy"]
+
+_global_rng = np.random.default_rng()
+_NOT_RUN = object()
+
+
+def set_seed(seed: Optional[int]) -> None:
+    """Seeds the generator behind weight initialisation and Dropout masks (None: fresh entropy)."""
+    global _global_rng
+    _global_rng = np.random.default_rng(seed)
+
+
+def _new_seed() -> int:
+    return int(_global_rng.integers(2**63 - 1))
+
+
+def array_module(a) -> Any:
+    """numpy, or cupy when `a` is a CuPy array."""
+    if type(a).__module__.split(".")[0] == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def to_numpy(a) -> np.ndarray:
+    """A NumPy view/copy of a NumPy or CuPy array."""
+    return a.get() if array_module(a) is not np else np.asarray(a)
+
+
+def _to_module(a, xp):
+    """`a` moved to array module xp (no copy when it is already there)."""
+    if array_module(a) is xp:
+        return a
+    return xp.asarray(a) if xp is not np else a.get()
+
+
+def _float_dtype(dtype) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+# --------------------------------------------------------------------------- parameters
+
+class Parameter:
+    """A weight array with its gradient. Layers add into `.grad`; optimisers update `.data` in
+    place and zero `.grad`. `trainable=False` marks state such as BatchNorm moving statistics."""
+
+    def __init__(self, name: str, shape: Sequence[int], dtype, initializer: Callable,
+                 trainable: bool = True):
+        self.name = name
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = _float_dtype(dtype)
+        self.trainable = bool(trainable)
+        self.grad = None
+        self._init = initializer
+        self._seed = _new_seed()
+        self._data = None
+
+    @property
+    def data(self):
+        """The values (drawn on first access)."""
+        if self._data is None:
+            rng = np.random.default_rng(self._seed)
+            value = np.asarray(self._init(self.shape, self.dtype, rng), dtype=self.dtype)
+            if value.shape != self.shape:
+                raise ValueError(f"initializer for {self.name!r} returned shape {value.shape}, "
+                                 f"expected {self.shape}")
+            self._data = np.ascontiguousarray(value)
+        return self._data
+
+    @data.setter
+    def data(self, value) -> None:
+        if tuple(value.shape) != self.shape:
+            raise ValueError(f"parameter {self.name!r} has shape {self.shape}, got an array of "
+                             f"shape {tuple(value.shape)}")
+        if value.dtype != self.dtype:
+            raise TypeError(f"parameter {self.name!r} has dtype {self.dtype}, got {value.dtype}")
+        self._data = value
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def to(self, xp) -> None:
+        """Moves the values (and gradient) to array module xp (numpy or cupy)."""
+        self._data = _to_module(self.data, xp)
+        if self.grad is not None:
+            self.grad = _to_module(self.grad, xp)
+
+    def accumulate(self, g) -> None:
+        """grad += g (the first call stores a copy)."""
+        if tuple(g.shape) != self.shape:
+            raise ValueError(f"gradient for {self.name!r} has shape {tuple(g.shape)}, expected "
+                             f"{self.shape}")
+        if self.grad is None:
+            self.grad = g.astype(self.dtype, copy=True)
+        else:
+            self.grad += g
+
+    def __repr__(self) -> str:
+        return (f"Parameter({self.name!r}, shape={self.shape}, dtype={self.dtype}, "
+                f"trainable={self.trainable})")
+
+
+# --------------------------------------------------------------------------- symbolic graph
+
+class Node:
+    """One layer call in a graph: layer(inputs) -> output."""
+
+    def __init__(self, layer: Layer, inputs: list, output: SymbolicTensor):
+        self.layer, self.inputs, self.output = layer, inputs, output
+
+
+class SymbolicTensor:
+    """A placeholder for a batch of per-sample shape `shape`, produced by Input or a layer call.
+    Calling layers on these records the graph that `Model(inputs, outputs)` runs."""
+
+    def __init__(self, shape: tuple, dtype, node: Optional[Node] = None, name: str = "input"):
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.node = node
+        self.name = name
+
+    def __repr__(self) -> str:
+        src = self.node.layer.name if self.node else self.name
+        return f"SymbolicTensor(shape={(None,) + self.shape}, dtype={self.dtype}, from={src!r})"
+
+
+def Input(shape: Sequence[int], dtype="float32", name: str = "input") -> SymbolicTensor:
+    """The input of a functional Model: per-sample shape, e.g. Input((1, 28, 28))."""
+    if not isinstance(shape, (tuple, list)) or not shape or \
+            not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape):
+        raise ValueError(f"shape must be a non-empty tuple of positive ints (no batch axis), "
+                         f"got {shape!r}")
+    return SymbolicTensor(tuple(int(s) for s in shape), _float_dtype(dtype), None, name)
+
+
+def _snake(name: str) -> str:
+    """Class name -> default layer name: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d."""
+    return re.sub(r"(?<=[a-z])([A-Z])", r"_\1", name).lower()
+
+
+# --------------------------------------------------------------------------- layers
+
+class Layer:
+    """Base layer. Subclasses implement build(input_shape), compute_output_shape(input_shape),
+    _forward(x, training) and _backward(dy) (per-sample shapes, arrays with the batch axis).
+
+    `layer(x)` on a SymbolicTensor records a graph node; on an array it runs forward.
+    forward caches what backward needs; backward returns dx and adds parameter gradients into
+    `.grad` (only while `trainable`).
+    """
+
+    multi_input = False   # True for layers taking a list of tensors (Add)
+
+    def __init__(self, name: Optional[str] = None, trainable: bool = True, dtype=None,
+                 input_shape: Optional[Sequence[int]] = None):
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        self.name = name
+        self._trainable = bool(trainable)
+        self.dtype = None if dtype is None else _float_dtype(dtype)
+        self.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
+        self.built = False
+        self._built_shape = None
+        self._params: dict[str, Parameter] = {}
+        self.input = None     # the SymbolicTensor(s) of the latest symbolic call
+        self.output = None
+        self._cache: Any = _NOT_RUN   # what the latest forward kept for backward
+
+    # ---- parameters
+    def add_weight(self, name: str, shape: Sequence[int],
+                   initializer: Union[str, Callable] = "zeros",
+                   trainable: bool = True) -> Parameter:
+        p = Parameter(name, shape, self.dtype or np.float32, initializers.get(initializer),
+                      trainable)
+        self._params[name] = p
+        return p
+
+    @property
+    def params(self) -> list[Parameter]:
+        """Every parameter (trainable ones and state such as moving statistics)."""
+        return list(self._params.values())
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+
+    @property
+    def trainable_params(self) -> list[Parameter]:
+        """Parameters the optimiser updates (none while the layer is frozen)."""
+        return [p for p in self.params if p.trainable] if self._trainable else []
+
+    def count_params(self) -> int:
+        return sum(p.size for p in self.params)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of the parameter values as NumPy arrays, in order."""
+        return [to_numpy(p.data).copy() for p in self.params]
+
+    def set_weights(self, weights: Sequence) -> None:
+        params = self.params
+        if len(weights) != len(params):
+            raise ValueError(f"layer {self.label} has {len(params)} weights, got {len(weights)}")
+        for p, w in zip(params, weights):
+            xp = array_module(p._data) if p._data is not None else np
+            w = w if hasattr(w, "dtype") else np.asarray(w)
+            p.data = xp.ascontiguousarray(_to_module(w, xp).astype(p.dtype))
+
+    # ---- shapes
+    @classmethod
+    def default_name(cls) -> str:
+        """Base of the names models give unnamed layers (numbered: conv2d, conv2d_1, ...)."""
+        return cls.__name__
+
+    @property
+    def label(self) -> str:
+        return repr(self.name) if self.name else type(self).__name__
+
+    def build(self, input_shape) -> None:
+        """Creates the parameters for this per-sample input shape (default: none)."""
+
+    def compute_output_shape(self, input_shape) -> tuple:
+        return tuple(input_shape)
+
+    def flops(self, input_shape) -> int:
+        """Forward floating-point operations per sample (multiply-adds count 2)."""
+        return 0
+
+    def _ensure_built(self, input_shape, dtype) -> None:
+        if not self.built:
+            self.dtype = self.dtype or _float_dtype(dtype)
+            self.build(input_shape)
+            self.built = True
+            self._built_shape = input_shape
+        elif self._built_shape is not None and input_shape != self._built_shape:
+            raise ValueError(f"layer {self.label} was built for input shape "
+                             f"{_fmt(self._built_shape)} but is called on {_fmt(input_shape)}")
+
+    # ---- calls
+    def __call__(self, inputs, training: bool = False):
+        items = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        if any(isinstance(t, SymbolicTensor) for t in items):
+            return self._call_symbolic(inputs)
+        return self.forward(inputs, training)
+
+    def _call_symbolic(self, inputs):
+        if self.multi_input:
+            if not isinstance(inputs, (list, tuple)) or \
+                    not all(isinstance(t, SymbolicTensor) for t in inputs):
+                raise TypeError(f"layer {self.label} takes a list of tensors")
+            shape = [t.shape for t in inputs]
+            dtype = inputs[0].dtype
+        else:
+            if not isinstance(inputs, SymbolicTensor):
+                raise TypeError(f"layer {self.label} takes one tensor, got {type(inputs).__name__}")
+            shape, dtype = inputs.shape, inputs.dtype
+        if self.input_shape is not None and not self.multi_input and shape != self.input_shape:
+            raise ValueError(f"layer {self.label} was declared with input_shape "
+                             f"{self.input_shape} but is called on {_fmt(shape)}")
+        self._ensure_built(shape, dtype)
+        out = SymbolicTensor(self.compute_output_shape(shape), self.dtype, None)
+        out.node = Node(self, list(inputs) if self.multi_input else [inputs], out)
+        self.input, self.output = inputs, out
+        return out
+
+    def _prepare(self, x):
+        """Builds the layer if needed, casts x to the layer dtype, moves parameters to x's
+        array module."""
+        xp = array_module(x)
+        if x.dtype != (self.dtype or x.dtype) or x.dtype.kind != "f":
+            x = x.astype(self.dtype or np.float32)
+        self._ensure_built_from_array(tuple(x.shape[1:]), x.dtype)
+        for p in self._params.values():
+            if p._data is None or array_module(p._data) is not xp:
+                p.to(xp)
+        return x
+
+    def _ensure_built_from_array(self, shape, dtype) -> None:
+        if not self.built:
+            self._ensure_built(shape, dtype)
+
+    def forward(self, x, training: bool = False):
+        """Runs the layer on a batch (arrays with the batch axis)."""
+        if self.multi_input:
+            if not isinstance(x, (list, tuple)) or len(x) < 2:
+                raise TypeError(f"layer {self.label} takes a list of at least two arrays")
+            xs = [self._cast(a) for a in x]
+            if not self.built:
+                self._ensure_built([tuple(a.shape[1:]) for a in xs], xs[0].dtype)
+            return self._forward(xs, training)
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            raise TypeError(f"layer {self.label} takes an array, got {type(x).__name__}")
+        return self._forward(self._prepare(x), training)
+
+    def _cast(self, a):
+        want = self.dtype or (a.dtype if a.dtype.kind == "f" else np.float32)
+        return a if a.dtype == want else a.astype(want)
+
+    def backward(self, dy):
+        """Gradient of the loss w.r.t. the input, given dy w.r.t. the output."""
+        if self._cache is _NOT_RUN:
+            raise RuntimeError(f"layer {self.label}: backward called before forward")
+        return self._backward(dy)
+
+    def _forward(self, x, training: bool):
+        raise NotImplementedError
+
+    def _backward(self, dy):
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def _fmt(shape) -> str:
+    if shape and isinstance(shape[0], tuple):
+        return ", ".join(_fmt(s) for s in shape)
+    return str((None,) + tuple(shape))

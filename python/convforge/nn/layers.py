@@ -1,0 +1,634 @@
+"""Keras-style layers on channels-first data, each with forward and backward.
+
+Batches are (N, C, H, W) for images and (N, features) after Flatten. Conv and pooling layers
+call `convforge.functional` (so they run on the active backend); the rest is plain array code
+written against the array module of the input (NumPy or CuPy). backward(dy) returns dx and adds
+parameter gradients into `Parameter.grad` while the layer is trainable.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+
+from .. import functional as F
+from .._shapes import conv_output_size, conv_padding, pair, pool_output_size, pool_padding
+from .base import Layer, _new_seed, array_module
+
+__all__ = ["Conv2D", "Dense", "MaxPooling2D", "AveragePooling2D", "MinPooling2D",
+           "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Dropout", "Activation",
+           "ReLU", "Sigmoid", "Softmax", "Rescaling", "ZeroPadding2D", "BatchNormalization",
+           "Add", "ACTIVATIONS"]
+
+
+# --------------------------------------------------------------------------- activations
+# Each activation is (forward(x) -> y, backward(y, dy) -> dx); backward needs only the output.
+
+def _relu(x):
+    return array_module(x).maximum(x, 0)
+
+
+def _relu_grad(y, dy):
+    return dy * (y > 0)
+
+
+def _sigmoid(x):
+    xp = array_module(x)
+    e = xp.exp(-xp.abs(x))                       # in (0, 1]: no overflow for any x
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _sigmoid_grad(y, dy):
+    return dy * y * (1 - y)
+
+
+def _tanh(x):
+    return array_module(x).tanh(x)
+
+
+def _tanh_grad(y, dy):
+    return dy * (1 - y * y)
+
+
+def _softmax(x, axis: int = 1):
+    xp = array_module(x)
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _softmax_grad(y, dy, axis: int = 1):
+    return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
+
+
+def _linear(x):
+    return x
+
+
+def _linear_grad(y, dy):
+    return dy
+
+
+ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
+    "linear": (_linear, _linear_grad),
+    "relu": (_relu, _relu_grad),
+    "sigmoid": (_sigmoid, _sigmoid_grad),
+    "tanh": (_tanh, _tanh_grad),
+    "softmax": (_softmax, _softmax_grad),   # over axis 1 (classes / channels)
+}
+
+
+def _activation(name: Optional[str]) -> str:
+    if name is None:
+        return "linear"
+    if not isinstance(name, str) or name.lower() not in ACTIVATIONS:
+        raise ValueError(f"activation must be None or one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return name.lower()
+
+
+def _positive_int(v, name: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name} must be a positive int, got {v!r}")
+    return int(v)
+
+
+def _need_rank(layer: Layer, input_shape, rank: int, layout: str) -> None:
+    if len(input_shape) != rank:
+        raise ValueError(f"layer {layer.label} expects inputs {layout}, got per-sample shape "
+                         f"{tuple(input_shape)} (batch shape {(None,) + tuple(input_shape)})")
+
+
+# --------------------------------------------------------------------------- Conv2D
+
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation): (N, C, H, W) -> (N, filters, OH, OW).
+
+    kernel: OIHW (filters, C/groups, KH, KW); bias: (filters,). padding: 'valid', 'same'
+    (output ceil(H/stride), extra row/column at the bottom/right), an int, (h, w) or
+    (top, bottom, left, right). `activation` is applied after the bias.
+    """
+
+    def __init__(self, filters: int, kernel_size, strides=1, padding: Union[str, int, Sequence]
+                 = "valid", dilation_rate=1, groups: int = 1, activation: Optional[str] = None,
+                 use_bias: bool = True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", input_shape=None, name=None, dtype=None,
+                 trainable: bool = True):
+        super().__init__(name, trainable, dtype, input_shape)
+        self.filters = _positive_int(filters, "filters")
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.strides = pair(strides, "strides")
+        self.dilation_rate = pair(dilation_rate, "dilation_rate")
+        self.groups = _positive_int(groups, "groups")
+        if isinstance(padding, str) and padding.lower() not in ("valid", "same"):
+            raise ValueError(f"padding must be 'valid', 'same', an int or a tuple, got {padding!r}")
+        self.padding = padding.lower() if isinstance(padding, str) else padding
+        self.activation = _activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        if self.filters % self.groups:
+            raise ValueError(f"groups={self.groups} must divide filters={self.filters}")
+
+    def build(self, input_shape) -> None:
+        _need_rank(self, input_shape, 3, "(N, C, H, W)")
+        c = input_shape[0]
+        if c % self.groups:
+            raise ValueError(f"layer {self.label}: groups={self.groups} must divide the "
+                             f"{c} input channels (input shape {(None,) + tuple(input_shape)})")
+        kh, kw = self.kernel_size
+        # kernel: (K, C/G, KH, KW)
+        self.kernel = self.add_weight("kernel", (self.filters, c // self.groups, kh, kw),
+                                      self.kernel_initializer)
+        self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer) \
+            if self.use_bias else None
+
+    def compute_output_shape(self, input_shape) -> tuple:
+        _need_rank(self, input_shape, 3, "(N, C, H, W)")
+        hw = tuple(input_shape[1:])
+        pad4 = conv_padding(self.padding, hw, self.kernel_size, self.strides, self.dilation_rate)
+        oh, ow = conv_output_size(hw, self.kernel_size, self.strides, pad4, self.dilation_rate)
+        return (self.filters, oh, ow)
+
+    def flops(self, input_shape) -> int:
+        _, oh, ow = self.compute_output_shape(input_shape)
+        macs = self.filters * (input_shape[0] // self.groups) * \
+            self.kernel_size[0] * self.kernel_size[1] * oh * ow
+        return 2 * macs + (self.filters * oh * ow if self.use_bias else 0)
+
+    def _args(self):
+        return dict(stride=self.strides, padding=self.padding, dilation=self.dilation_rate,
+                    groups=self.groups)
+
+    def _forward(self, x, training):
+        # x: (N, C, H, W) -> z, y: (N, K, OH, OW)
+        z = F.conv2d(x, self.kernel.data, self.bias.data if self.use_bias else None,
+                     **self._args())
+        y = ACTIVATIONS[self.activation][0](z)
+        self._cache = (x, y)
+        return y
+
+    def _backward(self, dy):
+        x, y = self._cache
+        dz = ACTIVATIONS[self.activation][1](y, dy)
+        dx, dw, db = F.conv2d_backward(dz, x, self.kernel.data, bias=self.use_bias,
+                                       **self._args())
+        if self.trainable:
+            self.kernel.accumulate(dw)
+            if self.use_bias:
+                self.bias.accumulate(db)
+        return dx
+
+
+# --------------------------------------------------------------------------- Dense
+
+class Dense(Layer):
+    """Fully connected: y = x @ kernel + bias over the last axis; kernel (in, units)."""
+
+    def __init__(self, units: int, activation: Optional[str] = None, use_bias: bool = True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 input_shape=None, name=None, dtype=None, trainable: bool = True):
+        super().__init__(name, trainable, dtype, input_shape)
+        self.units = _positive_int(units, "units")
+        self.activation = _activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+
+    def build(self, input_shape) -> None:
+        if len(input_shape) < 1:
+            raise ValueError(f"layer {self.label} needs inputs with a feature axis")
+        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units),
+                                      self.kernel_initializer)
+        self.bias = self.add_weight("bias", (self.units,), self.bias_initializer) \
+            if self.use_bias else None
+
+    def compute_output_shape(self, input_shape) -> tuple:
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def flops(self, input_shape) -> int:
+        rows = int(np.prod(input_shape[:-1], dtype=np.int64))
+        return rows * (2 * input_shape[-1] * self.units + (self.units if self.use_bias else 0))
+
+    def _forward(self, x, training):
+        n_in = self.kernel.shape[0]
+        if x.shape[-1] != n_in:
+            raise ValueError(f"layer {self.label} expects {n_in} input features, got x of shape "
+                             f"{tuple(x.shape)}")
+        x2 = x.reshape(-1, n_in)                                  # (rows, in)
+        z = x2 @ self.kernel.data                                 # (rows, units)
+        if self.use_bias:
+            z = z + self.bias.data
+        y = ACTIVATIONS[self.activation][0](z)
+        self._cache = (x.shape, x2, y)
+        return y.reshape(tuple(x.shape[:-1]) + (self.units,))
+
+    def _backward(self, dy):
+        x_shape, x2, y = self._cache
+        dz = ACTIVATIONS[self.activation][1](y, dy.reshape(y.shape))   # (rows, units)
+        if self.trainable:
+            self.kernel.accumulate(x2.T @ dz)
+            if self.use_bias:
+                self.bias.accumulate(dz.sum(axis=0))
+        return (dz @ self.kernel.data.T).reshape(x_shape)
+
+
+# --------------------------------------------------------------------------- pooling
+
+def _same_pads(n: int, k: int, s: int) -> tuple[int, int]:
+    """TensorFlow 'same' pooling: output ceil(n/s); the extra pad goes after."""
+    out = -(-n // s)
+    total = max((out - 1) * s + k - n, 0)
+    return total // 2, total - total // 2
+
+
+class _Pool2D(Layer):
+    """Shared code of the windowed pools. padding: 'valid', 'same' (TensorFlow: output
+    ceil(H/stride), padded cells never win a max/min and do not count in an average), or an
+    int / (h, w) of symmetric padding with PyTorch's semantics (count_include_pad for avg)."""
+
+    mode = "max"
+
+    def __init__(self, pool_size=2, strides=None, padding: Union[str, int, Sequence] = "valid",
+                 input_shape=None, name=None, dtype=None, trainable: bool = True):
+        super().__init__(name, trainable, dtype, input_shape)
+        self.pool_size = pair(pool_size, "pool_size")
+        self.strides = self.pool_size if strides is None else pair(strides, "strides")
+        if isinstance(padding, str):
+            if padding.lower() not in ("valid", "same"):
+                raise ValueError(f"padding must be 'valid', 'same' or an int, got {padding!r}")
+            self.padding = padding.lower()
+        else:
+            self.padding = pool_padding(padding, self.pool_size)
+
+    def _pads(self, hw) -> tuple[int, int, int, int]:
+        """Explicit (top, bottom, left, right) zero/inf padding for 'same', else zeros."""
+        if self.padding != "same":
+            return (0, 0, 0, 0)
+        (pt, pb), (pl, pr) = (_same_pads(n, k, s) for n, k, s in
+                              zip(hw, self.pool_size, self.strides))
+        return (pt, pb, pl, pr)
+
+    def _fn_padding(self):
+        return (0, 0) if isinstance(self.padding, str) else self.padding
+
+    def compute_output_shape(self, input_shape) -> tuple:
+        _need_rank(self, input_shape, 3, "(N, C, H, W)")
+        c, h, w = input_shape
+        if self.padding == "same":
+            return (c, -(-h // self.strides[0]), -(-w // self.strides[1]))
+        oh, ow = pool_output_size((h, w), self.pool_size, self.strides, self._fn_padding(),
+                                  False)
+        return (c, oh, ow)
+
+    def _forward(self, x, training):
+        # x: (N, C, H, W) -> y: (N, C, OH, OW)
+        xp = array_module(x)
+        h, w = x.shape[2:]
+        pads = self._pads((h, w))
+        if any(pads):
+            fill = {"max": -np.inf, "min": np.inf, "avg": 0}[self.mode]
+            x = xp.pad(x, ((0, 0), (0, 0), pads[:2], pads[2:]), constant_values=fill)
+        args = dict(kernel_size=self.pool_size, stride=self.strides, padding=self._fn_padding())
+        scale = None
+        if self.mode == "max":
+            y, idx = F.max_pool2d(x, return_indices=True, **args)
+        elif self.mode == "min":
+            y, idx = F.min_pool2d(x, return_indices=True, **args)
+        else:
+            idx = None
+            y = F.avg_pool2d(x, count_include_pad=self.count_include_pad, **args)
+            if any(pads):
+                # scale: (1, 1, OH, OW) share of real (unpadded) cells in each window
+                ones = xp.pad(xp.ones((1, 1, h, w), x.dtype), ((0, 0), (0, 0), pads[:2],
+                                                               pads[2:]))
+                scale = F.avg_pool2d(ones, **args)
+                y = y / scale
+        self._cache = (x.shape, pads, idx, scale)
+        return y
+
+    def _backward(self, dy):
+        shape, pads, idx, scale = self._cache
+        args = dict(kernel_size=self.pool_size, stride=self.strides, padding=self._fn_padding())
+        if self.mode == "max":
+            dx = F.max_pool2d_backward(dy, shape, indices=idx, **args)
+        elif self.mode == "min":
+            dx = F.min_pool2d_backward(dy, shape, indices=idx, **args)
+        else:
+            dx = F.avg_pool2d_backward(dy if scale is None else dy / scale, shape,
+                                       count_include_pad=self.count_include_pad, **args)
+        if any(pads):
+            xp = array_module(dx)
+            dx = xp.ascontiguousarray(dx[:, :, pads[0]:shape[2] - pads[1],
+                                         pads[2]:shape[3] - pads[3]])
+        return dx
+
+
+class MaxPooling2D(_Pool2D):
+    """Max over pool_size windows (stride defaults to pool_size)."""
+
+    mode = "max"
+
+
+class MinPooling2D(_Pool2D):
+    """Min over pool_size windows (stride defaults to pool_size)."""
+
+    mode = "min"
+
+
+class AveragePooling2D(_Pool2D):
+    """Mean over pool_size windows. count_include_pad applies to int padding only ('same'
+    always excludes the padding, as TensorFlow does)."""
+
+    mode = "avg"
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", count_include_pad: bool = True,
+                 input_shape=None, name=None, dtype=None, trainable: bool = True):
+        super().__init__(pool_size, strides, padding, input_shape, name, dtype, trainable)
+        self.count_include_pad = bool(count_include_pad)
+
+
+class _GlobalPool2D(Layer):
+    mode = "avg"
+
+    def compute_output_shape(self, input_shape) -> tuple:
+        _need_rank(self, input_shape, 3, "(N, C, H, W)")
+        return (input_shape[0],)
+
+    def _forward(self, x, training):
+        # x: (N, C, H, W) -> y: (N, C)
+        if self.mode == "avg":
+            y, idx = F.global_avg_pool2d(x), None
+        else:
+            y, idx = F.global_max_pool2d(x, return_indices=True)
+        self._cache = (x.shape, idx)
+        return y
+
+    def _backward(self, dy):
+        shape, idx = self._cache
+        if self.mode == "avg":
+            return F.global_avg_pool2d_backward(dy, shape)
+        return F.global_max_pool2d_backward(dy, shape, indices=idx)
+
+
+class GlobalAveragePooling2D(_GlobalPool2D):
+    """Mean over H and W: (N, C, H, W) -> (N, C)."""
+
+    mode = "avg"
+
+
+class GlobalMaxPooling2D(_GlobalPool2D):
+    """Max over H and W: (N, C, H, W) -> (N, C)."""
+
+    mode = "max"
+
+
+# --------------------------------------------------------------------------- reshaping
+
+class Flatten(Layer):
+    """(N, C, H, W) -> (N, C*H*W) in C, H, W order."""
+
+    def compute_output_shape(self, input_shape) -> tuple:
+        return (int(np.prod(input_shape, dtype=np.int64)),)
+
+    def _forward(self, x, training):
+        self._cache = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def _backward(self, dy):
+        return dy.reshape(self._cache)
+
+
+class ZeroPadding2D(Layer):
+    """Pads H and W with zeros. padding: int, (h, w) or ((top, bottom), (left, right))."""
+
+    def __init__(self, padding=1, input_shape=None, name=None, dtype=None, trainable=True):
+        super().__init__(name, trainable, dtype, input_shape)
+        if isinstance(padding, (tuple, list)) and len(padding) == 2 and \
+                all(isinstance(p, (tuple, list)) for p in padding):
+            (t, b), (lf, r) = (pair(p, "padding", 0) for p in padding)
+        else:
+            (t, lf) = pair(padding, "padding", 0)
+            b, r = t, lf
+        self.padding = (t, b, lf, r)
+
+    def compute_output_shape(self, input_shape) -> tuple:
+        _need_rank(self, input_shape, 3, "(N, C, H, W)")
+        c, h, w = input_shape
+        t, b, lf, r = self.padding
+        return (c, h + t + b, w + lf + r)
+
+    def _forward(self, x, training):
+        t, b, lf, r = self.padding
+        self._cache = x.shape
+        return array_module(x).pad(x, ((0, 0), (0, 0), (t, b), (lf, r)))
+
+    def _backward(self, dy):
+        t, _, lf, _ = self.padding
+        _, _, h, w = self._cache
+        return array_module(dy).ascontiguousarray(dy[:, :, t:t + h, lf:lf + w])
+
+
+# --------------------------------------------------------------------------- elementwise
+
+class Activation(Layer):
+    """Applies 'relu', 'sigmoid', 'tanh', 'softmax' (over axis 1) or 'linear'."""
+
+    def __init__(self, activation: Optional[str], name=None, dtype=None, input_shape=None,
+                 trainable: bool = True):
+        super().__init__(name, trainable, dtype, input_shape)
+        self.activation = _activation(activation)
+
+    def _forward(self, x, training):
+        y = ACTIVATIONS[self.activation][0](x)
+        self._cache = y
+        return y
+
+    def _backward(self, dy):
+        return ACTIVATIONS[self.activation][1](self._cache, dy)
+
+
+class ReLU(Activation):
+    @classmethod
+    def default_name(cls) -> str:
+        return "relu"
+
+    def __init__(self, name=None, dtype=None, input_shape=None, trainable: bool = True):
+        super().__init__("relu", name, dtype, input_shape, trainable)
+
+
+class Sigmoid(Activation):
+    def __init__(self, name=None, dtype=None, input_shape=None, trainable: bool = True):
+        super().__init__("sigmoid", name, dtype, input_shape, trainable)
+
+
+class Softmax(Activation):
+    """Softmax over `axis` (default 1: classes for (N, K), channels for NCHW)."""
+
+    def __init__(self, axis: int = 1, name=None, dtype=None, input_shape=None,
+                 trainable: bool = True):
+        super().__init__("softmax", name, dtype, input_shape, trainable)
+        self.axis = int(axis)
+
+    def _forward(self, x, training):
+        y = _softmax(x, self.axis)
+        self._cache = y
+        return y
+
+    def _backward(self, dy):
+        return _softmax_grad(self._cache, dy, self.axis)
+
+
+class Rescaling(Layer):
+    """y = x * scale + offset (e.g. Rescaling(1/255) turns uint8 pixels into [0, 1])."""
+
+    def __init__(self, scale: float, offset: float = 0.0, name=None, dtype=None,
+                 input_shape=None, trainable: bool = True):
+        super().__init__(name, trainable, dtype, input_shape)
+        self.scale, self.offset = float(scale), float(offset)
+
+    def _forward(self, x, training):
+        self._cache = None
+        return x * self.scale + self.offset
+
+    def _backward(self, dy):
+        return dy * self.scale
+
+
+class Dropout(Layer):
+    """While training, zeroes each value with probability `rate` and scales the rest by
+    1/(1-rate); at inference it is the identity."""
+
+    def __init__(self, rate: float, seed: Optional[int] = None, name=None, dtype=None,
+                 input_shape=None, trainable: bool = True):
+        super().__init__(name, trainable, dtype, input_shape)
+        if not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self._rng = np.random.default_rng(_new_seed() if seed is None else seed)
+        self._device_rng = None
+
+    def _uniform(self, xp, shape, dtype):
+        if xp is np:
+            return self._rng.random(shape, dtype=dtype)
+        if self._device_rng is None:
+            self._device_rng = xp.random.default_rng(int(self._rng.integers(2**63 - 1)))
+        return self._device_rng.random(shape, dtype=dtype)
+
+    def _forward(self, x, training):
+        if not training or self.rate == 0.0:
+            self._cache = None
+            return x
+        xp = array_module(x)
+        keep = self._uniform(xp, x.shape, x.dtype) >= self.rate
+        scale = keep.astype(x.dtype) * (1.0 / (1.0 - self.rate))   # (N, ...) 0 or 1/(1-rate)
+        self._cache = scale
+        return x * scale
+
+    def _backward(self, dy):
+        return dy if self._cache is None else dy * self._cache
+
+
+class BatchNormalization(Layer):
+    """Per-channel normalisation over axis 1 of (N, C, H, W) or (N, C) inputs.
+
+    Training: y = gamma * (x - mean_B) / sqrt(var_B + eps) + beta with the batch mean and
+    (biased) variance over N, H, W; the moving statistics follow
+    moving = momentum * moving + (1 - momentum) * batch (Keras' rule and defaults).
+    Inference, or while the layer is frozen (trainable=False, as in Keras), uses the moving
+    statistics.
+    """
+
+    def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
+                 scale: bool = True, beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 name=None, dtype=None, input_shape=None, trainable: bool = True):
+        super().__init__(name, trainable, dtype, input_shape)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
+        if epsilon <= 0:
+            raise ValueError(f"epsilon must be > 0, got {epsilon!r}")
+        self.momentum, self.epsilon = float(momentum), float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        self._inits = (gamma_initializer, beta_initializer, moving_mean_initializer,
+                       moving_variance_initializer)
+
+    def build(self, input_shape) -> None:
+        if len(input_shape) not in (1, 3):
+            raise ValueError(f"layer {self.label} expects (N, C) or (N, C, H, W) inputs, got "
+                             f"per-sample shape {tuple(input_shape)}")
+        c = (input_shape[0],)
+        g_init, b_init, mm_init, mv_init = self._inits
+        self.gamma = self.add_weight("gamma", c, g_init) if self.scale else None
+        self.beta = self.add_weight("beta", c, b_init) if self.center else None
+        self.moving_mean = self.add_weight("moving_mean", c, mm_init, trainable=False)
+        self.moving_variance = self.add_weight("moving_variance", c, mv_init, trainable=False)
+
+    def flops(self, input_shape) -> int:
+        return 2 * int(np.prod(input_shape, dtype=np.int64))
+
+    def _forward(self, x, training):
+        # x: (N, C, H, W) or (N, C); statistics per channel over `axes`
+        xp = array_module(x)
+        axes = (0,) if x.ndim == 2 else (0, 2, 3)
+        bshape = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
+        batch_stats = training and self.trainable
+        if batch_stats:
+            mean, var = x.mean(axis=axes), x.var(axis=axes)          # (C,) each
+            m = self.momentum
+            self.moving_mean.data[...] = m * self.moving_mean.data + (1 - m) * mean
+            self.moving_variance.data[...] = m * self.moving_variance.data + (1 - m) * var
+        else:
+            mean, var = self.moving_mean.data, self.moving_variance.data
+        inv = 1.0 / xp.sqrt(var + self.epsilon)                      # (C,)
+        xhat = (x - mean.reshape(bshape)) * inv.reshape(bshape)
+        y = xhat
+        if self.scale:
+            y = y * self.gamma.data.reshape(bshape)
+        if self.center:
+            y = y + self.beta.data.reshape(bshape)
+        self._cache = (xhat, inv, batch_stats, axes, bshape)
+        return y
+
+    def _backward(self, dy):
+        xhat, inv, batch_stats, axes, bshape = self._cache
+        if self.trainable:
+            if self.scale:
+                self.gamma.accumulate((dy * xhat).sum(axis=axes))
+            if self.center:
+                self.beta.accumulate(dy.sum(axis=axes))
+        dxhat = dy * self.gamma.data.reshape(bshape) if self.scale else dy
+        if not batch_stats:
+            return dxhat * inv.reshape(bshape)
+        m = dy.size // dy.shape[1]                                   # values per channel
+        sum_d = dxhat.sum(axis=axes).reshape(bshape)
+        sum_dx = (dxhat * xhat).sum(axis=axes).reshape(bshape)
+        return (inv.reshape(bshape) / m) * (m * dxhat - sum_d - xhat * sum_dx)
+
+
+# --------------------------------------------------------------------------- merging
+
+class Add(Layer):
+    """Element-wise sum of a list of same-shape tensors (residual connections)."""
+
+    multi_input = True
+
+    def build(self, input_shape) -> None:
+        if len(input_shape) < 2:
+            raise ValueError(f"layer {self.label} needs at least two inputs")
+        if any(tuple(s) != tuple(input_shape[0]) for s in input_shape):
+            raise ValueError(f"layer {self.label} needs inputs of one shape, got "
+                             f"{[(None,) + tuple(s) for s in input_shape]}")
+
+    def compute_output_shape(self, input_shape) -> tuple:
+        return tuple(input_shape[0])
+
+    def _forward(self, xs, training):
+        shapes = [tuple(a.shape) for a in xs]
+        if any(s != shapes[0] for s in shapes):
+            raise ValueError(f"layer {self.label} needs inputs of one shape, got {shapes}")
+        y = xs[0]
+        for a in xs[1:]:
+            y = y + a
+        self._cache = len(xs)
+        return y
+
+    def _backward(self, dy):
+        return [dy] * self._cache

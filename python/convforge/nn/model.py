@@ -1,0 +1,744 @@
+"""Model (functional graph of layer calls) and Sequential, with compile / fit / evaluate /
+predict / summary / save_weights / load_weights.
+
+    x = Input((3, 32, 32))
+    y = Conv2D(16, 3, padding="same", activation="relu")(x)
+    s = Conv2D(16, 1)(x)                        # 1x1 projection
+    y = Add()([y, s])
+    model = Model(x, Dense(10)(Flatten()(y)))
+
+A model has one input; it may have several outputs for forward/backward (e.g. an inner
+activation and the logits, for Grad-CAM) but fit/evaluate/predict need exactly one. Each layer
+may appear once in a model (shared layers are not supported). Models output logits; the loss
+given to compile decides what predict returns (softmax for the categorical cross-entropies,
+sigmoid for binary cross-entropy from logits, the raw output otherwise).
+
+Devices: batches go to the array module of the input (NumPy or CuPy); NumPy batches are moved
+to the GPU when the cuda backend is chosen (set_backend/use_backend/$CONVFORGE_BACKEND), once
+per batch, and parameters follow on first use.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
+
+import numpy as np
+
+from .. import backends as _backends
+from .. import losses as _losses
+from .. import optim as _optim
+from . import metrics as _metrics
+from .base import Input, Layer, Parameter, SymbolicTensor, _float_dtype, _snake, array_module, \
+    to_numpy
+from .callbacks import Callback, History
+
+__all__ = ["Model", "Sequential"]
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _is_batch_source(x) -> bool:
+    """An object yielding (xb, yb) batches per epoch, with len() = number of batches."""
+    return not hasattr(x, "shape") and hasattr(x, "__iter__") and hasattr(x, "__len__") \
+        and not isinstance(x, (list, tuple))
+
+
+def _device_module(a):
+    """Where a batch runs: its own module if CuPy; CuPy when the cuda backend is chosen."""
+    xp = array_module(a)
+    if xp is np and _backends.chosen(on_gpu=False) == "cuda":
+        import cupy
+
+        return cupy
+    return xp
+
+
+def _unique_name(base: str, used: set) -> str:
+    name, i = base, 0
+    while name in used:
+        i += 1
+        name = f"{base}_{i}"
+    return name
+
+
+def _shape_str(shape) -> str:
+    return str((None,) + tuple(shape))
+
+
+class Model:
+    """A graph of layer calls from one Input to one or more outputs."""
+
+    def __init__(self, inputs: Union[SymbolicTensor, Sequence[SymbolicTensor]],
+                 outputs: Union[SymbolicTensor, Sequence[SymbolicTensor]],
+                 name: Optional[str] = None):
+        self.name = name or "model"
+        self._init_state()
+        self._set_graph(inputs, outputs)
+
+    def _init_state(self) -> None:
+        self.inputs: list[SymbolicTensor] = []
+        self.outputs: list[SymbolicTensor] = []
+        self._nodes: list = []
+        self._multi_output = False
+        self.optimizer: Optional[_optim.Optimizer] = None
+        self.loss: Optional[_losses.Loss] = None
+        self.metrics: list[tuple[str, Callable]] = []
+        self.stop_training = False
+
+    # ------------------------------------------------------------------ graph
+    def _set_graph(self, inputs, outputs) -> None:
+        ins = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        outs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        for t in ins + outs:
+            if not isinstance(t, SymbolicTensor):
+                raise TypeError(f"Model inputs/outputs must be tensors from convforge.nn.Input "
+                                f"and layer calls, got {type(t).__name__}")
+        if len(ins) != 1 or ins[0].node is not None:
+            raise ValueError("Model takes exactly one Input tensor as inputs")
+        nodes, leaves, seen = [], [], set()
+
+        def visit(t: SymbolicTensor) -> None:
+            if id(t) in seen:
+                return
+            seen.add(id(t))
+            if t.node is None:
+                leaves.append(t)
+                return
+            for parent in t.node.inputs:
+                visit(parent)
+            nodes.append(t.node)
+
+        for t in outs:
+            visit(t)
+        if any(leaf is not ins[0] for leaf in leaves):
+            raise ValueError("the outputs depend on an Input that is not the model's input")
+        layers = [n.layer for n in nodes]
+        if len({id(la) for la in layers}) != len(layers):
+            dup = next(la for la in layers if sum(m is la for m in layers) > 1)
+            raise ValueError(f"layer {dup.label} is called more than once in this model; "
+                             "shared layers are not supported")
+        self._name_layers(layers)
+        self.inputs, self.outputs, self._nodes = ins, outs, nodes
+        self._multi_output = isinstance(outputs, (list, tuple))
+
+    @staticmethod
+    def _name_layers(layers: Sequence[Layer]) -> None:
+        """Unnamed layers get snake_case class names, numbered within the model."""
+        used: set = set()
+        for la in layers:
+            if la.name is not None:
+                if la.name in used:
+                    raise ValueError(f"two layers in one model are named {la.name!r}")
+                used.add(la.name)
+        for la in layers:
+            if la.name is None:
+                la.name = _unique_name(_snake(la.default_name()), used)
+                used.add(la.name)
+
+    @property
+    def built(self) -> bool:
+        return bool(self.inputs)
+
+    def _require_built(self) -> None:
+        if not self.built:
+            raise ValueError(f"model {self.name!r} is not built yet: give the first layer an "
+                             "input_shape, call build(input_shape), or run it on data first")
+
+    @property
+    def layers(self) -> list[Layer]:
+        return [n.layer for n in self._nodes]
+
+    @property
+    def input(self) -> SymbolicTensor:
+        self._require_built()
+        return self.inputs[0]
+
+    @property
+    def output(self):
+        self._require_built()
+        return self.outputs if self._multi_output else self.outputs[0]
+
+    @property
+    def input_shape(self) -> tuple:
+        return self.input.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.input.dtype
+
+    def get_layer(self, name: Optional[str] = None, index: Optional[int] = None) -> Layer:
+        if index is not None:
+            return self.layers[index]
+        for la in self.layers:
+            if la.name == name:
+                return la
+        raise ValueError(f"no layer named {name!r}; layers: {[la.name for la in self.layers]}")
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def params(self) -> list[Parameter]:
+        return [p for la in self.layers for p in la.params]
+
+    @property
+    def trainable_params(self) -> list[Parameter]:
+        return [p for la in self.layers for p in la.trainable_params]
+
+    @property
+    def trainable(self) -> bool:
+        return any(la.trainable for la in self.layers)
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        for la in self.layers:
+            la.trainable = value
+
+    def count_params(self) -> int:
+        self._require_built()
+        return sum(la.count_params() for la in self.layers)
+
+    def count_flops(self) -> int:
+        """Forward FLOPs per sample of the conv, dense and batch-norm layers (a multiply-add
+        counts 2; pooling, activations and additions are not counted)."""
+        self._require_built()
+        return sum(n.layer.flops(n.inputs[0].shape) for n in self._nodes
+                   if not n.layer.multi_input)
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [w for la in self.layers for w in la.get_weights()]
+
+    def set_weights(self, weights: Sequence) -> None:
+        weights = list(weights)
+        want = sum(len(la.params) for la in self.layers)
+        if len(weights) != want:
+            raise ValueError(f"model {self.name!r} has {want} weight arrays, got {len(weights)}")
+        i = 0
+        for la in self.layers:
+            k = len(la.params)
+            la.set_weights(weights[i:i + k])
+            i += k
+
+    # ------------------------------------------------------------------ forward / backward
+    def _ensure_built_for(self, x) -> None:
+        """Sequential builds itself from the first batch; a functional model is built."""
+        self._require_built()
+
+    def __call__(self, x, training: bool = False):
+        if isinstance(x, SymbolicTensor):
+            raise TypeError("calling a Model on a symbolic tensor (nesting models) is not "
+                            "supported; call its layers instead")
+        return self.forward(x, training)
+
+    def forward(self, x, training: bool = False):
+        """Runs the graph on a batch x (N, ...) -> output batch (a list for several outputs)."""
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            raise TypeError(f"x must be a NumPy or CuPy array, got {type(x).__name__}")
+        self._ensure_built_for(x)
+        inp = self.inputs[0]
+        if tuple(x.shape[1:]) != inp.shape:
+            raise ValueError(f"model {self.name!r} expects input batches of shape "
+                             f"{_shape_str(inp.shape)}, got {tuple(x.shape)}")
+        if x.dtype != inp.dtype:
+            x = x.astype(inp.dtype)
+        values = {id(inp): x}
+        for node in self._nodes:
+            args = [values[id(t)] for t in node.inputs]
+            values[id(node.output)] = node.layer.forward(
+                args if node.layer.multi_input else args[0], training)
+        outs = [values[id(t)] for t in self.outputs]
+        return outs if self._multi_output else outs[0]
+
+    def backward(self, dy, wrt: Optional[Sequence[SymbolicTensor]] = None):
+        """Back-propagates dy (w.r.t. the output; a list with None entries allowed for several
+        outputs) through the latest forward. Parameter gradients are added into `.grad`.
+        Returns dx w.r.t. the input, or with `wrt` the gradients w.r.t. those tensors."""
+        dys = list(dy) if self._multi_output else [dy]
+        if len(dys) != len(self.outputs):
+            raise ValueError(f"model {self.name!r} has {len(self.outputs)} outputs, got "
+                             f"{len(dys)} gradients")
+        keep = {id(t) for t in (wrt or [])}
+        grads: dict[int, Any] = {}
+
+        def add(t, g):
+            grads[id(t)] = g if id(t) not in grads else grads[id(t)] + g
+
+        for t, g in zip(self.outputs, dys):
+            if g is not None:
+                add(t, g)
+        for node in reversed(self._nodes):
+            key = id(node.output)
+            g = grads.get(key) if key in keep else grads.pop(key, None)
+            if g is None:
+                continue
+            dx = node.layer.backward(g)
+            for t, d in zip(node.inputs, dx if node.layer.multi_input else [dx]):
+                add(t, d)
+        if wrt is not None:
+            return [grads.get(id(t)) for t in wrt]
+        return grads.get(id(self.inputs[0]))
+
+    # ------------------------------------------------------------------ training setup
+    def compile(self, optimizer: Union[str, _optim.Optimizer] = "rmsprop",
+                loss: Union[str, _losses.Loss, None] = None,
+                metrics: Optional[Sequence[Union[str, Callable]]] = None) -> None:
+        """Sets the optimiser, the loss (names: 'sparse_categorical_crossentropy',
+        'categorical_crossentropy', 'binary_crossentropy' (all from logits), 'mse') and the
+        metrics ('accuracy' or callables)."""
+        if loss is None:
+            raise ValueError("compile needs a loss")
+        self.optimizer = _optim.get(optimizer)
+        self.loss = _losses.get(loss)
+        self.metrics = [_metrics.get(m, self.loss) for m in (metrics or [])]
+        names = [n for n, _ in self.metrics]
+        if len(set(names)) != len(names) or "loss" in names:
+            raise ValueError(f"metric names must be distinct and not 'loss', got {names}")
+
+    def _require_compiled(self) -> None:
+        if self.loss is None:
+            raise ValueError(f"model {self.name!r} must be compiled (model.compile(optimizer, "
+                             "loss, metrics)) before fit/evaluate/train_on_batch")
+        if self._multi_output:
+            raise ValueError("fit/evaluate/predict need a model with a single output")
+
+    def _batch(self, xb, yb):
+        """Explicit cast of a batch to the model dtype (building a Sequential from it first)."""
+        if not hasattr(xb, "shape"):
+            xb = np.asarray(xb)
+        self._ensure_built_for(xb)
+        if xb.dtype != self.dtype:
+            xb = xb.astype(self.dtype)
+        return xb, yb
+
+    @staticmethod
+    def _to_device(xb, yb):
+        xp = _device_module(xb)
+        if array_module(xb) is not xp:
+            xb = xp.asarray(xb)
+        if yb is not None and array_module(yb) is not xp:
+            yb = xp.asarray(yb)
+        return xb, yb
+
+    def _train_step(self, xb, yb):
+        params = self.trainable_params
+        self.optimizer.zero_grad(params)
+        out = self.forward(xb, training=True)
+        loss, dout = self.loss.forward_backward(yb, out)
+        self.backward(dout)
+        self.optimizer.step(params)
+        return loss, out
+
+    def train_on_batch(self, x, y) -> dict[str, float]:
+        """One optimiser step on one batch; returns the batch loss and metrics."""
+        self._require_compiled()
+        xb, yb = self._to_device(*self._batch(x, y))
+        loss, out = self._train_step(xb, yb)
+        logs = {"loss": float(loss)}
+        logs.update({name: float(fn(yb, out)) for name, fn in self.metrics})
+        return logs
+
+    # ------------------------------------------------------------------ batching
+    @staticmethod
+    def _check_xy(x, y, what: str = "x"):
+        if y is None:
+            raise ValueError(f"y is required when {what} is an array (only a batch source "
+                             "yields its own labels)")
+        if not hasattr(x, "shape"):
+            x = np.asarray(x)
+        if not hasattr(y, "shape"):
+            y = np.asarray(y)
+        if len(x) != len(y):
+            raise ValueError(f"{what} and y must have the same number of samples, got "
+                             f"{what} {tuple(x.shape)} and y {tuple(y.shape)}")
+        if len(x) == 0:
+            raise ValueError(f"{what} is empty: shape {tuple(x.shape)}")
+        return x, y
+
+    @staticmethod
+    def _array_batches(x, y, batch_size: int, order=None):
+        n = len(x)
+        for s in range(0, n, batch_size):
+            if order is None:
+                sl = slice(s, s + batch_size)
+            else:
+                sl = order[s:s + batch_size]
+            yield x[sl], (None if y is None else y[sl])
+
+    @staticmethod
+    def _positive(v, name):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        return int(v)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, validation_data=None,
+            validation_split: float = 0.0, shuffle: bool = True,
+            callbacks: Optional[Sequence[Callback]] = None, verbose: int = 1,
+            augment: Optional[Callable] = None, seed: Optional[int] = None,
+            initial_epoch: int = 0) -> History:
+        """Trains for `epochs` epochs; returns a History (.history: per-epoch lists of loss,
+        metrics and val_* values).
+
+        x: array (N, ...) of any numeric dtype (each batch is cast to the model dtype, not
+        rescaled) with labels y, or a batch source (iterable of (xb, yb) per epoch with len()
+        = number of batches; then y=None). validation_split holds out the last fraction of
+        x (before shuffling). augment(x_batch, rng) runs on each training batch after the
+        cast, with a Generator seeded from `seed` (which also seeds shuffling).
+        verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+        """
+        self._require_compiled()
+        batch_size = self._positive(batch_size, "batch_size")
+        epochs = self._positive(epochs, "epochs")
+        source = _is_batch_source(x)
+        if source:
+            if y is not None:
+                raise ValueError("y must be None when x is a batch source yielding (xb, yb)")
+            if validation_split:
+                raise ValueError("validation_split needs array data, not a batch source")
+        else:
+            x, y = self._check_xy(x, y)
+            if not 0.0 <= validation_split < 1.0:
+                raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+            if validation_split:
+                split = int(len(x) * (1.0 - validation_split))
+                if split < 1 or split == len(x):
+                    raise ValueError(f"validation_split={validation_split} leaves no training or "
+                                     f"no validation samples out of {len(x)}")
+                validation_data = (x[split:], y[split:])
+                x, y = x[:split], y[:split]
+        shuffle_rng, aug_rng = (np.random.default_rng(s)
+                                for s in np.random.SeedSequence(seed).spawn(2))
+
+        history = History()
+        cbs = [history] + list(callbacks or [])
+        for cb in cbs:
+            cb.set_model(self)
+        self.stop_training = False
+        for cb in cbs:
+            cb.on_train_begin({})
+        bar_cls = self._progress_class(verbose)
+        for epoch in range(initial_epoch, epochs):
+            for cb in cbs:
+                cb.on_epoch_begin(epoch, {})
+            if source:
+                batches: Iterable = iter(x)
+                n_batches = len(x)
+            else:
+                order = shuffle_rng.permutation(len(x)) if shuffle else None
+                batches = self._array_batches(x, y, batch_size, order)
+                n_batches = math.ceil(len(x) / batch_size)
+            bar = bar_cls(total=n_batches, desc=f"Epoch {epoch + 1}/{epochs}")
+            sums: dict[str, float] = {"loss": 0.0, **{n: 0.0 for n, _ in self.metrics}}
+            seen = 0
+            logs: dict[str, float] = {}
+            for i, (xb, yb) in enumerate(batches):
+                xb, yb = self._batch(xb, yb)
+                if augment is not None:
+                    xb = augment(xb, aug_rng)
+                    if xb.dtype != self.dtype:
+                        xb = xb.astype(self.dtype)
+                xb, yb = self._to_device(xb, yb)
+                loss, out = self._train_step(xb, yb)
+                n = len(xb)
+                seen += n
+                sums["loss"] += float(loss) * n
+                for name, fn in self.metrics:
+                    sums[name] += float(fn(yb, out)) * n
+                logs = {k: v / seen for k, v in sums.items()}
+                bar.set_postfix(logs, refresh=False)      # drawn by update's rate limit
+                bar.update(1)
+                for cb in cbs:
+                    cb.on_train_batch_end(i, logs)
+                if self.stop_training:
+                    break
+            if seen == 0:
+                bar.close()
+                raise ValueError("the training data yielded no batches")
+            if validation_data is not None:
+                val = self._evaluate(validation_data, batch_size)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+                bar.set_postfix(logs)
+            bar.close()
+            if verbose == 2 or (verbose == 1 and bar_cls is _LinePrinter):
+                print(f"Epoch {epoch + 1}/{epochs} - " +
+                      " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+            for cb in cbs:
+                cb.on_epoch_end(epoch, dict(logs))
+            if self.stop_training:
+                break
+        for cb in cbs:
+            cb.on_train_end({})
+        return history
+
+    @staticmethod
+    def _progress_class(verbose: int):
+        if verbose == 1:
+            try:
+                from tqdm.auto import tqdm
+
+                return lambda total, desc: tqdm(total=total, desc=desc, unit="batch",
+                                                leave=True, dynamic_ncols=True)
+            except ImportError:
+                return _LinePrinter
+        return _NoBar
+
+    # ------------------------------------------------------------------ evaluate / predict
+    def _evaluate(self, data, batch_size: int, verbose: int = 0,
+                  what: str = "x_val") -> dict[str, float]:
+        """Loss and metrics over `data` ((x, y) arrays or a batch source), inference mode."""
+        if _is_batch_source(data):
+            batches, total = iter(data), len(data)
+        else:
+            if not isinstance(data, (tuple, list)) or len(data) != 2:
+                raise ValueError("validation_data must be (x, y) or a batch source")
+            x, y = self._check_xy(*data, what=what)
+            batches, total = self._array_batches(x, y, batch_size), math.ceil(len(x) / batch_size)
+        bar = self._progress_class(verbose)(total=total, desc="evaluate")
+        sums = {"loss": 0.0, **{n: 0.0 for n, _ in self.metrics}}
+        seen = 0
+        for xb, yb in batches:
+            xb, yb = self._to_device(*self._batch(xb, yb))
+            out = self.forward(xb, training=False)
+            n = len(xb)
+            seen += n
+            sums["loss"] += float(self.loss(yb, out)) * n
+            for name, fn in self.metrics:
+                sums[name] += float(fn(yb, out)) * n
+            bar.update(1)
+        bar.close()
+        if seen == 0:
+            raise ValueError("the evaluation data yielded no batches")
+        return {k: v / seen for k, v in sums.items()}
+
+    def evaluate(self, x, y=None, batch_size: int = 256, verbose: int = 0,
+                 return_dict: bool = True):
+        """Mean loss and metrics in inference mode: {"loss": ..., "accuracy": ...}, or
+        [loss, *metrics] with return_dict=False."""
+        self._require_compiled()
+        batch_size = self._positive(batch_size, "batch_size")
+        data = x if _is_batch_source(x) else (x, y)
+        if _is_batch_source(x) and y is not None:
+            raise ValueError("y must be None when x is a batch source")
+        result = self._evaluate(data, batch_size, verbose, what="x")
+        return result if return_dict else list(result.values())
+
+    def predict(self, x, batch_size: int = 256, verbose: int = 0):
+        """Predictions in inference mode: softmax probabilities (N, classes) for models compiled
+        with a categorical cross-entropy (and for uncompiled models), sigmoid for binary
+        cross-entropy from logits, raw outputs for MSE. Returned in the batches' array module."""
+        batch_size = self._positive(batch_size, "batch_size")
+        if self._multi_output:
+            raise ValueError("predict needs a model with a single output")
+        link = self.loss.link if self.loss is not None else _losses.xp_softmax
+        if _is_batch_source(x):
+            batches, total = ((b[0] if isinstance(b, (tuple, list)) else b) for b in x), len(x)
+        else:
+            if not hasattr(x, "shape"):
+                x = np.asarray(x)
+            batches = (xb for xb, _ in self._array_batches(x, None, batch_size))
+            total = math.ceil(len(x) / batch_size)
+        bar = self._progress_class(verbose)(total=total, desc="predict")
+        outs = []
+        for xb in batches:
+            xb, _ = self._to_device(*self._batch(xb, None))
+            outs.append(link(self.forward(xb, training=False)))
+            bar.update(1)
+        bar.close()
+        if not outs:
+            raise ValueError("x holds no samples")
+        return array_module(outs[0]).concatenate(outs, axis=0)
+
+    # ------------------------------------------------------------------ summary
+    def summary(self, print_fn: Optional[Callable[[str], Any]] = print) -> str:
+        """Prints (with print_fn; None: no printing) and returns a table of layers, output
+        shapes and parameter counts, with totals and forward FLOPs per sample."""
+        self._require_built()
+        functional = not isinstance(self, Sequential)
+        head = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if functional
+                                                               else [])
+        rows = []
+        if functional:
+            rows.append([f"{self.input.name} (InputLayer)", _shape_str(self.input.shape), "0",
+                         ""])
+        for n in self._nodes:
+            la = n.layer
+            row = [f"{la.name} ({type(la).__name__})", _shape_str(n.output.shape),
+                   f"{la.count_params():,}"]
+            if functional:
+                row.append(", ".join(t.node.layer.name if t.node else t.name for t in n.inputs))
+            rows.append(row)
+        widths = [max(len(r[i]) for r in rows + [head]) + 3 for i in range(len(head))]
+        total = sum(widths)
+
+        def line(cells):
+            return "".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+        trainable = sum(p.size for p in self.trainable_params)
+        count = self.count_params()
+        out = [f'Model: "{self.name}"', "_" * total, line(head), "=" * total]
+        for i, r in enumerate(rows):
+            out.append(line(r))
+            out.append("_" * total if i < len(rows) - 1 else "=" * total)
+        out += [f"Total params: {count:,}", f"Trainable params: {trainable:,}",
+                f"Non-trainable params: {count - trainable:,}",
+                f"Forward FLOPs per sample: {self.count_flops():,}", "_" * total]
+        text = "\n".join(out)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    # ------------------------------------------------------------------ weights I/O
+    def _weight_items(self) -> list[tuple[str, Parameter]]:
+        self._require_built()
+        return [(f"{la.name}/{p.name}", p) for la in self.layers for p in la.params]
+
+    def save_weights(self, path: Union[str, os.PathLike]) -> None:
+        """Writes every parameter (moving statistics included) as "<layer>/<param>" arrays to
+        a .npz file, or to a .safetensors file when the `safetensors` package is installed."""
+        path = os.fspath(path)
+        tensors = {k: np.ascontiguousarray(to_numpy(p.data)) for k, p in self._weight_items()}
+        if path.endswith(".npz"):
+            with open(path, "wb") as f:
+                np.savez(f, **tensors)
+        elif path.endswith(".safetensors"):
+            try:
+                from safetensors.numpy import save_file
+            except ImportError as e:
+                raise ImportError("saving .safetensors needs the `safetensors` package; "
+                                  "use a .npz path instead") from e
+            save_file(tensors, path)
+        else:
+            raise ValueError(f"path must end in .npz or .safetensors, got {path!r}")
+
+    def load_weights(self, path: Union[str, os.PathLike]) -> None:
+        """Loads weights written by save_weights; names and shapes must match exactly."""
+        path = os.fspath(path)
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as f:
+                tensors = {k: f[k] for k in f.files}
+        elif path.endswith(".safetensors"):
+            try:
+                from safetensors.numpy import load_file
+            except ImportError as e:
+                raise ImportError("loading .safetensors needs the `safetensors` package") from e
+            tensors = load_file(path)
+        else:
+            raise ValueError(f"path must end in .npz or .safetensors, got {path!r}")
+        items = self._weight_items()
+        names = {k for k, _ in items}
+        missing, unexpected = sorted(names - set(tensors)), sorted(set(tensors) - names)
+        if missing or unexpected:
+            raise ValueError(f"weights in {path!r} do not match model {self.name!r}: missing "
+                             f"{missing}, unexpected {unexpected}")
+        for k, p in items:
+            if tuple(tensors[k].shape) != p.shape:
+                raise ValueError(f"weight {k!r} has shape {tuple(tensors[k].shape)} in "
+                                 f"{path!r} but {p.shape} in the model")
+        for k, p in items:
+            xp = array_module(p._data) if p._data is not None else np
+            p.data = xp.ascontiguousarray(xp.asarray(tensors[k]).astype(p.dtype))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, layers={len(self.layers)})"
+
+
+class Sequential(Model):
+    """A plain stack of layers. The input shape comes from the first layer's input_shape=, an
+    Input(...) given as the first element, build(input_shape), or the first batch it sees.
+    dtype (default float32, or the first layer's dtype) is the model's compute dtype."""
+
+    def __init__(self, layers: Optional[Sequence[Union[Layer, SymbolicTensor]]] = None,
+                 name: Optional[str] = None, dtype=None):
+        self.name = name or "sequential"
+        self._init_state()
+        self._layers: list[Layer] = []
+        self._input: Optional[SymbolicTensor] = None
+        self._dtype = None if dtype is None else _float_dtype(dtype)
+        for la in layers or []:
+            self.add(la)
+
+    def add(self, layer: Union[Layer, SymbolicTensor]) -> None:
+        if isinstance(layer, SymbolicTensor):
+            if self._layers or self._input is not None or layer.node is not None:
+                raise ValueError("an Input may only be the first element of a Sequential")
+            self._input = layer
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential takes layers, got {type(layer).__name__}")
+        if layer.multi_input:
+            raise ValueError(f"layer {layer.label} takes several inputs; use Model for it")
+        if any(la is layer for la in self._layers):
+            raise ValueError(f"layer {layer.label} is already in this model")
+        if layer.name is not None and any(la.name == layer.name for la in self._layers):
+            raise ValueError(f"two layers in one model are named {layer.name!r}")
+        if layer.name is None:
+            layer.name = _unique_name(_snake(layer.default_name()),
+                                      {la.name for la in self._layers})
+        self._layers.append(layer)
+        if self._input is None and len(self._layers) == 1 and layer.input_shape is not None:
+            self._input = Input(layer.input_shape, self._resolved_dtype())
+        if self._input is not None:
+            self._rebuild()
+
+    def _resolved_dtype(self):
+        if self._dtype is not None:
+            return self._dtype
+        if self._layers and self._layers[0].dtype is not None:
+            return self._layers[0].dtype
+        return np.dtype(np.float32)
+
+    def _rebuild(self) -> None:
+        t = self._input
+        for la in self._layers:
+            t = la(t)
+        self._set_graph(self._input, t)
+
+    def build(self, input_shape: Sequence[Optional[int]]) -> None:
+        """Builds for per-sample input_shape (C, H, W) (a leading None batch axis is ignored)."""
+        shape = tuple(input_shape)
+        if shape and shape[0] is None:
+            shape = shape[1:]
+        if self._input is not None and self._input.shape != shape:
+            raise ValueError(f"model {self.name!r} is built for {_shape_str(self._input.shape)}, "
+                             f"not {_shape_str(shape)}")
+        if not self._layers:
+            raise ValueError("Sequential has no layers")
+        self._input = self._input or Input(shape, self._resolved_dtype())
+        self._rebuild()
+
+    def _ensure_built_for(self, x) -> None:
+        if not self.built:
+            self.build(tuple(x.shape[1:]))
+
+    @property
+    def layers(self) -> list[Layer]:
+        return list(self._layers)
+
+    def pop(self) -> Layer:
+        """Removes and returns the last layer."""
+        if not self._layers:
+            raise ValueError("Sequential has no layers to pop")
+        la = self._layers.pop()
+        if self._input is not None and self._layers:
+            self._rebuild()
+        elif not self._layers:
+            self.inputs, self.outputs, self._nodes = [], [], []
+        return la
+
+
+class _NoBar:
+    def __init__(self, total=None, desc=None):
+        pass
+
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, logs, refresh=True):
+        pass
+
+    def close(self):
+        pass
+
+
+class _LinePrinter(_NoBar):
+    """verbose=1 without tqdm: fit prints one line per epoch instead of a bar."""

@@ -22,6 +22,18 @@ __all__ = ["F", "functional", "backends", "available", "set_backend", "use_backe
            "set_num_threads", "get_num_threads", "info", "__version__"]
 
 
+_LAZY = ("nn", "models", "optim", "losses", "data", "viz", "cli")
+
+
+def __getattr__(name: str):
+    """convforge.nn, .models, .optim, .losses, .data, .viz import on first use."""
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def set_num_threads(n: int) -> None:
     """Threads used by the cpu backend (OpenMP) and, once loaded, the numba backend."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:

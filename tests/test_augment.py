@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from convforge.data import (
     FILL_MODES,
     Augment,

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from convforge.data import (
     Augment,
     Batches,
@@ -36,7 +35,6 @@ from convforge.data import (
     verify_file,
     write_idx,
 )
-
 
 _SHARED_ENV = os.environ.get("CONVFORGE_DATA")  # read before the fixture clears it
 
@@ -175,7 +173,7 @@ def test_loader_downloads_into_cache_when_nothing_local(tmp_path, rng, monkeypat
                                mirrors=("file:///nonexistent/", mirror.as_uri() + "/"))
     monkeypatch.setattr(datasets, "_MNIST", fake)
     monkeypatch.delenv("CONVFORGE_NO_DOWNLOAD")
-    (xtr, ytr), (xte, yte) = load_mnist()
+    (xtr, _ytr), (_xte, yte) = load_mnist()
     np.testing.assert_array_equal(xtr[:, 0], arrays["train"][0])
     np.testing.assert_array_equal(yte, arrays["test"][1])
     assert (datasets.cache_dir() / "mnist" / "train-images-idx3-ubyte.gz").is_file()
@@ -237,7 +235,7 @@ def test_not_found_error_lists_places(tmp_path, monkeypatch):
 
 def test_raw_idx_files_are_found(tmp_path, rng):
     arrays = make_idx_set(tmp_path / "mnist", datasets._MNIST, rng, gz=False)
-    (xtr, ytr), (xte, yte) = load_mnist(tmp_path, verify=False)
+    (xtr, ytr), (xte, _yte) = load_mnist(tmp_path, verify=False)
     assert xtr.shape == (5, 1, 28, 28) and xte.shape == (3, 1, 28, 28)
     np.testing.assert_array_equal(ytr, arrays["train"][1])
     with pytest.raises(ChecksumError):
@@ -247,7 +245,7 @@ def test_raw_idx_files_are_found(tmp_path, rng):
 def test_emnist_letters_transposed_and_shifted_labels(tmp_path, rng):
     arrays = make_idx_set(tmp_path / "emnist-letters", datasets._EMNIST_LETTERS, rng,
                           labels=(1, 27))
-    (xtr, ytr), (xte, yte) = load_emnist_letters(tmp_path, verify=False)
+    (xtr, ytr), (_xte, _yte) = load_emnist_letters(tmp_path, verify=False)
     np.testing.assert_array_equal(xtr[:, 0], arrays["train"][0].transpose(0, 2, 1))
     np.testing.assert_array_equal(ytr, arrays["train"][1].astype(np.int64) - 1)
     assert xtr.flags.c_contiguous and ytr.dtype == np.int64
@@ -381,7 +379,7 @@ def test_load_cifar10_from_jpeg_tree_archive(tmp_path, rng, monkeypatch):
     monkeypatch.setenv("CONVFORGE_DATA", str(tmp_path / "data"))
     with pytest.raises(ChecksumError):                         # not the shared archive
         load_cifar10()
-    (xtr, ytr), (xte, yte) = load_cifar10(verify=False)
+    (xtr, _ytr), (xte, yte) = load_cifar10(verify=False)
     assert xtr.shape == (20, 3, 32, 32) and xte.shape == (10, 3, 32, 32)
     np.testing.assert_array_equal(xtr, want["train"][0])
     np.testing.assert_array_equal(yte, np.arange(10))
@@ -434,13 +432,13 @@ def test_pad_images(rng):
 def test_train_val_split_and_subset(rng):
     x = np.arange(100).reshape(100, 1, 1, 1)
     y = np.arange(100)
-    (xt, yt), (xv, yv) = train_val_split(x, y, 0.2, seed=0)
+    (xt, yt), (_xv, yv) = train_val_split(x, y, 0.2, seed=0)
     assert len(yv) == 20 and len(yt) == 80
     assert sorted(np.concatenate([yt, yv]).tolist()) == list(range(100))
     np.testing.assert_array_equal(xt[:, 0, 0, 0], yt)
     (_, yt2), _ = train_val_split(x, y, 0.2, seed=0)
     np.testing.assert_array_equal(yt, yt2)
-    xs, ys = random_subset(x, y, 10, seed=1)
+    _xs, ys = random_subset(x, y, 10, seed=1)
     assert len(set(ys.tolist())) == 10 and (np.diff(ys) > 0).all()
 
 

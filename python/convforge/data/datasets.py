@@ -487,21 +487,23 @@ def _is_pickle_tar(archive: Path) -> bool:
     return False
 
 
-def _cifar_source(root: Path) -> tuple[str, Path] | None:
-    """Which CIFAR-10 form `root` holds (itself or as a known child), or None.
+def _cifar_source(root: Path, explicit: bool) -> tuple[str, Path] | None:
+    """Which CIFAR-10 form `root` holds, or None: as a known child folder/archive, or (for an
+    explicit path) as `root` itself.
 
     Kinds: 'pickle_dir', 'pickle_tar', 'image_tree', 'image_tar'. Lossless pickles come first.
     """
     if root.is_file():
-        if root.name.endswith((".tar", ".tar.gz", ".tgz")):
+        if explicit and root.name.endswith((".tar", ".tar.gz", ".tgz")):
             return ("pickle_tar" if _is_pickle_tar(root) else "image_tar"), root
         return None
-    for folder in (root, root / _CIFAR_PY_DIR):
+    itself = (root,) if explicit else ()
+    for folder in (*itself, root / _CIFAR_PY_DIR):
         if all((folder / n).is_file() for n in _CIFAR_PY_FILES):
             return "pickle_dir", folder
     if (root / "cifar-10-python.tar.gz").is_file():
         return "pickle_tar", root / "cifar-10-python.tar.gz"
-    for folder in (root, root / _CIFAR_JPG_DIR):
+    for folder in (*itself, root / _CIFAR_JPG_DIR):
         if (folder / "train").is_dir() and (folder / "test").is_dir():
             return "image_tree", folder
         if (folder / _CIFAR_JPG_ARCHIVE).is_file():
@@ -517,7 +519,7 @@ def _find_cifar10(path: PathLike | None, download_ok: bool,
             "test/<class>/*.jpg or '{a}'.".format(d=_CIFAR_JPG_DIR, a=_CIFAR_JPG_ARCHIVE))
     if path is not None:
         p = Path(path).expanduser()
-        found = _cifar_source(p) if p.exists() else None
+        found = _cifar_source(p, explicit=True) if p.exists() else None
         if found is not None and found[0] in kinds:
             return found
         raise _not_found("CIFAR-10", [f"path= {p}"], hint)
@@ -525,7 +527,7 @@ def _find_cifar10(path: PathLike | None, download_ok: bool,
     if not os.environ.get("CONVFORGE_DATA"):
         tried.append("$CONVFORGE_DATA (not set)")
     for label, root in data_roots():
-        found = _cifar_source(root) if root.is_dir() else None
+        found = _cifar_source(root, explicit=False) if root.is_dir() else None
         if found is not None and found[0] in kinds:
             return found
         tried.append(f"{label}: {root}")
@@ -667,7 +669,7 @@ def load_image_tree(source: PathLike, *, mode: str = "RGB", cache: bool = True,
         with np.load(npz) as z:
             classes = [str(c) for c in z["classes"]]
             return ((z["x_train"], z["y_train"]), (z["x_test"], z["y_test"])), classes
-    _say(f"decoding the images in {source} (60,000 CIFAR-10 JPEGs take about a minute)")
+    _say(f"decoding the images in {source} once (CIFAR-10's 60,000 JPEGs take 30-60 s)")
     if source.is_file():
         splits, classes = _decode_tree_tar(source, mode)
     else:

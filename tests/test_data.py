@@ -184,7 +184,7 @@ def test_loader_downloads_into_cache_when_nothing_local(tmp_path, rng, monkeypat
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other-cache"))
     with pytest.raises(FileNotFoundError, match="ChecksumError"):
         load_mnist()
-    assert not list((tmp_path / "other-cache" / "convforge" / "mnist").glob("*.gz"))
+    assert not list((tmp_path / "other-cache" / "convforge" / "mnist").glob("*")), "nothing kept"
 
 
 # --------------------------------------------------------------------------- search order

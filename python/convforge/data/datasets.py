@@ -334,18 +334,21 @@ def _download_idx(ds: _IdxDataset, dest: Path) -> None:
         target = dest / (stem + ".gz")
         if target.is_file():
             continue
+        unchecked = dest / (stem + ".gz.unchecked")
         errors = []
         for base in ds.mirrors:
             url = base + stem + ".gz"
             try:
                 _say(f"downloading {url}")
-                download(url, target)
-                read_idx(target, sha256=sha)  # the content check; removes a bad file below
+                download(url, unchecked)
+                read_idx(unchecked, sha256=sha)  # content check (gzip headers vary by mirror)
+                os.replace(unchecked, target)
                 break
             except Exception as e:  # noqa: BLE001 - try the next mirror, report all at the end
-                if target.exists():
-                    target.unlink()
                 errors.append(f"{url}: {type(e).__name__}: {e}")
+            finally:
+                if unchecked.exists():
+                    unchecked.unlink()
         else:
             raise OSError("; ".join(errors))
 

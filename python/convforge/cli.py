@@ -1,0 +1,378 @@
+"""The `convforge` command: train a zoo model on a dataset, print info, run benchmarks.
+
+    convforge train lenet5 --dataset mnist --epochs 5 --out runs/lenet5
+    convforge train vgg_small --dataset cifar10 --augment flip,crop=4 --backend cuda
+    convforge info
+    convforge bench [args for bench/compare.py]
+
+`train` writes DIR/metrics.json, DIR/weights.npz and DIR/curves.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import inspect
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["build_parser", "main"]
+
+DATASETS = ("mnist", "fashion_mnist", "emnist_letters", "cifar10")
+MODELS = ("lenet5", "vgg_small")
+DEFAULT_DATASET = {"lenet5": "mnist", "vgg_small": "cifar10"}
+NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "emnist_letters": 26, "cifar10": 10}
+DEFAULT_LR = {"adam": 1e-3, "rmsprop": 1e-3, "sgd": 1e-2}
+
+
+class CLIError(Exception):
+    """A user-facing error: printed without a traceback, exit status 1 (2 for usage)."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
+# --------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="convforge", description="convforge command line")
+    sub = p.add_subparsers(dest="command", metavar="{train,info,bench}")
+
+    t = sub.add_parser("train", help="train a model from the zoo and write metrics/weights/curves",
+                       description="Train lenet5 or vgg_small; writes DIR/metrics.json, "
+                                   "DIR/weights.npz and DIR/curves.png.")
+    t.add_argument("model", choices=MODELS)
+    t.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="default: mnist for lenet5, cifar10 for vgg_small")
+    t.add_argument("--epochs", type=int, default=5)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--backend", default=None,
+                   help="cpu, cuda, numba or reference (default: automatic choice)")
+    t.add_argument("--out", default=None, help="output folder (default: runs/MODEL-DATASET)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--augment", default=None, metavar="SPEC",
+                   help="augmentation, e.g. 'flip,shift=0.1,crop=4' "
+                        "(see convforge.data.Augment.from_spec)")
+    t.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="adam")
+    t.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: 1e-3 for adam/rmsprop, 1e-2 for sgd)")
+    t.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="use only N training images (a seeded random subset), for quick runs")
+    t.add_argument("--test-limit", type=int, default=None, metavar="N",
+                   help="evaluate on only N test images (a seeded random subset), for quick runs")
+    t.add_argument("--val-split", type=float, default=0.1,
+                   help="fraction of the training images held out for validation each epoch; "
+                        "0 validates on the test set instead (default 0.1)")
+    t.add_argument("--data", default=None, metavar="PATH",
+                   help="dataset location (else $CONVFORGE_DATA, cache, system dirs, download)")
+    t.add_argument("--stream", action="store_true",
+                   help="cifar10 only: decode JPEGs from disk per batch instead of loading all")
+    t.add_argument("--quiet", action="store_true", help="no progress bars or model summary")
+
+    sub.add_parser("info", help="print convforge.info(): version, backends, CPU ISA, threads")
+
+    b = sub.add_parser("bench", help="run bench/compare.py (the benchmark comparison)",
+                       description="Runs bench/compare.py from the source checkout; every "
+                                   "argument after `bench` is passed on to it.")
+    b.add_argument("args", nargs=argparse.REMAINDER, help="passed on to bench/compare.py")
+    return p
+
+
+# --------------------------------------------------------------------------- info / bench
+
+def _format_value(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return ", ".join(str(e) for e in v) if v else "(none)"
+    return str(v)
+
+
+def format_info(info: dict[str, Any]) -> str:
+    width = max(len(k) for k in info)
+    lines = [f"convforge {info.get('version', '?')}"]
+    for k, v in info.items():
+        if k == "version":
+            continue
+        if isinstance(v, dict):
+            lines.append(f"  {k:<{width}}  " + ("(none)" if not v else ""))
+            inner = max((len(str(a)) for a in v), default=0)
+            lines += [f"    {a!s:<{inner}}  {_format_value(b)}" for a, b in v.items()]
+        else:
+            lines.append(f"  {k:<{width}}  {_format_value(v)}")
+    return "\n".join(lines)
+
+
+def cmd_info() -> int:
+    import convforge
+
+    print(format_info(convforge.info()))
+    return 0
+
+
+def bench_script_candidates() -> list[Path]:
+    repo = Path(__file__).resolve().parents[2]  # python/convforge/cli.py -> repository root
+    out = []
+    for p in (Path.cwd() / "bench" / "compare.py", repo / "bench" / "compare.py"):
+        if p not in out:
+            out.append(p)
+    return out
+
+
+def cmd_bench(args: Sequence[str]) -> int:
+    for script in bench_script_candidates():
+        if script.is_file():
+            return subprocess.call([sys.executable, str(script), *args])
+    looked = "\n".join(f"  - {p}" for p in bench_script_candidates())
+    print("convforge bench runs bench/compare.py from a source checkout (the benchmark suites "
+          "are not part of the installed package). Not found here:\n"
+          f"{looked}\nRun it from the repository root, or run `pytest bench/` directly.",
+          file=sys.stderr)
+    return 2
+
+
+# --------------------------------------------------------------------------- train
+
+def _load_dataset(name: str, path: str | None):
+    from . import data
+
+    loaders = {"mnist": data.load_mnist, "fashion_mnist": data.load_fashion_mnist,
+               "emnist_letters": data.load_emnist_letters, "cifar10": data.load_cifar10}
+    try:
+        return loaders[name](path)
+    except FileNotFoundError as e:
+        raise CLIError(str(e)) from None
+
+
+def _to_32(x: np.ndarray) -> np.ndarray:
+    """28x28 datasets are zero-padded to 32x32 (LeNet-5's input; vgg_small expects 32 too)."""
+    from .data import pad_images
+
+    return pad_images(x, 2) if x.shape[-1] == 28 else x
+
+
+def _make_optimizer(name: str, lr: float):
+    from . import optim
+
+    if name == "sgd":
+        return optim.SGD(learning_rate=lr, momentum=0.9)
+    if name == "rmsprop":
+        return optim.RMSprop(learning_rate=lr)
+    return optim.Adam(learning_rate=lr)
+
+
+def _build_model(models_mod, name: str, num_classes: int, input_shape: tuple[int, ...],
+                 seed: int):
+    factory = getattr(models_mod, name)
+    np.random.seed(seed)  # for initialisers that draw from NumPy's global generator
+    kwargs: dict[str, Any] = {"num_classes": num_classes, "input_shape": tuple(input_shape)}
+    if "seed" in inspect.signature(factory).parameters:  # seeded initialisers when offered
+        kwargs["seed"] = seed
+    return factory(**kwargs)
+
+
+def _history_dict(history: Any) -> dict[str, list[float]]:
+    hist = getattr(history, "history", history) or {}
+    return {k: [float(v) for v in vals] for k, vals in hist.items()}
+
+
+def _evaluate_stream(model, batches) -> dict[str, float]:
+    """Sample-weighted mean of model.evaluate over streamed batches."""
+    total, loss, correct = 0, 0.0, 0.0
+    for xb, yb in batches:
+        r = model.evaluate(xb, yb, batch_size=len(yb), verbose=0, return_dict=True)
+        loss += float(r["loss"]) * len(yb)
+        correct += float(r["accuracy"]) * len(yb)
+        total += len(yb)
+    return {"loss": loss / total, "accuracy": correct / total}
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    import convforge
+
+    from . import data
+
+    dataset = a.dataset or DEFAULT_DATASET[a.model]
+    if a.epochs < 1 or a.batch_size < 1:
+        raise CLIError("--epochs and --batch-size must be >= 1", 2)
+    if not 0.0 <= a.val_split < 1.0:
+        raise CLIError(f"--val-split must be in [0, 1), got {a.val_split}", 2)
+    if a.stream and dataset != "cifar10":
+        raise CLIError("--stream works with --dataset cifar10 (the JPEG tree or archive)", 2)
+    try:
+        augment = data.Augment.from_spec(a.augment) if a.augment else None
+    except ValueError as e:
+        raise CLIError(str(e), 2) from None
+    try:
+        models_mod = importlib.import_module("convforge.models")
+    except ImportError as e:
+        raise CLIError(f"convforge.models is not available ({e}); `train` needs the nn "
+                       "package and model zoo") from None
+    if a.backend is not None and a.backend not in convforge.available():
+        reason = (convforge.backends.unavailable_reason(a.backend)
+                  if a.backend in convforge.backends.NAMES else "unknown backend")
+        raise CLIError(f"--backend {a.backend} cannot run here ({reason}); available: "
+                       f"{convforge.available()}", 2)
+    scope = convforge.use_backend(a.backend) if a.backend else contextlib.nullcontext()
+    with scope:  # the backend choice ends with the command (main() may run in-process)
+        return _train(a, dataset, augment, models_mod)
+
+
+def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
+    import convforge
+
+    from . import data
+
+    backend = convforge.backends.chosen(False)
+    on_gpu = backend == "cuda"
+    xp = np
+    if on_gpu:
+        import cupy as xp  # the cuda backend takes CuPy arrays: data goes to the device once
+    out = Path(a.out or f"runs/{a.model}-{dataset}")
+    lr = a.lr if a.lr is not None else DEFAULT_LR[a.optimizer]
+    verbose = 0 if a.quiet else 1
+
+    # ---- data
+    if a.stream:
+        source = _find_stream_source(a.data)
+        try:
+            train_src = data.StreamingBatches(source, "train", a.batch_size, shuffle=True,
+                                              seed=a.seed, augment=augment, dtype=np.float32,
+                                              limit=a.limit)
+            test_src = data.StreamingBatches(source, "test", 256, shuffle=False, seed=a.seed,
+                                             dtype=np.float32, limit=a.test_limit)
+        except ValueError as e:
+            raise CLIError(f"--stream: {e}", 2) from None
+        n_train, input_shape = train_src.num_samples, train_src.sample_shape
+        n_test = test_src.num_samples
+        val_data, validation = None, "none (streaming mode: the test set is evaluated at the end)"
+    else:
+        (x_train, y_train), (x_test, y_test) = _load_dataset(dataset, a.data)
+        x_train, x_test = _to_32(x_train), _to_32(x_test)
+        if a.limit is not None:
+            if not 1 <= a.limit <= len(x_train):
+                raise CLIError(f"--limit must be in 1..{len(x_train)}, got {a.limit}", 2)
+            x_train, y_train = data.random_subset(x_train, y_train, a.limit, seed=a.seed)
+        if a.test_limit is not None:
+            if not 1 <= a.test_limit <= len(x_test):
+                raise CLIError(f"--test-limit must be in 1..{len(x_test)}, got {a.test_limit}", 2)
+            x_test, y_test = data.random_subset(x_test, y_test, a.test_limit, seed=a.seed)
+        n_test = len(x_test)
+        if a.val_split > 0:
+            (x_train, y_train), (x_val, y_val) = data.train_val_split(
+                x_train, y_train, a.val_split, seed=a.seed + 1)
+            if len(x_val) == 0 or len(x_train) == 0:
+                raise CLIError(f"--val-split {a.val_split:g} of {len(x_val) + len(x_train)} "
+                               "images leaves an empty split; change it or use --val-split 0", 2)
+            validation = (f"held-out {a.val_split:g} of the training images "
+                          f"({len(x_val)} images); test set evaluated once at the end")
+        else:
+            x_val, y_val = x_test, y_test
+            validation = "test set, every epoch (no held-out split: --val-split 0)"
+        n_train, input_shape = len(x_train), x_train.shape[1:]
+        x_train, y_train = xp.asarray(x_train), xp.asarray(y_train)
+        x_test, y_test = xp.asarray(x_test), xp.asarray(y_test)
+        val_data = (xp.asarray(x_val), xp.asarray(y_val))
+        train_src = data.Batches(x_train, y_train, a.batch_size, shuffle=True, seed=a.seed,
+                                 augment=augment, dtype=np.float32)
+        test_src = None
+
+    # ---- model
+    model = _build_model(models_mod, a.model, NUM_CLASSES[dataset], input_shape, a.seed)
+    model.compile(optimizer=_make_optimizer(a.optimizer, lr),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if verbose:
+        model.summary()
+    print(f"training {a.model} on {dataset}: {n_train} images, {a.epochs} epoch(s), batch "
+          f"{a.batch_size}, backend {backend}, augment {augment.spec() if augment else 'none'}")
+    print(f"validation: {validation}")
+
+    # ---- train, evaluate
+    t0 = time.perf_counter()
+    history = model.fit(train_src, None, epochs=a.epochs, validation_data=val_data,
+                        verbose=verbose, seed=a.seed)
+    train_seconds = time.perf_counter() - t0
+    if test_src is not None:
+        test = _evaluate_stream(model, test_src)
+    else:
+        test = model.evaluate(x_test, y_test, batch_size=256, verbose=0, return_dict=True)
+    hist = _history_dict(history)
+    epochs_run = len(getattr(history, "epoch", [])) or a.epochs
+
+    # ---- write outputs
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "test_accuracy": float(test["accuracy"]),
+        "test_loss": float(test["loss"]),
+        "epochs": epochs_run,
+        "train_seconds": train_seconds,
+        "images_per_second": n_train * epochs_run / train_seconds,
+        "backend": backend,
+        "model": a.model,
+        "dataset": dataset,
+        "seed": a.seed,
+        "history": hist,
+        "train_images": n_train,
+        "test_images": n_test,
+        "validation": validation,
+        "batch_size": a.batch_size,
+        "optimizer": a.optimizer,
+        "learning_rate": lr,
+        "augment": augment.spec() if augment else "none",
+        "params": int(model.count_params()),
+        "note": "train_seconds is the wall time of model.fit (per-epoch validation included)",
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    model.save_weights(str(out / "weights.npz"))
+    try:
+        from .viz import plot_history
+
+        plot_history(hist, out / "curves.png")
+    except ImportError as e:
+        print(f"warning: curves.png not written: {e}", file=sys.stderr)
+    print(f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}, "
+          f"{metrics['images_per_second']:.0f} images/s; wrote {out}/metrics.json, "
+          "weights.npz, curves.png")
+    return 0
+
+
+def _find_stream_source(path: str | None) -> Path:
+    from .data import find_cifar10_images
+
+    try:
+        return find_cifar10_images(path)
+    except FileNotFoundError as e:
+        raise CLIError(f"--stream needs the CIFAR-10 JPEG tree or archive: {e}") from None
+
+
+# --------------------------------------------------------------------------- entry point
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # everything after `bench` (options too) goes to compare.py
+        return cmd_bench(argv[1:])
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if a.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if a.command == "info":
+            return cmd_info()
+        if a.command == "bench":
+            return cmd_bench(a.args)
+        return cmd_train(a)
+    except CLIError as e:
+        print(f"convforge {a.command}: error: {e}", file=sys.stderr)
+        return e.status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

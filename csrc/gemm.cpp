@@ -15,7 +15,9 @@
 #include "gemm_kernel.inc"
 
 #include <algorithm>
+#include <cstdlib>
 #include <exception>
+#include <new>
 #include <type_traits>
 
 #include "convforge/cpu.hpp"
@@ -44,6 +46,36 @@ gemm_detail::Kernel<T> select_kernel() {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Grows a 64-byte aligned buffer p of n elements to at least want elements.
+template <typename T>
+void grow(T*& p, int64_t& n, int64_t want) {
+  if (want <= n) return;
+  std::free(p);
+  n = 0;
+  const size_t bytes = (static_cast<size_t>(want) * sizeof(T) + 63) / 64 * 64;
+  p = static_cast<T*>(std::aligned_alloc(64, bytes));
+  if (!p) throw std::bad_alloc();
+  n = want;
+}
+
+// This thread's pack buffers for kernel k (grow-only, kept between calls: no page faults).
+template <typename T>
+void pack_buffers(const gemm_detail::Kernel<T>& k, T*& ap, T*& bp) {
+  struct Buffers {
+    T *a = nullptr, *b = nullptr;
+    int64_t na = 0, nb = 0;
+    ~Buffers() {
+      std::free(a);
+      std::free(b);
+    }
+  };
+  static thread_local Buffers buf;
+  grow(buf.a, buf.na, k.pack_a);
+  grow(buf.b, buf.nb, k.pack_b);
+  ap = buf.a;
+  bp = buf.b;
+}
+
 }  // namespace
 
 const char* gemm_isa_name() { return isa_name(current_isa()); }
@@ -61,7 +93,9 @@ void gemm(T* C, const T* A, const T* B, const T* row_bias, const GemmDims& g, bo
   const int64_t threads = parallel ? max_threads() : 1;
   const int64_t mp = ceil_div(g.M, kernel.MR), np = ceil_div(g.N, kernel.NR);  // register tiles
   if (threads <= 1 || mp * np < 2 || g.M * g.N * g.K < kMinParallelWork) {
-    kernel.run(C, A, B, row_bias, g);
+    T *ap, *bp;
+    pack_buffers(kernel, ap, bp);
+    kernel.run(C, A, B, row_bias, g, ap, bp);
     return;
   }
 
@@ -91,7 +125,9 @@ void gemm(T* C, const T* A, const T* B, const T* row_bias, const GemmDims& g, bo
     const T* a = g.trans_a ? A + i0 : A + i0 * g.lda;  // op(A) rows i0..
     const T* b = g.trans_b ? B + j0 * g.ldb : B + j0;  // op(B) columns j0..
     try {
-      kernel.run(C + i0 * g.ldc + j0, a, b, row_bias ? row_bias + i0 : nullptr, s);
+      T *ap, *bp;
+      pack_buffers(kernel, ap, bp);
+      kernel.run(C + i0 * g.ldc + j0, a, b, row_bias ? row_bias + i0 : nullptr, s, ap, bp);
     } catch (...) {
 #pragma omp critical(convforge_gemm_error)
       if (!error) error = std::current_exception();

@@ -35,11 +35,14 @@ const char* gemm_isa_name();
 
 namespace gemm_detail {
 
-// One ISA's sequential blocked GEMM over the whole of C, and its register-tile size.
+// One ISA's sequential blocked GEMM over the whole of C, its register-tile size and the
+// sizes of the pack buffers it needs (ap, bp: 64-byte aligned, owned by the caller, one pair
+// per thread).
 template <typename T>
 struct Kernel {
-  void (*run)(T* C, const T* A, const T* B, const T* row_bias, const GemmDims& g);
-  int64_t MR, NR;  // register tile rows / columns (work is split in multiples of these)
+  void (*run)(T* C, const T* A, const T* B, const T* row_bias, const GemmDims& g, T* ap, T* bp);
+  int64_t MR, NR;              // register tile rows / columns (work is split in multiples)
+  int64_t pack_a, pack_b;      // elements of the A and B pack buffers
 };
 
 // Defined once per ISA by gemm_kernel.inc.

@@ -10,7 +10,7 @@
 //   im2col_gemm: per image, unfold a block of cols (R = Cg*KH*KW rows per group, L = OH*OW
 //     columns) into a thread-local buffer and run the blocked GEMM (gemm.hpp):
 //       forward   y_n,g (Kg, L) = W_g (Kg, R) cols_n,g (R, L) + b      tasks: (n, column block)
-//       data      dcols (R, L) = W_g^T dy_n,g, dx_n = col2im(dcols)     tasks: (n, g, channel block)
+//       data      dcols (R, L) = W_g^T dy_n,g, dx_n = col2im(dcols)  tasks: (n, g, channel block)
 //       weight    dw_g (Kg, R) = sum_n dy_n,g (Kg, L) cols_n,g^T        tasks: (g, channel block),
 //                 each summing over n and column blocks in a fixed order
 //   gemm_pointwise: 1x1 / stride 1 / no padding: x and dx are used as cols directly.
@@ -49,8 +49,8 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // Columns per im2col block of `rows` rows: about kBlockElems elements, a multiple of kMinCols.
 // Depends on the shapes only (it fixes the order of the dw sums).
 int64_t column_block(int64_t rows, int64_t L) {
-  const int64_t lb = std::max(kMinCols, kBlockElems / std::max<int64_t>(rows, 1) / kMinCols * kMinCols);
-  return std::min(lb, L);
+  const int64_t lb = kBlockElems / std::max<int64_t>(rows, 1) / kMinCols * kMinCols;
+  return std::min(std::max(lb, kMinCols), L);
 }
 
 // Per-thread, grow-only, 64-byte aligned scratch buffer (kept between calls).
@@ -151,8 +151,8 @@ void backward_data_gemm(T* dx, const T* dy, const T* w, const ConvDims& d, bool 
     T* dcols = pointwise ? dx_c : scratch<T>(rows * L);  // (rows, L)
     // dcols = W_g[:, c0*taps : c0*taps+rows]^T (rows, Kg) . dy[n, g*Kg:(g+1)*Kg] (Kg, L)
     const GemmDims gd{rows, L, Kg, /*lda*/ R, /*ldb*/ L, /*ldc*/ L, true, false, false};
-    gemm(dcols, w + g * Kg * R + c0 * taps, dy + (n * d.K + g * Kg) * L, static_cast<const T*>(nullptr),
-         gd, !outer);
+    gemm(dcols, w + g * Kg * R + c0 * taps, dy + (n * d.K + g * Kg) * L,
+         static_cast<const T*>(nullptr), gd, !outer);
     if (!pointwise) col2im_block(dx_c, dcols, cb, d);
   });
 }
@@ -276,6 +276,9 @@ void backward_weight_depthwise(T* dw, const T* dy, const T* x, const ConvDims& d
         valid_range(d.W, d.OW, d.SW, d.PW, j * d.DW, ow_lo, ow_hi);
         const int64_t off = j * d.DW - d.PW;
         double s = 0;
+        const auto pad = [&s](T v) {  // dy at a position where this tap reads the padding
+          if (!std::isfinite(v)) s += static_cast<double>(v) * 0.0;
+        };
         for (int64_t n = 0; n < d.N; ++n) {
           const T* dy_k = dy + (n * d.K + k) * L;             // (OH, OW)
           const T* x_c = x + (n * d.C + c) * d.H * d.W;       // (H, W)
@@ -288,9 +291,6 @@ void backward_weight_depthwise(T* dw, const T* dy, const T* x, const ConvDims& d
           }
           // Where this tap reads the padding x is 0: dy * 0 adds nothing unless dy is inf or
           // NaN, which makes the sum NaN (as in the reference).
-          const auto pad = [&s](T v) {
-            if (!std::isfinite(v)) s += static_cast<double>(v) * 0.0;
-          };
           for (int64_t oh = 0; oh < d.OH; ++oh) {
             const T* dy_row = dy_k + oh * d.OW;
             if (oh < oh_lo || oh >= oh_hi) {

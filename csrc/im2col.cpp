@@ -40,7 +40,8 @@ void im2col_block(T* __restrict cols, const T* __restrict x_n, int64_t c0, int64
             const T* x_row = x_c + ih * d.W;  // x_row[iw], iw = ow*SW - PW + j*DW
             std::fill(dst + ow_a, dst + lo, T(0));
             if (d.SW == 1) {
-              if (hi > lo) std::memcpy(dst + lo, x_row + lo - d.PW + j * d.DW, (hi - lo) * sizeof(T));
+              if (hi > lo)
+                std::memcpy(dst + lo, x_row + lo - d.PW + j * d.DW, (hi - lo) * sizeof(T));
             } else {
               for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = x_row[ow * d.SW - d.PW + j * d.DW];
             }

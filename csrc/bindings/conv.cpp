@@ -99,8 +99,8 @@ py::array conv2d_forward_py(const py::array& x, const py::array& w,
   const bool f32 = check_input(x, "x", 4);
   check_input(w, "w", 4, &x, "x");
   if (b) check_input(*b, "b", 1, &x, "x");
-  const ConvDims d =
-      conv_dims("conv2d_forward", shape4(x), shape4(w), stride, padding, dilation, groups, "x", "w");
+  const ConvDims d = conv_dims("conv2d_forward", shape4(x), shape4(w), stride, padding, dilation,
+                               groups, "x", "w");
   if (b) check_shape(*b, "b", {d.K});
   return f32 ? forward_t<float, Naive>(x, w, b, d) : forward_t<double, Naive>(x, w, b, d);
 }

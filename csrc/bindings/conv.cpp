@@ -1,0 +1,301 @@
+// Python bindings of the convolution family (kernels: conv2d.cpp, im2col.cpp, gemm.cpp).
+//
+//   conv2d_forward(x, w, b|None, stride, padding, dilation, groups) -> y (N, K, OH, OW)
+//   conv2d_backward_data(dy, w, x_shape, stride, padding, dilation, groups) -> dx (N, C, H, W)
+//   conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups, bias)
+//       -> (dw (K, C/G, KH, KW), db (K,) or None)
+//   im2col(x, kernel_size, stride, padding, dilation) -> cols (N, C*KH*KW, OH*OW)
+//   col2im(cols, input_shape, kernel_size, stride, padding, dilation) -> x (N, C, H, W)
+// stride/dilation/kernel_size are (h, w), padding is (top, bottom, left, right), shapes are
+// 4-tuples. The naive direct kernels (the second reference, for tests) have the same
+// signatures under the names conv2d_forward_naive, conv2d_backward_data_naive and
+// conv2d_backward_weight_naive. For tests and diagnostics also:
+//   conv2d_algorithm(x_shape, w_shape, stride, padding, dilation, groups, dtype) -> str
+//   gemm(a, b, trans_a=False, trans_b=False, c=None, row_bias=None) -> op(a) op(b) [+ c] [+ bias]
+//
+// Bindings only validate (exact dtype float32/float64, C-contiguous, ndim, shapes consistent
+// with make_conv_dims, one dtype for all arrays; errors name the argument and the shapes),
+// allocate the outputs, release the GIL around the kernel and dispatch float/double.
+#include <algorithm>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "common.hpp"
+#include "convforge/conv2d.hpp"
+#include "convforge/gemm.hpp"
+
+namespace convforge::bind {
+namespace {
+
+std::string str4(const I4& s) { return shape_str(s[0], s[1], s[2], s[3]); }
+
+I4 shape4(const py::array& a) { return {a.shape(0), a.shape(1), a.shape(2), a.shape(3)}; }
+
+void check_positive(const I4& s, const char* name) {
+  for (int64_t v : s)
+    if (v < 1) throw py::value_error(std::string(name) + " must be positive, got " + str4(s));
+}
+
+void check_nonempty(const py::array& a, const char* name) {
+  if (a.size() == 0)
+    throw py::value_error(std::string(name) + " has a zero-size dimension: shape " + shape_of(a));
+}
+
+// A float array of the given rank (and, when ref is given, of ref's dtype); true for float32.
+bool check_input(const py::array& a, const char* name, int ndim, const py::array* ref = nullptr,
+                 const char* ref_name = nullptr) {
+  const bool f32 = check_float_array(a, name, ndim);
+  if (ref) check_same_dtype(a, name, *ref, ref_name);
+  check_nonempty(a, name);
+  return f32;
+}
+
+// make_conv_dims with the caller's name and both shapes in the error message.
+ConvDims conv_dims(const char* fn, const I4& xs, const I4& ws, const I2& stride, const I4& pad,
+                   const I2& dil, int64_t groups, const char* xs_name, const char* ws_name) {
+  check_positive(xs, xs_name);
+  check_positive(ws, ws_name);
+  try {
+    return make_conv_dims(xs[0], xs[1], xs[2], xs[3], ws[0], ws[1], ws[2], ws[3], stride[0],
+                          stride[1], pad[0], pad[1], pad[2], pad[3], dil[0], dil[1], groups);
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(std::string(fn) + ": " + e.what() + " (" + xs_name + " " + str4(xs) +
+                          ", " + ws_name + " " + str4(ws) + ")");
+  }
+}
+
+// Dims of an unfold: a conv with one group and K = C output channels.
+ConvDims unfold_dims(const char* fn, const I4& xs, const I2& ks, const I2& stride, const I4& pad,
+                     const I2& dil, const char* xs_name) {
+  check_positive(xs, xs_name);
+  if (ks[0] < 1 || ks[1] < 1)
+    throw py::value_error(std::string(fn) + ": kernel_size must be >= 1, got (" +
+                          std::to_string(ks[0]) + ", " + std::to_string(ks[1]) + ")");
+  return conv_dims(fn, xs, {xs[1], xs[1], ks[0], ks[1]}, stride, pad, dil, 1, xs_name,
+                   "kernel (C, C, KH, KW)");
+}
+
+// ---------------------------------------------------------------- conv2d
+
+template <typename T, bool Naive>
+py::array forward_t(const py::array& x, const py::array& w, const std::optional<py::array>& b,
+                    const ConvDims& d) {
+  auto y = empty<T>({d.N, d.K, d.OH, d.OW});
+  T* yp = y.mutable_data();
+  const T *xp = ptr<T>(x), *wp = ptr<T>(w), *bp = b ? ptr<T>(*b) : nullptr;
+  {
+    py::gil_scoped_release nogil;
+    if (Naive) conv2d_forward_naive<T>(yp, xp, wp, bp, d);
+    else conv2d_forward<T>(yp, xp, wp, bp, d);
+  }
+  return std::move(y);
+}
+
+template <bool Naive>
+py::array conv2d_forward_py(const py::array& x, const py::array& w,
+                            const std::optional<py::array>& b, const I2& stride,
+                            const I4& padding, const I2& dilation, int64_t groups) {
+  const bool f32 = check_input(x, "x", 4);
+  check_input(w, "w", 4, &x, "x");
+  if (b) check_input(*b, "b", 1, &x, "x");
+  const ConvDims d = conv_dims("conv2d_forward", shape4(x), shape4(w), stride, padding, dilation,
+                               groups, "x", "w");
+  if (b) check_shape(*b, "b", {d.K});
+  return f32 ? forward_t<float, Naive>(x, w, b, d) : forward_t<double, Naive>(x, w, b, d);
+}
+
+template <typename T, bool Naive>
+py::array backward_data_t(const py::array& dy, const py::array& w, const ConvDims& d) {
+  auto dx = empty<T>({d.N, d.C, d.H, d.W});
+  T* dxp = dx.mutable_data();
+  const T *dyp = ptr<T>(dy), *wp = ptr<T>(w);
+  {
+    py::gil_scoped_release nogil;
+    if (Naive) conv2d_backward_data_naive<T>(dxp, dyp, wp, d);
+    else conv2d_backward_data<T>(dxp, dyp, wp, d);
+  }
+  return std::move(dx);
+}
+
+template <bool Naive>
+py::array conv2d_backward_data_py(const py::array& dy, const py::array& w, const I4& x_shape,
+                                  const I2& stride, const I4& padding, const I2& dilation,
+                                  int64_t groups) {
+  const bool f32 = check_input(dy, "dy", 4);
+  check_input(w, "w", 4, &dy, "dy");
+  const ConvDims d = conv_dims("conv2d_backward_data", x_shape, shape4(w), stride, padding,
+                               dilation, groups, "x_shape", "w");
+  check_shape(dy, "dy", {d.N, d.K, d.OH, d.OW});
+  return f32 ? backward_data_t<float, Naive>(dy, w, d) : backward_data_t<double, Naive>(dy, w, d);
+}
+
+template <typename T, bool Naive>
+py::tuple backward_weight_t(const py::array& dy, const py::array& x, const ConvDims& d,
+                            bool bias) {
+  auto dw = empty<T>({d.K, d.Cg(), d.KH, d.KW});
+  T* dwp = dw.mutable_data();
+  py::object db_obj = py::none();
+  T* dbp = nullptr;
+  if (bias) {
+    auto db = empty<T>({d.K});
+    dbp = db.mutable_data();
+    db_obj = std::move(db);
+  }
+  const T *dyp = ptr<T>(dy), *xp = ptr<T>(x);
+  {
+    py::gil_scoped_release nogil;
+    if (Naive) conv2d_backward_weight_naive<T>(dwp, dbp, dyp, xp, d);
+    else conv2d_backward_weight<T>(dwp, dbp, dyp, xp, d);
+  }
+  return py::make_tuple(dw, db_obj);
+}
+
+template <bool Naive>
+py::tuple conv2d_backward_weight_py(const py::array& dy, const py::array& x, const I4& w_shape,
+                                    const I2& stride, const I4& padding, const I2& dilation,
+                                    int64_t groups, bool bias) {
+  const bool f32 = check_input(dy, "dy", 4);
+  check_input(x, "x", 4, &dy, "dy");
+  const ConvDims d = conv_dims("conv2d_backward_weight", shape4(x), w_shape, stride, padding,
+                               dilation, groups, "x", "w_shape");
+  check_shape(dy, "dy", {d.N, d.K, d.OH, d.OW});
+  return f32 ? backward_weight_t<float, Naive>(dy, x, d, bias)
+             : backward_weight_t<double, Naive>(dy, x, d, bias);
+}
+
+// ---------------------------------------------------------------- im2col / col2im
+
+template <typename T>
+py::array im2col_t(const py::array& x, const ConvDims& d) {
+  auto cols = empty<T>({d.N, d.C * d.KH * d.KW, d.OH * d.OW});
+  T* cp = cols.mutable_data();
+  const T* xp = ptr<T>(x);
+  {
+    py::gil_scoped_release nogil;
+    im2col<T>(cp, xp, d);
+  }
+  return std::move(cols);
+}
+
+py::array im2col_py(const py::array& x, const I2& kernel_size, const I2& stride, const I4& padding,
+                    const I2& dilation) {
+  const bool f32 = check_input(x, "x", 4);
+  const ConvDims d = unfold_dims("im2col", shape4(x), kernel_size, stride, padding, dilation, "x");
+  return f32 ? im2col_t<float>(x, d) : im2col_t<double>(x, d);
+}
+
+template <typename T>
+py::array col2im_t(const py::array& cols, const ConvDims& d) {
+  auto x = empty<T>({d.N, d.C, d.H, d.W});
+  T* xp = x.mutable_data();
+  const T* cp = ptr<T>(cols);
+  {
+    py::gil_scoped_release nogil;
+    col2im<T>(xp, cp, d);
+  }
+  return std::move(x);
+}
+
+py::array col2im_py(const py::array& cols, const I4& input_shape, const I2& kernel_size,
+                    const I2& stride, const I4& padding, const I2& dilation) {
+  const bool f32 = check_input(cols, "cols", 3);
+  const ConvDims d =
+      unfold_dims("col2im", input_shape, kernel_size, stride, padding, dilation, "input_shape");
+  check_shape(cols, "cols", {d.N, d.C * d.KH * d.KW, d.OH * d.OW});
+  return f32 ? col2im_t<float>(cols, d) : col2im_t<double>(cols, d);
+}
+
+// ---------------------------------------------------------------- diagnostics
+
+std::string conv2d_algorithm_py(const I4& x_shape, const I4& w_shape, const I2& stride,
+                                const I4& padding, const I2& dilation, int64_t groups,
+                                const std::string& dtype) {
+  if (dtype != "float32" && dtype != "float64")
+    throw py::value_error("dtype must be 'float32' or 'float64', got '" + dtype + "'");
+  const ConvDims d = conv_dims("conv2d_algorithm", x_shape, w_shape, stride, padding, dilation,
+                               groups, "x_shape", "w_shape");
+  return conv_algo_name(choose_conv_algo(d, dtype == "float32" ? 4 : 8));
+}
+
+template <typename T>
+py::array gemm_t(const py::array& a, const py::array& b, const std::optional<py::array>& c,
+                 const std::optional<py::array>& bias, const GemmDims& g) {
+  auto out = empty<T>({g.M, g.N});
+  T* op = out.mutable_data();
+  if (c) std::copy(ptr<T>(*c), ptr<T>(*c) + g.M * g.N, op);
+  const T *ap = ptr<T>(a), *bp = ptr<T>(b), *biasp = bias ? ptr<T>(*bias) : nullptr;
+  {
+    py::gil_scoped_release nogil;
+    gemm<T>(op, ap, bp, biasp, g, true);
+  }
+  return std::move(out);
+}
+
+py::array gemm_py(const py::array& a, const py::array& b, bool trans_a, bool trans_b,
+                  const std::optional<py::array>& c, const std::optional<py::array>& row_bias) {
+  const bool f32 = check_input(a, "a", 2);
+  check_input(b, "b", 2, &a, "a");
+  const int64_t M = trans_a ? a.shape(1) : a.shape(0), K = trans_a ? a.shape(0) : a.shape(1);
+  const int64_t Kb = trans_b ? b.shape(1) : b.shape(0), N = trans_b ? b.shape(0) : b.shape(1);
+  if (K != Kb)
+    throw py::value_error("gemm: op(a) is (" + std::to_string(M) + ", " + std::to_string(K) +
+                          ") but op(b) is (" + std::to_string(Kb) + ", " + std::to_string(N) +
+                          "): a " + shape_of(a) + ", b " + shape_of(b));
+  if (c) {
+    check_input(*c, "c", 2, &a, "a");
+    check_shape(*c, "c", {M, N});
+  }
+  if (row_bias) {
+    if (c) throw py::value_error("gemm: row_bias applies only without c");
+    check_input(*row_bias, "row_bias", 1, &a, "a");
+    check_shape(*row_bias, "row_bias", {M});
+  }
+  const GemmDims g{M, N, K, a.shape(1), b.shape(1), N, trans_a, trans_b, c.has_value()};
+  return f32 ? gemm_t<float>(a, b, c, row_bias, g) : gemm_t<double>(a, b, c, row_bias, g);
+}
+
+}  // namespace
+
+void bind_conv(py::module_& m) {
+  using py::arg;
+  const char* fwd_doc =
+      "y (N, K, OH, OW) = conv2d(x (N, C, H, W), w (K, C/groups, KH, KW), b (K,) or None); "
+      "stride (SH, SW), padding (top, bottom, left, right), dilation (DH, DW).";
+  m.def("conv2d_forward", &conv2d_forward_py<false>, arg("x"), arg("w"), arg("b").none(true),
+        arg("stride"), arg("padding"), arg("dilation"), arg("groups"), fwd_doc);
+  m.def("conv2d_forward_naive", &conv2d_forward_py<true>, arg("x"), arg("w"), arg("b").none(true),
+        arg("stride"), arg("padding"), arg("dilation"), arg("groups"),
+        "conv2d_forward with the naive direct kernel (second reference).");
+
+  const char* data_doc = "dx (x_shape) of conv2d given dy (N, K, OH, OW) and w.";
+  m.def("conv2d_backward_data", &conv2d_backward_data_py<false>, arg("dy"), arg("w"),
+        arg("x_shape"), arg("stride"), arg("padding"), arg("dilation"), arg("groups"), data_doc);
+  m.def("conv2d_backward_data_naive", &conv2d_backward_data_py<true>, arg("dy"), arg("w"),
+        arg("x_shape"), arg("stride"), arg("padding"), arg("dilation"), arg("groups"),
+        "conv2d_backward_data with the naive direct kernel (second reference).");
+
+  const char* weight_doc =
+      "(dw (w_shape), db (K,) or None when bias is False) of conv2d given dy and x.";
+  m.def("conv2d_backward_weight", &conv2d_backward_weight_py<false>, arg("dy"), arg("x"),
+        arg("w_shape"), arg("stride"), arg("padding"), arg("dilation"), arg("groups"),
+        arg("bias"), weight_doc);
+  m.def("conv2d_backward_weight_naive", &conv2d_backward_weight_py<true>, arg("dy"), arg("x"),
+        arg("w_shape"), arg("stride"), arg("padding"), arg("dilation"), arg("groups"),
+        arg("bias"), "conv2d_backward_weight with the naive direct kernel (second reference).");
+
+  m.def("im2col", &im2col_py, arg("x"), arg("kernel_size"), arg("stride"), arg("padding"),
+        arg("dilation"), "cols (N, C*KH*KW, OH*OW) of x (N, C, H, W); padding reads as 0.");
+  m.def("col2im", &col2im_py, arg("cols"), arg("input_shape"), arg("kernel_size"), arg("stride"),
+        arg("padding"), arg("dilation"),
+        "Adjoint of im2col: folds cols back to input_shape, summing overlapping entries.");
+
+  m.def("conv2d_algorithm", &conv2d_algorithm_py, arg("x_shape"), arg("w_shape"), arg("stride"),
+        arg("padding"), arg("dilation"), arg("groups"), arg("dtype") = "float32",
+        "Name of the algorithm the conv2d kernels use for this problem.");
+  m.def("gemm", &gemm_py, arg("a"), arg("b"), arg("trans_a") = false, arg("trans_b") = false,
+        arg("c") = py::none(), arg("row_bias") = py::none(),
+        "op(a) @ op(b) (+ c) (+ row_bias[:, None]) with the library's blocked GEMM (tests).");
+}
+
+}  // namespace convforge::bind

@@ -1,0 +1,82 @@
+// CPU convolution family: conv2d forward / backward data / backward weight, im2col / col2im.
+//
+// Layouts: x (N, C, H, W), w (K, C/G, KH, KW), b (K,), y and dy (N, K, OH, OW),
+// cols (N, C*KH*KW, OH*OW) with row (c, i, j) and column (oh, ow). ConvDims from make_conv_dims
+// (dims.hpp): PH/PW are the top/left padding, OH/OW already include the bottom/right padding.
+// Kernel signatures: outputs first, then inputs, then the dims. Every kernel OVERWRITES its
+// outputs. float and double are instantiated. Results do not depend on the OpenMP thread count.
+#pragma once
+#include <cstdint>
+
+#include "convforge/dims.hpp"
+
+namespace convforge {
+
+// ---------------------------------------------------------------- conv2d (conv2d.cpp)
+
+// Algorithms; choose_conv_algo() is the one place that picks one for a problem (all three
+// directions use the same choice). A later issue adds Winograd / direct-blocked paths there.
+enum class ConvAlgo {
+  naive,             // plain nested loops (fallback when an im2col block would be too big)
+  direct_depthwise,  // one input channel per group (C/G == 1): direct plane convolutions
+  gemm_pointwise,    // 1x1, stride 1, no padding: x itself is the GEMM operand (no im2col)
+  im2col_gemm,       // im2col of a block of an image + blocked GEMM
+};
+ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes);
+const char* conv_algo_name(ConvAlgo a);
+
+// y[n,k,oh,ow] = b[k] + sum_{c,i,j} x[n, g*Cg+c, oh*SH-PH+i*DH, ow*SW-PW+j*DW] * w[k,c,i,j]
+// (g = k / Kg; out-of-range x is zero). b may be null.
+template <typename T>
+void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d);
+// dx = d(sum dy*y)/dx: x-shaped (N, C, H, W).
+template <typename T>
+void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d);
+// dw (K, C/G, KH, KW) and db (K,) (skipped when db is null).
+template <typename T>
+void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d);
+
+// Naive direct kernels: same contracts, plain loops; the fallback and a second reference.
+template <typename T>
+void conv2d_forward_naive(T* y, const T* x, const T* w, const T* b, const ConvDims& d);
+template <typename T>
+void conv2d_backward_data_naive(T* dx, const T* dy, const T* w, const ConvDims& d);
+template <typename T>
+void conv2d_backward_weight_naive(T* dw, T* db, const T* dy, const T* x, const ConvDims& d);
+
+// ---------------------------------------------------------------- im2col (im2col.cpp)
+
+// cols (N, C*KH*KW, OH*OW) from x (N, C, H, W); padding reads as zero.
+template <typename T>
+void im2col(T* cols, const T* x, const ConvDims& d);
+// Adjoint: x (N, C, H, W) = sum of every cols entry into the x element it was read from.
+template <typename T>
+void col2im(T* x, const T* cols, const ConvDims& d);
+
+// Sequential building blocks used by the conv kernels:
+// cols ((c1-c0)*KH*KW, l1-l0): rows (c-c0, i, j) for channels [c0, c1) of one image
+// x_n (C, H, W), columns l = oh*OW + ow in [l0, l1); row stride l1-l0.
+template <typename T>
+void im2col_block(T* cols, const T* x_n, int64_t c0, int64_t c1, int64_t l0, int64_t l1,
+                  const ConvDims& d);
+// x_c (nc, H, W) overwritten with the fold of cols (nc*KH*KW, OH*OW) (full rows).
+template <typename T>
+void col2im_block(T* x_c, const T* cols, int64_t nc, const ConvDims& d);
+
+namespace detail {
+
+// Output positions o in [0, out) whose input coordinate o*S - P + off lies in [0, in):
+// the range [lo, hi) (empty when hi == lo). off = tap * dilation.
+inline void valid_range(int64_t in, int64_t out, int64_t S, int64_t P, int64_t off,
+                        int64_t& lo, int64_t& hi) {
+  const int64_t a = P - off;           // o*S >= a
+  const int64_t b = in - 1 + P - off;  // o*S <= b
+  lo = a <= 0 ? 0 : (a + S - 1) / S;
+  hi = b < 0 ? 0 : b / S + 1;
+  if (lo > out) lo = out;
+  if (hi > out) hi = out;
+  if (hi < lo) hi = lo;
+}
+
+}  // namespace detail
+}  // namespace convforge

@@ -1,0 +1,341 @@
+"""The compiled conv core (convforge._core) against the float64 reference, binding by binding.
+
+Every conv binding (fast and naive), im2col/col2im and the GEMM are compared element-wise to
+convforge.backends.reference on a grid of shapes, in float32 and float64, on every ISA path this
+CPU has (baseline / avx2 / avx512 via _core.set_isa). Also: bit-identical results for 1 and 2
+OpenMP threads, exact results for integer-valued inputs, NaN/inf placement, input validation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from convforge.backends import reference as ref
+
+core = pytest.importorskip("convforge._core")
+
+ISAS = ("baseline", "avx2", "avx512")
+AVAILABLE_ISAS = ISAS[: ISAS.index(core.detected_isa()) + 1]
+DTYPES = (np.float32, np.float64)
+
+# (x_shape, w_shape, stride, padding (top, bottom, left, right), dilation, groups)
+GRID = [
+    ((1, 1, 5, 5), (1, 1, 3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1),          # one channel
+    ((3, 3, 7, 9), (4, 3, 3, 2), (1, 2), (1, 0, 2, 1), (1, 1), 1),          # 4-sided pad
+    ((1, 3, 6, 5), (5, 3, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),          # pointwise
+    ((3, 8, 5, 7), (6, 8, 1, 1), (2, 1), (0, 0, 0, 0), (1, 1), 1),          # 1x1 strided
+    ((2, 8, 5, 3), (4, 4, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 2),          # pointwise, groups
+    ((1, 8, 7, 6), (4, 8, 7, 6), (1, 1), (0, 0, 0, 0), (1, 1), 1),          # kernel == input
+    ((3, 3, 9, 8), (2, 3, 3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 1),          # dilation 2
+    ((1, 8, 9, 6), (6, 4, 3, 3), (2, 1), (1, 1, 0, 2), (1, 1), 2),          # groups 2
+    ((3, 8, 6, 6), (8, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 8),          # depthwise
+    ((1, 8, 7, 5), (16, 1, 3, 2), (2, 1), (0, 1, 2, 0), (1, 2), 8),         # depthwise x2
+    ((3, 1, 8, 8), (4, 1, 5, 3), (1, 2), (2, 2, 1, 1), (1, 1), 1),          # C=1, K=4
+    ((1, 3, 4, 4), (2, 3, 2, 2), (2, 2), (0, 1, 0, 1), (1, 1), 1),          # bottom/right pad
+    ((1, 24, 10, 9), (21, 8, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 3),       # groups 3, odd K
+    ((1, 32, 6, 7), (8, 32, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),        # R=288 > one KC slice
+    ((2, 16, 12, 11), (32, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),     # parallel GEMM tiles
+    ((3, 3, 11, 13), (5, 3, 4, 5), (2, 3), (3, 0, 0, 4), (2, 1), 1),        # odd everything
+]
+IDS = [f"x{s[0]}-w{s[1]}-s{s[2]}-p{s[3]}-d{s[4]}-g{s[5]}".replace(" ", "") for s in GRID]
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240617)
+
+
+@pytest.fixture
+def restore_core():
+    """Put the ISA and the thread count back after a test that changes them."""
+    isa, threads = core.isa(), core.get_num_threads()
+    yield
+    core.set_isa(isa)
+    core.set_num_threads(threads)
+
+
+def out_shape(xs, ws, stride, pad, dil):
+    oh = (xs[2] + pad[0] + pad[1] - dil[0] * (ws[2] - 1) - 1) // stride[0] + 1
+    ow = (xs[3] + pad[2] + pad[3] - dil[1] * (ws[3] - 1) - 1) // stride[1] + 1
+    return (xs[0], ws[0], oh, ow)
+
+
+def assert_close(name, got, want, mag, n, dtype):
+    """|got - want| <= 4 * eps(dtype) * (n + 2) * mag element-wise, where mag is the same op on
+    absolute values (a bound on the sum of |terms|) and n the reduction length."""
+    assert got.shape == want.shape, f"{name}: shape {got.shape} != {want.shape}"
+    assert got.dtype == dtype, f"{name}: dtype {got.dtype} != {dtype}"
+    eps = np.finfo(dtype).eps
+    allowed = 4 * eps * (n + 2) * np.asarray(mag, np.float64) + np.finfo(dtype).tiny
+    err = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    ratio = err / allowed
+    i = np.unravel_index(np.argmax(ratio), ratio.shape)
+    assert ratio[i] <= 1, (f"{name}: worst mismatch at {i}: got {got[i]!r}, want {want[i]!r}, "
+                           f"|diff| {err[i]:.3g} > allowed {allowed[i]:.3g}")
+
+
+def make_problem(rng, case, dtype):
+    xs, ws, stride, pad, dil, _ = case
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    dy = rng.standard_normal(out_shape(xs, ws, stride, pad, dil)).astype(dtype)
+    return x, w, b, dy
+
+
+def conv_bindings(naive):
+    sfx = "_naive" if naive else ""
+    return (getattr(core, "conv2d_forward" + sfx), getattr(core, "conv2d_backward_data" + sfx),
+            getattr(core, "conv2d_backward_weight" + sfx))
+
+
+def check_conv(case, dtype, x, w, b, dy, naive):
+    xs, ws, stride, pad, dil, g = case
+    fwd, bwd_data, bwd_weight = conv_bindings(naive)
+    tag = f"{'naive' if naive else core.isa()} {np.dtype(dtype).name} {case}"
+    args = (stride, pad, dil, g)
+    ax, aw, ab, ady = (np.abs(a.astype(np.float64)) for a in (x, w, b, dy))
+
+    y = fwd(x, w, b, *args)
+    assert_close(f"forward {tag}", y, ref.conv2d(x, w, b, *args),
+                 ref.conv2d(ax, aw, ab, *args), ws[1] * ws[2] * ws[3] + 1, dtype)
+    y_nb = fwd(x, w, None, *args)
+    assert_close(f"forward no bias {tag}", y_nb, ref.conv2d(x, w, None, *args),
+                 ref.conv2d(ax, aw, None, *args), ws[1] * ws[2] * ws[3], dtype)
+
+    dx_r, dw_r, db_r = ref.conv2d_backward(dy, x, w, *args, True)
+    mdx, mdw, mdb = ref.conv2d_backward(ady, ax, aw, *args, True)
+    dx = bwd_data(dy, w, xs, *args)
+    assert_close(f"backward data {tag}", dx, dx_r, mdx, (ws[0] // g) * ws[2] * ws[3], dtype)
+    dw, db = bwd_weight(dy, x, ws, *args, True)
+    n_sum = dy.shape[0] * dy.shape[2] * dy.shape[3]
+    assert_close(f"backward weight {tag}", dw, dw_r, mdw, n_sum, dtype)
+    assert_close(f"bias grad {tag}", db, db_r, mdb, n_sum, dtype)
+    dw2, none = bwd_weight(dy, x, ws, *args, False)
+    assert none is None
+    np.testing.assert_array_equal(dw2, dw)
+
+
+# ---------------------------------------------------------------- the shape grid
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", GRID, ids=IDS)
+def test_conv_fast_every_isa(rng, restore_core, case, dtype):
+    x, w, b, dy = make_problem(rng, case, dtype)
+    for isa in AVAILABLE_ISAS:
+        core.set_isa(isa)
+        check_conv(case, dtype, x, w, b, dy, naive=False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", GRID, ids=IDS)
+def test_conv_naive(rng, case, dtype):
+    x, w, b, dy = make_problem(rng, case, dtype)
+    check_conv(case, dtype, x, w, b, dy, naive=True)
+
+
+def test_grid_covers_every_algorithm():
+    algos = {core.conv2d_algorithm(c[0], c[1], c[2], c[3], c[4], c[5], "float32") for c in GRID}
+    assert algos >= {"im2col_gemm", "gemm_pointwise", "direct_depthwise"}, algos
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", GRID, ids=IDS)
+def test_im2col_col2im(rng, restore_core, case, dtype):
+    xs, ws, stride, pad, dil, _ = case
+    ks = ws[2:]
+    x = rng.standard_normal(xs).astype(dtype)
+    want = ref.im2col(x, ks, stride, pad, dil)
+    cols = rng.standard_normal(want.shape).astype(dtype)
+    back_r = ref.col2im(cols, xs, ks, stride, pad, dil)
+    back_m = ref.col2im(np.abs(cols.astype(np.float64)), xs, ks, stride, pad, dil)
+    for isa in AVAILABLE_ISAS:  # im2col/col2im have no ISA paths; the loop guards dispatch
+        core.set_isa(isa)
+        got = core.im2col(x, ks, stride, pad, dil)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, want)  # a pure copy: exact
+        back = core.col2im(cols, xs, ks, stride, pad, dil)
+        assert_close(f"col2im {case}", back, back_r, back_m, ks[0] * ks[1], dtype)
+
+
+# ---------------------------------------------------------------- determinism and exactness
+
+THREAD_CASES = [
+    ((1, 16, 14, 13), (24, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # N=1: GEMM split
+    ((4, 16, 12, 12), (32, 16, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # parallel over N
+    ((1, 32, 16, 16), (48, 32, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # pointwise
+    ((2, 12, 9, 9), (24, 1, 3, 3), (2, 1), (1, 1, 1, 1), (1, 1), 12),    # depthwise
+    ((3, 8, 9, 7), (6, 4, 3, 3), (1, 2), (1, 0, 2, 1), (2, 1), 2),       # groups
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", THREAD_CASES)
+def test_bit_identical_for_any_thread_count(rng, restore_core, case, dtype):
+    xs, ws, stride, pad, dil, g = case
+    x, w, b, dy = make_problem(rng, case, dtype)
+    args = (stride, pad, dil, g)
+    for isa in AVAILABLE_ISAS:
+        core.set_isa(isa)
+        results = []
+        for threads in (1, 2, 3):
+            core.set_num_threads(threads)
+            results.append((core.conv2d_forward(x, w, b, *args),
+                            core.conv2d_backward_data(dy, w, xs, *args),
+                            *core.conv2d_backward_weight(dy, x, ws, *args, True),
+                            core.col2im(core.im2col(x, ws[2:], stride, pad, dil), xs, ws[2:],
+                                        stride, pad, dil)))
+        for threads, res in zip((2, 3), results[1:]):
+            for name, a, b1 in zip(("y", "dx", "dw", "db", "col2im"), res, results[0]):
+                assert np.array_equal(a, b1), (
+                    f"{name} differs between 1 and {threads} threads ({isa}, {case}): "
+                    f"max |diff| {np.abs(a - b1).max()}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", GRID, ids=IDS)
+def test_integer_inputs_exact(rng, restore_core, case, dtype):
+    """Small integers: every product and partial sum is exactly representable, so every path
+    (any summation order) must give the reference's result exactly."""
+    xs, ws, stride, pad, dil, g = case
+    x = rng.integers(-3, 4, xs).astype(dtype)
+    w = rng.integers(-3, 4, ws).astype(dtype)
+    b = rng.integers(-3, 4, ws[0]).astype(dtype)
+    dy = rng.integers(-3, 4, out_shape(xs, ws, stride, pad, dil)).astype(dtype)
+    args = (stride, pad, dil, g)
+    want = (ref.conv2d(x, w, b, *args), *ref.conv2d_backward(dy, x, w, *args, True))
+    for isa in AVAILABLE_ISAS:
+        core.set_isa(isa)
+        for naive in (False, True):
+            fwd, bwd_data, bwd_weight = conv_bindings(naive)
+            got = (fwd(x, w, b, *args), bwd_data(dy, w, xs, *args),
+                   *bwd_weight(dy, x, ws, *args, True))
+            for name, a, r in zip(("y", "dx", "dw", "db"), got, want):
+                np.testing.assert_array_equal(a, r, err_msg=f"{name} {isa} naive={naive}")
+
+
+def test_lecture_examples(restore_core):
+    x = np.zeros((1, 1, 6, 6))
+    x[..., :3] = 10
+    w = np.array([[1.0, 0.0, -1.0]] * 3)[None, None]
+    for isa in AVAILABLE_ISAS:
+        core.set_isa(isa)
+        y = core.conv2d_forward(x, w, None, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+        np.testing.assert_array_equal(y[0, 0], [[0, 30, 30, 0]] * 4)
+        x5 = np.array([[1, 2, 0, 3, 1], [1, 0, 0, 2, 2], [2, 1, 2, 1, 1], [0, 0, 1, 0, 0],
+                       [1, 2, 1, 1, 1]], np.float32)[None, None]
+        k = np.array([[-1, 1, 2], [1, 1, 0], [-1, -2, 0]], np.float32)[None, None]
+        y = core.conv2d_forward(x5, k, None, (2, 2), (0, 0, 0, 0), (1, 1), 1)
+        np.testing.assert_array_equal(y[0, 0], [[-2, 3], [-2, -1]])
+        y = core.conv2d_forward(x5, k, None, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+        np.testing.assert_array_equal(y[0, 0, 0], [-1, 2, 2, -1, -2])
+
+
+# ---------------------------------------------------------------- NaN / inf
+
+NAN_CASES = [GRID[1], GRID[2], GRID[8], GRID[9], GRID[6]]
+
+
+@pytest.mark.parametrize("where", ["x", "w", "dy"])
+@pytest.mark.parametrize("case", NAN_CASES)
+def test_nan_inf_like_reference(rng, restore_core, case, where):
+    """Non-finite values land where the reference puts them: padding reads as 0, and
+    0 * inf = NaN counts (so an inf weight turns border outputs NaN, as in im2col + GEMM)."""
+    xs, ws, stride, pad, dil, g = case
+    x, w, b, dy = make_problem(rng, case, np.float64)
+    if where == "x":
+        x[0, 0, 0, 1], x[-1, -1, -2, -1] = np.nan, np.inf
+    elif where == "w":
+        w[0, 0, 0, 0], w[-1, -1, -1, -1] = np.inf, np.nan
+    else:
+        dy[0, 0, 0, 0], dy[-1, -1, -1, -1], dy[0, -1, 1, 0] = np.inf, np.nan, -np.inf
+    args = (stride, pad, dil, g)
+    with np.errstate(invalid="ignore"):
+        want = (ref.conv2d(x, w, b, *args), *ref.conv2d_backward(dy, x, w, *args, True))
+    for isa in AVAILABLE_ISAS:
+        core.set_isa(isa)
+        for naive in (False, True):
+            fwd, bwd_data, bwd_weight = conv_bindings(naive)
+            got = (fwd(x, w, b, *args), bwd_data(dy, w, xs, *args),
+                   *bwd_weight(dy, x, ws, *args, True))
+            for name, a, r in zip(("y", "dx", "dw", "db"), got, want):
+                for pred in (np.isnan, np.isposinf, np.isneginf):
+                    np.testing.assert_array_equal(
+                        pred(a), pred(r), err_msg=f"{pred.__name__} {name} {isa} naive={naive}")
+                fin = np.isfinite(r)
+                np.testing.assert_allclose(a[fin], r[fin], rtol=1e-9, atol=1e-9)
+
+
+# ---------------------------------------------------------------- GEMM
+
+GEMM_SHAPES = [(1, 1, 1), (13, 37, 300), (7, 2100, 5), (200, 20, 530), (29, 70, 33)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("mnk", GEMM_SHAPES, ids=[f"{m}x{n}x{k}" for m, n, k in GEMM_SHAPES])
+def test_gemm(rng, restore_core, mnk, dtype):
+    """Edge tiles, depth slices (K > 256), row blocks (M > MC) and column blocks (N > NC)."""
+    m, n, k = mnk
+    for isa in AVAILABLE_ISAS:
+        core.set_isa(isa)
+        for ta in (False, True):
+            for tb in (False, True):
+                a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+                b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+                a64 = (a.T if ta else a).astype(np.float64)
+                b64 = (b.T if tb else b).astype(np.float64)
+                want, mag = a64 @ b64, np.abs(a64) @ np.abs(b64)
+                tag = f"gemm {isa} ta={ta} tb={tb} {mnk}"
+                assert_close(tag, core.gemm(a, b, ta, tb), want, mag, k, dtype)
+                c = rng.standard_normal((m, n)).astype(dtype)
+                assert_close(tag + " +c", core.gemm(a, b, ta, tb, c=c), want + c,
+                             mag + np.abs(c), k + 1, dtype)
+                bias = rng.standard_normal(m).astype(dtype)
+                assert_close(tag + " +bias", core.gemm(a, b, ta, tb, row_bias=bias),
+                             want + bias[:, None], mag + np.abs(bias)[:, None], k + 1, dtype)
+
+
+# ---------------------------------------------------------------- validation
+
+def test_validation_messages():
+    x = np.zeros((2, 4, 6, 6), np.float32)
+    w = np.zeros((3, 4, 3, 3), np.float32)
+    args = ((1, 1), (0, 0, 0, 0), (1, 1), 1)
+    with pytest.raises(TypeError, match="x must be float32 or float64"):
+        core.conv2d_forward(x.astype(np.float16), w, None, *args)
+    with pytest.raises(TypeError, match="w has dtype float64 but x has dtype float32"):
+        core.conv2d_forward(x, w.astype(np.float64), None, *args)
+    with pytest.raises(ValueError, match="x must be C-contiguous"):
+        core.conv2d_forward(x[..., ::2], w, None, *args)
+    with pytest.raises(ValueError, match="w must be 4-D"):
+        core.conv2d_forward(x, w[0], None, *args)
+    with pytest.raises(ValueError, match=r"x \(2, 4, 6, 6\), w \(3, 2, 3, 3\)"):
+        core.conv2d_forward(x, w[:, :2].copy(), None, *args)
+    with pytest.raises(ValueError, match=r"b must have shape \(3,\), got \(4,\)"):
+        core.conv2d_forward(x, w, np.zeros(4, np.float32), *args)
+    with pytest.raises(ValueError, match="groups=2 must divide"):
+        core.conv2d_forward(x, np.zeros((3, 2, 3, 3), np.float32), None, (1, 1), (0, 0, 0, 0),
+                            (1, 1), 2)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        core.conv2d_forward(x, np.zeros((3, 4, 7, 3), np.float32), None, *args)
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        core.conv2d_forward(x, w, None, (0, 1), (0, 0, 0, 0), (1, 1), 1)
+    with pytest.raises(ValueError, match="zero-size"):
+        core.conv2d_forward(np.zeros((0, 4, 6, 6), np.float32), w, None, *args)
+    dy = np.zeros((2, 3, 4, 4), np.float32)
+    with pytest.raises(ValueError, match=r"dy must have shape \(2, 3, 4, 4\), got \(2, 3, 4, 5\)"):
+        core.conv2d_backward_data(np.zeros((2, 3, 4, 5), np.float32), w, x.shape, *args)
+    with pytest.raises(ValueError, match="x_shape must be positive"):
+        core.conv2d_backward_data(dy, w, (2, 4, 0, 6), *args)
+    with pytest.raises(TypeError, match="x has dtype float64 but dy has dtype float32"):
+        core.conv2d_backward_weight(dy, x.astype(np.float64), w.shape, *args, True)
+    with pytest.raises(ValueError, match=r"dy must have shape"):
+        core.conv2d_backward_weight(dy[:1].copy(), x, w.shape, *args, True)
+    with pytest.raises(ValueError, match=r"cols must have shape \(2, 36, 16\)"):
+        core.col2im(np.zeros((2, 36, 15), np.float32), x.shape, (3, 3), (1, 1), (0, 0, 0, 0),
+                    (1, 1))
+    with pytest.raises(ValueError, match="kernel_size must be >= 1"):
+        core.im2col(x, (0, 3), (1, 1), (0, 0, 0, 0), (1, 1))
+    with pytest.raises(ValueError, match=r"op\(a\) is \(2, 3\) but op\(b\) is \(4, 5\)"):
+        core.gemm(np.zeros((2, 3)), np.zeros((4, 5)))

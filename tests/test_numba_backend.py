@@ -15,10 +15,10 @@ import pytest
 
 numba = pytest.importorskip("numba")
 
-import convforge  # noqa: E402
-from convforge import F  # noqa: E402
-from convforge.backends import numba as nb  # noqa: E402
-from convforge.backends import reference as ref  # noqa: E402
+import convforge
+from convforge import F
+from convforge.backends import numba as nb
+from convforge.backends import reference as ref
 
 DTYPES = (np.float32, np.float64)
 TOL_C = 16.0
@@ -215,7 +215,7 @@ def _pool_out(case):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("name", list(POOL_CASES))
 def test_pool2d(rng, name, dtype):
-    shape, ks, st, pad, ceil = POOL_CASES[name]
+    shape, ks, st, pad, _ = POOL_CASES[name]
     out = _pool_out(POOL_CASES[name])
     # Integers in [-3, 3]: plenty of ties, so the first-occurrence rule is exercised.
     x = rng.integers(-3, 4, shape).astype(dtype)

@@ -13,7 +13,8 @@ parallel reductions, no fastmath):
                              y[n, k block, l block] (over image, group, k block, l block)
   conv2d backward            dw: tiles dw[k block, r block] (over group, k block, r block), each
                              summing images n = 0..N-1, then positions l = 0..L-1, in order;
-                             dx: dcols tiles (like forward), then fold (over planes).
+                             dx: per plane (image, channel), its dcols rows (GEMM), then
+                             fold them.
 Conv sums run in the input dtype; pooling averages sum in float64 like the reference.
 """
 
@@ -34,10 +35,10 @@ def _cache_writable() -> bool:
     dirs.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__"))
     try:
         from numba.misc.appdirs import AppDirs
-
+    except ImportError:  # numba moved an internal module: skip the user-wide directory
+        AppDirs = None
+    if AppDirs is not None:
         dirs.append(AppDirs(appname="numba", appauthor=False).user_cache_dir)
-    except Exception:  # noqa: BLE001 - numba moved an internal module: skip that directory
-        pass
     for d in dirs:
         try:
             os.makedirs(d, exist_ok=True)
@@ -152,7 +153,7 @@ def _window_arg(xc, h0, h1, w0, w1, mode):
     for ih in range(h0, h1):
         for iw in range(w0, w1):
             v = xc[ih, iw]
-            if v != v:
+            if np.isnan(v):
                 return v, ih * W + iw
             if (v > best) if mode == MAX else (v < best):
                 best = v
@@ -232,7 +233,8 @@ def conv2d_forward(y, x, w, b, SH, SW, PT, PL, DH, DW, G, M):
             l1 = min(l0 + TJ, L)
             yn = y3[n0 + m]                                          # (K, L)
             for k in range(k0, k1):
-                yn[k, l0:l1] = b[k]
+                for l in range(l0, l1):
+                    yn[k, l] = b[k]
             # y[n, k, l] += sum_r w[k, r] * cols[m, g*R + r, l]
             _gemm_acc(yn, w2, cols[m], k0, k1, l0, l1, 0, 0, g * R, 0, R)
 
@@ -252,11 +254,12 @@ def conv2d_backward(dx, dw, dy, x, w, SH, SW, PT, PL, DH, DW, G, M):
         for k in range(K):
             wT[r, k] = w2[k, r]
     dw2 = dw.reshape(K, R)                                           # (K, R)
-    dw2[:, :] = 0.0
+    for k in range(K):
+        for r in range(R):
+            dw2[k, r] = 0.0
     cols_t = np.empty((M, L, C * KH * KW), x.dtype)                  # (M, L, G*R): x unfolded
     dcols = np.empty((M, C * KH * KW, L), x.dtype)                   # (M, G*R, L)
     nki, nrj = (Kg + TI - 1) // TI, (R + TJ - 1) // TJ
-    nri, nlj = (R + TI - 1) // TI, (L + TJ - 1) // TJ
     for n0 in range(0, N, M):
         m_n = min(M, N - n0)
         for t in prange(m_n * OH):                                   # output rows (m, oh)
@@ -271,22 +274,19 @@ def conv2d_backward(dx, dw, dy, x, w, SH, SW, PT, PL, DH, DW, G, M):
             for m in range(m_n):
                 # dw[k, r] += sum_l dy[n, k, l] * cols_t[m, l, g*R + r]
                 _gemm_acc(dw2, dy3[n0 + m], cols_t[m], k0, k1, r0, r1, 0, 0, 0, g * R, L)
-        for t in prange(m_n * G * nri * nlj):                        # dcols tiles (m, g, ri, lj)
-            m, rest = t // (G * nri * nlj), t % (G * nri * nlj)
-            g, rest = rest // (nri * nlj), rest % (nri * nlj)
-            r0 = g * R + (rest // nlj) * TI
-            r1 = min(r0 + TI, (g + 1) * R)
-            l0 = (rest % nlj) * TJ
-            l1 = min(l0 + TJ, L)
-            dc = dcols[m]                                            # (G*R, L)
-            for r in range(r0, r1):
-                dc[r, l0:l1] = 0.0
-            # dcols[m, g*R + r, l] = sum_k w[g*Kg + k, r] * dy[n, g*Kg + k, l]
-            _gemm_acc(dc, wT, dy3[n0 + m], r0, r1, l0, l1, -g * R, g * Kg, g * Kg, 0, Kg)
         for t in prange(m_n * C):                                    # planes (m, c)
             m, c = t // C, t % C
-            _fold_channel(dx[n0 + m, c], dcols[m], c * KH * KW,
-                          KH, KW, SH, SW, PT, PL, DH, DW, OH, OW)
+            g = c // Cg
+            r0, r1 = c * KH * KW, (c + 1) * KH * KW                  # rows of channel c
+            dc = dcols[m]                                            # (G*R, L)
+            for l0 in range(0, L, TJ):
+                l1 = min(l0 + TJ, L)
+                for r in range(r0, r1):
+                    for l in range(l0, l1):
+                        dc[r, l] = 0.0
+                # dcols[m, g*R + r, l] = sum_k w[g*Kg + k, r] * dy[n, g*Kg + k, l]
+                _gemm_acc(dc, wT, dy3[n0 + m], r0, r1, l0, l1, -g * R, g * Kg, g * Kg, 0, Kg)
+            _fold_channel(dx[n0 + m, c], dc, r0, KH, KW, SH, SW, PT, PL, DH, DW, OH, OW)
 
 
 # --------------------------------------------------------------------------- pooling
@@ -331,7 +331,8 @@ def pool2d_backward(dx, dy, idx, mode, KH, KW, SH, SW, PH, PW, count_include_pad
         dxc, dyc = dx[n, c], dy[n, c]                                # (H, W), (OH, OW)
         if mode != AVG:
             dxf = dxc.reshape(H * W)                                 # (H*W,)
-            dxf[:] = 0.0
+            for i in range(H * W):
+                dxf[i] = 0.0
             ic = idx[n, c]                                           # (OH, OW)
             for oh in range(ic.shape[0]):
                 for ow in range(ic.shape[1]):

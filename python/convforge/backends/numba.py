@@ -10,7 +10,6 @@ Results do not depend on numba's thread count (see _numba_kernels).
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Optional
 
 import numpy as np
 
@@ -21,7 +20,7 @@ _COLS_ELEMENTS = 1 << 22
 _MODES = {"avg": 0, "max": 1, "min": 2}
 
 
-def probe() -> Optional[str]:
+def probe() -> str | None:
     """None when numba imports, else the reason it does not."""
     try:
         import numba  # noqa: F401

@@ -356,3 +356,14 @@ def test_cache_check_falls_back(monkeypatch):
     assert nk._cache_writable() in (True, False)
     monkeypatch.setattr(nk.tempfile, "TemporaryFile", unwritable)
     assert nk._cache_writable() is False
+
+
+def test_bad_indices_raise():
+    """Out-of-range or wrongly typed indices raise instead of writing outside dx."""
+    dy = np.ones((1, 1, 2, 2), np.float32)
+    bad = np.array([[[[0, 1], [2, 16]]]], np.int64)
+    with pytest.raises(ValueError, match="indices"):
+        nb.pool2d_backward(dy, bad, (1, 1, 4, 4), "max", (2, 2), (2, 2), (0, 0), False)
+    with pytest.raises(TypeError, match="indices"):
+        nb.pool2d_backward(dy, bad.astype(np.int32), (1, 1, 4, 4), "max", (2, 2), (2, 2),
+                           (0, 0), False)

@@ -35,14 +35,14 @@ def _kernels() -> ModuleType:
     return _numba_kernels
 
 
-def _c(a: np.ndarray, name: str) -> np.ndarray:
+def _c(a: np.ndarray, name: str, dtypes: tuple = (np.float32, np.float64)) -> np.ndarray:
     """a itself if C-contiguous and writeable, else a C-contiguous copy (one compiled kernel per
     dtype: numba would compile again for other layouts and for read-only arrays)."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype not in (np.float32, np.float64, np.int64):
-        raise TypeError(f"{name} has dtype {a.dtype} (shape {a.shape}); the numba backend "
-                        "takes float32 or float64 (int64 indices)")
+    if a.dtype not in dtypes:
+        names = " or ".join(np.dtype(d).name for d in dtypes)
+        raise TypeError(f"{name} must have dtype {names}, got {a.dtype} with shape {a.shape}")
     if a.flags.c_contiguous and a.flags.writeable:
         return a
     return np.array(a, order="C", copy=True)
@@ -142,16 +142,21 @@ def pool2d(x, mode, kernel_size, stride, padding, out_size, count_include_pad):
 
 def pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding,
                     count_include_pad):
-    """dx (N, C, H, W) of pool2d. indices: the forward's (max/min; checked by functional)."""
+    """dx (N, C, H, W) of pool2d. indices: the forward's (max/min), ignored for 'avg'."""
     dy = _c(dy, "dy")
     code = _mode(mode, ("max", "min", "avg"))
     if mode == "avg":
         indices = np.empty((0, 0, 0, 0), np.int64)
     else:
-        indices = _c(indices, "indices")
-        if indices.dtype != np.int64 or indices.shape != dy.shape:
-            raise ValueError(f"indices must be int64 with the shape of dy {dy.shape}, got "
-                             f"{indices.dtype} {indices.shape}")
+        indices = _c(indices, "indices", (np.int64,))
+        if indices.shape != dy.shape:
+            raise ValueError(f"indices must have the shape of dy {dy.shape}, got "
+                             f"{indices.shape}")
+        # The kernel writes dx at these offsets: out-of-range ones would corrupt memory.
+        plane = int(input_shape[2]) * int(input_shape[3])
+        if int(indices.min()) < 0 or int(indices.max()) >= plane:
+            raise ValueError(f"indices must lie in [0, H*W) = [0, {plane}), got values in "
+                             f"[{int(indices.min())}, {int(indices.max())}]")
     dx = np.empty(tuple(input_shape), dy.dtype)
     _kernels().pool2d_backward(dx, dy, indices, code, kernel_size[0], kernel_size[1], stride[0],
                                stride[1], padding[0], padding[1], bool(count_include_pad))
@@ -171,5 +176,5 @@ def global_pool2d_backward(dy, indices, input_shape, mode):
     _mode(mode, ("max", "avg"))
     n, c, h, w = tuple(input_shape)
     dy4 = _c(dy, "dy").reshape(n, c, 1, 1)
-    idx4 = None if mode == "avg" else _c(indices, "indices").reshape(n, c, 1, 1)
+    idx4 = None if mode == "avg" else _c(indices, "indices", (np.int64,)).reshape(n, c, 1, 1)
     return pool2d_backward(dy4, idx4, (n, c, h, w), mode, (h, w), (1, 1), (0, 0), True)

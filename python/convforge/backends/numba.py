@@ -1,0 +1,180 @@
+"""The numba backend: the registry's signature set on NumPy arrays, run by the @njit(parallel)
+kernels of `_numba_kernels` (compiled on first use per dtype, cached on disk when writable).
+
+Arguments arrive normalised by convforge.functional. Here we only make sure every array is
+C-contiguous and writeable (so each kernel compiles once per dtype), allocate the outputs and
+call the kernel. numba is imported lazily: probe() tries it, the kernels load on the first op.
+Results do not depend on numba's thread count (see _numba_kernels).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+
+from .._shapes import conv_output_size
+
+# Images unfolded at once by conv2d (cols buffer of about this many elements, >= 1 image).
+_COLS_ELEMENTS = 1 << 22
+_MODES = {"avg": 0, "max": 1, "min": 2}
+
+
+def probe() -> str | None:
+    """None when numba imports, else the reason it does not."""
+    try:
+        import numba  # noqa: F401
+    except Exception as e:  # noqa: BLE001 - any import failure means: not available
+        return f"numba cannot be imported: {type(e).__name__}: {e}"
+    return None
+
+
+def _kernels() -> ModuleType:
+    from . import _numba_kernels
+
+    return _numba_kernels
+
+
+def _c(a: np.ndarray, name: str, dtypes: tuple = (np.float32, np.float64)) -> np.ndarray:
+    """a itself if C-contiguous and writeable, else a C-contiguous copy (one compiled kernel per
+    dtype: numba would compile again for other layouts and for read-only arrays)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype not in dtypes:
+        names = " or ".join(np.dtype(d).name for d in dtypes)
+        raise TypeError(f"{name} must have dtype {names}, got {a.dtype} with shape {a.shape}")
+    if a.flags.c_contiguous and a.flags.writeable:
+        return a
+    return np.array(a, order="C", copy=True)
+
+
+def _same_dtype(named: dict) -> np.dtype:
+    k0, v0 = next(iter(named.items()))
+    for k, v in named.items():
+        if v.dtype != v0.dtype:
+            raise TypeError(f"{k} has dtype {v.dtype} but {k0} has dtype {v0.dtype} "
+                            f"(shapes {v.shape}, {v0.shape})")
+    return v0.dtype
+
+
+def _mode(mode: str, allowed: tuple) -> int:
+    if mode not in allowed:
+        raise ValueError(f"mode must be one of {allowed}, got {mode!r}")
+    return _MODES[mode]
+
+
+def _chunk(n: int, unfolded_per_image: int) -> int:
+    """Images unfolded at once: as many as fit in _COLS_ELEMENTS, at least 1, at most n."""
+    return max(1, min(n, _COLS_ELEMENTS // max(1, unfolded_per_image)))
+
+
+# --------------------------------------------------------------------------- convolution
+
+def conv2d(x, w, b, stride, padding, dilation, groups):
+    """x (N, C, H, W), w (K, C/G, KH, KW), b (K,) or None -> y (N, K, OH, OW)."""
+    x, w = _c(x, "x"), _c(w, "w")
+    dtype = _same_dtype({"x": x, "w": w} if b is None else {"x": x, "w": w, "b": b})
+    n, k, kh, kw = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
+    oh, ow = conv_output_size(x.shape[2:], (kh, kw), stride, padding, dilation)
+    bias = np.zeros(k, dtype) if b is None else _c(b, "b")
+    y = np.empty((n, k, oh, ow), dtype)
+    m = _chunk(n, x.shape[1] * kh * kw * oh * ow)
+    _kernels().conv2d_forward(y, x, w, bias, stride[0], stride[1], padding[0], padding[2],
+                              dilation[0], dilation[1], int(groups), m)
+    return y
+
+
+def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias):
+    """Gradients of conv2d: (dx (N, C, H, W), dw (K, C/G, KH, KW), db (K,) or None)."""
+    dy, x, w = _c(dy, "dy"), _c(x, "x"), _c(w, "w")
+    dtype = _same_dtype({"dy": dy, "x": x, "w": w})
+    kh, kw = w.shape[2], w.shape[3]
+    oh, ow = dy.shape[2], dy.shape[3]
+    dx = np.empty(x.shape, dtype)
+    dw = np.empty(w.shape, dtype)
+    m = _chunk(x.shape[0], x.shape[1] * kh * kw * oh * ow)
+    _kernels().conv2d_backward(dx, dw, dy, x, w, stride[0], stride[1], padding[0], padding[2],
+                               dilation[0], dilation[1], int(groups), m)
+    # db: float64 sum in NumPy's fixed order, like the reference.
+    db = dy.sum(axis=(0, 2, 3), dtype=np.float64).astype(dtype) if bias else None
+    return dx, dw, db
+
+
+def im2col(x, kernel_size, stride, padding, dilation):
+    """x (N, C, H, W) -> cols (N, C*KH*KW, OH*OW), zeros where a tap falls in the padding."""
+    x = _c(x, "x")
+    (n, c, h, w), (kh, kw) = x.shape, kernel_size
+    oh, ow = conv_output_size((h, w), (kh, kw), stride, padding, dilation)
+    cols = np.empty((n, c * kh * kw, oh * ow), x.dtype)
+    _kernels().im2col(cols, x, kh, kw, stride[0], stride[1], padding[0], padding[2],
+                      dilation[0], dilation[1], oh, ow)
+    return cols
+
+
+def col2im(cols, input_shape, kernel_size, stride, padding, dilation):
+    """Adjoint of im2col: cols (N, C*KH*KW, OH*OW) -> x (N, C, H, W), overlaps summed."""
+    cols = _c(cols, "cols")
+    (n, c, h, w), (kh, kw) = tuple(input_shape), kernel_size
+    oh, ow = conv_output_size((h, w), (kh, kw), stride, padding, dilation)
+    if cols.shape != (n, c * kh * kw, oh * ow):
+        raise ValueError(f"cols must have shape {(n, c * kh * kw, oh * ow)} for input_shape "
+                         f"{tuple(input_shape)}, got {cols.shape}")
+    x = np.empty((n, c, h, w), cols.dtype)
+    _kernels().col2im(x, cols, kh, kw, stride[0], stride[1], padding[0], padding[2],
+                      dilation[0], dilation[1], oh, ow)
+    return x
+
+
+# --------------------------------------------------------------------------- pooling
+
+def pool2d(x, mode, kernel_size, stride, padding, out_size, count_include_pad):
+    """x (N, C, H, W) -> (y (N, C, OH, OW), indices int64 (N, C, OH, OW) or None for 'avg')."""
+    x = _c(x, "x")
+    code = _mode(mode, ("max", "min", "avg"))
+    n, c = x.shape[:2]
+    oh, ow = out_size
+    y = np.empty((n, c, oh, ow), x.dtype)
+    idx = np.empty((0, 0, 0, 0) if mode == "avg" else (n, c, oh, ow), np.int64)
+    _kernels().pool2d_forward(y, idx, x, code, kernel_size[0], kernel_size[1], stride[0],
+                              stride[1], padding[0], padding[1], bool(count_include_pad))
+    return y, (None if mode == "avg" else idx)
+
+
+def pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding,
+                    count_include_pad):
+    """dx (N, C, H, W) of pool2d. indices: the forward's (max/min), ignored for 'avg'."""
+    dy = _c(dy, "dy")
+    code = _mode(mode, ("max", "min", "avg"))
+    if mode == "avg":
+        indices = np.empty((0, 0, 0, 0), np.int64)
+    else:
+        indices = _c(indices, "indices", (np.int64,))
+        if indices.shape != dy.shape:
+            raise ValueError(f"indices must have the shape of dy {dy.shape}, got "
+                             f"{indices.shape}")
+        # The kernel writes dx at these offsets: out-of-range ones would corrupt memory.
+        plane = int(input_shape[2]) * int(input_shape[3])
+        if int(indices.min()) < 0 or int(indices.max()) >= plane:
+            raise ValueError(f"indices must lie in [0, H*W) = [0, {plane}), got values in "
+                             f"[{int(indices.min())}, {int(indices.max())}]")
+    dx = np.empty(tuple(input_shape), dy.dtype)
+    _kernels().pool2d_backward(dx, dy, indices, code, kernel_size[0], kernel_size[1], stride[0],
+                               stride[1], padding[0], padding[1], bool(count_include_pad))
+    return dx
+
+
+def global_pool2d(x, mode):
+    """x (N, C, H, W) -> (y (N, C), indices (N, C) int64 or None): one window per plane."""
+    _mode(mode, ("max", "avg"))
+    n, c, h, w = x.shape
+    y, idx = pool2d(x, mode, (h, w), (1, 1), (0, 0), (1, 1), True)
+    return y.reshape(n, c), (None if idx is None else idx.reshape(n, c))
+
+
+def global_pool2d_backward(dy, indices, input_shape, mode):
+    """dx (N, C, H, W) of global_pool2d."""
+    _mode(mode, ("max", "avg"))
+    n, c, h, w = tuple(input_shape)
+    dy4 = _c(dy, "dy").reshape(n, c, 1, 1)
+    idx4 = None if mode == "avg" else _c(indices, "indices", (np.int64,)).reshape(n, c, 1, 1)
+    return pool2d_backward(dy4, idx4, (n, c, h, w), mode, (h, w), (1, 1), (0, 0), True)

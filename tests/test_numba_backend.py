@@ -1,0 +1,369 @@
+"""The numba backend against the float64 reference, element by element.
+
+Every backend function (conv2d, conv2d_backward, im2col, col2im, pool2d, pool2d_backward,
+global_pool2d, global_pool2d_backward) in float32 and float64 on a small grid of shapes, plus:
+chunked conv (several cols buffers per batch), NaN handling and ties in max/min pooling, the
+public functional API with backend="numba", and results bit-identical for 1 and 2 threads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+numba = pytest.importorskip("numba")
+
+import convforge
+from convforge import F
+from convforge.backends import numba as nb
+from convforge.backends import reference as ref
+
+DTYPES = (np.float32, np.float64)
+TOL_C = 16.0
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20240607)
+
+
+def _f64(a):
+    return a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
+
+
+def ref_call(fn, *args):
+    """A reference backend function on float64 copies of the float arrays."""
+    return fn(*[_f64(a) for a in args])
+
+
+def assert_close(actual, expected, dtype, red_len: int, what: str) -> None:
+    """|actual - expected| <= TOL_C * eps(dtype) * sqrt(red_len) * (|expected| + max|expected|)
+    element-wise, NaN at the same places, dtype and shape as expected; prints the worst."""
+    assert isinstance(actual, np.ndarray), f"{what}: got {type(actual).__name__}"
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}, want {dtype}"
+    act, exp = actual.astype(np.float64), np.asarray(expected, np.float64)
+    finite = np.abs(exp[np.isfinite(exp)])
+    scale = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    tol = TOL_C * float(np.finfo(dtype).eps) * math.sqrt(max(red_len, 1)) * (
+        np.abs(np.nan_to_num(exp)) + scale)
+    with np.errstate(invalid="ignore"):
+        err = np.abs(act - exp)                                      # inf - inf: NaN
+    bad = (np.isnan(act) != np.isnan(exp)) | (~np.isnan(exp) & (act != exp) & ~(err <= tol))
+    if bad.any():
+        i = int(np.argmax(np.where(bad.ravel(), np.nan_to_num(err.ravel(), nan=np.inf), -1.0)))
+        at = tuple(int(j) for j in np.unravel_index(i, act.shape))
+        pytest.fail(f"{what} ({np.dtype(dtype).name}): {int(bad.sum())} of {bad.size} differ; "
+                    f"worst at {at}: actual {act.ravel()[i]!r}, expected {exp.ravel()[i]!r}, "
+                    f"tolerance {tol.ravel()[i]:.3e}", pytrace=False)
+
+
+def assert_same(actual, expected, what: str) -> None:
+    """Bit-for-bit equal (NaN matches NaN), same dtype and shape; prints the first mismatch."""
+    assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} != {expected.dtype}"
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    if actual.dtype.kind == "f":
+        nan = np.isnan(actual) & np.isnan(expected)
+        same = nan | ((actual == expected) & (np.signbit(actual) == np.signbit(expected)))
+    else:
+        same = actual == expected
+    if not same.all():
+        at = tuple(int(j) for j in np.argwhere(~same)[0])
+        pytest.fail(f"{what}: {int((~same).sum())} of {same.size} differ; first at {at}: "
+                    f"{actual[at]!r} vs {expected[at]!r}", pytrace=False)
+
+
+# --------------------------------------------------------------------------- convolution
+
+# (N, C, H, W), (K, KH, KW), stride, padding (top, bottom, left, right), dilation, groups
+CONV_CASES = {
+    "basic": ((2, 3, 7, 9), (4, 3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    "stride_pad_sides_groups": ((2, 4, 8, 11), (6, 3, 2), (2, 3), (1, 2, 0, 3), (1, 1), 2),
+    "dilation": ((1, 2, 9, 10), (3, 3, 3), (1, 2), (2, 2, 1, 1), (2, 3), 1),
+    "depthwise": ((2, 6, 8, 7), (6, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 6),
+    "depthwise_x2": ((1, 4, 6, 6), (8, 3, 3), (2, 2), (1, 0, 1, 0), (1, 1), 4),
+    "1x1": ((3, 5, 4, 6), (7, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    "kernel_eq_input": ((2, 3, 5, 4), (2, 5, 4), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    "many_tiles": ((2, 3, 17, 19), (10, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    "pad_wider_than_stride": ((1, 2, 3, 4), (3, 2, 2), (3, 2), (2, 1, 3, 0), (2, 1), 1),
+}
+
+
+def _conv_data(rng, case, dtype):
+    (n, c, h, w), (k, kh, kw), stride, pad, dil, g = case
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((k, c // g, kh, kw)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    return x, wt, b, (stride, pad, dil, g)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", list(CONV_CASES))
+def test_conv2d_forward_backward(rng, name, dtype):
+    x, w, b, args = _conv_data(rng, CONV_CASES[name], dtype)
+    k, cg, kh, kw = w.shape
+    for bias in (b, None):
+        y = nb.conv2d(x, w, bias, *args)
+        assert_close(y, ref_call(ref.conv2d, x, w, bias, *args), dtype, cg * kh * kw,
+                     f"{name} y (bias={bias is not None})")
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx, dw, db = nb.conv2d_backward(dy, x, w, *args, True)
+    rdx, rdw, rdb = ref_call(ref.conv2d_backward, dy, x, w, *args, True)
+    groups = args[3]
+    assert_close(dx, rdx, dtype, (k // groups) * kh * kw, f"{name} dx")
+    assert_close(dw, rdw, dtype, x.shape[0] * y.shape[2] * y.shape[3], f"{name} dw")
+    assert_close(db, rdb, dtype, x.shape[0] * y.shape[2] * y.shape[3], f"{name} db")
+    assert nb.conv2d_backward(dy, x, w, *args, False)[2] is None
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_conv2d_integer_inputs_exact(rng, dtype):
+    """Small integers: every sum is exact in float32 too, so results equal the oracle's."""
+    x = rng.integers(-3, 4, (3, 4, 9, 8)).astype(dtype)
+    w = rng.integers(-3, 4, (6, 2, 3, 3)).astype(dtype)
+    b = rng.integers(-3, 4, 6).astype(dtype)
+    args = ((2, 1), (1, 0, 2, 1), (1, 2), 2)
+    y = nb.conv2d(x, w, b, *args)
+    assert_same(y, ref_call(ref.conv2d, x, w, b, *args).astype(dtype), "y")
+    dy = rng.integers(-3, 4, y.shape).astype(dtype)
+    got = nb.conv2d_backward(dy, x, w, *args, True)
+    want = ref_call(ref.conv2d_backward, dy, x, w, *args, True)
+    for what, a, e in zip(("dx", "dw", "db"), got, want):
+        assert_same(a, e.astype(dtype), what)
+
+
+def test_conv2d_chunks_do_not_change_results(rng, monkeypatch):
+    """A batch unfolded 1, 2 (last chunk partial) or all images at a time: same bits."""
+    x, w, b, args = _conv_data(rng, CONV_CASES["stride_pad_sides_groups"], np.float32)
+    x = np.concatenate([x, x[:1] * 0.5])                              # N = 3
+    y = nb.conv2d(x, w, b, *args)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    grads = nb.conv2d_backward(dy, x, w, *args, True)
+    per_image = x.shape[1] * w.shape[2] * w.shape[3] * y.shape[2] * y.shape[3]
+    for elements in (1, 2 * per_image):
+        monkeypatch.setattr(nb, "_COLS_ELEMENTS", elements)
+        assert_same(nb.conv2d(x, w, b, *args), y, f"y, cols buffer {elements}")
+        for what, a, e in zip(("dx", "dw", "db"), nb.conv2d_backward(dy, x, w, *args, True),
+                              grads):
+            assert_same(a, e, f"{what}, cols buffer {elements}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", ["basic", "stride_pad_sides_groups", "dilation",
+                                  "kernel_eq_input", "pad_wider_than_stride"])
+def test_im2col_col2im(rng, name, dtype):
+    (n, c, h, w), (_, kh, kw), stride, pad, dil, _ = CONV_CASES[name]
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    cols = nb.im2col(x, (kh, kw), stride, pad, dil)
+    assert_same(cols, ref_call(ref.im2col, x, (kh, kw), stride, pad, dil).astype(dtype),
+                f"{name} cols")
+    dcols = rng.standard_normal(cols.shape).astype(dtype)
+    back = nb.col2im(dcols, x.shape, (kh, kw), stride, pad, dil)
+    assert_close(back, ref_call(ref.col2im, dcols, x.shape, (kh, kw), stride, pad, dil), dtype,
+                 kh * kw, f"{name} col2im")
+
+
+def test_conv_functional_api(rng):
+    """Through convforge.F with backend='numba': 'same' padding, odd sizes, non-contiguous and
+    read-only inputs."""
+    x = rng.standard_normal((2, 3, 11, 8)).astype(np.float32)
+    w = rng.standard_normal((5, 3, 4, 3)).astype(np.float32)
+    xt = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)   # not C-order
+    w.flags.writeable = False
+    y = F.conv2d(xt, w, None, stride=2, padding="same", backend="numba")
+    y_ref = F.conv2d(x.astype(np.float64), w.astype(np.float64), None, stride=2,
+                     padding="same", backend="reference")
+    assert_close(y, y_ref, np.float32, 36, "F.conv2d same")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    got = F.conv2d_backward(dy, xt, w, stride=2, padding="same", backend="numba")
+    want = F.conv2d_backward(dy.astype(np.float64), x.astype(np.float64),
+                             w.astype(np.float64), stride=2, padding="same",
+                             backend="reference")
+    for what, a, e, red in zip(("dx", "dw", "db"), got, want, (60, 2 * 24, 2 * 24)):
+        assert_close(a, e, np.float32, red, f"F.conv2d_backward {what}")
+
+
+def test_lecture_edge_example():
+    """6x6 image, left half 10, vertical edge filter -> every row 0 30 30 0."""
+    x = np.zeros((1, 1, 6, 6), np.float32)
+    x[..., :3] = 10
+    w = np.tile(np.array([1, 0, -1], np.float32), (3, 1)).reshape(1, 1, 3, 3)
+    y = nb.conv2d(x, w, None, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    assert_same(y, np.tile(np.array([0, 30, 30, 0], np.float32), (1, 1, 4, 1)), "edge")
+
+
+# --------------------------------------------------------------------------- pooling
+
+# (N, C, H, W), kernel, stride, padding (PH, PW), ceil_mode
+POOL_CASES = {
+    "2x2": ((2, 3, 8, 6), (2, 2), (2, 2), (0, 0), False),
+    "3x3_s2_ceil": ((2, 2, 7, 9), (3, 3), (2, 2), (0, 0), True),
+    "pad_ceil_nonsquare": ((1, 3, 9, 6), (3, 2), (2, 1), (1, 1), True),
+    "overlap_pad": ((2, 2, 5, 7), (3, 3), (1, 2), (1, 0), False),
+    "ceil_last_window_in_pad": ((1, 2, 6, 5), (4, 3), (3, 2), (2, 1), True),
+    "kernel_eq_input": ((2, 3, 4, 5), (4, 5), (1, 1), (0, 0), False),
+}
+
+
+def _pool_out(case):
+    shape, ks, st, pad, ceil = case
+    return convforge.functional.pool_output_size(shape[2:], ks, st, pad, ceil)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", list(POOL_CASES))
+def test_pool2d(rng, name, dtype):
+    shape, ks, st, pad, _ = POOL_CASES[name]
+    out = _pool_out(POOL_CASES[name])
+    # Integers in [-3, 3]: plenty of ties, so the first-occurrence rule is exercised.
+    x = rng.integers(-3, 4, shape).astype(dtype)
+    dy = rng.standard_normal(shape[:2] + out).astype(dtype)
+    for mode in ("max", "min"):
+        y, idx = nb.pool2d(x, mode, ks, st, pad, out, False)
+        ry, ridx = ref_call(ref.pool2d, x, mode, ks, st, pad, out, False)
+        assert_same(y, ry.astype(dtype), f"{name} {mode} y")
+        assert_same(idx, ridx, f"{name} {mode} indices")
+        dx = nb.pool2d_backward(dy, idx, shape, mode, ks, st, pad, False)
+        rdx = ref_call(ref.pool2d_backward, dy, ridx, shape, mode, ks, st, pad, False)
+        assert_close(dx, rdx, dtype, ks[0] * ks[1], f"{name} {mode} dx")
+    for cip in (True, False):
+        y, idx = nb.pool2d(x, "avg", ks, st, pad, out, cip)
+        assert idx is None
+        ry, _ = ref_call(ref.pool2d, x, "avg", ks, st, pad, out, cip)
+        assert_close(y, ry, dtype, ks[0] * ks[1], f"{name} avg y (count_include_pad={cip})")
+        dx = nb.pool2d_backward(dy, None, shape, "avg", ks, st, pad, cip)
+        rdx = ref_call(ref.pool2d_backward, dy, None, shape, "avg", ks, st, pad, cip)
+        assert_close(dx, rdx, dtype, ks[0] * ks[1], f"{name} avg dx (count_include_pad={cip})")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_pool_nan(rng, dtype):
+    """A NaN wins its window (the first NaN when there are two), and propagates to avg."""
+    x = rng.standard_normal((1, 2, 6, 7)).astype(dtype)
+    x[0, 0, 1, 1] = np.nan
+    x[0, 0, 1, 2] = np.nan        # same 3x3 windows as (1, 1), later in scan order
+    x[0, 1, 5, 6] = np.nan        # last element of the plane
+    x[0, 1, 0, 0] = np.inf
+    ks, st, pad = (3, 3), (2, 2), (1, 1)
+    out = convforge.functional.pool_output_size((6, 7), ks, st, pad, True)
+    for mode in ("max", "min", "avg"):
+        y, idx = nb.pool2d(x, mode, ks, st, pad, out, True)
+        ry, ridx = ref_call(ref.pool2d, x, mode, ks, st, pad, out, True)
+        assert np.isnan(y).any()
+        if mode == "avg":
+            assert_close(y, ry, dtype, 9, "avg with NaN")
+        else:
+            assert_same(y, ry.astype(dtype), f"{mode} y with NaN")
+            assert_same(idx, ridx, f"{mode} indices with NaN")
+    for mode in ("max", "avg"):
+        y, idx = nb.global_pool2d(x, mode)
+        ry, ridx = ref_call(ref.global_pool2d, x, mode)
+        assert_same(y, ry.astype(dtype), f"global {mode} with NaN")
+        if mode == "max":
+            assert_same(idx, ridx, "global max indices with NaN")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_global_pool2d(rng, dtype):
+    shape = (3, 4, 5, 7)
+    x = rng.integers(-5, 6, shape).astype(dtype)      # ties: first occurrence wins
+    dy = rng.standard_normal(shape[:2]).astype(dtype)
+    for mode in ("max", "avg"):
+        y, idx = nb.global_pool2d(x, mode)
+        ry, ridx = ref_call(ref.global_pool2d, x, mode)
+        assert_close(y, ry, dtype, 35, f"global {mode} y")
+        if mode == "max":
+            assert_same(idx, ridx, "global max indices")
+        else:
+            assert idx is None
+        dx = nb.global_pool2d_backward(dy, idx, shape, mode)
+        rdx = ref_call(ref.global_pool2d_backward, dy, ridx, shape, mode)
+        assert_close(dx, rdx, dtype, 1, f"global {mode} dx")
+
+
+def test_pool_functional_api(rng):
+    """Through convforge.F with backend='numba', against the reference backend."""
+    x = rng.standard_normal((2, 3, 9, 8))
+    y, idx = F.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True, backend="numba")
+    ry, ridx = F.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True,
+                            backend="reference")
+    assert_same(y, ry, "F.max_pool2d")
+    assert_same(idx, ridx, "F.max_pool2d indices")
+    dy = rng.standard_normal(y.shape)
+    assert_close(F.max_pool2d_backward(dy, x, 3, 2, 1, ceil_mode=True, backend="numba"),
+                 F.max_pool2d_backward(dy, x, 3, 2, 1, ceil_mode=True, backend="reference"),
+                 np.float64, 4, "F.max_pool2d_backward")
+    ya = F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False, backend="numba")
+    assert_close(ya, F.avg_pool2d(x, 3, 2, 1, True, False, backend="reference"), np.float64,
+                 9, "F.avg_pool2d")
+    assert_close(F.global_avg_pool2d(x, backend="numba"),
+                 F.global_avg_pool2d(x, backend="reference"), np.float64, 72, "F.global_avg")
+
+
+def test_bad_mode():
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="mode"):
+        nb.pool2d(x, "median", (2, 2), (2, 2), (0, 0), (2, 2), False)
+    with pytest.raises(ValueError, match="mode"):
+        nb.global_pool2d(x, "min")
+
+
+# --------------------------------------------------------------------------- determinism
+
+def test_probe_and_registry():
+    assert nb.probe() is None
+    assert "numba" in convforge.backends.available()
+
+
+def test_thread_count_does_not_change_results(rng):
+    """conv forward/backward and pooling backward: same bits with 1 and with 2 threads."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has fewer than 2 threads here")
+    x = rng.standard_normal((4, 6, 13, 11)).astype(np.float32)
+    w = rng.standard_normal((12, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(12).astype(np.float32)
+    args = ((1, 2), (1, 1, 2, 0), (1, 1), 2)
+    pool = ((3, 3), (2, 2), (1, 1), (7, 6), False)
+    results = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            y = nb.conv2d(x, w, b, *args)
+            dy = np.cos(np.arange(y.size, dtype=np.float32)).reshape(y.shape)
+            got = [y, *nb.conv2d_backward(dy, x, w, *args, True)]
+            yp, idx = nb.pool2d(x, "max", *pool)
+            dyp = np.sin(np.arange(yp.size, dtype=np.float32)).reshape(yp.shape)
+            got += [yp, idx, nb.pool2d_backward(dyp, idx, x.shape, "max", *pool[:3], False),
+                    nb.pool2d_backward(dyp, None, x.shape, "avg", *pool[:3], True)]
+            results.append(got)
+    finally:
+        numba.set_num_threads(before)
+    names = ("y", "dx", "dw", "db", "pool y", "pool indices", "max dx", "avg dx")
+    for what, a, b_ in zip(names, *results):
+        assert_same(a, b_, f"{what}: 1 vs 2 threads")
+
+
+def test_cache_check_falls_back(monkeypatch):
+    """With no writable cache directory the kernels are compiled with cache=False."""
+    from convforge.backends import _numba_kernels as nk
+
+    def unwritable(*args, **kwargs):
+        raise PermissionError("read-only")
+
+    assert nk._cache_writable() in (True, False)
+    monkeypatch.setattr(nk.tempfile, "TemporaryFile", unwritable)
+    assert nk._cache_writable() is False
+
+
+def test_bad_indices_raise():
+    """Out-of-range or wrongly typed indices raise instead of writing outside dx."""
+    dy = np.ones((1, 1, 2, 2), np.float32)
+    bad = np.array([[[[0, 1], [2, 16]]]], np.int64)
+    with pytest.raises(ValueError, match="indices"):
+        nb.pool2d_backward(dy, bad, (1, 1, 4, 4), "max", (2, 2), (2, 2), (0, 0), False)
+    with pytest.raises(TypeError, match="indices"):
+        nb.pool2d_backward(dy, bad.astype(np.int32), (1, 1, 4, 4), "max", (2, 2), (2, 2),
+                           (0, 0), False)

@@ -78,9 +78,10 @@ def backends_under_test(config) -> list[str]:
 def pytest_generate_tests(metafunc):
     """Tests taking a `backend` fixture run once per backend under test; tests taking
     `any_backend` (argument checking) also run on 'reference', so they run on every machine."""
-    if "backend" in metafunc.fixturenames:
+    # a test module defining its own `backend`/`any_backend` fixture keeps it untouched
+    if "backend" in metafunc.fixturenames and not hasattr(metafunc.module, "backend"):
         metafunc.parametrize("backend", backends_under_test(metafunc.config), indirect=True)
-    if "any_backend" in metafunc.fixturenames:
+    if "any_backend" in metafunc.fixturenames and not hasattr(metafunc.module, "any_backend"):
         names = ["reference"] + [n for n in backends_under_test(metafunc.config)
                                  if n != "reference"]
         metafunc.parametrize("any_backend", names, indirect=True)

@@ -157,7 +157,7 @@ def test_pool_nan_propagates(backend, mode, dtype, rng):
     x = randn(rng, case.x, dtype)
     x[0, 1, 2, 3] = np.nan
     x[0, 1, 3, 2] = np.nan     # a second NaN later in some of the same windows
-    x[1, 0, 6, 5] = np.nan     # the last element, reached only through ceil_mode
+    x[1, 0, 6, 5] = np.nan     # the last element: in the partial ceil_mode window
     y_ref, _ = forward(ref, mode, x, case)
     assert np.isnan(y_ref).any() and not np.isnan(y_ref).all()
     check_forward(backend, case, mode, x, dtype, exact=False)

@@ -194,7 +194,8 @@ def _pool(x, mode, kernel_size, stride, padding, ceil_mode, count_include_pad, b
 def _pool_backward(dy, x, mode, kernel_size, stride, padding, ceil_mode, count_include_pad,
                    indices, backend):
     dy = _array(dy, "dy", 4, "(N, C, OH, OW)")
-    on_gpu = _same_dtype({"dy": dy})
+    # x is the forward input or only its shape; an input must match dy's dtype and kind
+    on_gpu = _same_dtype({"dy": dy, "x": x if hasattr(x, "dtype") else None})
     shape = _shape4(x, "x")
     ks, st, pad, out = _pool_args(shape, kernel_size, stride, padding, ceil_mode)
     want = shape[:2] + out
@@ -293,7 +294,7 @@ def _global_backward(dy, x, mode, indices, backend):
     if tuple(dy.shape) != shape[:2]:
         raise ValueError(f"dy must have shape {shape[:2]} for x of shape {shape}, got "
                          f"{tuple(dy.shape)}")
-    be = _backend(backend, _same_dtype({"dy": dy}))
+    be = _backend(backend, _same_dtype({"dy": dy, "x": x if hasattr(x, "dtype") else None}))
     if mode == "max":
         if indices is None:
             if not hasattr(x, "dtype"):

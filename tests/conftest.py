@@ -1,0 +1,267 @@
+"""Shared fixtures and helpers of the cross-backend correctness suite.
+
+Backends under test: cpu, numba and cuda, each skipped where `convforge.backends.available()`
+lacks it. Every result is compared element-wise to the float64 oracle
+(`convforge.backends.reference`, called on the same values cast to float64).
+
+Choosing backends:
+  CONVFORGE_TEST_BACKENDS=reference   (or --test-backends=reference) adds backends to the three
+                                      above; 'reference' then checks the oracle against itself,
+                                      which exercises the test logic on any machine.
+  --only-backends=cpu,numba           restricts the run to these backends.
+
+Helpers (import them with `from conftest import ...`):
+  Backend        runs a public op on one backend (NumPy in/out; CuPy on the device for cuda)
+  ref(op, ...)   the same op on the float64 oracle
+  assert_close   element-wise comparison, tolerance scaled by dtype and reduction length,
+                 prints the worst mismatch
+  assert_exact   bit-for-bit comparison (NaN == NaN), prints the worst mismatch
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional
+
+import numpy as np
+import pytest
+
+import convforge
+import convforge.backends
+from convforge import functional as F
+
+DEFAULT_BACKENDS = ("cpu", "numba", "cuda")
+DTYPES = (np.float32, np.float64)
+# Tolerance constant: |actual - expected| <= TOL_C * eps(dtype) * sqrt(red_len) * scale.
+TOL_C = 16.0
+
+
+# --------------------------------------------------------------------------- backend selection
+
+def pytest_addoption(parser):
+    parser.addoption("--test-backends", default=None,
+                     help="comma-separated backends added to cpu,numba,cuda (e.g. 'reference'); "
+                          "default: $CONVFORGE_TEST_BACKENDS")
+    parser.addoption("--only-backends", default=None,
+                     help="comma-separated backends: test only these")
+
+
+def _names(text: str, what: str) -> list[str]:
+    out = []
+    for name in (n.strip() for n in text.split(",")):
+        if not name:
+            continue
+        if name not in convforge.backends.NAMES:
+            raise pytest.UsageError(f"{what}: unknown backend {name!r}; "
+                                    f"choose from {list(convforge.backends.NAMES)}")
+        out.append(name)
+    return out
+
+
+def backends_under_test(config) -> list[str]:
+    """cpu, numba, cuda, plus --test-backends / $CONVFORGE_TEST_BACKENDS, cut by --only-backends."""
+    extra = config.getoption("--test-backends")
+    if extra is None:
+        extra = os.environ.get("CONVFORGE_TEST_BACKENDS", "")
+    names = list(DEFAULT_BACKENDS)
+    for name in _names(extra, "CONVFORGE_TEST_BACKENDS"):
+        if name not in names:
+            names.append(name)
+    only = config.getoption("--only-backends")
+    if only:
+        keep = _names(only, "--only-backends")
+        names = [n for n in names if n in keep] + [n for n in keep if n not in names]
+    return names
+
+
+def pytest_generate_tests(metafunc):
+    """Tests taking a `backend` fixture run once per backend under test; tests taking
+    `any_backend` (argument checking) also run on 'reference', so they run on every machine."""
+    # a test module defining its own `backend`/`any_backend` fixture keeps it untouched
+    if "backend" in metafunc.fixturenames and not hasattr(metafunc.module, "backend"):
+        metafunc.parametrize("backend", backends_under_test(metafunc.config), indirect=True)
+    if "any_backend" in metafunc.fixturenames and not hasattr(metafunc.module, "any_backend"):
+        names = ["reference"] + [n for n in backends_under_test(metafunc.config)
+                                 if n != "reference"]
+        metafunc.parametrize("any_backend", names, indirect=True)
+
+
+def pytest_report_header(config):
+    return f"convforge backends under test: {backends_under_test(config)} " \
+           f"(available here: {convforge.backends.available()})"
+
+
+def _is_cupy(a) -> bool:
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+class Backend:
+    """One backend under test. `be("conv2d", x, w, ...)` calls `convforge.functional.conv2d` with
+    backend=be.name, moving NumPy arguments to the device first (cuda) and every array result
+    back to NumPy; it also checks the results come back as the right kind of array."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.on_gpu = name == "cuda"
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r})"
+
+    def dev(self, a):
+        """NumPy array -> the array kind this backend takes (CuPy for cuda); others unchanged."""
+        if self.on_gpu and isinstance(a, np.ndarray):
+            import cupy
+
+            return cupy.asarray(a)
+        return a
+
+    def host(self, a):
+        """Results -> NumPy (recursing into tuples); checks the array kind."""
+        if isinstance(a, (tuple, list)):
+            return type(a)(self.host(v) for v in a)
+        if a is None:
+            return None
+        if self.on_gpu:
+            assert _is_cupy(a), f"cuda backend returned {type(a).__name__}, want cupy.ndarray"
+            return a.get()
+        assert isinstance(a, np.ndarray), \
+            f"{self.name} backend returned {type(a).__name__}, want numpy.ndarray"
+        return a
+
+    def __call__(self, op: str, *args, **kwargs):
+        fn = getattr(F, op)
+        args = [self.dev(a) for a in args]
+        kwargs = {k: self.dev(v) for k, v in kwargs.items()}
+        return self.host(fn(*args, backend=self.name, **kwargs))
+
+
+@pytest.fixture
+def backend(request) -> Backend:
+    """One backend under test (skips where it is not available)."""
+    return _available_backend(request.param)
+
+
+@pytest.fixture
+def any_backend(request) -> Backend:
+    """'reference' or one backend under test (skips where it is not available)."""
+    return _available_backend(request.param)
+
+
+def _available_backend(name: str) -> Backend:
+    reason = convforge.backends.unavailable_reason(name)
+    if reason is not None:
+        pytest.skip(f"backend {name!r} not available: {reason}")
+    return Backend(name)
+
+
+def _f64(a):
+    if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+        return a.astype(np.float64)
+    return a
+
+
+def ref(op: str, *args, **kwargs):
+    """The op on the float64 oracle: float arguments cast to float64 (int arrays untouched)."""
+    fn = getattr(F, op)
+    return fn(*[_f64(a) for a in args], backend="reference",
+              **{k: _f64(v) for k, v in kwargs.items()})
+
+
+# --------------------------------------------------------------------------- data
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A fresh generator with a fixed seed for every test."""
+    return np.random.default_rng(20240607)
+
+
+def randn(rng: np.random.Generator, shape, dtype=np.float64) -> np.ndarray:
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def randint(rng: np.random.Generator, shape, dtype=np.float64, lo: int = -3,
+            hi: int = 3) -> np.ndarray:
+    """Small integers in [lo, hi] as floats: sums of products stay exact in float32 too."""
+    return rng.integers(lo, hi + 1, size=shape).astype(dtype)
+
+
+def distinct(rng: np.random.Generator, shape, dtype=np.float64) -> np.ndarray:
+    """Values spaced >= 0.1 apart (no ties), for pooling tests where ties would blur the
+    choice of the maximum."""
+    n = int(np.prod(shape))
+    v = (rng.permutation(n) - n / 2) * 0.1 + rng.uniform(0, 0.05, n)
+    return v.reshape(shape).astype(dtype)
+
+
+# --------------------------------------------------------------------------- comparisons
+
+def _worst(actual: np.ndarray, expected: np.ndarray, bad: np.ndarray, err: np.ndarray,
+           tol: np.ndarray, header: str) -> str:
+    """Failure message: how many elements differ, and the worst one."""
+    flat = np.where(bad.ravel(), np.nan_to_num(err.ravel(), nan=np.inf, posinf=np.inf), -1.0)
+    i = int(np.argmax(flat))
+    idx = np.unravel_index(i, actual.shape)
+    a, e = actual.ravel()[i], expected.ravel()[i]
+    abs_err = abs(float(a) - float(e))
+    rel_err = abs_err / abs(float(e)) if e != 0 else math.inf
+    return (f"{header}: {int(bad.sum())} of {bad.size} elements differ; worst at index "
+            f"{tuple(int(j) for j in idx)}: actual {float(a)!r}, expected {float(e)!r}, "
+            f"abs err {abs_err:.3e}, rel err {rel_err:.3e}, tolerance {float(tol.ravel()[i]):.3e}")
+
+
+def _check_kind(actual, expected, dtype, what: str) -> None:
+    assert isinstance(actual, np.ndarray), f"{what}: got {type(actual).__name__}, want ndarray"
+    assert actual.shape == expected.shape, \
+        f"{what}: shape {actual.shape}, expected {expected.shape}"
+    if dtype is not None:
+        assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}, want {dtype}"
+
+
+def assert_close(actual, expected, dtype, red_len: int, scale: Optional[float] = None,
+                 what: str = "result") -> None:
+    """Element-wise: |actual - expected| <= TOL_C * eps(dtype) * sqrt(red_len) * (|expected| +
+    scale), scale defaulting to max |expected|; NaNs must sit at the same places. The check also
+    needs actual.dtype == dtype and equal shapes."""
+    _check_kind(actual, expected, dtype, what)
+    act = actual.astype(np.float64)
+    exp = np.asarray(expected, np.float64)
+    if scale is None:
+        finite = exp[np.isfinite(exp)]
+        scale = float(np.abs(finite).max()) if finite.size else 1.0
+        scale = scale or 1.0
+    eps_term = TOL_C * float(np.finfo(dtype).eps) * math.sqrt(max(red_len, 1))
+    tol = eps_term * (np.abs(np.nan_to_num(exp)) + scale)
+    err = np.abs(act - exp)
+    nan_a, nan_e = np.isnan(act), np.isnan(exp)
+    bad = (nan_a != nan_e) | (~nan_e & ~(err <= tol))
+    if bad.any():
+        pytest.fail(_worst(act, exp, bad, err, tol,
+                           f"{what} ({np.dtype(dtype).name}, reduction {red_len})"),
+                    pytrace=False)
+
+
+def assert_exact(actual, expected, dtype=None, what: str = "result") -> None:
+    """Bit-for-bit equal values (NaN matches NaN), equal shape, and dtype if given."""
+    _check_kind(actual, expected, dtype, what)
+    act = np.asarray(actual)
+    exp = np.asarray(expected)
+    if act.dtype.kind == "f" or exp.dtype.kind == "f":
+        act, exp = act.astype(np.float64), exp.astype(np.float64)
+        bad = ~((act == exp) | (np.isnan(act) & np.isnan(exp)))
+    else:
+        bad = act != exp
+    if bad.any():
+        err = np.abs(act.astype(np.float64) - exp.astype(np.float64))
+        pytest.fail(_worst(act, exp, bad, err, np.zeros(bad.shape), f"{what} (exact)"),
+                    pytrace=False)
+
+
+# --------------------------------------------------------------------------- global state
+
+@pytest.fixture(autouse=True)
+def _reset_backend_choice():
+    """Tests that change the global backend choice cannot leak it into other tests."""
+    yield
+    convforge.set_backend(None)
+

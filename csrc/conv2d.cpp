@@ -82,12 +82,12 @@ void run_tasks(int64_t tasks, bool parallel, const F& body) {
     return;
   }
   std::exception_ptr error = nullptr;
-#pragma omp parallel for schedule(dynamic, 1)
+CF_OMP_FOR(schedule(dynamic, 1))
   for (int64_t t = 0; t < tasks; ++t) {
     try {
       body(t);
     } catch (...) {
-#pragma omp critical(convforge_conv_error)
+CF_OMP(omp critical(convforge_conv_error))
       if (!error) error = std::current_exception();
     }
   }
@@ -370,7 +370,7 @@ void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDim
 template <typename T>
 void conv2d_forward_naive(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
   const int64_t Cg = d.Cg(), Kg = d.Kg();
-#pragma omp parallel for schedule(static)
+CF_OMP_FOR(schedule(static))
   for (int64_t nk = 0; nk < d.N * d.K; ++nk) {  // y[n, k] (OH, OW)
     const int64_t n = nk / d.K, k = nk % d.K, g = k / Kg;
     for (int64_t oh = 0; oh < d.OH; ++oh) {
@@ -398,7 +398,7 @@ void conv2d_backward_data_naive(T* dx, const T* dy, const T* w, const ConvDims& 
   const int64_t Cg = d.Cg(), Kg = d.Kg();
   // dx[n,c,ih,iw] = sum over k of c's group and taps (i, j) with ih = oh*SH - PH + i*DH and
   // iw = ow*SW - PW + j*DW for some output (oh, ow) of w[k, c%Cg, i, j] * dy[n, k, oh, ow].
-#pragma omp parallel for schedule(static)
+CF_OMP_FOR(schedule(static))
   for (int64_t nc = 0; nc < d.N * d.C; ++nc) {  // dx[n, c] (H, W)
     const int64_t n = nc / d.C, c = nc % d.C, g = c / Cg, cl = c % Cg;
     for (int64_t ih = 0; ih < d.H; ++ih) {
@@ -425,7 +425,7 @@ void conv2d_backward_data_naive(T* dx, const T* dy, const T* w, const ConvDims& 
 template <typename T>
 void conv2d_backward_weight_naive(T* dw, T* db, const T* dy, const T* x, const ConvDims& d) {
   const int64_t Cg = d.Cg(), Kg = d.Kg();
-#pragma omp parallel for schedule(static)
+CF_OMP_FOR(schedule(static))
   for (int64_t k = 0; k < d.K; ++k) {  // dw[k] (Cg, KH, KW), db[k]
     const int64_t g = k / Kg;
     for (int64_t c = 0; c < Cg; ++c) {

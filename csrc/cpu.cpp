@@ -52,9 +52,13 @@ const char* isa_name(Isa isa) {
   }
 }
 
+#ifdef CONVFORGE_OPENMP
+int g_threads = omp_get_max_threads();  // OMP_NUM_THREADS or the core count, read at load
+#endif
+
 int max_threads() {
 #ifdef CONVFORGE_OPENMP
-  return omp_get_max_threads();
+  return g_threads;
 #else
   return 1;
 #endif
@@ -62,7 +66,7 @@ int max_threads() {
 
 void set_num_threads(int n) {
 #ifdef CONVFORGE_OPENMP
-  if (n >= 1) omp_set_num_threads(n);
+  if (n >= 1) g_threads = n;
 #else
   (void)n;
 #endif

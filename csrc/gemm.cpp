@@ -114,7 +114,7 @@ void gemm(T* C, const T* A, const T* B, const T* row_bias, const GemmDims& g, bo
   const int64_t rows = ceil_div(mp, tm) * kernel.MR, cols = ceil_div(np, tn) * kernel.NR;
 
   std::exception_ptr error = nullptr;
-#pragma omp parallel for schedule(static)
+CF_OMP_FOR(schedule(static))
   for (int64_t t = 0; t < tm * tn; ++t) {  // block (ti, tj) of C: rows [i0, i1), cols [j0, j1)
     const int64_t i0 = (t / tn) * rows, j0 = (t % tn) * cols;
     const int64_t i1 = std::min(g.M, i0 + rows), j1 = std::min(g.N, j0 + cols);
@@ -129,7 +129,7 @@ void gemm(T* C, const T* A, const T* B, const T* row_bias, const GemmDims& g, bo
       pack_buffers(kernel, ap, bp);
       kernel.run(C + i0 * g.ldc + j0, a, b, row_bias ? row_bias + i0 : nullptr, s, ap, bp);
     } catch (...) {
-#pragma omp critical(convforge_gemm_error)
+CF_OMP(omp critical(convforge_gemm_error))
       if (!error) error = std::current_exception();
     }
   }

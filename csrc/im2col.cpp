@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "convforge/conv2d.hpp"
+#include "convforge/cpu.hpp"
 
 namespace convforge {
 
@@ -85,7 +86,7 @@ void col2im_block(T* __restrict x_c, const T* __restrict cols, int64_t nc, const
 template <typename T>
 void im2col(T* cols, const T* x, const ConvDims& d) {
   const int64_t L = d.OH * d.OW, rows = d.KH * d.KW;  // per channel: rows x L block of cols
-#pragma omp parallel for schedule(static)
+CF_OMP_FOR(schedule(static))
   for (int64_t nc = 0; nc < d.N * d.C; ++nc) {  // (n, c): cols[n, c*KH*KW : (c+1)*KH*KW] (KH*KW, L)
     const int64_t n = nc / d.C, c = nc % d.C;
     im2col_block(cols + nc * rows * L, x + n * d.C * d.H * d.W, c, c + 1, 0, L, d);
@@ -95,7 +96,7 @@ void im2col(T* cols, const T* x, const ConvDims& d) {
 template <typename T>
 void col2im(T* x, const T* cols, const ConvDims& d) {
   const int64_t L = d.OH * d.OW, rows = d.KH * d.KW;
-#pragma omp parallel for schedule(static)
+CF_OMP_FOR(schedule(static))
   for (int64_t nc = 0; nc < d.N * d.C; ++nc)  // (n, c): x[n, c] (H, W) from (KH*KW, L) rows
     col2im_block(x + nc * d.H * d.W, cols + nc * rows * L, 1, d);
 }

@@ -29,17 +29,12 @@
 //
 // Every kernel overwrites its outputs.
 #include "convforge/pool2d.hpp"
+#include "convforge/cpu.hpp"
 
 #include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <vector>
-
-#ifdef CONVFORGE_OPENMP
-#define CF_OMP(directive) _Pragma(#directive)
-#else
-#define CF_OMP(directive)
-#endif
 
 namespace convforge {
 namespace {
@@ -219,7 +214,7 @@ void best_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
   }
   const int64_t rows = d.N * d.C * d.OH;
   const Span cols = interior_cols(d);
-  CF_OMP(omp parallel)
+  CF_OMP(omp parallel num_threads(::convforge::max_threads()))
   {
     std::vector<int32_t> tap(static_cast<size_t>(d.OW));  // per-thread scratch (OW,)
     CF_OMP(omp for schedule(static))
@@ -233,7 +228,7 @@ void best_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
 template <bool IsMax, typename T>
 void best_forward_naive(T* y, int64_t* ind, const T* x, const PoolDims& d) {
   const int64_t planes = d.N * d.C;
-  CF_OMP(omp parallel for schedule(static))
+  CF_OMP_FOR(schedule(static))
   for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
     const T* xp = x + p * d.H * d.W;              // x[n, c] (H, W)
     for (int64_t oh = 0; oh < d.OH; ++oh) {       // output rows
@@ -265,7 +260,7 @@ template <typename T>
 void pool2d_avg_forward(T* y, const T* x, bool count_include_pad, const PoolDims& d) {
   const int64_t rows = d.N * d.C * d.OH;
   const Span cols = interior_cols(d);
-  CF_OMP(omp parallel for schedule(static))
+  CF_OMP_FOR(schedule(static))
   for (int64_t r = 0; r < rows; ++r) {  // r: output row (n, c, oh)
     const int64_t p = r / d.OH, oh = r % d.OH;
     avg_row(y + r * d.OW, x + p * d.H * d.W, d, oh, cols, count_include_pad);
@@ -285,7 +280,7 @@ void pool2d_min_forward_naive(T* y, int64_t* ind, const T* x, const PoolDims& d)
 template <typename T>
 void pool2d_avg_forward_naive(T* y, const T* x, bool count_include_pad, const PoolDims& d) {
   const int64_t planes = d.N * d.C;
-  CF_OMP(omp parallel for schedule(static))
+  CF_OMP_FOR(schedule(static))
   for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
     const T* xp = x + p * d.H * d.W;              // x[n, c] (H, W)
     for (int64_t oh = 0; oh < d.OH; ++oh) {       // output rows
@@ -304,7 +299,7 @@ void pool2d_avg_forward_naive(T* y, const T* x, bool count_include_pad, const Po
 template <typename T>
 void pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDims& d) {
   const int64_t planes = d.N * d.C, HW = d.H * d.W, OHW = d.OH * d.OW;
-  CF_OMP(omp parallel for schedule(static))
+  CF_OMP_FOR(schedule(static))
   for (int64_t p = 0; p < planes; ++p) {  // p: plane (n, c)
     T* dxp = dx + p * HW;                 // dx[n, c] (H*W,)
     const T* dyp = dy + p * OHW;          // dy[n, c] (OH*OW,)
@@ -320,7 +315,7 @@ void pool2d_avg_backward(T* dx, const T* dy, bool count_include_pad, const PoolD
   const Span cols = interior_cols(d);
   const int64_t n = cols.hi - cols.lo;
   const int64_t ws0 = cols.lo * d.SW - d.PW;  // window start of the first interior column
-  CF_OMP(omp parallel for schedule(static))
+  CF_OMP_FOR(schedule(static))
   for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, ih)
     const int64_t p = r / d.H, ih = r % d.H;
     T* dxr = dx + r * W;                // dx[n, c, ih] (W,)
@@ -356,7 +351,7 @@ void pool2d_avg_backward(T* dx, const T* dy, bool count_include_pad, const PoolD
 template <typename T>
 void pool2d_avg_backward_naive(T* dx, const T* dy, bool count_include_pad, const PoolDims& d) {
   const int64_t planes = d.N * d.C, HW = d.H * d.W;
-  CF_OMP(omp parallel for schedule(static))
+  CF_OMP_FOR(schedule(static))
   for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
     T* dxp = dx + p * HW;                         // dx[n, c] (H, W)
     std::fill(dxp, dxp + HW, T(0));
@@ -376,7 +371,7 @@ void pool2d_avg_backward_naive(T* dx, const T* dy, bool count_include_pad, const
 
 int64_t pool2d_first_bad_index(const int64_t* ind, int64_t count, int64_t limit) {
   int64_t first = count;
-  CF_OMP(omp parallel for schedule(static) reduction(min : first))
+  CF_OMP_FOR(schedule(static) reduction(min : first))
   for (int64_t i = 0; i < count; ++i)  // ind (count,)
     if (ind[i] < 0 || ind[i] >= limit) first = std::min(first, i);
   return first == count ? -1 : first;
@@ -388,7 +383,7 @@ template <typename T>
 void global_pool2d_avg_forward(T* y, const T* x, const PoolDims& d) {
   const int64_t planes = d.N * d.C, rows = planes * d.H, W = d.W;
   std::vector<double> row_sum(static_cast<size_t>(rows));  // (N*C*H,)
-  CF_OMP(omp parallel for schedule(static))
+  CF_OMP_FOR(schedule(static))
   for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, h)
     const T* xr = x + r * W;            // x[n, c, h] (W,)
     // Four fixed partial sums (lanes w mod 4), combined in a fixed order.
@@ -400,7 +395,7 @@ void global_pool2d_avg_forward(T* y, const T* x, const PoolDims& d) {
     row_sum[r] = (s[0] + s[1]) + (s[2] + s[3]);
   }
   const double count = static_cast<double>(d.H * W);
-  CF_OMP(omp parallel for schedule(static))
+  CF_OMP_FOR(schedule(static))
   for (int64_t p = 0; p < planes; ++p) {  // p: plane (n, c)
     double s = 0;
     for (int64_t h = 0; h < d.H; ++h) s += row_sum[p * d.H + h];
@@ -413,7 +408,7 @@ void global_pool2d_max_forward(T* y, int64_t* ind, const T* x, const PoolDims& d
   const int64_t planes = d.N * d.C, rows = planes * d.H, W = d.W;
   std::vector<T> row_best(static_cast<size_t>(rows));        // (N*C*H,)
   std::vector<int64_t> row_ind(static_cast<size_t>(rows));   // (N*C*H,) h*W + w
-  CF_OMP(omp parallel for schedule(static))
+  CF_OMP_FOR(schedule(static))
   for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, h)
     const T* xr = x + r * W;            // x[n, c, h] (W,)
     T best = xr[0];
@@ -426,7 +421,7 @@ void global_pool2d_max_forward(T* y, int64_t* ind, const T* x, const PoolDims& d
     row_best[r] = best;
     row_ind[r] = (r % d.H) * W + bw;
   }
-  CF_OMP(omp parallel for schedule(static))
+  CF_OMP_FOR(schedule(static))
   for (int64_t p = 0; p < planes; ++p) {  // p: plane (n, c); rows in order keep the first winner
     T best = row_best[p * d.H];
     int64_t bi = row_ind[p * d.H];
@@ -444,7 +439,7 @@ template <typename T>
 void global_pool2d_avg_backward(T* dx, const T* dy, const PoolDims& d) {
   const int64_t rows = d.N * d.C * d.H, W = d.W;
   const double count = static_cast<double>(d.H * W);
-  CF_OMP(omp parallel for schedule(static))
+  CF_OMP_FOR(schedule(static))
   for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, h)
     const T g = static_cast<T>(static_cast<double>(dy[r / d.H]) / count);
     std::fill(dx + r * W, dx + (r + 1) * W, g);  // dx[n, c, h] (W,)

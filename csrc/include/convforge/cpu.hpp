@@ -14,8 +14,20 @@ Isa current_isa();
 bool set_isa(Isa isa);
 const char* isa_name(Isa isa);
 
-int max_threads();          // OpenMP threads a parallel region will use (1 without OpenMP)
+// Threads every parallel region uses (1 without OpenMP). convforge keeps its own count instead of
+// relying on OpenMP's per-thread ICV, which other libraries sharing libgomp (numba's omp layer,
+// PyTorch) may reset; each region passes it explicitly through CF_OMP_FOR.
+int max_threads();
 void set_num_threads(int n);
 bool has_openmp();
 
 }  // namespace convforge
+
+// CF_OMP(directive): an OpenMP pragma that vanishes without OpenMP.
+// CF_OMP_FOR(clauses): `omp parallel for` over convforge's thread count.
+#ifdef CONVFORGE_OPENMP
+#define CF_OMP(directive) _Pragma(#directive)
+#else
+#define CF_OMP(directive)
+#endif
+#define CF_OMP_FOR(clauses) CF_OMP(omp parallel for num_threads(::convforge::max_threads()) clauses)

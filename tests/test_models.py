@@ -67,16 +67,17 @@ def test_vgg_small_budget_and_training_step():
     wide = models.vgg_small(widths=(64, 128, 256))
     assert wide.count_params() == 1_673_802 and wide.count_flops() == 307_038_858
     # one training step on two tiny CIFAR-shaped images (float64 keeps it exact enough)
+    # (training-mode loss: with BatchNorm, evaluate() uses moving statistics that 5 steps have
+    # not settled yet, so its loss is no measure of progress)
+    nn.set_seed(0)
     small = models.vgg_small(num_classes=3, input_shape=(3, 8, 8), widths=(4, 4, 4),
                              dense_units=8, dtype="float64")
     rng = np.random.default_rng(1)
     x = rng.integers(0, 256, (4, 3, 8, 8)).astype(np.uint8)
     y = np.array([0, 1, 2, 1])
-    small.compile("sgd", "sparse_categorical_crossentropy", ["accuracy"])
-    before = small.evaluate(x, y)["loss"]
-    for _ in range(5):
-        small.train_on_batch(x, y)
-    assert small.evaluate(x, y)["loss"] < before
+    small.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    losses = [small.train_on_batch(x, y)["loss"] for _ in range(10)]
+    assert losses[-1] < losses[0], losses
     assert small.predict(x).shape == (4, 3)
 
 

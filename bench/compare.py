@@ -52,7 +52,7 @@ def table(data: dict, peak: float) -> str:
         f"convforge {info.get('version')} | numpy {info.get('numpy')} | python "
         f"{info.get('python')} | SGEMM peak {peak:.1f} GFLOP/s (measured)",
         "",
-        "| group | impl | median ms | GFLOP/s or GB/s | x torch | % SGEMM peak |",
+        "| group | impl | median ms | GFLOP/s, GB/s or img/s | x torch | % SGEMM peak |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for g in sorted(groups):
@@ -65,6 +65,8 @@ def table(data: dict, peak: float) -> str:
             if "flops" in ex:
                 rate = ex["flops"] / t / 1e9
                 pct = f"{100 * rate / peak:.0f}%"
+            elif "images" in ex:
+                rate, pct = ex["images"] / t, "(images/s)"
             else:
                 rate, pct = ex["bytes"] / t / 1e9, ""
             ratio = f"{torch_t / t:.2f}x" if torch_t else ""

@@ -1,0 +1,258 @@
+"""The CUDA backend: CuPy arrays in, CuPy arrays out, kernels from csrc/cuda/*.cu.
+
+Each kernel family (conv2d, im2col, pool2d) is one .cu file with `extern "C"` entry points per
+dtype (`<entry>_f32`, `<entry>_f64`). It is compiled by NVRTC through `cupy.RawModule` once per
+device and cached. Sources come from the installed package (`convforge/cuda/`) or, in a source
+checkout, from `csrc/cuda/`. Every kernel overwrites its whole output, so outputs are allocated
+with `cupy.empty`; no kernel uses atomics, so every result (gradients included) is the same on
+every run. CuPy is imported only here, and only when this backend is used.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+THREADS = 256             # threads per block; must equal CF_THREADS in csrc/cuda/common.cuh
+MAX_BLOCKS = 65536        # grid cap: the kernels loop grid-stride over whatever is left
+TILE_M, TILE_P = 64, 64   # conv2d_forward tile (output channels x output pixels): CF_TM, CF_TP
+NAIVE_BELOW_KG = 8        # fewer output channels per group than this: the naive forward kernel
+_OPTIONS = ("-std=c++17",)
+_INCLUDE = '#include "common.cuh"'
+_FAMILIES = ("conv2d", "im2col", "pool2d")
+
+_modules: dict[tuple[str, int], Any] = {}   # (family, device id) -> cupy.RawModule
+_kernels: dict[tuple[str, int, str], Any] = {}  # (family, device id, entry name) -> RawKernel
+_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+# A null device pointer (8 zero bytes, passed by value), for an absent bias. Not None: older
+# CuPy versions turn None into a null *argument slot* rather than a null pointer.
+NULL = np.uintp(0)
+
+
+def probe() -> Optional[str]:
+    """None when CuPy imports and sees at least one CUDA device, else the reason."""
+    try:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # noqa: BLE001 - any failure (no cupy, no driver) means unavailable
+        return f"cupy unusable: {type(e).__name__}: {e}"
+    if count < 1:
+        return "cupy found no CUDA device"
+    return None
+
+
+def _cupy():
+    import cupy
+
+    return cupy
+
+
+# --------------------------------------------------------------------------- sources and modules
+
+def _read(name: str) -> str:
+    """Text of csrc/cuda/`name`: from the installed package, else from the source checkout."""
+    try:
+        res = importlib.resources.files("convforge") / "cuda" / name
+        if res.is_file():
+            return res.read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
+        pass
+    path = Path(__file__).resolve().parents[3] / "csrc" / "cuda" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"CUDA source {name!r} is neither in the installed package "
+                                f"(convforge/cuda/) nor at {path}")
+    return path.read_text(encoding="utf-8")
+
+
+def source(family: str) -> str:
+    """The full source NVRTC compiles for `family`: the .cu file with common.cuh pasted in
+    place of its #include (NVRTC gets one string, and CuPy's cache key then covers both)."""
+    if family not in _FAMILIES:
+        raise ValueError(f"unknown kernel family {family!r}; choose one of {list(_FAMILIES)}")
+    text = _read(f"{family}.cu")
+    if _INCLUDE not in text:
+        raise ValueError(f"{family}.cu must contain the line {_INCLUDE}")
+    return text.replace(_INCLUDE, _read("common.cuh"), 1)
+
+
+def _kernel(family: str, entry: str, device_id: int):
+    """RawKernel `entry` of `family` on device `device_id` (module compiled once per device)."""
+    key = (family, device_id, entry)
+    if key not in _kernels:
+        cp = _cupy()
+        mkey = (family, device_id)
+        with cp.cuda.Device(device_id):  # CuPy loads a module on the current device
+            if mkey not in _modules:
+                _modules[mkey] = cp.RawModule(code=source(family), options=_OPTIONS)
+            _kernels[key] = _modules[mkey].get_function(entry)
+    return _kernels[key]
+
+
+def _launch(family: str, entry: str, like, work: int, args: tuple, per_block: int = THREADS):
+    """Runs `<entry>_<f32|f64>` (dtype of `like`) on like's device.
+
+    work: items to process; per_block: items one block takes per grid-stride step (THREADS for
+    one-thread-per-element kernels, 1 for one-block-per-item kernels). The grid is
+    ceil(work / per_block) blocks, capped at MAX_BLOCKS. Python ints (dims, flags) go to the
+    kernel as explicit numpy.int64 (C long long), CuPy arrays as device pointers, NULL as a null
+    pointer.
+    """
+    if work <= 0:
+        return
+    device_id = int(like.device.id)
+    kernel = _kernel(family, f"{entry}_{_SUFFIX[np.dtype(like.dtype)]}", device_id)
+    blocks = min(-(-work // per_block), MAX_BLOCKS)
+    kargs = tuple(np.int64(a) if isinstance(a, int) else a for a in args)
+    with _cupy().cuda.Device(device_id):
+        kernel((blocks,), (THREADS,), kargs)
+
+
+# --------------------------------------------------------------------------- dims
+
+def _conv_dims(x_shape, w_shape, stride, padding, dilation, groups) -> tuple[int, ...]:
+    """N C H W K KH KW SH SW PH PW DH DW OH OW G (the order of ConvDims in common.cuh)."""
+    n, c, h, w = (int(s) for s in x_shape)
+    k, _, kh, kw = (int(s) for s in w_shape)
+    (sh, sw), (dh, dw) = stride, dilation
+    pt, pb, pl, pr = padding
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    return (n, c, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, int(groups))
+
+
+def _unfold_dims(x_shape, kernel_size, stride, padding, dilation) -> tuple[int, ...]:
+    """N C H W KH KW SH SW PH PW DH DW OH OW (conv dims without K and G)."""
+    d = _conv_dims(x_shape, (1, 1) + tuple(kernel_size), stride, padding, dilation, 1)
+    return d[:4] + d[5:15]
+
+
+def _pool_dims(x_shape, kernel_size, stride, padding, out_size) -> tuple[int, ...]:
+    """N C H W KH KW SH SW PH PW OH OW (the order of PoolDims in common.cuh)."""
+    return tuple(int(s) for s in x_shape) + tuple(kernel_size) + tuple(stride) + \
+        tuple(padding) + tuple(out_size)
+
+
+def _check_mode(mode: str, allowed: tuple[str, ...]) -> None:
+    if mode not in allowed:
+        raise ValueError(f"mode must be one of {list(allowed)}, got {mode!r}")
+
+
+# --------------------------------------------------------------------------- convolution
+
+def conv2d(x, w, b, stride, padding, dilation, groups, algo: str = "auto"):
+    """y (N, K, OH, OW). algo: 'tiled' (implicit GEMM), 'naive' (one thread per output) or
+    'auto' (naive when a group has fewer than NAIVE_BELOW_KG output channels)."""
+    cp = _cupy()
+    dims = _conv_dims(x.shape, w.shape, stride, padding, dilation, groups)
+    n, k, oh, ow, kg = dims[0], dims[4], dims[13], dims[14], dims[4] // groups
+    y = cp.empty((n, k, oh, ow), dtype=x.dtype)
+    bias = NULL if b is None else b
+    if algo == "auto":
+        algo = "naive" if kg < NAIVE_BELOW_KG else "tiled"
+    if algo == "tiled":
+        tiles = groups * -(-kg // TILE_M) * -(-(n * oh * ow) // TILE_P)
+        _launch("conv2d", "conv2d_forward", x, tiles, (y, x, w, bias) + dims, per_block=1)
+    elif algo == "naive":
+        _launch("conv2d", "conv2d_forward_naive", x, y.size, (y, x, w, bias) + dims)
+    else:
+        raise ValueError(f"algo must be 'auto', 'tiled' or 'naive', got {algo!r}")
+    return y
+
+
+def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, deterministic: bool = True):
+    """(dx, dw, db or None). Every kernel here is deterministic (gathers and fixed-order block
+    reductions, no atomics), so `deterministic=False` runs the same code."""
+    cp = _cupy()
+    dims = _conv_dims(x.shape, w.shape, stride, padding, dilation, groups)
+    dx = cp.empty(x.shape, dtype=x.dtype)
+    _launch("conv2d", "conv2d_backward_data", x, dx.size, (dx, dy, w) + dims)
+    dw = cp.empty(w.shape, dtype=w.dtype)
+    _launch("conv2d", "conv2d_backward_weight", x, dw.size, (dw, dy, x) + dims, per_block=1)
+    db = None
+    if bias:
+        db = cp.empty((w.shape[0],), dtype=x.dtype)
+        _launch("conv2d", "conv2d_backward_bias", x, db.size, (db, dy) + dims, per_block=1)
+    return dx, dw, db
+
+
+def im2col(x, kernel_size, stride, padding, dilation):
+    cp = _cupy()
+    dims = _unfold_dims(x.shape, kernel_size, stride, padding, dilation)
+    n, c, oh, ow = dims[0], dims[1], dims[12], dims[13]
+    cols = cp.empty((n, c * kernel_size[0] * kernel_size[1], oh * ow), dtype=x.dtype)
+    _launch("im2col", "im2col", x, cols.size, (cols, x) + dims)
+    return cols
+
+
+def col2im(cols, input_shape, kernel_size, stride, padding, dilation):
+    cp = _cupy()
+    dims = _unfold_dims(input_shape, kernel_size, stride, padding, dilation)
+    x = cp.empty(tuple(int(s) for s in input_shape), dtype=cols.dtype)
+    _launch("im2col", "col2im", cols, x.size, (x, cols) + dims)
+    return x
+
+
+# --------------------------------------------------------------------------- pooling
+
+def pool2d(x, mode, kernel_size, stride, padding, out_size, count_include_pad):
+    _check_mode(mode, ("max", "min", "avg"))
+    cp = _cupy()
+    dims = _pool_dims(x.shape, kernel_size, stride, padding, out_size)
+    y = cp.empty(tuple(x.shape[:2]) + tuple(out_size), dtype=x.dtype)
+    if mode == "avg":
+        _launch("pool2d", "pool2d_avg_forward", x, y.size, (y, x) + dims +
+                (int(bool(count_include_pad)),))
+        return y, None
+    idx = cp.empty(y.shape, dtype=np.int64)
+    _launch("pool2d", f"pool2d_{mode}_forward", x, y.size, (y, idx, x) + dims)
+    return y, idx
+
+
+def pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding,
+                    count_include_pad):
+    _check_mode(mode, ("max", "min", "avg"))
+    cp = _cupy()
+    dims = _pool_dims(input_shape, kernel_size, stride, padding, dy.shape[2:])
+    dx = cp.empty(tuple(int(s) for s in input_shape), dtype=dy.dtype)
+    if mode == "avg":
+        _launch("pool2d", "pool2d_avg_backward", dy, dx.size, (dx, dy) + dims +
+                (int(bool(count_include_pad)),))
+    else:
+        if indices is None:
+            raise ValueError(f"{mode} pooling backward needs the forward's indices")
+        _launch("pool2d", "pool2d_index_backward", dy, dx.size, (dx, dy, indices) + dims)
+    return dx
+
+
+def global_pool2d(x, mode):
+    _check_mode(mode, ("max", "avg"))
+    cp = _cupy()
+    n, c, h, w = (int(s) for s in x.shape)
+    y = cp.empty((n, c), dtype=x.dtype)
+    if mode == "avg":
+        _launch("pool2d", "global_pool2d_avg_forward", x, n * c, (y, x, n * c, h * w),
+                per_block=1)
+        return y, None
+    idx = cp.empty((n, c), dtype=np.int64)
+    _launch("pool2d", "global_pool2d_max_forward", x, n * c, (y, idx, x, n * c, h * w),
+            per_block=1)
+    return y, idx
+
+
+def global_pool2d_backward(dy, indices, input_shape, mode):
+    _check_mode(mode, ("max", "avg"))
+    cp = _cupy()
+    n, c, h, w = (int(s) for s in input_shape)
+    dx = cp.empty((n, c, h, w), dtype=dy.dtype)
+    if mode == "avg":
+        _launch("pool2d", "global_pool2d_avg_backward", dy, dx.size, (dx, dy, n * c, h * w))
+    else:
+        if indices is None:
+            raise ValueError("max global pooling backward needs the forward's indices")
+        _launch("pool2d", "global_pool2d_max_backward", dy, dx.size,
+                (dx, dy, indices, n * c, h * w))
+    return dx

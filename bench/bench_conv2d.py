@@ -7,10 +7,11 @@ import os
 
 import numpy as np
 import pytest
-from conftest import impls
-from shapes import CONV, QUICK_CONV
 
 import convforge
+
+from conftest import impls
+from shapes import CONV, QUICK_CONV
 
 QUICK = os.environ.get("CONVFORGE_BENCH_QUICK") == "1"
 CASES = [c for c in CONV if not QUICK or c.name in QUICK_CONV]

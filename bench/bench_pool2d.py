@@ -6,10 +6,11 @@ import os
 
 import numpy as np
 import pytest
-from conftest import impls
-from shapes import POOL, QUICK_POOL
 
 import convforge
+
+from conftest import impls
+from shapes import POOL, QUICK_POOL
 
 QUICK = os.environ.get("CONVFORGE_BENCH_QUICK") == "1"
 CASES = [c for c in POOL if not QUICK or c.name in QUICK_POOL]

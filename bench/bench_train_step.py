@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import impls
 
 import convforge
 from convforge import models, nn
+
+from conftest import impls
 
 NETS = {"lenet5": ((1, 32, 32), 64), "vgg_small": ((3, 32, 32), 32)}
 

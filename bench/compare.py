@@ -86,7 +86,8 @@ def main(argv=None) -> int:
     if path is None:
         path = os.path.join(tempfile.mkdtemp(), "bench.json")
         env = dict(os.environ, CONVFORGE_BENCH_THREADS=str(args.threads),
-                   CONVFORGE_BENCH_QUICK="1" if args.quick else "0", OMP_NUM_THREADS=str(args.threads))
+                   CONVFORGE_BENCH_QUICK="1" if args.quick else "0",
+                   OMP_NUM_THREADS=str(args.threads))
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                *[os.path.join(HERE, s) for s in args.suites.split(",")],
                f"--benchmark-json={path}", "--benchmark-disable-gc"]

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_exact, randn
 
 import convforge
 import convforge.backends
 import convforge.backends.reference
 from convforge import functional as F
 
+from conftest import assert_exact, randn
 
 # --------------------------------------------------------------------------- backend choice
 

@@ -1,7 +1,8 @@
-"""Augmentation: determinism, shapes/dtypes, hand-checked geometry per fill mode, pipeline fusion."""
+"""Augmentation: determinism, shapes/dtypes, hand-checked geometry per fill mode, fusion."""
 
 import numpy as np
 import pytest
+
 from convforge.data import (
     FILL_MODES,
     Augment,

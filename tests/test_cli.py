@@ -11,9 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import convforge
 import numpy as np
 import pytest
+
+import convforge
 from convforge import cli, viz
 from convforge.data import datasets
 
@@ -91,7 +92,8 @@ def test_bench_runs_compare_script_with_arguments(tmp_path, monkeypatch):
     script = tmp_path / "bench" / "compare.py"
     script.parent.mkdir()
     script.write_text("import json, sys\n"
-                      f"open({str(tmp_path / 'args.json')!r}, 'w').write(json.dumps(sys.argv[1:]))\n")
+                      f"open({str(tmp_path / 'args.json')!r}, 'w')"
+                      ".write(json.dumps(sys.argv[1:]))\n")
     monkeypatch.setattr(cli, "bench_script_candidates", lambda: [script])
     assert cli.main(["bench", "--quick", "conv"]) == 0
     assert json.loads((tmp_path / "args.json").read_text()) == ["--quick", "conv"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from convforge.backends import reference as ref
 
 core = pytest.importorskip("convforge._core")

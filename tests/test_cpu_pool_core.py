@@ -12,6 +12,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from convforge._shapes import pool_output_size, pool_padding
 from convforge.backends import reference as ref
 
@@ -193,7 +194,8 @@ def test_maxmin_ties_first_occurrence(rng, dtype, mode):
 
 
 def test_lecture_examples():
-    a = np.array([[2, 1, 0, -1], [-3, 8, 2, 5], [1, -1, 3, 4], [0, 1, 1, -2]], np.float64)[None, None]
+    a = np.array([[2, 1, 0, -1], [-3, 8, 2, 5], [1, -1, 3, 4], [0, 1, 1, -2]],
+                 np.float64)[None, None]
     y, idx = _core.pool2d_forward(a, "max", (2, 2), (2, 2), (0, 0), (2, 2), True)
     np.testing.assert_array_equal(y[0, 0], [[8, 5], [1, 4]])
     np.testing.assert_array_equal(idx[0, 0], [[5, 7], [8, 11]])

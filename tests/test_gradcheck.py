@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from conftest import distinct, randn
 
 H = 1e-4        # step; every f here is piecewise linear, so central differences are exact

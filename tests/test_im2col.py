@@ -8,6 +8,7 @@ from typing import Tuple, Union
 
 import numpy as np
 import pytest
+
 from conftest import DTYPES, assert_close, assert_exact, randint, randn, ref
 
 Pair = Union[int, Tuple[int, int]]

@@ -15,10 +15,10 @@ import pytest
 
 numba = pytest.importorskip("numba")
 
-import convforge
-from convforge import F
-from convforge.backends import numba as nb
-from convforge.backends import reference as ref
+import convforge  # noqa: E402  (after the importorskip above)
+from convforge import F  # noqa: E402
+from convforge.backends import numba as nb  # noqa: E402
+from convforge.backends import reference as ref  # noqa: E402
 
 DTYPES = (np.float32, np.float64)
 TOL_C = 16.0

@@ -9,6 +9,7 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 import pytest
+
 from conftest import DTYPES, assert_close, assert_exact, randint, randn, ref
 
 Pair = Union[int, Tuple[int, int]]

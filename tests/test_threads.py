@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_exact, randn
 
 import convforge
+
+from conftest import assert_exact, randn
 
 THREADS = (1, 2, 3)
 

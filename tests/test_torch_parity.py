@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from conftest import assert_close, assert_exact, randn
 
 torch = pytest.importorskip("torch")

@@ -103,7 +103,8 @@ def _parse_idx(data: bytes, source: str) -> np.ndarray:
     ndim = data[3]
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise ValueError(f"{source}: IDX header says {ndim} dims but the file has {len(data)} bytes")
+        raise ValueError(f"{source}: IDX header says {ndim} dims but the file has "
+                         f"{len(data)} bytes")
     shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
     expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) != expected:

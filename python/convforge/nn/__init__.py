@@ -14,10 +14,25 @@ array module of their inputs (NumPy or CuPy). Weights are float32 unless a dtype
 from . import callbacks, initializers, metrics
 from .base import Input, Layer, Parameter, SymbolicTensor, set_seed
 from .callbacks import Callback, CSVLogger, EarlyStopping, History, ModelCheckpoint
-from .layers import (Activation, Add, AveragePooling2D, BatchNormalization, Conv2D, Dense,
-                     Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D,
-                     MaxPooling2D, MinPooling2D, ReLU, Rescaling, Sigmoid, Softmax,
-                     ZeroPadding2D)
+from .layers import (
+                     Activation,
+                     Add,
+                     AveragePooling2D,
+                     BatchNormalization,
+                     Conv2D,
+                     Dense,
+                     Dropout,
+                     Flatten,
+                     GlobalAveragePooling2D,
+                     GlobalMaxPooling2D,
+                     MaxPooling2D,
+                     MinPooling2D,
+                     ReLU,
+                     Rescaling,
+                     Sigmoid,
+                     Softmax,
+                     ZeroPadding2D,
+)
 from .model import Model, Sequential
 
 __all__ = [

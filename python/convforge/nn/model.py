@@ -30,8 +30,16 @@ from .. import backends as _backends
 from .. import losses as _losses
 from .. import optim as _optim
 from . import metrics as _metrics
-from .base import Input, Layer, Parameter, SymbolicTensor, _float_dtype, _snake, array_module, \
-    to_numpy
+from .base import (
+    Input,
+    Layer,
+    Parameter,
+    SymbolicTensor,
+    _float_dtype,
+    _snake,
+    array_module,
+    to_numpy,
+)
 from .callbacks import Callback, History
 
 __all__ = ["Model", "Sequential"]

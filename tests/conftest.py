@@ -241,6 +241,18 @@ def assert_close(actual, expected, dtype, red_len: int, scale: Optional[float] =
                     pytrace=False)
 
 
+def assert_within(actual, expected, rtol: float, atol: float, what: str = "") -> None:
+    """|actual - expected| <= atol + rtol |expected| element-wise, with explicit tolerances
+    (layer/model tests whose tolerance is not a kernel's reduction bound)."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    err = np.abs(actual - expected) - (atol + rtol * np.abs(expected))
+    if err.size and err.max() > 0:
+        i = np.unravel_index(np.argmax(err), err.shape)
+        pytest.fail(f"{what}: worst mismatch at {i}: got {actual[i]!r}, expected {expected[i]!r} "
+                    f"(|diff| {abs(actual[i] - expected[i]):.3e}, atol {atol}, rtol {rtol})")
+
+
 def assert_exact(actual, expected, dtype=None, what: str = "result") -> None:
     """Bit-for-bit equal values (NaN matches NaN), equal shape, and dtype if given."""
     _check_kind(actual, expected, dtype, what)

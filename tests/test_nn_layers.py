@@ -11,6 +11,8 @@ import convforge
 from convforge import nn
 from convforge.nn import initializers as init
 
+from conftest import assert_within
+
 
 @pytest.fixture(autouse=True)
 def backend():
@@ -26,16 +28,6 @@ def rng():
 
 
 # --------------------------------------------------------------------------- helpers
-
-def assert_close(actual, expected, rtol, atol, what=""):
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    err = np.abs(actual - expected) - (atol + rtol * np.abs(expected))
-    if err.size and err.max() > 0:
-        i = np.unravel_index(np.argmax(err), err.shape)
-        pytest.fail(f"{what}: worst mismatch at {i}: got {actual[i]!r}, expected {expected[i]!r} "
-                    f"(|diff| {abs(actual[i] - expected[i]):.3e}, atol {atol}, rtol {rtol})")
-
 
 def numeric_grad(f, arr, eps=1e-6, max_entries=None, rng=None):
     """Central differences of scalar f() w.r.t. arr (perturbed in place). Returns (grad, index
@@ -75,11 +67,11 @@ def gradcheck_layer(layer, xs, rng, training=False, what=""):
     for k, (x, d) in enumerate(zip(xs if multi else [xs], dxs)):
         num, idx = numeric_grad(f, x, max_entries=200, rng=rng)
         assert d.shape == x.shape, f"{what} dx shape"
-        assert_close(d.reshape(-1)[idx], num, 1e-5, 1e-7, f"{what} dx[{k}]")
+        assert_within(d.reshape(-1)[idx], num, 1e-5, 1e-7, f"{what} dx[{k}]")
     for p in layer.trainable_params:
         num, idx = numeric_grad(f, p.data, max_entries=200, rng=rng)
         assert p.grad is not None, f"{what}: no gradient for {p.name}"
-        assert_close(p.grad.reshape(-1)[idx], num, 1e-5, 1e-7, f"{what} d{p.name}")
+        assert_within(p.grad.reshape(-1)[idx], num, 1e-5, 1e-7, f"{what} d{p.name}")
     return y
 
 
@@ -133,7 +125,7 @@ def test_dense_on_last_axis(rng):
     layer = nn.Dense(4, dtype="float64")
     x = rng.standard_normal((2, 3, 5))
     y = gradcheck_layer(layer, x, rng, what="Dense 3-D")
-    assert_close(y, x @ layer.kernel.data + layer.bias.data, 1e-12, 1e-12, "Dense forward")
+    assert_within(y, x @ layer.kernel.data + layer.bias.data, 1e-12, 1e-12, "Dense forward")
 
 
 POOL_CASES = [
@@ -180,7 +172,7 @@ def _brute_same_pool(x, k, s, mode):
 def test_same_pooling_semantics(cls, mode, k, s, rng):
     x = rng.standard_normal((2, 2, 5, 6))
     y = cls(k, s, padding="same", dtype="float64")(x)
-    assert_close(y, _brute_same_pool(x, k, s, mode), 1e-12, 1e-12, f"{mode} same")
+    assert_within(y, _brute_same_pool(x, k, s, mode), 1e-12, 1e-12, f"{mode} same")
 
 
 def test_pool_golden_example():
@@ -255,24 +247,24 @@ def test_batchnorm_modes_and_moving_stats(rng):
     x = rng.standard_normal((6, 3, 4, 4)) * 3 + 2
     y = layer(x, training=True)
     axes = (0, 2, 3)
-    assert_close(y.mean(axis=axes), np.zeros(3), 0, 1e-12, "BN mean")
-    assert_close(y.var(axis=axes), np.full(3, 1.0), 1e-4, 0, "BN var")
+    assert_within(y.mean(axis=axes), np.zeros(3), 0, 1e-12, "BN mean")
+    assert_within(y.var(axis=axes), np.full(3, 1.0), 1e-4, 0, "BN var")
     mu, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
-    assert_close(y, (x - mu) / np.sqrt(var + 1e-5), 1e-12, 1e-12, "BN training formula")
+    assert_within(y, (x - mu) / np.sqrt(var + 1e-5), 1e-12, 1e-12, "BN training formula")
     # moving statistics follow Keras' rule with the biased batch variance
-    assert_close(layer.moving_mean.data, 0.1 * x.mean(axis=axes), 1e-12, 1e-12, "moving mean")
-    assert_close(layer.moving_variance.data, 0.9 + 0.1 * x.var(axis=axes), 1e-12, 1e-12,
+    assert_within(layer.moving_mean.data, 0.1 * x.mean(axis=axes), 1e-12, 1e-12, "moving mean")
+    assert_within(layer.moving_variance.data, 0.9 + 0.1 * x.var(axis=axes), 1e-12, 1e-12,
                  "moving var")
     # inference uses the moving statistics and leaves them alone
     before = layer.moving_mean.data.copy()
     y_inf = layer(x, training=False)
     want = (x - layer.moving_mean.data[None, :, None, None]) / \
         np.sqrt(layer.moving_variance.data[None, :, None, None] + 1e-5)
-    assert_close(y_inf, want, 1e-12, 1e-12, "BN inference")
+    assert_within(y_inf, want, 1e-12, 1e-12, "BN inference")
     assert np.array_equal(layer.moving_mean.data, before)
     # frozen BN runs in inference mode even while training (Keras) and gets no gradients
     layer.trainable = False
-    assert_close(layer(x, training=True), want, 1e-12, 1e-12, "frozen BN")
+    assert_within(layer(x, training=True), want, 1e-12, 1e-12, "frozen BN")
     layer.backward(np.ones_like(x))
     assert layer.gamma.grad is None and np.array_equal(layer.moving_mean.data, before)
     assert layer.count_params() == 12 and len(layer.trainable_params) == 0
@@ -283,7 +275,7 @@ def test_add_gradients(k, rng):
     layer = nn.Add(dtype="float64")
     xs = [rng.standard_normal((2, 3, 2, 2)) for _ in range(k)]
     y = gradcheck_layer(layer, xs, rng, what="Add")
-    assert_close(y, sum(xs), 1e-12, 1e-12, "Add forward")
+    assert_within(y, sum(xs), 1e-12, 1e-12, "Add forward")
 
 
 def test_add_rejects_mismatched_shapes(rng):
@@ -304,10 +296,10 @@ def test_dropout_modes(rng):
     y = layer(x, training=True)
     kept = y != 0
     assert abs(1 - kept.mean() - 0.25) < 0.01
-    assert_close(y[kept], x[kept] / 0.75, 1e-6, 0, "kept values scaled by 1/(1-rate)")
+    assert_within(y[kept], x[kept] / 0.75, 1e-6, 0, "kept values scaled by 1/(1-rate)")
     dy = rng.standard_normal(x.shape).astype(np.float32)
     dx = layer.backward(dy)
-    assert_close(dx, np.where(kept, dy / 0.75, 0), 1e-6, 0, "Dropout backward")
+    assert_within(dx, np.where(kept, dy / 0.75, 0), 1e-6, 0, "Dropout backward")
     assert y.dtype == np.float32 and dx.dtype == np.float32
     # same seed, same masks; a new draw each call
     y2 = nn.Dropout(0.25, seed=3)(x, training=True)
@@ -327,7 +319,7 @@ def test_gradients_accumulate_and_freeze(rng):
     layer.backward(dy)
     g1 = layer.kernel.grad.copy()
     layer.backward(dy)
-    assert_close(layer.kernel.grad, 2 * g1, 1e-12, 0, "accumulated grad")
+    assert_within(layer.kernel.grad, 2 * g1, 1e-12, 0, "accumulated grad")
     layer.kernel.grad = None
     layer.bias.grad = None
     layer.trainable = False

@@ -13,6 +13,8 @@ import pytest
 import convforge
 from convforge import losses, nn, optim
 
+from conftest import assert_within
+
 
 @pytest.fixture(autouse=True)
 def backend():
@@ -25,16 +27,6 @@ def backend():
 def rng():
     nn.set_seed(2024)
     return np.random.default_rng(2024)
-
-
-def assert_close(actual, expected, rtol, atol, what=""):
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    err = np.abs(actual - expected) - (atol + rtol * np.abs(expected))
-    if err.size and err.max() > 0:
-        i = np.unravel_index(np.argmax(err), err.shape)
-        pytest.fail(f"{what}: worst mismatch at {i}: got {actual[i]!r}, expected {expected[i]!r} "
-                    f"(|diff| {abs(actual[i] - expected[i]):.3e}, atol {atol}, rtol {rtol})")
 
 
 def gradcheck_model(model, x, y, loss, rng, training=True, entries=12):
@@ -293,7 +285,7 @@ def test_evaluate_predict_and_errors(rng):
         model.evaluate(x, y)
     p = model.predict(x, batch_size=3)               # uncompiled: softmax of the logits
     assert p.shape == (10, 3) and p.dtype == np.float32
-    assert_close(p.sum(axis=1), np.ones(10), 1e-6, 0, "probabilities")
+    assert_within(p.sum(axis=1), np.ones(10), 1e-6, 0, "probabilities")
     model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
     res = model.evaluate(x, y, batch_size=4)
     assert set(res) == {"loss", "accuracy"}
@@ -539,7 +531,7 @@ def test_loss_values_and_gradients(loss, kind, rng):
         fm = float(loss(y, z))
         z[i] = old
         num[i] = (fp - fm) / 2e-6
-    assert_close(grad, num, 1e-5, 1e-8, f"{loss!r} gradient")
+    assert_within(grad, num, 1e-5, 1e-8, f"{loss!r} gradient")
 
 
 def test_losses_are_stable_for_huge_logits():

@@ -1,23 +1,21 @@
 """conv2d forward and backward (dx + dw + db): one group per (direction, shape), every
-implementation in it. Run: pytest bench/bench_conv2d.py --benchmark-json=out.json"""
+implementation in it on the same seeded float32 inputs.
+Run: pytest bench/bench_conv2d.py --benchmark-json=out.json   (or python bench/compare.py)"""
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pytest
 
 import convforge
 
-from conftest import impls
+from conftest import QUICK, run_group
+from harness import Group, all_impls
 from shapes import CONV, QUICK_CONV
 
-QUICK = os.environ.get("CONVFORGE_BENCH_QUICK") == "1"
-CASES = [c for c in CONV if not QUICK or c.name in QUICK_CONV]
 
-
-def _make(case, rng, dtype=np.float32):
+def _inputs(case, dtype=np.float32):
+    rng = np.random.default_rng(0)
     x = rng.standard_normal((case.N, case.C, case.H, case.W)).astype(dtype)
     w = rng.standard_normal((case.K, case.C // case.groups, case.KH, case.KW)).astype(dtype)
     b = rng.standard_normal(case.K).astype(dtype)
@@ -26,7 +24,8 @@ def _make(case, rng, dtype=np.float32):
     return x, w, b, dy
 
 
-def _forward(impl, case, x, w, b):
+def _forward(impl, case):
+    x, w, b, _ = _inputs(case)
     if impl.startswith("convforge-"):
         be = impl.split("-", 1)[1]
         return lambda: convforge.F.conv2d(x, w, b, case.stride, case.pad, groups=case.groups,
@@ -37,12 +36,15 @@ def _forward(impl, case, x, w, b):
         tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
         return lambda: torch.nn.functional.conv2d(tx, tw, tb, case.stride, case.pad, 1,
                                                   case.groups)
+    if case.groups != 1:
+        return None  # the NumPy baseline has no groups
     import numpy_ref
 
     return lambda: numpy_ref.conv2d(x, w, b, case.stride, case.pad)
 
 
-def _backward(impl, case, x, w, dy):
+def _backward(impl, case):
+    x, w, _, dy = _inputs(case)
     if impl.startswith("convforge-"):
         be = impl.split("-", 1)[1]
         return lambda: convforge.F.conv2d_backward(dy, x, w, case.stride, case.pad,
@@ -59,24 +61,27 @@ def _backward(impl, case, x, w, dy):
                 [0, 0], case.groups, [True, True, True])
 
         return run
+    if case.groups != 1:
+        return None
     import numpy_ref
 
     return lambda: numpy_ref.conv2d_backward(dy, x, w, case.stride, case.pad)
 
 
-@pytest.mark.parametrize("impl", impls())
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-@pytest.mark.parametrize("direction", ["fwd", "bwd"])
-def test_conv2d(benchmark, impl, case, direction, rng):
-    if impl == "numpy" and case.groups != 1:
-        pytest.skip("numpy baseline has no groups")
-    x, w, b, dy = _make(case, rng)
-    fn = _forward(impl, case, x, w, b) if direction == "fwd" else _backward(impl, case, x, w, dy)
-    benchmark.group = f"conv2d-{direction}-{case.name}"
-    benchmark.extra_info.update(flops=case.flops * (1 if direction == "fwd" else 2), impl=impl)
-    fn()  # warm-up (JIT, caches, first-touch of workspaces)
-    benchmark.pedantic(fn, rounds=_rounds(case), iterations=1, warmup_rounds=1)
+def groups(quick: bool = QUICK) -> list[Group]:
+    out = []
+    for direction, make in (("fwd", _forward), ("bwd", _backward)):
+        for case in CONV:
+            if quick and case.name not in QUICK_CONV:
+                continue
+            flops = case.flops * (1 if direction == "fwd" else 2)  # backward: dx + dw
+            out.append(Group(f"conv2d-{direction}-{case.name}",
+                             lambda impl, c=case, m=make: m(impl, c),
+                             {"flops": flops}, rounds=max(5, min(31, int(4e10 / flops)))))
+    return out
 
 
-def _rounds(case):
-    return max(3, min(30, int(2e10 / max(case.flops, 1))))
+@pytest.mark.parametrize("impl", all_impls())
+@pytest.mark.parametrize("group", groups(), ids=lambda g: g.name)
+def test_conv2d(benchmark, group, impl):
+    run_group(benchmark, group, impl)

@@ -10,7 +10,8 @@ import pytest
 import convforge
 from convforge import models, nn
 
-from conftest import impls
+from conftest import run_group
+from harness import Group, all_impls
 
 NETS = {"lenet5": ((1, 32, 32), 64), "vgg_small": ((3, 32, 32), 32)}
 
@@ -60,15 +61,23 @@ def _step(impl, name, x, y):
     return run
 
 
-@pytest.mark.parametrize("impl", [i for i in impls() if i != "numpy"])
-@pytest.mark.parametrize("name", list(NETS))
-def test_train_step(benchmark, impl, name):
+def _make(impl, name):
+    if impl == "numpy":
+        return None
     shape, n = NETS[name]
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (n,) + shape).astype(np.float32)
     y = rng.integers(0, 10, n).astype(np.int64)
-    fn = _step(impl, name, x, y)
-    benchmark.group = f"train_step-{name}-n{n}"
-    benchmark.extra_info.update(impl=impl, images=n)
-    fn()
-    benchmark.pedantic(fn, rounds=10 if name == "lenet5" else 5, iterations=1, warmup_rounds=1)
+    return _step(impl, name, x, y)
+
+
+def groups(quick: bool = False) -> list[Group]:
+    return [Group(f"train_step-{name}-n{n}", lambda impl, nm=name: _make(impl, nm),
+                  {"images": n}, rounds=15 if name == "lenet5" else 7)
+            for name, (_, n) in NETS.items()]
+
+
+@pytest.mark.parametrize("impl", all_impls())
+@pytest.mark.parametrize("group", groups(), ids=lambda g: g.name)
+def test_train_step(benchmark, group, impl):
+    run_group(benchmark, group, impl)

@@ -1,102 +1,124 @@
-"""Run the benchmark suites (or read a pytest-benchmark JSON) and print one table per run:
-median time, GFLOP/s (or GB/s), ratio to PyTorch (x torch = torch time / impl time) and % of the
-SGEMM peak measured on this machine at the same thread count.
+"""Measure every kernel against the references in one run and print one table per thread count:
+median time, GFLOP/s (or GB/s, images/s), "x torch" (torch median / implementation median) and
+% of the float32 FMA peak measured in the same run at the same thread count.
 
-    python bench/compare.py                       # run bench_conv2d + bench_pool2d, print table
-    python bench/compare.py --json out.json       # only print from an existing JSON
-    python bench/compare.py --quick --threads 1   # the quick subset on one thread
+    python bench/compare.py --threads 1,2              # all shapes (bench/shapes.py), conv + pool
+    python bench/compare.py --quick --threads 2        # a representative subset
+    python bench/compare.py --suites conv,pool,train --out table.md --json-out run.json
+    python bench/compare.py --json out.json            # print from a pytest-benchmark JSON
+
+Every group (one shape and direction) runs its implementations interleaved, round-robin, after
+warm-up, and reports medians (bench/harness.py); `convforge bench ...` runs this script.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+SUITES = {"conv": "bench_conv2d", "pool": "bench_pool2d", "train": "bench_train_step"}
 
 
-def sgemm_peak(threads: int, n: int = 2048) -> float:
-    """Measured float32 GEMM GFLOP/s (PyTorch's, else NumPy's BLAS), median of 5."""
-    import numpy as np
-
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-        ta = torch.from_numpy(a)
-        mm = lambda: torch.mm(ta, ta)  # noqa: E731
-    except ImportError:
-        mm = lambda: a @ a  # noqa: E731
-    mm()
-    times = []
-    for _ in range(5):
-        t = time.perf_counter()
-        mm()
-        times.append(time.perf_counter() - t)
-    return 2.0 * n**3 / sorted(times)[2] / 1e9
-
-
-def table(data: dict, peak: float) -> str:
+def table(data: dict) -> str:
+    """Markdown table of a run: data = {"machine": str, "fma_peak": float|None, "benchmarks":
+    [{"group", "stats": {"median"}, "extra_info": {"impl", flops|bytes|images}}]}."""
+    peak = data.get("fma_peak")
     groups: dict[str, list] = {}
     for b in data["benchmarks"]:
         groups.setdefault(b["group"], []).append(b)
-    info = data.get("convforge_info", {})
-    lines = [
-        f"machine: {info.get('cpu')} | threads {data.get('threads')} | isa {info.get('isa')} | "
-        f"convforge {info.get('version')} | numpy {info.get('numpy')} | python "
-        f"{info.get('python')} | SGEMM peak {peak:.1f} GFLOP/s (measured)",
-        "",
-        "| group | impl | median ms | GFLOP/s, GB/s or img/s | x torch | % SGEMM peak |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for g in sorted(groups):
+    lines = [f"machine: {data.get('machine', '?')}", "",
+             "| group | impl | median ms | GFLOP/s, GB/s or img/s | x torch | % FMA peak |",
+             "|---|---|---:|---:|---:|---:|"]
+    for g in groups:
         rows = groups[g]
         torch_t = next((r["stats"]["median"] for r in rows if r["extra_info"]["impl"] == "torch"),
                        None)
         for r in sorted(rows, key=lambda r: r["extra_info"]["impl"]):
-            t = r["stats"]["median"]
-            ex = r["extra_info"]
+            t, ex = r["stats"]["median"], r["extra_info"]
             if "flops" in ex:
                 rate = ex["flops"] / t / 1e9
-                pct = f"{100 * rate / peak:.0f}%"
+                pct = f"{100 * rate / peak:.0f}%" if peak else ""
             elif "images" in ex:
-                rate, pct = ex["images"] / t, "(images/s)"
+                rate, pct = ex["images"] / t, "(img/s)"
             else:
-                rate, pct = ex["bytes"] / t / 1e9, ""
+                rate, pct = ex["bytes"] / t / 1e9, "(GB/s)"
             ratio = f"{torch_t / t:.2f}x" if torch_t else ""
             lines.append(f"| {g} | {ex['impl']} | {t * 1e3:.3f} | {rate:.1f} | {ratio} | {pct} |")
     return "\n".join(lines)
 
 
+def run(threads: int, suites: list[str], quick: bool, match: str | None) -> dict:
+    """One interleaved run of the selected suites at `threads`."""
+    import harness
+
+    harness.set_threads(threads)
+    fma = harness.fma_peak_gflops(threads)
+    sgemm = harness.sgemm_gflops(threads)
+    harness.set_threads(threads)
+    impls = harness.all_impls()
+    out = {"threads": threads, "fma_peak": fma, "sgemm": sgemm,
+           "machine": harness.machine_line(threads, fma, sgemm), "benchmarks": []}
+    for suite in suites:
+        for group in importlib.import_module(SUITES[suite]).groups(quick):
+            if match and match not in group.name:
+                continue
+            t0 = time.perf_counter()
+            times = harness.run_interleaved(group, impls)
+            for impl, ts in times.items():
+                ts = sorted(ts)
+                out["benchmarks"].append({"group": group.name,
+                                          "stats": {"median": ts[len(ts) // 2], "min": ts[0],
+                                                    "rounds": len(ts)},
+                                          "extra_info": dict(group.extra, impl=impl)})
+            print(f"  {group.name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return out
+
+
+def from_pytest_benchmark(path: str) -> dict:
+    with open(path) as f:
+        data = json.load(f)
+    info = data.get("convforge_info", {})
+    return {"machine": f"{info.get('cpu')} | threads {data.get('threads')} | isa "
+                       f"{info.get('isa')} | convforge {info.get('version')} (pytest-benchmark, "
+                       "not interleaved)",
+            "fma_peak": None, "benchmarks": data["benchmarks"]}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", help="print from this pytest-benchmark JSON instead of running")
-    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--threads", default=str(os.cpu_count() or 1),
+                   help="thread counts, comma-separated (default: all cores)")
     p.add_argument("--quick", action="store_true", help="a few representative shapes only")
-    p.add_argument("--suites", default="bench_conv2d.py,bench_pool2d.py")
-    p.add_argument("-k", default=None, help="pytest -k expression to select benchmarks")
+    p.add_argument("--suites", default="conv,pool", help="comma-separated: conv, pool, train")
+    p.add_argument("-k", default=None, help="only groups whose name contains this")
+    p.add_argument("--out", help="also write the tables (markdown) to this file")
+    p.add_argument("--json-out", help="also write the raw results (JSON) to this file")
     args = p.parse_args(argv)
-    path = args.json
-    if path is None:
-        path = os.path.join(tempfile.mkdtemp(), "bench.json")
-        env = dict(os.environ, CONVFORGE_BENCH_THREADS=str(args.threads),
-                   CONVFORGE_BENCH_QUICK="1" if args.quick else "0",
-                   OMP_NUM_THREADS=str(args.threads))
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-               *[os.path.join(HERE, s) for s in args.suites.split(",")],
-               f"--benchmark-json={path}", "--benchmark-disable-gc"]
-        if args.k:
-            cmd += ["-k", args.k]
-        subprocess.run(cmd, env=env, check=True)
-    with open(path) as f:
-        data = json.load(f)
-    print(table(data, sgemm_peak(int(data.get("threads") or args.threads))))
+    if args.json:
+        runs = [from_pytest_benchmark(args.json)]
+    else:
+        suites = [s.strip() for s in args.suites.split(",") if s.strip()]
+        bad = [s for s in suites if s not in SUITES]
+        if bad:
+            p.error(f"unknown suite(s) {bad}; choose from {sorted(SUITES)}")
+        runs = [run(int(t), suites, args.quick, args.k) for t in args.threads.split(",")]
+    text = "\n\n".join(f"### {r.get('threads', '?')} thread(s)\n\n```\n" +
+                       table(r).replace("\n\n", "\n```\n\n", 1) for r in runs)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(runs, f, indent=1)
     return 0
 
 

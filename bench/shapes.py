@@ -42,11 +42,13 @@ class Pool:
     W: int
     k: int
     stride: int
+    pad: int = 0
 
     @property
     def bytes(self) -> float:
         """Bytes read + written by the forward pass at float32."""
-        oh, ow = (self.H - self.k) // self.stride + 1, (self.W - self.k) // self.stride + 1
+        oh = (self.H + 2 * self.pad - self.k) // self.stride + 1
+        ow = (self.W + 2 * self.pad - self.k) // self.stride + 1
         return 4.0 * self.N * self.C * (self.H * self.W + oh * ow)
 
 
@@ -56,12 +58,17 @@ CONV = [
     Conv("lenet-c3-n64", 64, 6, 14, 14, 16, 5, 5),
     Conv("lenet-c1-n256", 256, 1, 32, 32, 6, 5, 5),
     Conv("lenet-c3-n256", 256, 6, 14, 14, 16, 5, 5),
-    # VGG on CIFAR-10 (N=32)
+    # VGG on CIFAR-10 (N=32; the 64-channel layers also at N=64)
     Conv("vgg-3-64-32px", 32, 3, 32, 32, 64, 3, 3, pad=1),
     Conv("vgg-64-64-32px", 32, 64, 32, 32, 64, 3, 3, pad=1),
+    Conv("vgg-64-64-32px-n64", 64, 64, 32, 32, 64, 3, 3, pad=1),
+    Conv("vgg-64-128-16px", 32, 64, 16, 16, 128, 3, 3, pad=1),
     Conv("vgg-128-128-16px", 32, 128, 16, 16, 128, 3, 3, pad=1),
+    Conv("vgg-128-256-8px", 32, 128, 8, 8, 256, 3, 3, pad=1),
     Conv("vgg-256-256-8px", 32, 256, 8, 8, 256, 3, 3, pad=1),
+    Conv("vgg-256-512-4px", 32, 256, 4, 4, 512, 3, 3, pad=1),
     Conv("vgg-512-512-4px", 32, 512, 4, 4, 512, 3, 3, pad=1),
+    Conv("vgg-512-512-4px-n64", 64, 512, 4, 4, 512, 3, 3, pad=1),
     # VGG-16 at N=1 (224 input)
     Conv("vgg16-64-64-224px", 1, 64, 224, 224, 64, 3, 3, pad=1),
     Conv("vgg16-256-256-56px", 1, 256, 56, 56, 256, 3, 3, pad=1),
@@ -78,8 +85,9 @@ POOL = [
     Pool("lenet-pool1-n64", 64, 6, 28, 28, 2, 2),
     Pool("vgg-pool-64-32px", 32, 64, 32, 32, 2, 2),
     Pool("vgg-pool-256-8px", 32, 256, 8, 8, 2, 2),
-    Pool("pool3s1-64-32px", 32, 64, 32, 32, 3, 1),
+    Pool("pool3s1p1-64-32px", 32, 64, 32, 32, 3, 1, 1),
 ]
 
-QUICK_CONV = ["lenet-c1-n64", "lenet-c3-n64", "vgg-64-64-32px", "vgg-256-256-8px"]
+QUICK_CONV = ["lenet-c1-n64", "lenet-c3-n64", "vgg-64-64-32px", "vgg-256-256-8px",
+              "stride2-64-128-32px"]
 QUICK_POOL = ["lenet-pool1-n64", "vgg-pool-64-32px"]

@@ -1,0 +1,135 @@
+"""What every bench suite and compare.py share: a benchmark *group* (one shape and direction,
+every implementation on the same inputs), the implementations present on this machine, the
+thread setup, and the interleaved timer compare.py uses.
+
+Why interleaved: these machines are small and noisy. Timing implementation A for a few seconds
+and then B lets a burst of other load land on one of them only. compare.py instead runs the
+implementations of a group round-robin (the first one of each round rotates), after warm-up,
+and takes per-implementation medians, so the ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+import convforge
+
+Fn = Callable[[], object]
+
+
+@dataclass
+class Group:
+    """One benchmark group: `make(impl)` returns a zero-argument callable running `impl` on the
+    group's inputs (built once, inside make), or None when `impl` has no such operation.
+    `extra` holds the work per call: flops (conv), bytes (pooling) or images (train step)."""
+
+    name: str
+    make: Callable[[str], Optional[Fn]]
+    extra: dict = field(default_factory=dict)
+    rounds: int = 15
+
+
+def all_impls() -> list[str]:
+    """convforge's CPU backends present here, the NumPy baseline, and PyTorch when installed;
+    CONVFORGE_BENCH_IMPLS=a,b keeps only those."""
+    names = [f"convforge-{b}" for b in ("cpu", "numba") if b in convforge.available()]
+    names.append("numpy")
+    try:
+        import torch  # noqa: F401
+
+        names.append("torch")
+    except ImportError:
+        pass
+    only = os.environ.get("CONVFORGE_BENCH_IMPLS")
+    return [n for n in names if not only or n in only.split(",")]
+
+
+def set_threads(n: int) -> None:
+    """The same thread count for convforge (C++ and numba) and PyTorch."""
+    convforge.set_num_threads(n)
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+    if "numba" in convforge.available():
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+def run_interleaved(group: Group, impls: list[str], warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds per call of each implementation of `group`, measured round-robin."""
+    fns = {}
+    for impl in impls:
+        fn = group.make(impl)
+        if fn is not None:
+            fns[impl] = fn
+    for fn in fns.values():  # JIT, caches, first touch of workspaces
+        for _ in range(warmup):
+            fn()
+    order = list(fns)
+    times: dict[str, list[float]] = {impl: [] for impl in order}
+    for r in range(group.rounds):
+        k = r % len(order)
+        for impl in order[k:] + order[:k]:
+            t = time.perf_counter()
+            fns[impl]()
+            times[impl].append(time.perf_counter() - t)
+    return times
+
+
+def sgemm_gflops(threads: int, n: int = 2048) -> float:
+    """float32 GEMM GFLOP/s of PyTorch (else NumPy's BLAS) at `threads`, median of 7."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        ta = torch.from_numpy(a)
+        mm = lambda: torch.mm(ta, ta)  # noqa: E731
+    except ImportError:
+        mm = lambda: a @ a  # noqa: E731
+    mm()
+    times = []
+    for _ in range(7):
+        t = time.perf_counter()
+        mm()
+        times.append(time.perf_counter() - t)
+    return 2.0 * n**3 / float(np.median(times)) / 1e9
+
+
+def fma_peak_gflops(threads: int) -> Optional[float]:
+    """The machine's float32 FMA peak at `threads`, measured by convforge's microbenchmark
+    (None where the compiled core has none)."""
+    try:
+        from convforge import _core
+    except ImportError:
+        return None
+    if not hasattr(_core, "fma_peak"):
+        return None
+    convforge.set_num_threads(threads)
+    res = _core.fma_peak("float32")
+    return float(res["gflops"] if isinstance(res, dict) else res)
+
+
+def machine_line(threads: int, fma: Optional[float], sgemm: float) -> str:
+    info = convforge.info()
+    versions = [f"convforge {info.get('version')}", f"numpy {np.__version__}",
+                f"python {platform.python_version()}"]
+    for mod in ("torch", "numba"):
+        try:
+            versions.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            pass
+    peak = f"FMA peak {fma:.1f} GFLOP/s" if fma else "FMA peak n/a"
+    return (f"{info.get('cpu')} | {info.get('cpu_count')} cores | threads {threads} | "
+            f"isa {info.get('isa')} | {' | '.join(versions)} | {peak} | "
+            f"torch.mm 2048^3 {sgemm:.1f} GFLOP/s (all measured in this run)")

@@ -214,12 +214,19 @@ def _pool_backward(dy, x, mode, kernel_size, stride, padding, ceil_mode, count_i
 
 
 def _indices(indices, want, like, plane: int):
-    """Checks user-supplied pooling indices: int64, right shape, each in [0, H*W)."""
+    """Checks user-supplied pooling indices: int64, right shape, each in [0, H*W).
+
+    The value range is checked for NumPy indices only: the CPU kernels write through them. The
+    CUDA kernels never do (each dx element gathers the windows whose index equals its own
+    position, so an out-of-range index is never matched), and reading CuPy values here would
+    synchronise the device on every pooling backward, i.e. per layer per training batch."""
     if type(indices) is not type(like) or indices.dtype != np.int64:
         raise TypeError(f"indices must be an int64 array of the same kind as dy, got "
                         f"{type(indices).__name__} {getattr(indices, 'dtype', '')}")
     if tuple(indices.shape) != tuple(want):
         raise ValueError(f"indices must have shape {tuple(want)}, got {tuple(indices.shape)}")
+    if _is_cupy(indices):
+        return indices if indices.flags.c_contiguous else indices.copy()
     lo, hi = int(indices.min()), int(indices.max())
     if lo < 0 or hi >= plane:
         raise ValueError(f"indices must lie in [0, H*W) = [0, {plane}), got values in "

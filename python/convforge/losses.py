@@ -3,7 +3,10 @@
 Each loss has `loss(y_true, y_pred) -> scalar` and `forward_backward(y_true, y_pred)
 -> (scalar, dy_pred)`, and `link(y_pred)` turning model outputs into predictions (softmax,
 sigmoid or identity; used by Model.predict). Scalars are 0-d arrays of the input's module, so
-the CuPy path does not synchronise per batch.
+the CuPy path does not synchronise per batch. For the same reason the sparse cross-entropy
+checks the range of integer class ids only when they are NumPy arrays: Model checks labels on
+the host before moving them to the GPU (`check_targets`), and labels already on the GPU once
+per fit/evaluate call, not per batch.
 
 Cross-entropies take logits by default (from_logits=True) and use a stable log-softmax /
 log-sigmoid: no exp of a large positive number is ever taken. Class axis: 1 for (N, K).
@@ -64,6 +67,12 @@ class Loss:
     def link(self, y_pred):
         return y_pred
 
+    def check_targets(self, y_true, out_shape):
+        """y_true checked against outputs of per-sample shape `out_shape` (None: unknown) and
+        returned ready for the loss (default: unchanged). NumPy or CuPy; on CuPy a check may
+        synchronise the device, so Model calls it on whole label arrays or on host batches."""
+        return y_true
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(from_logits={self.from_logits})"
 
@@ -76,6 +85,30 @@ def _check_2d(y_pred, y_true_shape, what: str) -> None:
                          f"{tuple(y_true_shape)}")
 
 
+def _flat_labels(y_true):
+    """y_true as an array (NumPy unless it already is a CuPy one), (N, 1) flattened to (N,)."""
+    y = y_true if hasattr(y_true, "dtype") and hasattr(y_true, "reshape") else np.asarray(y_true)
+    if y.ndim == 2 and y.shape[1] == 1:                              # (N, 1) -> (N,)
+        y = y.reshape(-1)
+    return y
+
+
+def _class_ids(y, k: int, what: str):
+    """y (any int dtype, or integer-valued floats) as int64, each in [0, k); TypeError /
+    ValueError otherwise. Reads values: on a CuPy array this synchronises the device."""
+    if y.dtype.kind != "i" and y.dtype.kind != "u":
+        yi = y.astype(np.int64)
+        if y.dtype.kind != "f" or bool((yi != y).any()):
+            raise TypeError(f"y_true must hold integer class ids, got dtype {y.dtype}")
+        y = yi
+    y = y.astype(np.int64, copy=False)
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= k:
+        raise ValueError(f"y_true class ids must lie in [0, {k}) for {what}, got values in "
+                         f"[{lo}, {hi}]")
+    return y
+
+
 class SparseCategoricalCrossentropy(Loss):
     """-mean log softmax(y_pred)[n, y_true[n]]; y_true int class ids (N,) or (N, 1),
     y_pred (N, K)."""
@@ -83,23 +116,22 @@ class SparseCategoricalCrossentropy(Loss):
     name = "sparse_categorical_crossentropy"
 
     def labels(self, y_true, y_pred):
+        """int64 class ids (N,) on y_pred's device. NumPy labels (and float labels anywhere) are
+        checked here; integer CuPy labels are not (min/max would synchronise every batch): Model
+        checks them once per fit/evaluate call, or on the host before moving them."""
         xp = _xp(y_pred)
-        y = xp.asarray(y_true)
-        if y.ndim == 2 and y.shape[1] == 1:                          # (N, 1) -> (N,)
-            y = y.reshape(-1)
+        y = _flat_labels(y_true)
         _check_2d(y_pred, y.shape, (y_pred.shape[0],))
-        if y.dtype.kind != "i" and y.dtype.kind != "u":
-            yi = y.astype(np.int64)
-            if y.dtype.kind != "f" or bool((yi != y).any()):
-                raise TypeError(f"y_true must hold integer class ids, got dtype {y.dtype}")
-            y = yi
-        y = y.astype(np.int64, copy=False)
-        k = y_pred.shape[1]
-        lo, hi = int(y.min()), int(y.max())
-        if lo < 0 or hi >= k:
-            raise ValueError(f"y_true class ids must lie in [0, {k}) for y_pred of shape "
-                             f"{tuple(y_pred.shape)}, got values in [{lo}, {hi}]")
-        return y
+        if _xp(y) is np or y.dtype.kind not in "iu":
+            y = _class_ids(y, y_pred.shape[1], f"y_pred of shape {tuple(y_pred.shape)}")
+        return xp.asarray(y).astype(np.int64, copy=False)
+
+    def check_targets(self, y_true, out_shape):
+        """Class ids as int64 (N,), checked to be integers in [0, classes)."""
+        y = _flat_labels(y_true)
+        if out_shape is None or len(out_shape) != 1:
+            return y
+        return _class_ids(y, int(out_shape[0]), f"outputs of shape {(None,) + tuple(out_shape)}")
 
     def forward_backward(self, y_true, y_pred):
         xp = _xp(_pred(y_pred))

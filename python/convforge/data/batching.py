@@ -82,14 +82,17 @@ class Batches:
     def __iter__(self) -> Iterator[tuple[object, object]]:
         n = self.x.shape[0]
         order = self.rng.permutation(n) if self.shuffle else None
+        if order is not None:  # on each array's device once per epoch, not once per batch
+            ox = _on_device_of(self.x, order)
+            oy = None if self.y is None else _on_device_of(self.y, order)
         for b in range(len(self)):
             lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, n)
             if order is None:  # contiguous slices: views, copied only if cast or augmented
                 xb = self.x[lo:hi]
                 yb = None if self.y is None else self.y[lo:hi]
             else:
-                xb = _take(self.x, order[lo:hi])                  # (B, ...)
-                yb = None if self.y is None else _take(self.y, order[lo:hi])
+                xb = self.x[ox[lo:hi]]                            # (B, ...)
+                yb = None if self.y is None else self.y[oy[lo:hi]]
             if self.dtype is not None:
                 xb = xb.astype(self.dtype)
             if self.augment is not None:
@@ -97,10 +100,10 @@ class Batches:
             yield xb, yb
 
 
-def _take(a, idx: np.ndarray):
-    """a[idx] with the host index array moved to a's device when a is a CuPy array."""
+def _on_device_of(a, idx: np.ndarray):
+    """The host index array idx, moved to a's device when a is a CuPy array."""
     xp = _xp(a)
-    return a[idx] if xp is np else a[xp.asarray(idx)]
+    return idx if xp is np else xp.asarray(idx)
 
 
 def train_val_split(x, y, val_fraction: float, seed: int | None = None):

@@ -20,7 +20,7 @@ import numpy as np
 from . import initializers
 
 __all__ = ["Parameter", "Layer", "SymbolicTensor", "Input", "set_seed", "array_module",
-           "to_numpy"]
+           "to_host", "to_numpy"]
 
 _global_rng = np.random.default_rng()
 _NOT_RUN = object()
@@ -45,9 +45,28 @@ def array_module(a) -> Any:
     return np
 
 
-def to_numpy(a) -> np.ndarray:
-    """A NumPy view/copy of a NumPy or CuPy array."""
+def to_host(a) -> np.ndarray:
+    """A NumPy view/copy of a NumPy or CuPy array, or of a list of 0-d arrays / numbers
+    (stacked on their device first, so the list costs one copy).
+
+    The one place where the nn code brings device values to the host: on CuPy it is a
+    device-to-host copy that waits for every queued kernel. Training keeps the loss and metrics
+    on the device and calls this once per epoch (fit), once per evaluate and once per
+    train_on_batch, never per batch or per layer (tests/test_cuda_train.py counts the calls).
+    """
+    if isinstance(a, (list, tuple)):
+        arrays = [v for v in a if array_module(v) is not np]
+        if arrays:
+            xp = array_module(arrays[0])
+            a = xp.stack([xp.asarray(v, dtype=xp.float64) for v in a])
+        else:
+            a = np.array([np.asarray(v, dtype=np.float64) for v in a])
     return a.get() if array_module(a) is not np else np.asarray(a)
+
+
+def to_numpy(a) -> np.ndarray:
+    """A NumPy view/copy of a NumPy or CuPy array (through to_host)."""
+    return to_host(a)
 
 
 def _to_module(a, xp):

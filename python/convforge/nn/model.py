@@ -15,13 +15,17 @@ sigmoid for binary cross-entropy from logits, the raw output otherwise).
 
 Devices: batches go to the array module of the input (NumPy or CuPy); NumPy batches are moved
 to the GPU when the cuda backend is chosen (set_backend/use_backend/$CONVFORGE_BACKEND), once
-per batch, and parameters follow on first use.
+per batch, and parameters follow on first use. Nothing comes back per batch or per layer: the
+loss and metrics are summed on the device and brought to the host (`to_host`) once per epoch,
+once per evaluate and once per train_on_batch. Give fit CuPy arrays (or a batch source of them)
+to keep the data itself on the GPU too.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
@@ -38,6 +42,7 @@ from .base import (
     _float_dtype,
     _snake,
     array_module,
+    to_host,
     to_numpy,
 )
 from .callbacks import Callback, History
@@ -61,6 +66,43 @@ def _device_module(a):
 
         return cupy
     return xp
+
+
+_POSTFIX_SECONDS = 0.5   # fit's progress bar shows the running logs at most this often
+
+
+class _RunningMeans:
+    """Sample-weighted running means of the loss and metrics over the batches of an epoch (or
+    of an evaluate call). The sums stay where the batch values are (0-d NumPy or CuPy arrays,
+    summed in float64), so adding a batch never waits for the GPU; `means()` brings every sum
+    to the host with one to_host call."""
+
+    def __init__(self, names: Sequence[str]):
+        self.names = list(names)
+        self.sums: list = [0.0] * len(self.names)
+        self.count = 0
+
+    def add(self, values: Sequence, n: int) -> None:
+        for i, v in enumerate(values):
+            v = v.astype(np.float64) if hasattr(v, "astype") else float(v)
+            self.sums[i] = self.sums[i] + v * n
+        self.count += n
+
+    def means(self) -> dict[str, float]:
+        host = to_host(self.sums)
+        return {k: float(s) / self.count for k, s in zip(self.names, host)}
+
+
+def _wants_batch_logs(cb: Callback) -> bool:
+    """Whether a callback overrides on_train_batch_end (it then gets host logs every batch)."""
+    return type(cb).on_train_batch_end is not Callback.on_train_batch_end or \
+        "on_train_batch_end" in vars(cb)
+
+
+def _index_on(a, idx):
+    """A host index array on the device of `a` (moved once, not once per batch)."""
+    xp = array_module(a)
+    return idx if xp is np else xp.asarray(idx)
 
 
 def _unique_name(base: str, used: set) -> str:
@@ -318,14 +360,32 @@ class Model:
             xb = xb.astype(self.dtype)
         return xb, yb
 
-    @staticmethod
-    def _to_device(xb, yb):
+    def _to_device(self, xb, yb):
+        """The batch on the device it runs on. Host labels are checked (loss.check_targets)
+        before they move: the loss does not read labels already on the GPU, as that would
+        synchronise every batch."""
         xp = _device_module(xb)
         if array_module(xb) is not xp:
             xb = xp.asarray(xb)
         if yb is not None and array_module(yb) is not xp:
+            if self.loss is not None:
+                yb = self.loss.check_targets(yb, self._out_shape())
             yb = xp.asarray(yb)
         return xb, yb
+
+    def _out_shape(self):
+        return self.outputs[0].shape if self.built and not self._multi_output else None
+
+    def _check_device_targets(self, x, y) -> None:
+        """Labels already on the GPU: checked once per fit/evaluate call (one synchronisation),
+        since the loss does not check them per batch."""
+        if y is not None and array_module(y) is not np:
+            self._ensure_built_for(x)
+            self.loss.check_targets(y, self._out_shape())
+
+    def _step_values(self, loss, yb, out) -> list:
+        """The batch loss and metrics, left where they are (device 0-d arrays on CuPy)."""
+        return [loss] + [fn(yb, out) for _, fn in self.metrics]
 
     def _train_step(self, xb, yb):
         params = self.trainable_params
@@ -341,9 +401,9 @@ class Model:
         self._require_compiled()
         xb, yb = self._to_device(*self._batch(x, y))
         loss, out = self._train_step(xb, yb)
-        logs = {"loss": float(loss)}
-        logs.update({name: float(fn(yb, out)) for name, fn in self.metrics})
-        return logs
+        running = _RunningMeans(["loss"] + [name for name, _ in self.metrics])
+        running.add(self._step_values(loss, yb, out), 1)
+        return running.means()
 
     # ------------------------------------------------------------------ batching
     @staticmethod
@@ -365,12 +425,14 @@ class Model:
     @staticmethod
     def _array_batches(x, y, batch_size: int, order=None):
         n = len(x)
+        if order is not None:   # the permutation goes to each array's device once per epoch
+            ox, oy = _index_on(x, order), (None if y is None else _index_on(y, order))
         for s in range(0, n, batch_size):
             if order is None:
                 sl = slice(s, s + batch_size)
+                yield x[sl], (None if y is None else y[sl])
             else:
-                sl = order[s:s + batch_size]
-            yield x[sl], (None if y is None else y[sl])
+                yield x[ox[s:s + batch_size]], (None if y is None else y[oy[s:s + batch_size]])
 
     @staticmethod
     def _positive(v, name):
@@ -405,6 +467,7 @@ class Model:
                 raise ValueError("validation_split needs array data, not a batch source")
         else:
             x, y = self._check_xy(x, y)
+            self._check_device_targets(x, y)
             if not 0.0 <= validation_split < 1.0:
                 raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
             if validation_split:
@@ -425,6 +488,8 @@ class Model:
         for cb in cbs:
             cb.on_train_begin({})
         bar_cls = self._progress_class(verbose)
+        batch_cbs = [cb for cb in cbs if _wants_batch_logs(cb)]
+        names = ["loss"] + [name for name, _ in self.metrics]
         for epoch in range(initial_epoch, epochs):
             for cb in cbs:
                 cb.on_epoch_begin(epoch, {})
@@ -436,8 +501,9 @@ class Model:
                 batches = self._array_batches(x, y, batch_size, order)
                 n_batches = math.ceil(len(x) / batch_size)
             bar = bar_cls(total=n_batches, desc=f"Epoch {epoch + 1}/{epochs}")
-            sums: dict[str, float] = {"loss": 0.0, **{n: 0.0 for n, _ in self.metrics}}
-            seen = 0
+            live_bar = getattr(bar, "shows_postfix", True)
+            shown = time.monotonic()
+            running = _RunningMeans(names)
             logs: dict[str, float] = {}
             for i, (xb, yb) in enumerate(batches):
                 xb, yb = self._batch(xb, yb)
@@ -447,21 +513,23 @@ class Model:
                         xb = xb.astype(self.dtype)
                 xb, yb = self._to_device(xb, yb)
                 loss, out = self._train_step(xb, yb)
-                n = len(xb)
-                seen += n
-                sums["loss"] += float(loss) * n
-                for name, fn in self.metrics:
-                    sums[name] += float(fn(yb, out)) * n
-                logs = {k: v / seen for k, v in sums.items()}
-                bar.set_postfix(logs, refresh=False)      # drawn by update's rate limit
+                running.add(self._step_values(loss, yb, out), len(xb))
+                # Host logs mid-epoch only for callbacks that ask for them (every batch) and
+                # for a live progress bar (every _POSTFIX_SECONDS): each is a GPU sync.
+                if batch_cbs or (live_bar and time.monotonic() - shown >= _POSTFIX_SECONDS):
+                    logs = running.means()
+                    bar.set_postfix(logs, refresh=False)  # drawn by update's rate limit
+                    shown = time.monotonic()
                 bar.update(1)
-                for cb in cbs:
+                for cb in batch_cbs:
                     cb.on_train_batch_end(i, logs)
                 if self.stop_training:
                     break
-            if seen == 0:
+            if running.count == 0:
                 bar.close()
                 raise ValueError("the training data yielded no batches")
+            logs = running.means()
+            bar.set_postfix(logs, refresh=False)
             if validation_data is not None:
                 val = self._evaluate(validation_data, batch_size)
                 logs.update({f"val_{k}": v for k, v in val.items()})
@@ -500,23 +568,19 @@ class Model:
             if not isinstance(data, (tuple, list)) or len(data) != 2:
                 raise ValueError("validation_data must be (x, y) or a batch source")
             x, y = self._check_xy(*data, what=what)
+            self._check_device_targets(x, y)
             batches, total = self._array_batches(x, y, batch_size), math.ceil(len(x) / batch_size)
         bar = self._progress_class(verbose)(total=total, desc="evaluate")
-        sums = {"loss": 0.0, **{n: 0.0 for n, _ in self.metrics}}
-        seen = 0
+        running = _RunningMeans(["loss"] + [name for name, _ in self.metrics])
         for xb, yb in batches:
             xb, yb = self._to_device(*self._batch(xb, yb))
             out = self.forward(xb, training=False)
-            n = len(xb)
-            seen += n
-            sums["loss"] += float(self.loss(yb, out)) * n
-            for name, fn in self.metrics:
-                sums[name] += float(fn(yb, out)) * n
+            running.add(self._step_values(self.loss(yb, out), yb, out), len(xb))
             bar.update(1)
         bar.close()
-        if seen == 0:
+        if running.count == 0:
             raise ValueError("the evaluation data yielded no batches")
-        return {k: v / seen for k, v in sums.items()}
+        return running.means()
 
     def evaluate(self, x, y=None, batch_size: int = 256, verbose: int = 0,
                  return_dict: bool = True):
@@ -735,6 +799,8 @@ class Sequential(Model):
 
 
 class _NoBar:
+    shows_postfix = False   # fit skips computing mid-epoch logs for it
+
     def __init__(self, total=None, desc=None):
         pass
 

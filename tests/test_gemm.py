@@ -227,3 +227,30 @@ def test_fma_peak_rejects_bad_arguments():
         core.fma_peak("float32", 0.0)
     with pytest.raises(ValueError, match="threads"):
         core.fma_peak("float32", 0.01, threads=0)
+
+
+# ----------------------------------------------------- the AVX-512 copy without AVX-512
+
+def test_avx512_copy_exact_with_avx2_codegen(tmp_path):
+    """csrc/gemm_avx512.cpp compiled with AVX2 flags only (GCC splits its 64-byte vectors):
+    the AVX-512 copy's tiles, blocking and edges checked exactly on a machine without AVX-512
+    (the CPU-side tests above only reach it where the CPU has AVX-512)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    cxx = shutil.which("g++")
+    if cxx is None:
+        pytest.skip("no g++ on PATH")
+    if core.detected_isa() == "baseline":
+        pytest.skip("the check is built with -mavx2 -mfma; this CPU lacks them")
+    root = Path(__file__).resolve().parents[1]
+    exe = tmp_path / "gemm_geometry_check"
+    cmd = [cxx, "-std=gnu++17", "-O1", "-mavx2", "-mfma", "-Wno-psabi",
+           f"-I{root / 'csrc' / 'include'}", "-DCF_CHECK_ISA=avx512",
+           str(root / "csrc" / "gemm_avx512.cpp"),
+           str(root / "tests" / "cpp" / "gemm_geometry_check.cpp"), "-o", str(exe)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert ", 0 bad" in run.stdout and int(run.stdout.split()[-4]) > 100, run.stdout

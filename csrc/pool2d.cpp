@@ -12,7 +12,8 @@
 //   avg:     y = (sum of the clipped window) / divisor, the sum taken in row-major window order
 //            in T, divisor = count_include_pad ? (min(hs+KH, H+PH) - hs) * (min(ws+KW, W+PW) - ws)
 //                                              : clipped row count * clipped column count.
-//   backward max/min: dx = 0, then dx[ind] += dy (overlapping windows sum).
+//   backward max/min: dx = 0, then dx[ind] += dy (overlapping windows sum); an index outside
+//                     [0, H*W) is skipped and reported (return value false).
 //   backward avg:     dx[i] = sum over the windows holding i, in (oh, ow) order, of dy / divisor.
 //   global avg: y = (sum of the plane, in double) / (H*W); global max as max over one window.
 //
@@ -26,10 +27,17 @@
 // run taps outer, output columns inner, so the inner loop is a plain strided (often contiguous)
 // sweep the compiler vectorises; border columns use the naive per-window code. The per-element
 // order of operations is the naive one, so fast and naive kernels agree bit for bit.
+// With ISA avx2 or avx512 (current_isa()), column strides 1 and 2 run the interior columns
+// through the AVX2 row kernels of pool2d_avx2.cpp instead (masked tails, so short rows stay in
+// vector registers), and the average backward gathers plane by plane there (parallel over
+// planes); same per-element operations and order, so every ISA gives the same bits.
+// Max/min backward is a scalar scatter for every ISA; it checks each index against [0, H*W)
+// as it goes (the binding then raises), so the indices are read once.
 //
 // Every kernel overwrites its outputs.
 #include "convforge/pool2d.hpp"
 #include "convforge/cpu.hpp"
+#include "pool2d_simd.hpp"
 
 #include <algorithm>
 #include <climits>
@@ -38,6 +46,16 @@
 
 namespace convforge {
 namespace {
+
+// AVX2 kernels (pool2d_avx2.cpp) exist on GCC/Clang x86-64 builds (CF_POOL_AVX2); they run when
+// the dispatcher's ISA is avx2 or avx512 (the 512-bit unit would add little to these
+// memory-bound loops).
+#if defined(CONVFORGE_X86) && (defined(__GNUC__) || defined(__clang__))
+#define CF_POOL_AVX2 1
+inline bool use_avx2() { return current_isa() != Isa::baseline; }
+#else
+inline bool use_avx2() { return false; }
+#endif
 
 inline int64_t floor_div(int64_t a, int64_t b) {  // b > 0
   return a >= 0 ? a / b : -((-a + b - 1) / b);
@@ -67,6 +85,21 @@ inline Span interior_cols(const PoolDims& d) {
   const int64_t lo = std::min(ceil_div(d.PW, d.SW), d.OW);
   const int64_t hi = last_start >= 0 ? std::min(floor_div(last_start, d.SW) + 1, d.OW) : 0;
   return {lo, std::max(hi, lo)};
+}
+
+// The AVX2 row kernels take column strides 1 and 2 and int32 positions ih*W + iw.
+inline bool simd_forward(const PoolDims& d) {
+  return use_avx2() && (d.SW == 1 || d.SW == 2) && d.H * d.W <= INT32_MAX;
+}
+
+// The AVX2 average backward gathers: SW = 1, or SW = 2 with KW <= 2 (windows do not overlap
+// along a row).
+inline bool simd_avg_backward(const PoolDims& d) {
+  return use_avx2() && (d.SW == 1 || (d.SW == 2 && d.KW <= 2));
+}
+
+inline pool_avx2::Geo plane_geo(const PoolDims& d, Span cols) {
+  return {d.H, d.W, d.KH, d.KW, d.SH, d.SW, d.PH, d.PW, d.OH, d.OW, cols.lo, cols.hi};
 }
 
 // Does v replace best? Strictly better, or v is a NaN and best is not (the first NaN is kept).
@@ -142,7 +175,7 @@ inline void scatter_tap(T* __restrict dc, const T* __restrict dyc, T div, int64_
 // yr, ir: y[n, c, oh] and ind[n, c, oh] (OW,); xp: x[n, c] (H, W); tap: scratch (OW,).
 template <bool IsMax, typename T>
 void best_row(T* yr, int64_t* ir, int32_t* tap, const T* xp, const PoolDims& d, int64_t oh,
-              Span cols) {
+              Span cols, bool simd) {
   const int64_t W = d.W;
   const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
   auto border = [&](int64_t ow) {
@@ -155,6 +188,13 @@ void best_row(T* yr, int64_t* ir, int32_t* tap, const T* xp, const PoolDims& d, 
   if (n == 0) return;
   T* yc = yr + cols.lo;
   const int64_t ws0 = cols.lo * d.SW - d.PW;  // window start of the first interior column
+#ifdef CF_POOL_AVX2
+  if (simd) {
+    pool_avx2::best_row<IsMax>(yc, ir + cols.lo, xp, W, d.H * W, rh.lo, rh.hi, ws0, n, d.KW,
+                               d.SW);
+    return;
+  }
+#endif
   for (int64_t j = 0; j < n; ++j) {            // tap 0 = (rh.lo, 0) starts every window
     yc[j] = xp[rh.lo * W + ws0 + j * d.SW];
     tap[j] = 0;
@@ -176,7 +216,7 @@ void best_row(T* yr, int64_t* ir, int32_t* tap, const T* xp, const PoolDims& d, 
 
 // yr: y[n, c, oh] (OW,); xp: x[n, c] (H, W).
 template <typename T>
-void avg_row(T* yr, const T* xp, const PoolDims& d, int64_t oh, Span cols, bool cip) {
+void avg_row(T* yr, const T* xp, const PoolDims& d, int64_t oh, Span cols, bool cip, bool simd) {
   const int64_t W = d.W;
   const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
   auto border = [&](int64_t ow) {
@@ -189,6 +229,14 @@ void avg_row(T* yr, const T* xp, const PoolDims& d, int64_t oh, Span cols, bool 
   if (n == 0) return;
   T* yc = yr + cols.lo;
   const int64_t ws0 = cols.lo * d.SW - d.PW;
+  // Interior columns: the clipped and the padded column count are both KW.
+  const T div = static_cast<T>((cip ? rh.padded : rh.hi - rh.lo) * d.KW);
+#ifdef CF_POOL_AVX2
+  if (simd) {
+    pool_avx2::avg_row(yc, xp, W, d.H * W, rh.lo, rh.hi, ws0, n, d.KW, d.SW, div);
+    return;
+  }
+#endif
   for (int64_t j = 0; j < n; ++j) yc[j] = 0;
   for (int64_t ih = rh.lo; ih < rh.hi; ++ih) {           // window rows
     for (int64_t kw = 0; kw < d.KW; ++kw) {              // window columns
@@ -198,8 +246,6 @@ void avg_row(T* yr, const T* xp, const PoolDims& d, int64_t oh, Span cols, bool 
       else sum_tap<0>(yc, xr, n, d.SW);
     }
   }
-  // Interior columns: the clipped and the padded column count are both KW.
-  const T div = static_cast<T>((cip ? rh.padded : rh.hi - rh.lo) * d.KW);
   for (int64_t j = 0; j < n; ++j) yc[j] /= div;
 }
 
@@ -214,13 +260,15 @@ void best_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
   }
   const int64_t rows = d.N * d.C * d.OH;
   const Span cols = interior_cols(d);
+  const bool simd = simd_forward(d);
   CF_OMP(omp parallel num_threads(::convforge::max_threads()))
   {
     std::vector<int32_t> tap(static_cast<size_t>(d.OW));  // per-thread scratch (OW,)
     CF_OMP(omp for schedule(static))
     for (int64_t r = 0; r < rows; ++r) {  // r: output row (n, c, oh)
       const int64_t p = r / d.OH, oh = r % d.OH;
-      best_row<IsMax>(y + r * d.OW, ind + r * d.OW, tap.data(), x + p * d.H * d.W, d, oh, cols);
+      best_row<IsMax>(y + r * d.OW, ind + r * d.OW, tap.data(), x + p * d.H * d.W, d, oh, cols,
+                      simd);
     }
   }
 }
@@ -260,10 +308,11 @@ template <typename T>
 void pool2d_avg_forward(T* y, const T* x, bool count_include_pad, const PoolDims& d) {
   const int64_t rows = d.N * d.C * d.OH;
   const Span cols = interior_cols(d);
+  const bool simd = simd_forward(d);
   CF_OMP_FOR(schedule(static))
   for (int64_t r = 0; r < rows; ++r) {  // r: output row (n, c, oh)
     const int64_t p = r / d.OH, oh = r % d.OH;
-    avg_row(y + r * d.OW, x + p * d.H * d.W, d, oh, cols, count_include_pad);
+    avg_row(y + r * d.OW, x + p * d.H * d.W, d, oh, cols, count_include_pad, simd);
   }
 }
 
@@ -296,21 +345,57 @@ void pool2d_avg_forward_naive(T* y, const T* x, bool count_include_pad, const Po
 
 // ---- windowed backward -----------------------------------------------------------------------
 
+// The scatter of one plane: dx = 0, dx[ind] += dy for every index in [0, H*W); returns false
+// (and skips it) for an index outside. dxp (H*W,), dyp and ip (OH*OW,).
 template <typename T>
-void pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDims& d) {
-  const int64_t planes = d.N * d.C, HW = d.H * d.W, OHW = d.OH * d.OW;
-  CF_OMP_FOR(schedule(static))
-  for (int64_t p = 0; p < planes; ++p) {  // p: plane (n, c)
-    T* dxp = dx + p * HW;                 // dx[n, c] (H*W,)
-    const T* dyp = dy + p * OHW;          // dy[n, c] (OH*OW,)
-    const int64_t* ip = ind + p * OHW;    // ind[n, c] (OH*OW,)
-    std::fill(dxp, dxp + HW, T(0));
-    for (int64_t o = 0; o < OHW; ++o) dxp[ip[o]] += dyp[o];
+bool scatter_plane(T* dxp, const T* dyp, const int64_t* ip, int64_t HW, int64_t OHW) {
+  std::fill(dxp, dxp + HW, T(0));
+  bool ok = true;
+  for (int64_t o = 0; o < OHW; ++o) {  // outputs in (oh, ow) order
+    if (ip[o] < 0 || ip[o] >= HW) ok = false;
+    else dxp[ip[o]] += dyp[o];
   }
+  return ok;
+}
+
+// The scatter stays scalar: a vector gather (compare every index with every position of its
+// windows) was measured 2-4x slower with AVX2 on the k2 s2 and k3 s1 cases. The range check is
+// part of the scatter, so the indices are read once.
+template <typename T>
+bool pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDims& d) {
+  const int64_t planes = d.N * d.C, HW = d.H * d.W, OHW = d.OH * d.OW;
+  int ok = 1;
+  CF_OMP_FOR(schedule(static) reduction(min : ok))
+  for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c): dx[n, c] (H*W,), dy/ind (OH*OW,)
+    if (!scatter_plane(dx + p * HW, dy + p * OHW, ind + p * OHW, HW, OHW)) ok = 0;
+  return ok == 1;
+}
+
+// AVX2: one plane per task, gathered (see pool2d_avx2.cpp); div (OH, OW) is shared.
+template <typename T>
+void avg_backward_avx2(T* dx, const T* dy, bool count_include_pad, const PoolDims& d) {
+#ifdef CF_POOL_AVX2
+  const int64_t planes = d.N * d.C, HW = d.H * d.W, OHW = d.OH * d.OW;
+  const pool_avx2::Geo geo = plane_geo(d, interior_cols(d));
+  std::vector<T> div(static_cast<size_t>(OHW));  // (OH, OW) divisor of each window
+  for (int64_t oh = 0; oh < d.OH; ++oh) {          // output rows
+    const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
+    for (int64_t ow = 0; ow < d.OW; ++ow)          // output columns
+      div[oh * d.OW + ow] = static_cast<T>(
+          divisor(rh, window_range(ow, d.KW, d.SW, d.PW, d.W), count_include_pad));
+  }
+  CF_OMP_FOR(schedule(static))
+  for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c)
+    pool_avx2::avg_backward_plane(dx + p * HW, dy + p * OHW, div.data(), geo);
+#endif
 }
 
 template <typename T>
 void pool2d_avg_backward(T* dx, const T* dy, bool count_include_pad, const PoolDims& d) {
+  if (simd_avg_backward(d)) {
+    avg_backward_avx2(dx, dy, count_include_pad, d);
+    return;
+  }
   const int64_t rows = d.N * d.C * d.H, W = d.W;
   const Span cols = interior_cols(d);
   const int64_t n = cols.hi - cols.lo;
@@ -452,7 +537,7 @@ void global_pool2d_avg_backward(T* dx, const T* dy, const PoolDims& d) {
   template void pool2d_max_forward<T>(T*, int64_t*, const T*, const PoolDims&);                 \
   template void pool2d_min_forward<T>(T*, int64_t*, const T*, const PoolDims&);                 \
   template void pool2d_avg_forward<T>(T*, const T*, bool, const PoolDims&);                     \
-  template void pool2d_index_backward<T>(T*, const T*, const int64_t*, const PoolDims&);        \
+  template bool pool2d_index_backward<T>(T*, const T*, const int64_t*, const PoolDims&);        \
   template void pool2d_avg_backward<T>(T*, const T*, bool, const PoolDims&);                    \
   template void pool2d_max_forward_naive<T>(T*, int64_t*, const T*, const PoolDims&);           \
   template void pool2d_min_forward_naive<T>(T*, int64_t*, const T*, const PoolDims&);           \

@@ -87,6 +87,14 @@ inline Span interior_cols(const PoolDims& d) {
   return {lo, std::max(hi, lo)};
 }
 
+// Below this many elements (input or output, the larger) a parallel region costs about as much
+// as it saves: starting and joining the team takes microseconds, and on a loaded machine, where
+// a woken thread waits for a core, up to milliseconds.
+constexpr int64_t kMinParallelElements = 4096;
+inline bool worth_parallel(const PoolDims& d) {
+  return d.N * d.C * std::max(d.H * d.W, d.OH * d.OW) >= kMinParallelElements;
+}
+
 // The AVX2 row kernels take column strides 1 and 2 and int32 positions ih*W + iw.
 inline bool simd_forward(const PoolDims& d) {
   return use_avx2() && (d.SW == 1 || d.SW == 2) && d.H * d.W <= INT32_MAX;
@@ -261,7 +269,7 @@ void best_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
   const int64_t rows = d.N * d.C * d.OH;
   const Span cols = interior_cols(d);
   const bool simd = simd_forward(d);
-  CF_OMP(omp parallel num_threads(::convforge::max_threads()))
+  CF_OMP(omp parallel num_threads(::convforge::max_threads()) if(worth_parallel(d)))
   {
     std::vector<int32_t> tap(static_cast<size_t>(d.OW));  // per-thread scratch (OW,)
     CF_OMP(omp for schedule(static))
@@ -276,7 +284,7 @@ void best_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
 template <bool IsMax, typename T>
 void best_forward_naive(T* y, int64_t* ind, const T* x, const PoolDims& d) {
   const int64_t planes = d.N * d.C;
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
     const T* xp = x + p * d.H * d.W;              // x[n, c] (H, W)
     for (int64_t oh = 0; oh < d.OH; ++oh) {       // output rows
@@ -309,7 +317,7 @@ void pool2d_avg_forward(T* y, const T* x, bool count_include_pad, const PoolDims
   const int64_t rows = d.N * d.C * d.OH;
   const Span cols = interior_cols(d);
   const bool simd = simd_forward(d);
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t r = 0; r < rows; ++r) {  // r: output row (n, c, oh)
     const int64_t p = r / d.OH, oh = r % d.OH;
     avg_row(y + r * d.OW, x + p * d.H * d.W, d, oh, cols, count_include_pad, simd);
@@ -329,7 +337,7 @@ void pool2d_min_forward_naive(T* y, int64_t* ind, const T* x, const PoolDims& d)
 template <typename T>
 void pool2d_avg_forward_naive(T* y, const T* x, bool count_include_pad, const PoolDims& d) {
   const int64_t planes = d.N * d.C;
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
     const T* xp = x + p * d.H * d.W;              // x[n, c] (H, W)
     for (int64_t oh = 0; oh < d.OH; ++oh) {       // output rows
@@ -365,7 +373,7 @@ template <typename T>
 bool pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDims& d) {
   const int64_t planes = d.N * d.C, HW = d.H * d.W, OHW = d.OH * d.OW;
   int ok = 1;
-  CF_OMP_FOR(schedule(static) reduction(min : ok))
+  CF_OMP_FOR(schedule(static) reduction(min : ok) if(worth_parallel(d)))
   for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c): dx[n, c] (H*W,), dy/ind (OH*OW,)
     if (!scatter_plane(dx + p * HW, dy + p * OHW, ind + p * OHW, HW, OHW)) ok = 0;
   return ok == 1;
@@ -384,7 +392,7 @@ void avg_backward_avx2(T* dx, const T* dy, bool count_include_pad, const PoolDim
       div[oh * d.OW + ow] = static_cast<T>(
           divisor(rh, window_range(ow, d.KW, d.SW, d.PW, d.W), count_include_pad));
   }
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c)
     pool_avx2::avg_backward_plane(dx + p * HW, dy + p * OHW, div.data(), geo);
 #endif
@@ -400,7 +408,7 @@ void pool2d_avg_backward(T* dx, const T* dy, bool count_include_pad, const PoolD
   const Span cols = interior_cols(d);
   const int64_t n = cols.hi - cols.lo;
   const int64_t ws0 = cols.lo * d.SW - d.PW;  // window start of the first interior column
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, ih)
     const int64_t p = r / d.H, ih = r % d.H;
     T* dxr = dx + r * W;                // dx[n, c, ih] (W,)
@@ -436,7 +444,7 @@ void pool2d_avg_backward(T* dx, const T* dy, bool count_include_pad, const PoolD
 template <typename T>
 void pool2d_avg_backward_naive(T* dx, const T* dy, bool count_include_pad, const PoolDims& d) {
   const int64_t planes = d.N * d.C, HW = d.H * d.W;
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
     T* dxp = dx + p * HW;                         // dx[n, c] (H, W)
     std::fill(dxp, dxp + HW, T(0));
@@ -456,7 +464,7 @@ void pool2d_avg_backward_naive(T* dx, const T* dy, bool count_include_pad, const
 
 int64_t pool2d_first_bad_index(const int64_t* ind, int64_t count, int64_t limit) {
   int64_t first = count;
-  CF_OMP_FOR(schedule(static) reduction(min : first))
+  CF_OMP_FOR(schedule(static) reduction(min : first) if(count >= kMinParallelElements))
   for (int64_t i = 0; i < count; ++i)  // ind (count,)
     if (ind[i] < 0 || ind[i] >= limit) first = std::min(first, i);
   return first == count ? -1 : first;
@@ -468,7 +476,7 @@ template <typename T>
 void global_pool2d_avg_forward(T* y, const T* x, const PoolDims& d) {
   const int64_t planes = d.N * d.C, rows = planes * d.H, W = d.W;
   std::vector<double> row_sum(static_cast<size_t>(rows));  // (N*C*H,)
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, h)
     const T* xr = x + r * W;            // x[n, c, h] (W,)
     // Four fixed partial sums (lanes w mod 4), combined in a fixed order.
@@ -480,7 +488,7 @@ void global_pool2d_avg_forward(T* y, const T* x, const PoolDims& d) {
     row_sum[r] = (s[0] + s[1]) + (s[2] + s[3]);
   }
   const double count = static_cast<double>(d.H * W);
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t p = 0; p < planes; ++p) {  // p: plane (n, c)
     double s = 0;
     for (int64_t h = 0; h < d.H; ++h) s += row_sum[p * d.H + h];
@@ -493,7 +501,7 @@ void global_pool2d_max_forward(T* y, int64_t* ind, const T* x, const PoolDims& d
   const int64_t planes = d.N * d.C, rows = planes * d.H, W = d.W;
   std::vector<T> row_best(static_cast<size_t>(rows));        // (N*C*H,)
   std::vector<int64_t> row_ind(static_cast<size_t>(rows));   // (N*C*H,) h*W + w
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, h)
     const T* xr = x + r * W;            // x[n, c, h] (W,)
     T best = xr[0];
@@ -506,7 +514,7 @@ void global_pool2d_max_forward(T* y, int64_t* ind, const T* x, const PoolDims& d
     row_best[r] = best;
     row_ind[r] = (r % d.H) * W + bw;
   }
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t p = 0; p < planes; ++p) {  // p: plane (n, c); rows in order keep the first winner
     T best = row_best[p * d.H];
     int64_t bi = row_ind[p * d.H];
@@ -524,7 +532,7 @@ template <typename T>
 void global_pool2d_avg_backward(T* dx, const T* dy, const PoolDims& d) {
   const int64_t rows = d.N * d.C * d.H, W = d.W;
   const double count = static_cast<double>(d.H * W);
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, h)
     const T g = static_cast<T>(static_cast<double>(dy[r / d.H]) / count);
     std::fill(dx + r * W, dx + (r + 1) * W, g);  // dx[n, c, h] (W,)

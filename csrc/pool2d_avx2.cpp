@@ -250,44 +250,58 @@ inline void covering_rows(const Geo& g, int64_t ih, int64_t& lo, int64_t& hi) {
 }
 
 // Windows that do not overlap (SW = 2, KW <= 2, SH >= KH): every dx element lies in at most one
-// window, dx = 0 + dy / div there and 0 elsewhere; each row is written once, directly.
-// dx (H, W), dy and div (OH, OW).
+// window, dx = 0 + dy / div there and 0 elsewhere. Walks the output rows: each computes its dx
+// row once (in a row buffer of W + 2L) and copies it to the (up to KH) input rows it covers;
+// rows in no window are zeroed. dx (H, W), dy and div (OH, OW); row (W + 2L,) scratch.
 template <typename T>
-void avg_plane_direct(T* dx, const T* dy, const T* div, const Geo& g) {
+void avg_plane_direct(T* dx, const T* dy, const T* div, const Geo& g, T* row) {
   using Vt = V<T>;
   constexpr int L = Vt::L;
-  for (int64_t ih = 0; ih < g.H; ++ih) {              // input rows
-    T* dxr = dx + ih * g.W;                           // dx[ih] (W,)
-    int64_t oh, oh_hi;
-    covering_rows(g, ih, oh, oh_hi);
-    if (oh >= oh_hi) {                                // in no window
-      for (int64_t iw0 = 0; iw0 < g.W; iw0 += L) Vt::store(dxr + iw0, g.W - iw0, Vt::zero());
-      continue;
-    }
+  const int64_t OHW = g.OH * g.OW;
+  const bool interior = g.col_hi > g.col_lo;
+  // Interior dx columns [c_lo, c_hi) (with KW = 1 the last window's gap column may be W).
+  const int64_t c_lo = interior ? g.col_lo * 2 - g.PW : g.W;
+  const int64_t c_hi = interior ? imin(g.col_hi * 2 - g.PW, g.W) : g.W;
+  auto zero_rows = [&](int64_t h0, int64_t h1) {      // dx rows [h0, h1) = 0
+    for (int64_t i = h0 * g.W; i < h1 * g.W; i += L) Vt::store(dx + i, h1 * g.W - i, Vt::zero());
+  };
+  int64_t next = 0;                                   // first dx row not yet written
+  for (int64_t oh = 0; oh < g.OH; ++oh) {             // output rows
+    const int64_t hs = oh * g.SH - g.PH;
+    const int64_t h0 = imax(hs, 0), h1 = imin(hs + g.KH, g.H);  // covered input rows
+    zero_rows(next, h0);
     const T* dr = dy + oh * g.OW;                     // dy[oh] (OW,)
     const T* qr = div + oh * g.OW;                    // div[oh] (OW,)
     auto column = [&](int64_t iw) {                   // one column outside the interior
       const int64_t ow = (iw + g.PW) / 2, kw = (iw + g.PW) % 2;
-      dxr[iw] = kw < g.KW && ow < g.OW ? T(0) + dr[ow] / qr[ow] : T(0);
+      row[iw] = kw < g.KW && ow < g.OW ? T(0) + dr[ow] / qr[ow] : T(0);
     };
-    const bool interior = g.col_hi > g.col_lo;
-    // Interior dx columns [c_lo, c_hi) (with KW = 1 the last window's gap column may be W).
-    const int64_t c_lo = interior ? g.col_lo * 2 - g.PW : g.W;
-    const int64_t c_hi = interior ? imin(g.col_hi * 2 - g.PW, g.W) : g.W;
     for (int64_t iw = 0; iw < c_lo; ++iw) column(iw);
     for (int64_t j0 = g.col_lo; j0 < g.col_hi; j0 += L) {  // blocks of L interior windows
-      const int64_t nr = imin(L, g.col_hi - j0);
-      const typename Vt::mask m = Vt::below(nr);
-      const typename Vt::reg v =
-          Vt::add(Vt::zero(), Vt::div(Vt::load(m, dr + j0), Vt::load(m, qr + j0)));
+      // Lanes past col_hi may read the next row (never past the plane): their results land
+      // in the row buffer past c_hi and are overwritten or not copied.
+      const int64_t o = oh * g.OW + j0;
+      const bool full = o + L <= OHW;
+      const typename Vt::mask m = Vt::below(g.col_hi - j0);
+      const typename Vt::reg num = full ? Vt::loadu(dr + j0) : Vt::load(m, dr + j0);
+      const typename Vt::reg den = full ? Vt::loadu(qr + j0) : Vt::load(m, qr + j0);
+      const typename Vt::reg v = Vt::add(Vt::zero(), Vt::div(num, den));
       typename Vt::reg lo, hi;
       Vt::interleave(v, g.KW == 2 ? v : Vt::zero(), lo, hi);  // dx columns ws, ws + 1
-      const int64_t c0 = j0 * 2 - g.PW, count = imin(2 * nr, c_hi - c0);
-      Vt::store(dxr + c0, imin(count, L), lo);
-      if (count > L) Vt::store(dxr + c0 + L, count - L, hi);
+      const int64_t c0 = j0 * 2 - g.PW;
+      Vt::storeu(row + c0, lo);
+      Vt::storeu(row + c0 + L, hi);
     }
     for (int64_t iw = c_hi; iw < g.W; ++iw) column(iw);
+    for (int64_t ih = h0; ih < h1; ++ih) {            // covered input rows: dx[ih] = row
+      T* d = dx + ih * g.W;
+      int64_t iw = 0;
+      for (; iw + L <= g.W; iw += L) Vt::storeu(d + iw, Vt::loadu(row + iw));
+      if (iw < g.W) Vt::store(d + iw, g.W - iw, Vt::loadu(row + iw));
+    }
+    next = imax(next, h1);
   }
+  zero_rows(next, g.H);
 }
 
 // This thread's scratch, grown on demand and kept between calls.
@@ -382,8 +396,12 @@ void avg_row(T* y, const T* xp, int64_t W, int64_t HW, int64_t h0, int64_t h1, i
 
 template <typename T>
 void avg_backward_plane(T* dx, const T* dy, const T* div, const Geo& g) {
-  if (g.SW == 2 && g.KW <= 2 && g.SH >= g.KH) avg_plane_direct(dx, dy, div, g);
-  else avg_plane_gather(dx, dy, div, g);
+  if (g.SW == 2 && g.KW <= 2 && g.SH >= g.KH) {
+    T* row = static_cast<T*>(scratch(sizeof(T) * static_cast<size_t>(g.W + 2 * V<T>::L)));
+    avg_plane_direct(dx, dy, div, g, row);
+  } else {
+    avg_plane_gather(dx, dy, div, g);
+  }
 }
 
 #define CF_POOL_AVX2_INSTANTIATE(T)                                                             \

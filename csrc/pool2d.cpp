@@ -42,6 +42,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace convforge {
@@ -105,6 +106,30 @@ inline bool simd_forward(const PoolDims& d) {
 inline bool simd_avg_backward(const PoolDims& d) {
   return use_avx2() && (d.SW == 1 || (d.SW == 2 && d.KW <= 2));
 }
+
+// Short rows (float, OW <= 4, every column interior) go two per vector (pool_avx2::best_rows2):
+// the forward then walks pairs of output rows (step 2) and hands a pair to the paired kernel
+// when both rows' windows are unclipped and its reads stay in the plane; any other row runs
+// alone. Otherwise step 1: one output row per task.
+struct PairRows {
+  const PoolDims& d;
+  bool on;
+  int64_t step, per_plane;  // output rows per task, tasks per plane
+  PairRows(const PoolDims& dims, Span cols, bool allowed)
+      : d(dims),
+        on(allowed && d.OW <= 4 && cols.lo == 0 && cols.hi == d.OW),
+        step(on ? 2 : 1),
+        per_plane(on ? (d.OH + 1) / 2 : d.OH) {}
+  bool full(int64_t oh) const {  // window rows of output row oh inside [0, H)
+    const int64_t hs = oh * d.SH - d.PH;
+    return hs >= 0 && hs + d.KH <= d.H;
+  }
+  bool fits(int64_t oh) const {  // rows oh, oh + 1 can run paired
+    if (!on || oh + 1 >= d.OH || !full(oh) || !full(oh + 1)) return false;
+    const int64_t last = ((oh + 1) * d.SH - d.PH + d.KH - 1) * d.W - d.PW + d.KW - 1;
+    return last + 4 * d.SW <= d.H * d.W;
+  }
+};
 
 inline pool_avx2::Geo plane_geo(const PoolDims& d, Span cols) {
   return {d.H, d.W, d.KH, d.KW, d.SH, d.SW, d.PH, d.PW, d.OH, d.OW, cols.lo, cols.hi};
@@ -266,17 +291,30 @@ void best_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
     best_forward_naive<IsMax>(y, ind, x, d);
     return;
   }
-  const int64_t rows = d.N * d.C * d.OH;
   const Span cols = interior_cols(d);
   const bool simd = simd_forward(d);
+  const PairRows pairs(d, cols, simd && std::is_same_v<T, float>);
+  const int64_t tasks = d.N * d.C * pairs.per_plane;
   CF_OMP(omp parallel num_threads(::convforge::max_threads()) if(worth_parallel(d)))
   {
     std::vector<int32_t> tap(static_cast<size_t>(d.OW));  // per-thread scratch (OW,)
     CF_OMP(omp for schedule(static))
-    for (int64_t r = 0; r < rows; ++r) {  // r: output row (n, c, oh)
-      const int64_t p = r / d.OH, oh = r % d.OH;
-      best_row<IsMax>(y + r * d.OW, ind + r * d.OW, tap.data(), x + p * d.H * d.W, d, oh, cols,
-                      simd);
+    for (int64_t t = 0; t < tasks; ++t) {  // t: output row (n, c, oh), or row pair (oh, oh + 1)
+      const int64_t p = t / pairs.per_plane, oh = (t % pairs.per_plane) * pairs.step;
+      const int64_t r = p * d.OH + oh;     // first output row of the task
+      const T* xp = x + p * d.H * d.W;     // x[n, c] (H, W)
+#ifdef CF_POOL_AVX2
+      if constexpr (std::is_same_v<T, float>) {
+        if (pairs.fits(oh)) {
+          pool_avx2::best_rows2<IsMax>(y + r * d.OW, ind + r * d.OW, xp, d.W, oh * d.SH - d.PH,
+                                       (oh + 1) * d.SH - d.PH, d.KH, d.KW, -d.PW, d.OW, d.SW);
+          continue;
+        }
+      }
+#endif
+      for (int64_t k = 0; k < pairs.step && oh + k < d.OH; ++k)
+        best_row<IsMax>(y + (r + k) * d.OW, ind + (r + k) * d.OW, tap.data(), xp, d, oh + k,
+                        cols, simd);
     }
   }
 }
@@ -314,13 +352,26 @@ void pool2d_min_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
 
 template <typename T>
 void pool2d_avg_forward(T* y, const T* x, bool count_include_pad, const PoolDims& d) {
-  const int64_t rows = d.N * d.C * d.OH;
   const Span cols = interior_cols(d);
   const bool simd = simd_forward(d);
+  const PairRows pairs(d, cols, simd && std::is_same_v<T, float>);
+  const int64_t tasks = d.N * d.C * pairs.per_plane;
   CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
-  for (int64_t r = 0; r < rows; ++r) {  // r: output row (n, c, oh)
-    const int64_t p = r / d.OH, oh = r % d.OH;
-    avg_row(y + r * d.OW, x + p * d.H * d.W, d, oh, cols, count_include_pad, simd);
+  for (int64_t t = 0; t < tasks; ++t) {  // t: output row (n, c, oh), or row pair (oh, oh + 1)
+    const int64_t p = t / pairs.per_plane, oh = (t % pairs.per_plane) * pairs.step;
+    const int64_t r = p * d.OH + oh;     // first output row of the task
+    const T* xp = x + p * d.H * d.W;     // x[n, c] (H, W)
+#ifdef CF_POOL_AVX2
+    if constexpr (std::is_same_v<T, float>) {
+      if (pairs.fits(oh)) {  // unclipped windows: divisor KH*KW either way
+        pool_avx2::avg_rows2(y + r * d.OW, xp, d.W, oh * d.SH - d.PH, (oh + 1) * d.SH - d.PH,
+                             d.KH, d.KW, -d.PW, d.OW, d.SW, static_cast<float>(d.KH * d.KW));
+        continue;
+      }
+    }
+#endif
+    for (int64_t k = 0; k < pairs.step && oh + k < d.OH; ++k)
+      avg_row(y + (r + k) * d.OW, xp, d, oh + k, cols, count_include_pad, simd);
   }
 }
 

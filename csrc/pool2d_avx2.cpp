@@ -241,6 +241,77 @@ void avg_row_s(T* yr, const T* xp, int64_t W, int64_t HW, int64_t h0, int64_t h1
   }
 }
 
+// Two short output rows a and b in one float vector: lanes 0..3 hold columns 0..3 of row a,
+// lanes 4..7 those of row b (OW <= 4). Tap (kh, kw) of a lane is x at row h + kh, column
+// ws0 + j*S + kw, h = ha or hb; every read stays in the plane (the caller checks). The lanes
+// follow the naive per-window order, as best_row_s does.
+template <int S>
+inline __m256 load_pair(const float* pa, const float* pb) {
+  const __m256 a = _mm256_set_m128(_mm_loadu_ps(pb), _mm_loadu_ps(pa));  // pa[0..3] | pb[0..3]
+  if constexpr (S == 1) return a;
+  const __m256 b = _mm256_set_m128(_mm_loadu_ps(pb + 4), _mm_loadu_ps(pa + 4));
+  return _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));  // pa[0,2,4,6] | pb[0,2,4,6]
+}
+
+inline __m256i pair_positions(int64_t pa, int64_t pb, int S) {  // pa + j*S | pb + j*S
+  const __m256i j = _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3);
+  return _mm256_add_epi32(
+      _mm256_set_m128i(_mm_set1_epi32(static_cast<int32_t>(pb)),
+                       _mm_set1_epi32(static_cast<int32_t>(pa))),
+      _mm256_mullo_epi32(j, _mm256_set1_epi32(S)));
+}
+
+// y, ind (2*OW,): row a then row b. Lanes j >= OW are computed and dropped.
+inline void store_pair(float* y, int64_t* ind, int64_t OW, __m256 v, const __m256i* pos) {
+  if (OW == 4) {
+    _mm256_storeu_ps(y, v);
+    if (pos) V<float>::store_index(ind, 8, *pos);
+    return;
+  }
+  alignas(32) float t[8];
+  alignas(32) int32_t q[8];
+  _mm256_store_ps(t, v);
+  if (pos) _mm256_store_si256(reinterpret_cast<__m256i*>(q), *pos);
+  for (int64_t j = 0; j < OW; ++j) {                  // row a, row b
+    y[j] = t[j];
+    y[OW + j] = t[4 + j];
+    if (pos) {
+      ind[j] = q[j];
+      ind[OW + j] = q[4 + j];
+    }
+  }
+}
+
+template <bool IsMax, int S>
+void best_rows2_s(float* y, int64_t* ind, const float* xp, int64_t W, int64_t ha, int64_t hb,
+                  int64_t KH, int64_t KW, int64_t ws0, int64_t OW) {
+  using Vt = V<float>;
+  __m256 best = load_pair<S>(xp + ha * W + ws0, xp + hb * W + ws0);
+  __m256i pos = pair_positions(ha * W + ws0, hb * W + ws0, S);
+  for (int64_t kh = 0; kh < KH; ++kh) {               // window rows
+    for (int64_t kw = 0; kw < KW; ++kw) {             // window columns (taps in window order)
+      if (kh == 0 && kw == 0) continue;               // tap 0 started the windows
+      const int64_t pa = (ha + kh) * W + ws0 + kw, pb = (hb + kh) * W + ws0 + kw;
+      const __m256 v = load_pair<S>(xp + pa, xp + pb);
+      const Vt::mask take = IsMax ? Vt::better_max(v, best) : Vt::better_min(v, best);
+      best = Vt::blend(take, best, v);
+      pos = Vt::iblend(take, pos, pair_positions(pa, pb, S));
+    }
+  }
+  store_pair(y, ind, OW, best, &pos);
+}
+
+template <int S>
+void avg_rows2_s(float* y, const float* xp, int64_t W, int64_t ha, int64_t hb, int64_t KH,
+                 int64_t KW, int64_t ws0, int64_t OW, float div) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t kh = 0; kh < KH; ++kh)                 // window rows
+    for (int64_t kw = 0; kw < KW; ++kw)               // window columns
+      acc = _mm256_add_ps(acc, load_pair<S>(xp + (ha + kh) * W + ws0 + kw,
+                                            xp + (hb + kh) * W + ws0 + kw));
+  store_pair(y, nullptr, OW, _mm256_div_ps(acc, _mm256_set1_ps(div)), nullptr);
+}
+
 // ---- average backward --------------------------------------------------------------------------
 
 // Output rows [lo, hi) whose window holds input row ih.
@@ -392,6 +463,23 @@ void avg_row(T* y, const T* xp, int64_t W, int64_t HW, int64_t h0, int64_t h1, i
              int64_t n, int64_t KW, int64_t SW, T div) {
   if (SW == 1) avg_row_s<1>(y, xp, W, HW, h0, h1, ws0, n, KW, div);
   else avg_row_s<2>(y, xp, W, HW, h0, h1, ws0, n, KW, div);
+}
+
+template <bool IsMax>
+void best_rows2(float* y, int64_t* ind, const float* xp, int64_t W, int64_t ha, int64_t hb,
+                int64_t KH, int64_t KW, int64_t ws0, int64_t OW, int64_t SW) {
+  if (SW == 1) best_rows2_s<IsMax, 1>(y, ind, xp, W, ha, hb, KH, KW, ws0, OW);
+  else best_rows2_s<IsMax, 2>(y, ind, xp, W, ha, hb, KH, KW, ws0, OW);
+}
+template void best_rows2<true>(float*, int64_t*, const float*, int64_t, int64_t, int64_t,
+                               int64_t, int64_t, int64_t, int64_t, int64_t);
+template void best_rows2<false>(float*, int64_t*, const float*, int64_t, int64_t, int64_t,
+                                int64_t, int64_t, int64_t, int64_t, int64_t);
+
+void avg_rows2(float* y, const float* xp, int64_t W, int64_t ha, int64_t hb, int64_t KH,
+               int64_t KW, int64_t ws0, int64_t OW, int64_t SW, float div) {
+  if (SW == 1) avg_rows2_s<1>(y, xp, W, ha, hb, KH, KW, ws0, OW, div);
+  else avg_rows2_s<2>(y, xp, W, ha, hb, KH, KW, ws0, OW, div);
 }
 
 template <typename T>

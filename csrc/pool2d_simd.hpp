@@ -32,6 +32,17 @@ template <typename T>
 void avg_row(T* y, const T* xp, int64_t W, int64_t HW, int64_t h0, int64_t h1, int64_t ws0,
              int64_t n, int64_t KW, int64_t SW, T div);
 
+// Two output rows at once, float, for short rows: OW <= 4, every output column interior
+// (window columns ws0 + j*SW + [0, KW) inside [0, W)), both rows' windows unclipped: rows
+// [ha, ha + KH) and [hb, hb + KH) inside [0, H); SW is 1 or 2; every read stays in the plane:
+// (hb + KH - 1)*W + ws0 + KW - 1 + 4*SW <= H*W. y, ind (2*OW,) = row a then row b (contiguous
+// in y when b = a + 1). Same results as best_row / avg_row on each row.
+template <bool IsMax>
+void best_rows2(float* y, int64_t* ind, const float* xp, int64_t W, int64_t ha, int64_t hb,
+                int64_t KH, int64_t KW, int64_t ws0, int64_t OW, int64_t SW);
+void avg_rows2(float* y, const float* xp, int64_t W, int64_t ha, int64_t hb, int64_t KH,
+               int64_t KW, int64_t ws0, int64_t OW, int64_t SW, float div);
+
 // ---- backward, one plane ---------------------------------------------------------------------
 // Average backward by gathering: dx[i] = 0 + sum, in ascending (oh, ow) order, of
 // dy[oh, ow] / div[oh, ow] over the windows holding i. div (OH, OW): the divisor of each window.

@@ -109,8 +109,8 @@ inline bool simd_avg_backward(const PoolDims& d) {
 
 // Short rows (float, OW <= 4, every column interior) go two per vector (pool_avx2::best_rows2):
 // the forward then walks pairs of output rows (step 2) and hands a pair to the paired kernel
-// when both rows' windows are unclipped and its reads stay in the plane; any other row runs
-// alone. Otherwise step 1: one output row per task.
+// when both rows' windows are unclipped and its reads stay inside x; any other row runs alone.
+// Otherwise step 1: one output row per task.
 struct PairRows {
   const PoolDims& d;
   bool on;
@@ -124,10 +124,12 @@ struct PairRows {
     const int64_t hs = oh * d.SH - d.PH;
     return hs >= 0 && hs + d.KH <= d.H;
   }
-  bool fits(int64_t oh) const {  // rows oh, oh + 1 can run paired
+  // Rows oh, oh + 1 of plane p can run paired. The paired loads read up to 4*SW - 1 elements
+  // past a window; they may run into the next plane, not past x.
+  bool fits(int64_t p, int64_t oh) const {
     if (!on || oh + 1 >= d.OH || !full(oh) || !full(oh + 1)) return false;
     const int64_t last = ((oh + 1) * d.SH - d.PH + d.KH - 1) * d.W - d.PW + d.KW - 1;
-    return last + 4 * d.SW <= d.H * d.W;
+    return last + 4 * d.SW <= (d.N * d.C - p) * d.H * d.W;
   }
 };
 
@@ -305,7 +307,7 @@ void best_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
       const T* xp = x + p * d.H * d.W;     // x[n, c] (H, W)
 #ifdef CF_POOL_AVX2
       if constexpr (std::is_same_v<T, float>) {
-        if (pairs.fits(oh)) {
+        if (pairs.fits(p, oh)) {
           pool_avx2::best_rows2<IsMax>(y + r * d.OW, ind + r * d.OW, xp, d.W, oh * d.SH - d.PH,
                                        (oh + 1) * d.SH - d.PH, d.KH, d.KW, -d.PW, d.OW, d.SW);
           continue;
@@ -363,7 +365,7 @@ void pool2d_avg_forward(T* y, const T* x, bool count_include_pad, const PoolDims
     const T* xp = x + p * d.H * d.W;     // x[n, c] (H, W)
 #ifdef CF_POOL_AVX2
     if constexpr (std::is_same_v<T, float>) {
-      if (pairs.fits(oh)) {  // unclipped windows: divisor KH*KW either way
+      if (pairs.fits(p, oh)) {  // unclipped windows: divisor KH*KW either way
         pool_avx2::avg_rows2(y + r * d.OW, xp, d.W, oh * d.SH - d.PH, (oh + 1) * d.SH - d.PH,
                              d.KH, d.KW, -d.PW, d.OW, d.SW, static_cast<float>(d.KH * d.KW));
         continue;

@@ -243,7 +243,7 @@ void avg_row_s(T* yr, const T* xp, int64_t W, int64_t HW, int64_t h0, int64_t h1
 
 // Two short output rows a and b in one float vector: lanes 0..3 hold columns 0..3 of row a,
 // lanes 4..7 those of row b (OW <= 4). Tap (kh, kw) of a lane is x at row h + kh, column
-// ws0 + j*S + kw, h = ha or hb; every read stays in the plane (the caller checks). The lanes
+// ws0 + j*S + kw, h = ha or hb; every read stays inside x (the caller checks). The lanes
 // follow the naive per-window order, as best_row_s does.
 template <int S>
 inline __m256 load_pair(const float* pa, const float* pb) {

@@ -34,8 +34,9 @@ void avg_row(T* y, const T* xp, int64_t W, int64_t HW, int64_t h0, int64_t h1, i
 
 // Two output rows at once, float, for short rows: OW <= 4, every output column interior
 // (window columns ws0 + j*SW + [0, KW) inside [0, W)), both rows' windows unclipped: rows
-// [ha, ha + KH) and [hb, hb + KH) inside [0, H); SW is 1 or 2; every read stays in the plane:
-// (hb + KH - 1)*W + ws0 + KW - 1 + 4*SW <= H*W. y, ind (2*OW,) = row a then row b (contiguous
+// [ha, ha + KH) and [hb, hb + KH) inside [0, H); SW is 1 or 2; the loads read up to 4*SW - 1
+// elements past the last window element, which must lie in x (they may be the next plane's):
+// (hb + KH - 1)*W + ws0 + KW - 1 + 4*SW <= elements of x from xp on. y, ind (2*OW,) = row a then row b (contiguous
 // in y when b = a + 1). Same results as best_row / avg_row on each row.
 template <bool IsMax>
 void best_rows2(float* y, int64_t* ind, const float* xp, int64_t W, int64_t ha, int64_t hb,

@@ -12,7 +12,8 @@
 //   avg:     y = (sum of the clipped window) / divisor, the sum taken in row-major window order
 //            in T, divisor = count_include_pad ? (min(hs+KH, H+PH) - hs) * (min(ws+KW, W+PW) - ws)
 //                                              : clipped row count * clipped column count.
-//   backward max/min: dx = 0, then dx[ind] += dy (overlapping windows sum).
+//   backward max/min: dx = 0, then dx[ind] += dy (overlapping windows sum); an index outside
+//                     [0, H*W) is skipped and reported (return value false).
 //   backward avg:     dx[i] = sum over the windows holding i, in (oh, ow) order, of dy / divisor.
 //   global avg: y = (sum of the plane, in double) / (H*W); global max as max over one window.
 //
@@ -26,18 +27,36 @@
 // run taps outer, output columns inner, so the inner loop is a plain strided (often contiguous)
 // sweep the compiler vectorises; border columns use the naive per-window code. The per-element
 // order of operations is the naive one, so fast and naive kernels agree bit for bit.
+// With ISA avx2 or avx512 (current_isa()), column strides 1 and 2 run the interior columns
+// through the AVX2 row kernels of pool2d_avx2.cpp instead (masked tails, so short rows stay in
+// vector registers), and the average backward gathers plane by plane there (parallel over
+// planes); same per-element operations and order, so every ISA gives the same bits.
+// Max/min backward is a scalar scatter for every ISA; it checks each index against [0, H*W)
+// as it goes (the binding then raises), so the indices are read once.
 //
 // Every kernel overwrites its outputs.
 #include "convforge/pool2d.hpp"
 #include "convforge/cpu.hpp"
+#include "pool2d_simd.hpp"
 
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace convforge {
 namespace {
+
+// AVX2 kernels (pool2d_avx2.cpp) exist on GCC/Clang x86-64 builds (CF_POOL_AVX2); they run when
+// the dispatcher's ISA is avx2 or avx512 (the 512-bit unit would add little to these
+// memory-bound loops).
+#if defined(CONVFORGE_X86) && (defined(__GNUC__) || defined(__clang__))
+#define CF_POOL_AVX2 1
+inline bool use_avx2() { return current_isa() != Isa::baseline; }
+#else
+inline bool use_avx2() { return false; }
+#endif
 
 inline int64_t floor_div(int64_t a, int64_t b) {  // b > 0
   return a >= 0 ? a / b : -((-a + b - 1) / b);
@@ -67,6 +86,55 @@ inline Span interior_cols(const PoolDims& d) {
   const int64_t lo = std::min(ceil_div(d.PW, d.SW), d.OW);
   const int64_t hi = last_start >= 0 ? std::min(floor_div(last_start, d.SW) + 1, d.OW) : 0;
   return {lo, std::max(hi, lo)};
+}
+
+// Below this many elements (input or output, the larger) a parallel region costs about as much
+// as it saves: starting and joining the team takes microseconds, and on a loaded machine, where
+// a woken thread waits for a core, up to milliseconds.
+constexpr int64_t kMinParallelElements = 4096;
+inline bool worth_parallel(const PoolDims& d) {
+  return d.N * d.C * std::max(d.H * d.W, d.OH * d.OW) >= kMinParallelElements;
+}
+
+// The AVX2 row kernels take column strides 1 and 2 and int32 positions ih*W + iw.
+inline bool simd_forward(const PoolDims& d) {
+  return use_avx2() && (d.SW == 1 || d.SW == 2) && d.H * d.W <= INT32_MAX;
+}
+
+// The AVX2 average backward gathers: SW = 1, or SW = 2 with KW <= 2 (windows do not overlap
+// along a row).
+inline bool simd_avg_backward(const PoolDims& d) {
+  return use_avx2() && (d.SW == 1 || (d.SW == 2 && d.KW <= 2));
+}
+
+// Short rows (float, OW <= 4, every column interior) go two per vector (pool_avx2::best_rows2):
+// the forward then walks pairs of output rows (step 2) and hands a pair to the paired kernel
+// when both rows' windows are unclipped and its reads stay inside x; any other row runs alone.
+// Otherwise step 1: one output row per task.
+struct PairRows {
+  const PoolDims& d;
+  bool on;
+  int64_t step, per_plane;  // output rows per task, tasks per plane
+  PairRows(const PoolDims& dims, Span cols, bool allowed)
+      : d(dims),
+        on(allowed && d.OW <= 4 && cols.lo == 0 && cols.hi == d.OW),
+        step(on ? 2 : 1),
+        per_plane(on ? (d.OH + 1) / 2 : d.OH) {}
+  bool full(int64_t oh) const {  // window rows of output row oh inside [0, H)
+    const int64_t hs = oh * d.SH - d.PH;
+    return hs >= 0 && hs + d.KH <= d.H;
+  }
+  // Rows oh, oh + 1 of plane p can run paired. The paired loads read up to 4*SW - 1 elements
+  // past a window; they may run into the next plane, not past x.
+  bool fits(int64_t p, int64_t oh) const {
+    if (!on || oh + 1 >= d.OH || !full(oh) || !full(oh + 1)) return false;
+    const int64_t last = ((oh + 1) * d.SH - d.PH + d.KH - 1) * d.W - d.PW + d.KW - 1;
+    return last + 4 * d.SW <= (d.N * d.C - p) * d.H * d.W;
+  }
+};
+
+inline pool_avx2::Geo plane_geo(const PoolDims& d, Span cols) {
+  return {d.H, d.W, d.KH, d.KW, d.SH, d.SW, d.PH, d.PW, d.OH, d.OW, cols.lo, cols.hi};
 }
 
 // Does v replace best? Strictly better, or v is a NaN and best is not (the first NaN is kept).
@@ -142,7 +210,7 @@ inline void scatter_tap(T* __restrict dc, const T* __restrict dyc, T div, int64_
 // yr, ir: y[n, c, oh] and ind[n, c, oh] (OW,); xp: x[n, c] (H, W); tap: scratch (OW,).
 template <bool IsMax, typename T>
 void best_row(T* yr, int64_t* ir, int32_t* tap, const T* xp, const PoolDims& d, int64_t oh,
-              Span cols) {
+              Span cols, bool simd) {
   const int64_t W = d.W;
   const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
   auto border = [&](int64_t ow) {
@@ -155,6 +223,13 @@ void best_row(T* yr, int64_t* ir, int32_t* tap, const T* xp, const PoolDims& d, 
   if (n == 0) return;
   T* yc = yr + cols.lo;
   const int64_t ws0 = cols.lo * d.SW - d.PW;  // window start of the first interior column
+#ifdef CF_POOL_AVX2
+  if (simd) {
+    pool_avx2::best_row<IsMax>(yc, ir + cols.lo, xp, W, d.H * W, rh.lo, rh.hi, ws0, n, d.KW,
+                               d.SW);
+    return;
+  }
+#endif
   for (int64_t j = 0; j < n; ++j) {            // tap 0 = (rh.lo, 0) starts every window
     yc[j] = xp[rh.lo * W + ws0 + j * d.SW];
     tap[j] = 0;
@@ -176,7 +251,7 @@ void best_row(T* yr, int64_t* ir, int32_t* tap, const T* xp, const PoolDims& d, 
 
 // yr: y[n, c, oh] (OW,); xp: x[n, c] (H, W).
 template <typename T>
-void avg_row(T* yr, const T* xp, const PoolDims& d, int64_t oh, Span cols, bool cip) {
+void avg_row(T* yr, const T* xp, const PoolDims& d, int64_t oh, Span cols, bool cip, bool simd) {
   const int64_t W = d.W;
   const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
   auto border = [&](int64_t ow) {
@@ -189,6 +264,14 @@ void avg_row(T* yr, const T* xp, const PoolDims& d, int64_t oh, Span cols, bool 
   if (n == 0) return;
   T* yc = yr + cols.lo;
   const int64_t ws0 = cols.lo * d.SW - d.PW;
+  // Interior columns: the clipped and the padded column count are both KW.
+  const T div = static_cast<T>((cip ? rh.padded : rh.hi - rh.lo) * d.KW);
+#ifdef CF_POOL_AVX2
+  if (simd) {
+    pool_avx2::avg_row(yc, xp, W, d.H * W, rh.lo, rh.hi, ws0, n, d.KW, d.SW, div);
+    return;
+  }
+#endif
   for (int64_t j = 0; j < n; ++j) yc[j] = 0;
   for (int64_t ih = rh.lo; ih < rh.hi; ++ih) {           // window rows
     for (int64_t kw = 0; kw < d.KW; ++kw) {              // window columns
@@ -198,8 +281,6 @@ void avg_row(T* yr, const T* xp, const PoolDims& d, int64_t oh, Span cols, bool 
       else sum_tap<0>(yc, xr, n, d.SW);
     }
   }
-  // Interior columns: the clipped and the padded column count are both KW.
-  const T div = static_cast<T>((cip ? rh.padded : rh.hi - rh.lo) * d.KW);
   for (int64_t j = 0; j < n; ++j) yc[j] /= div;
 }
 
@@ -212,15 +293,30 @@ void best_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
     best_forward_naive<IsMax>(y, ind, x, d);
     return;
   }
-  const int64_t rows = d.N * d.C * d.OH;
   const Span cols = interior_cols(d);
-  CF_OMP(omp parallel num_threads(::convforge::max_threads()))
+  const bool simd = simd_forward(d);
+  const PairRows pairs(d, cols, simd && std::is_same_v<T, float>);
+  const int64_t tasks = d.N * d.C * pairs.per_plane;
+  CF_OMP(omp parallel num_threads(::convforge::max_threads()) if(worth_parallel(d)))
   {
     std::vector<int32_t> tap(static_cast<size_t>(d.OW));  // per-thread scratch (OW,)
     CF_OMP(omp for schedule(static))
-    for (int64_t r = 0; r < rows; ++r) {  // r: output row (n, c, oh)
-      const int64_t p = r / d.OH, oh = r % d.OH;
-      best_row<IsMax>(y + r * d.OW, ind + r * d.OW, tap.data(), x + p * d.H * d.W, d, oh, cols);
+    for (int64_t t = 0; t < tasks; ++t) {  // t: output row (n, c, oh), or row pair (oh, oh + 1)
+      const int64_t p = t / pairs.per_plane, oh = (t % pairs.per_plane) * pairs.step;
+      const int64_t r = p * d.OH + oh;     // first output row of the task
+      const T* xp = x + p * d.H * d.W;     // x[n, c] (H, W)
+#ifdef CF_POOL_AVX2
+      if constexpr (std::is_same_v<T, float>) {
+        if (pairs.fits(p, oh)) {
+          pool_avx2::best_rows2<IsMax>(y + r * d.OW, ind + r * d.OW, xp, d.W, oh * d.SH - d.PH,
+                                       (oh + 1) * d.SH - d.PH, d.KH, d.KW, -d.PW, d.OW, d.SW);
+          continue;
+        }
+      }
+#endif
+      for (int64_t k = 0; k < pairs.step && oh + k < d.OH; ++k)
+        best_row<IsMax>(y + (r + k) * d.OW, ind + (r + k) * d.OW, tap.data(), xp, d, oh + k,
+                        cols, simd);
     }
   }
 }
@@ -228,7 +324,7 @@ void best_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
 template <bool IsMax, typename T>
 void best_forward_naive(T* y, int64_t* ind, const T* x, const PoolDims& d) {
   const int64_t planes = d.N * d.C;
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
     const T* xp = x + p * d.H * d.W;              // x[n, c] (H, W)
     for (int64_t oh = 0; oh < d.OH; ++oh) {       // output rows
@@ -258,12 +354,26 @@ void pool2d_min_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
 
 template <typename T>
 void pool2d_avg_forward(T* y, const T* x, bool count_include_pad, const PoolDims& d) {
-  const int64_t rows = d.N * d.C * d.OH;
   const Span cols = interior_cols(d);
-  CF_OMP_FOR(schedule(static))
-  for (int64_t r = 0; r < rows; ++r) {  // r: output row (n, c, oh)
-    const int64_t p = r / d.OH, oh = r % d.OH;
-    avg_row(y + r * d.OW, x + p * d.H * d.W, d, oh, cols, count_include_pad);
+  const bool simd = simd_forward(d);
+  const PairRows pairs(d, cols, simd && std::is_same_v<T, float>);
+  const int64_t tasks = d.N * d.C * pairs.per_plane;
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
+  for (int64_t t = 0; t < tasks; ++t) {  // t: output row (n, c, oh), or row pair (oh, oh + 1)
+    const int64_t p = t / pairs.per_plane, oh = (t % pairs.per_plane) * pairs.step;
+    const int64_t r = p * d.OH + oh;     // first output row of the task
+    const T* xp = x + p * d.H * d.W;     // x[n, c] (H, W)
+#ifdef CF_POOL_AVX2
+    if constexpr (std::is_same_v<T, float>) {
+      if (pairs.fits(p, oh)) {  // unclipped windows: divisor KH*KW either way
+        pool_avx2::avg_rows2(y + r * d.OW, xp, d.W, oh * d.SH - d.PH, (oh + 1) * d.SH - d.PH,
+                             d.KH, d.KW, -d.PW, d.OW, d.SW, static_cast<float>(d.KH * d.KW));
+        continue;
+      }
+    }
+#endif
+    for (int64_t k = 0; k < pairs.step && oh + k < d.OH; ++k)
+      avg_row(y + (r + k) * d.OW, xp, d, oh + k, cols, count_include_pad, simd);
   }
 }
 
@@ -280,7 +390,7 @@ void pool2d_min_forward_naive(T* y, int64_t* ind, const T* x, const PoolDims& d)
 template <typename T>
 void pool2d_avg_forward_naive(T* y, const T* x, bool count_include_pad, const PoolDims& d) {
   const int64_t planes = d.N * d.C;
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
     const T* xp = x + p * d.H * d.W;              // x[n, c] (H, W)
     for (int64_t oh = 0; oh < d.OH; ++oh) {       // output rows
@@ -296,26 +406,62 @@ void pool2d_avg_forward_naive(T* y, const T* x, bool count_include_pad, const Po
 
 // ---- windowed backward -----------------------------------------------------------------------
 
+// The scatter of one plane: dx = 0, dx[ind] += dy for every index in [0, H*W); returns false
+// (and skips it) for an index outside. dxp (H*W,), dyp and ip (OH*OW,).
 template <typename T>
-void pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDims& d) {
-  const int64_t planes = d.N * d.C, HW = d.H * d.W, OHW = d.OH * d.OW;
-  CF_OMP_FOR(schedule(static))
-  for (int64_t p = 0; p < planes; ++p) {  // p: plane (n, c)
-    T* dxp = dx + p * HW;                 // dx[n, c] (H*W,)
-    const T* dyp = dy + p * OHW;          // dy[n, c] (OH*OW,)
-    const int64_t* ip = ind + p * OHW;    // ind[n, c] (OH*OW,)
-    std::fill(dxp, dxp + HW, T(0));
-    for (int64_t o = 0; o < OHW; ++o) dxp[ip[o]] += dyp[o];
+bool scatter_plane(T* dxp, const T* dyp, const int64_t* ip, int64_t HW, int64_t OHW) {
+  std::fill(dxp, dxp + HW, T(0));
+  bool ok = true;
+  for (int64_t o = 0; o < OHW; ++o) {  // outputs in (oh, ow) order
+    if (ip[o] < 0 || ip[o] >= HW) ok = false;
+    else dxp[ip[o]] += dyp[o];
   }
+  return ok;
+}
+
+// The scatter stays scalar: a vector gather (compare every index with every position of its
+// windows) was measured 2-4x slower with AVX2 on the k2 s2 and k3 s1 cases. The range check is
+// part of the scatter, so the indices are read once.
+template <typename T>
+bool pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDims& d) {
+  const int64_t planes = d.N * d.C, HW = d.H * d.W, OHW = d.OH * d.OW;
+  int ok = 1;
+  CF_OMP_FOR(schedule(static) reduction(min : ok) if(worth_parallel(d)))
+  for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c): dx[n, c] (H*W,), dy/ind (OH*OW,)
+    if (!scatter_plane(dx + p * HW, dy + p * OHW, ind + p * OHW, HW, OHW)) ok = 0;
+  return ok == 1;
+}
+
+// AVX2: one plane per task, gathered (see pool2d_avx2.cpp); div (OH, OW) is shared.
+template <typename T>
+void avg_backward_avx2(T* dx, const T* dy, bool count_include_pad, const PoolDims& d) {
+#ifdef CF_POOL_AVX2
+  const int64_t planes = d.N * d.C, HW = d.H * d.W, OHW = d.OH * d.OW;
+  const pool_avx2::Geo geo = plane_geo(d, interior_cols(d));
+  std::vector<T> div(static_cast<size_t>(OHW));  // (OH, OW) divisor of each window
+  for (int64_t oh = 0; oh < d.OH; ++oh) {          // output rows
+    const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
+    for (int64_t ow = 0; ow < d.OW; ++ow)          // output columns
+      div[oh * d.OW + ow] = static_cast<T>(
+          divisor(rh, window_range(ow, d.KW, d.SW, d.PW, d.W), count_include_pad));
+  }
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
+  for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c)
+    pool_avx2::avg_backward_plane(dx + p * HW, dy + p * OHW, div.data(), geo);
+#endif
 }
 
 template <typename T>
 void pool2d_avg_backward(T* dx, const T* dy, bool count_include_pad, const PoolDims& d) {
+  if (simd_avg_backward(d)) {
+    avg_backward_avx2(dx, dy, count_include_pad, d);
+    return;
+  }
   const int64_t rows = d.N * d.C * d.H, W = d.W;
   const Span cols = interior_cols(d);
   const int64_t n = cols.hi - cols.lo;
   const int64_t ws0 = cols.lo * d.SW - d.PW;  // window start of the first interior column
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, ih)
     const int64_t p = r / d.H, ih = r % d.H;
     T* dxr = dx + r * W;                // dx[n, c, ih] (W,)
@@ -351,7 +497,7 @@ void pool2d_avg_backward(T* dx, const T* dy, bool count_include_pad, const PoolD
 template <typename T>
 void pool2d_avg_backward_naive(T* dx, const T* dy, bool count_include_pad, const PoolDims& d) {
   const int64_t planes = d.N * d.C, HW = d.H * d.W;
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
     T* dxp = dx + p * HW;                         // dx[n, c] (H, W)
     std::fill(dxp, dxp + HW, T(0));
@@ -371,7 +517,7 @@ void pool2d_avg_backward_naive(T* dx, const T* dy, bool count_include_pad, const
 
 int64_t pool2d_first_bad_index(const int64_t* ind, int64_t count, int64_t limit) {
   int64_t first = count;
-  CF_OMP_FOR(schedule(static) reduction(min : first))
+  CF_OMP_FOR(schedule(static) reduction(min : first) if(count >= kMinParallelElements))
   for (int64_t i = 0; i < count; ++i)  // ind (count,)
     if (ind[i] < 0 || ind[i] >= limit) first = std::min(first, i);
   return first == count ? -1 : first;
@@ -383,7 +529,7 @@ template <typename T>
 void global_pool2d_avg_forward(T* y, const T* x, const PoolDims& d) {
   const int64_t planes = d.N * d.C, rows = planes * d.H, W = d.W;
   std::vector<double> row_sum(static_cast<size_t>(rows));  // (N*C*H,)
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, h)
     const T* xr = x + r * W;            // x[n, c, h] (W,)
     // Four fixed partial sums (lanes w mod 4), combined in a fixed order.
@@ -395,7 +541,7 @@ void global_pool2d_avg_forward(T* y, const T* x, const PoolDims& d) {
     row_sum[r] = (s[0] + s[1]) + (s[2] + s[3]);
   }
   const double count = static_cast<double>(d.H * W);
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t p = 0; p < planes; ++p) {  // p: plane (n, c)
     double s = 0;
     for (int64_t h = 0; h < d.H; ++h) s += row_sum[p * d.H + h];
@@ -408,7 +554,7 @@ void global_pool2d_max_forward(T* y, int64_t* ind, const T* x, const PoolDims& d
   const int64_t planes = d.N * d.C, rows = planes * d.H, W = d.W;
   std::vector<T> row_best(static_cast<size_t>(rows));        // (N*C*H,)
   std::vector<int64_t> row_ind(static_cast<size_t>(rows));   // (N*C*H,) h*W + w
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, h)
     const T* xr = x + r * W;            // x[n, c, h] (W,)
     T best = xr[0];
@@ -421,7 +567,7 @@ void global_pool2d_max_forward(T* y, int64_t* ind, const T* x, const PoolDims& d
     row_best[r] = best;
     row_ind[r] = (r % d.H) * W + bw;
   }
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t p = 0; p < planes; ++p) {  // p: plane (n, c); rows in order keep the first winner
     T best = row_best[p * d.H];
     int64_t bi = row_ind[p * d.H];
@@ -439,7 +585,7 @@ template <typename T>
 void global_pool2d_avg_backward(T* dx, const T* dy, const PoolDims& d) {
   const int64_t rows = d.N * d.C * d.H, W = d.W;
   const double count = static_cast<double>(d.H * W);
-  CF_OMP_FOR(schedule(static))
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, h)
     const T g = static_cast<T>(static_cast<double>(dy[r / d.H]) / count);
     std::fill(dx + r * W, dx + (r + 1) * W, g);  // dx[n, c, h] (W,)
@@ -452,7 +598,7 @@ void global_pool2d_avg_backward(T* dx, const T* dy, const PoolDims& d) {
   template void pool2d_max_forward<T>(T*, int64_t*, const T*, const PoolDims&);                 \
   template void pool2d_min_forward<T>(T*, int64_t*, const T*, const PoolDims&);                 \
   template void pool2d_avg_forward<T>(T*, const T*, bool, const PoolDims&);                     \
-  template void pool2d_index_backward<T>(T*, const T*, const int64_t*, const PoolDims&);        \
+  template bool pool2d_index_backward<T>(T*, const T*, const int64_t*, const PoolDims&);        \
   template void pool2d_avg_backward<T>(T*, const T*, bool, const PoolDims&);                    \
   template void pool2d_max_forward_naive<T>(T*, int64_t*, const T*, const PoolDims&);           \
   template void pool2d_min_forward_naive<T>(T*, int64_t*, const T*, const PoolDims&);           \

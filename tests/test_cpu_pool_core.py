@@ -370,7 +370,9 @@ def test_thread_count_invariance(rng, dtype):
         pytest.skip("built without OpenMP")
     before = _core.get_num_threads()
     cases = []
-    for shape in ((3, 5, 23, 31), (1, 1, 41, 37)):  # many planes; one plane (row-parallel)
+    # Many planes; one plane (row-parallel). Both above the kernels' serial threshold (4096
+    # elements), so that 2 threads really split the work.
+    for shape in ((3, 5, 23, 31), (1, 1, 81, 77)):
         x = rng.standard_normal(shape).astype(dtype)
         x[rng.random(shape) < 0.01] = np.nan
         for ks, st, pad in (((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 1), (1, 1)),
@@ -404,3 +406,179 @@ def test_thread_count_invariance(rng, dtype):
         _core.set_num_threads(before)
     for i, (a, b) in enumerate(zip(one, two)):
         assert_exact(b, a, f"result {i}: 2 threads vs 1 thread")
+
+
+# --------------------------------------------------------------------------- ISA fast paths
+
+def _isas():
+    """Every ISA this CPU can run: baseline (generic loops) and avx2/avx512 (pool2d_avx2.cpp)."""
+    found = []
+    before = _core.isa()
+    try:
+        for isa in ("baseline", "avx2", "avx512"):
+            try:
+                _core.set_isa(isa)
+            except ValueError:
+                continue
+            found.append(isa)
+    finally:
+        _core.set_isa(before)
+    return found
+
+
+@pytest.fixture(params=_isas())
+def isa(request):
+    before = _core.isa()
+    _core.set_isa(request.param)
+    yield request.param
+    _core.set_isa(before)
+
+
+# Widths around the vector widths (4 doubles, 8 floats, 16 with AVX-512 later) and their
+# doubles; heights odd and even; kernels and strides that hit (SW 1, 2) and miss (SW 3) the
+# vector row kernels, windows that overlap or not, padding and ceil_mode (clipped border windows).
+FAST_WIDTHS = (1, 4, 9, 17, 33)
+FAST_CFGS = (((2, 2), (2, 2), 0), ((3, 3), (2, 2), 1), ((3, 3), (1, 1), 1), ((2, 2), (1, 1), 0),
+             ((1, 2), (2, 2), 0), ((1, 1), (2, 2), 0), ((2, 1), (2, 2), 0), ((2, 3), (2, 1), 1),
+             ((3, 3), (3, 3), 1), ((3, 2), (1, 2), 1))
+
+
+def _fast_cases(H, widths=FAST_WIDTHS):
+    for W in widths:
+        for ks, st, p in FAST_CFGS:
+            pad = pool_padding(p, ks)
+            for ceil in (False, True):
+                try:
+                    out = pool_output_size((H, W), ks, st, pad, ceil)
+                except ValueError:
+                    continue
+                yield W, (ks, st, pad, out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_paths_maxmin_against_reference(rng, isa, dtype):
+    for H, widths in ((5, (1, 4, 17)), (6, (9, 33))):
+        for W, cfg in _fast_cases(H, widths):
+            shape = (1, 2, H, W)
+            x = rng.standard_normal(shape).astype(dtype)
+            x[rng.random(shape) < 0.05] = np.nan
+            ties = rng.integers(0, 3, shape).astype(dtype)
+            for xs, kind in ((x, "nan"), (ties, "ties")):
+                for mode in ("max", "min"):
+                    what = f"{isa} {mode} {kind} {np.dtype(dtype).name} x{shape} {_fmt(cfg)}"
+                    y, idx = _forward(xs, mode, cfg, False)
+                    y_ref, idx_ref = ref.pool2d(xs, mode, *cfg[:3], cfg[3], False)
+                    assert_exact(y, y_ref, what + " y")
+                    assert_exact(idx, idx_ref, what + " indices")
+                    dy = rng.integers(-4, 5, y.shape).astype(dtype)  # exact sums in any order
+                    dx = _backward(dy, idx, shape, mode, cfg, False)
+                    assert_exact(dx, ref.pool2d_backward(dy, idx_ref, shape, mode, *cfg[:3],
+                                                         False), what + " dx")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_paths_avg_against_reference_and_naive(rng, isa, dtype):
+    for H, widths in ((5, (4, 9, 33)), (6, (1, 17))):
+        for W, cfg in _fast_cases(H, widths):
+            shape = (1, 2, H, W)
+            ks, st = cfg[0], cfg[1]
+            x = rng.standard_normal(shape).astype(dtype)
+            for cip in (True, False):
+                what = f"{isa} avg cip={cip} {np.dtype(dtype).name} x{shape} {_fmt(cfg)}"
+                y, _ = _forward(x, "avg", cfg, cip)
+                assert_close(y, ref.pool2d(x, "avg", *cfg[:3], cfg[3], cip)[0], ks[0] * ks[1],
+                             what + " y")
+                assert_exact(y, _core._pool2d_forward_naive(x, "avg", *cfg, cip)[0],
+                             what + " y vs naive")
+                dy = rng.standard_normal(y.shape).astype(dtype)
+                dx = _backward(dy, None, shape, "avg", cfg, cip)
+                assert_close(dx, ref.pool2d_backward(dy, None, shape, "avg", *cfg[:3], cip),
+                             overlap(ks, st), what + " dx")
+                assert_exact(dx, _core._pool2d_backward_naive(dy, None, shape, "avg", *cfg[:3],
+                                                              cip), what + " dx vs naive")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_paths_same_bits_on_every_isa(rng, dtype):
+    # The vector kernels do the naive per-element operations in the naive order: every ISA
+    # must give the same bits, also for -0.0 inputs (0 + (-0.0) = +0.0 in the sums).
+    isas = _isas()
+    if len(isas) < 2:
+        pytest.skip("only the baseline ISA on this CPU")
+    shape = (3, 4, 9, 17)
+    x = rng.standard_normal(shape).astype(dtype)
+    x[rng.random(shape) < 0.05] = np.nan
+    x[rng.random(shape) < 0.05] = -0.0
+    before = _core.isa()
+    results = {}
+    try:
+        for name in isas:
+            _core.set_isa(name)
+            res = []
+            for ks, st, p in FAST_CFGS:
+                pad = pool_padding(p, ks)
+                out = pool_output_size(shape[2:], ks, st, pad, True)
+                cfg = (ks, st, pad, out)
+                dy = np.linspace(-1, 1, np.prod(shape[:2] + out), dtype=dtype).reshape(
+                    shape[:2] + out)
+                dy[..., 0] = -0.0
+                for mode, cip in (("max", False), ("min", False), ("avg", True), ("avg", False)):
+                    y, idx = _forward(x, mode, cfg, cip)
+                    res += [y, _backward(dy, idx, shape, mode, cfg, cip)]
+                    if idx is not None:
+                        res.append(idx)
+            results[name] = res
+    finally:
+        _core.set_isa(before)
+    for name in isas[1:]:
+        for i, (a, b) in enumerate(zip(results[isas[0]], results[name])):
+            assert_exact(b, a, f"result {i}: {name} vs {isas[0]}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_index_backward_with_indices_outside_their_windows(rng, dtype):
+    # Indices are free to point anywhere in the plane (dx = 0, dx[ind] += dy): not only at an
+    # element of their own window.
+    shape = (2, 3, 8, 8)
+    cfg = ((2, 2), (2, 2), (0, 0), (4, 4))
+    idx = rng.integers(0, 64, (2, 3, 4, 4)).astype(np.int64)
+    idx[0, 0] = 5  # one plane where every output points at the same element
+    dy = rng.integers(-4, 5, idx.shape).astype(dtype)
+    want = np.zeros((2, 3, 64), dtype)
+    for n in range(2):
+        for c in range(3):
+            np.add.at(want[n, c], idx[n, c].ravel(), dy[n, c].ravel())
+    for mode in ("max", "min"):
+        dx = _backward(dy, idx, shape, mode, cfg, False)
+        assert_exact(dx, want.reshape(shape), f"{mode} dx")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_paths_thread_invariance(rng, isa, dtype):
+    if not _core.has_openmp:
+        pytest.skip("built without OpenMP")
+    before = _core.get_num_threads()
+    shape = (3, 5, 17, 21)  # above the serial threshold (4096 elements)
+    x = rng.standard_normal(shape).astype(dtype)
+    x[rng.random(shape) < 0.02] = np.nan
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            _core.set_num_threads(threads)
+            res = []
+            for ks, st, p in FAST_CFGS:
+                pad = pool_padding(p, ks)
+                cfg = (ks, st, pad, pool_output_size(shape[2:], ks, st, pad, True))
+                dy = np.cos(np.arange(np.prod(shape[:2] + cfg[3]))).astype(dtype).reshape(
+                    shape[:2] + cfg[3])
+                for mode, cip in (("max", False), ("min", False), ("avg", True), ("avg", False)):
+                    y, idx = _forward(x, mode, cfg, cip)
+                    res += [y, _backward(dy, idx, shape, mode, cfg, cip)]
+                    if idx is not None:
+                        res.append(idx)
+            results.append(res)
+    finally:
+        _core.set_num_threads(before)
+    for t, res in zip((2, 3), results[1:]):
+        for i, (a, b) in enumerate(zip(results[0], res)):
+            assert_exact(b, a, f"{isa} result {i}: {t} threads vs 1 thread")

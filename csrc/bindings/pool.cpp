@@ -55,9 +55,9 @@ PoolDims global_dims(int64_t N, int64_t C, int64_t H, int64_t W) {
   return PoolDims{N, C, H, W, H, W, 1, 1, 0, 0, 1, 1};
 }
 
-// indices: int64, C-contiguous, the given shape, every value in [0, limit).
-const int64_t* checked_indices(const py::object& indices, std::initializer_list<int64_t> want,
-                               int64_t limit, const std::string& mode) {
+// indices: int64, C-contiguous, the given shape (values not checked here).
+py::array index_array(const py::object& indices, std::initializer_list<int64_t> want,
+                      const std::string& mode) {
   if (indices.is_none())
     throw py::value_error("indices are required for mode '" + mode + "'");
   if (!py::isinstance<py::array>(indices))
@@ -65,6 +65,11 @@ const int64_t* checked_indices(const py::object& indices, std::initializer_list<
                          std::string(py::str(py::type::of(indices).attr("__name__"))));
   const py::array ia = indices.cast<py::array>();
   check_index_array(ia, "indices", want);
+  return ia;
+}
+
+// Throws ValueError naming the first value of ia outside [0, limit), if there is one.
+void check_index_range(const py::array& ia, int64_t limit) {
   const int64_t* ip = ptr<int64_t>(ia);
   const int64_t count = static_cast<int64_t>(ia.size());
   int64_t bad;
@@ -76,7 +81,14 @@ const int64_t* checked_indices(const py::object& indices, std::initializer_list<
     throw py::value_error("indices must lie in [0, H*W) = [0, " + std::to_string(limit) +
                           "), got " + std::to_string(ip[bad]) + " at flat position " +
                           std::to_string(bad) + " of indices with shape " + shape_of(ia));
-  return ip;
+}
+
+// indices: int64, C-contiguous, the given shape, every value in [0, limit).
+const int64_t* checked_indices(const py::object& indices, std::initializer_list<int64_t> want,
+                               int64_t limit, const std::string& mode) {
+  const py::array ia = index_array(indices, want, mode);
+  check_index_range(ia, limit);
+  return ptr<int64_t>(ia);
 }
 
 template <typename T>
@@ -120,20 +132,24 @@ py::tuple pool2d_forward(const py::array& x, const std::string& mode, const I2& 
              : pool_forward<double>(x, m, count_include_pad, d, naive);
 }
 
+// ia: the indices ('max'/'min'; range-checked by the kernel itself, which never writes through
+// an index outside the plane and reports one: then the error is raised here).
 template <typename T>
-py::array pool_backward(const py::array& dy, const int64_t* ip, Mode mode, bool cip,
+py::array pool_backward(const py::array& dy, const py::array& ia, Mode mode, bool cip,
                         const PoolDims& d, bool naive) {
   py::array_t<T> dx = empty<T>({d.N, d.C, d.H, d.W});
   T* dxp = dx.mutable_data();
   const T* dyp = ptr<T>(dy);
+  bool ok = true;
   {
     py::gil_scoped_release nogil;
     if (d.N * d.C > 0) {
-      if (mode != Mode::avg) pool2d_index_backward(dxp, dyp, ip, d);
+      if (mode != Mode::avg) ok = pool2d_index_backward(dxp, dyp, ptr<int64_t>(ia), d);
       else if (naive) pool2d_avg_backward_naive(dxp, dyp, cip, d);
       else pool2d_avg_backward(dxp, dyp, cip, d);
     }
   }
+  if (!ok) check_index_range(ia, d.H * d.W);  // throws
   return dx;
 }
 
@@ -151,10 +167,10 @@ py::array pool2d_backward(const py::array& dy, const py::object& indices, const 
                           shape_of(dy));
   const PoolDims d = make_pool_dims(input_shape, kernel_size, stride, padding,
                                     I2{dy.shape(2), dy.shape(3)});
-  const int64_t* ip = nullptr;  // indices are not used by 'avg'
-  if (m != Mode::avg) ip = checked_indices(indices, {N, C, d.OH, d.OW}, d.H * d.W, mode);
-  return f32 ? pool_backward<float>(dy, ip, m, count_include_pad, d, naive)
-             : pool_backward<double>(dy, ip, m, count_include_pad, d, naive);
+  py::array ia;  // indices are not used by 'avg'
+  if (m != Mode::avg) ia = index_array(indices, {N, C, d.OH, d.OW}, mode);
+  return f32 ? pool_backward<float>(dy, ia, m, count_include_pad, d, naive)
+             : pool_backward<double>(dy, ia, m, count_include_pad, d, naive);
 }
 
 template <typename T>

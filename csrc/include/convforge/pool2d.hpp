@@ -23,9 +23,11 @@ template <typename T>
 void pool2d_avg_forward(T* y, const T* x, bool count_include_pad, const PoolDims& d);
 
 // Backward of max and min (and of global max with OH = OW = 1): dx = 0, then dx[ind] += dy.
-// dx (N, C, H, W), dy (N, C, OH, OW), ind (N, C, OH, OW), every value in [0, H*W).
+// dx (N, C, H, W), dy (N, C, OH, OW), ind (N, C, OH, OW), values meant to lie in [0, H*W).
+// Returns false if some index lies outside [0, H*W) (that output is then skipped; the caller
+// raises). Indices are otherwise free to point anywhere in their plane.
 template <typename T>
-void pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDims& d);
+bool pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDims& d);
 // dx (N, C, H, W), dy (N, C, OH, OW).
 template <typename T>
 void pool2d_avg_backward(T* dx, const T* dy, bool count_include_pad, const PoolDims& d);

@@ -1,0 +1,54 @@
+// Private interface between csrc/pool2d.cpp (baseline x86-64, dispatch, borders, OpenMP) and
+// csrc/pool2d_avx2.cpp (AVX2 row and plane kernels). Declarations only: no inline code may
+// be shared between translation units compiled for different instruction sets.
+//
+// Every function here is called only when current_isa() is avx2 or avx512, and only on the
+// shapes its comment allows; the callers in pool2d.cpp check those conditions. Results are bit-identical to
+// the naive kernels of pool2d.cpp (same operations on every element, in the same order).
+#pragma once
+#include <cstdint>
+
+namespace convforge::pool_avx2 {
+
+// Geometry of one plane (the fields of PoolDims without N and C; a plain struct so that the
+// AVX2 unit need not include dims.hpp, which has inline functions).
+struct Geo {
+  int64_t H, W, KH, KW, SH, SW, PH, PW, OH, OW;
+  int64_t col_lo, col_hi;  // interior output columns [col_lo, col_hi): window inside [0, W)
+};
+
+// ---- forward, interior columns of one output row -------------------------------------------
+// Output columns j in [0, n) with window columns [ws0 + j*SW, ws0 + j*SW + KW) inside [0, W)
+// and window rows [h0, h1) inside [0, H); xp: x[n, c] (H, W). SW is 1 or 2; H*W <= INT32_MAX.
+// y (n,) = best element (first in row-major window order; the first NaN wins), ind (n,) = its
+// ih*W + iw. IsMax: max, else min.
+// HW: elements in the plane (no read goes past it).
+template <bool IsMax, typename T>
+void best_row(T* y, int64_t* ind, const T* xp, int64_t W, int64_t HW, int64_t h0, int64_t h1,
+              int64_t ws0, int64_t n, int64_t KW, int64_t SW);
+
+// y (n,) = (0 + sum of the window in row-major order) / div, same window rules as best_row.
+template <typename T>
+void avg_row(T* y, const T* xp, int64_t W, int64_t HW, int64_t h0, int64_t h1, int64_t ws0,
+             int64_t n, int64_t KW, int64_t SW, T div);
+
+// Two output rows at once, float, for short rows: OW <= 4, every output column interior
+// (window columns ws0 + j*SW + [0, KW) inside [0, W)), both rows' windows unclipped: rows
+// [ha, ha + KH) and [hb, hb + KH) inside [0, H); SW is 1 or 2; the loads read up to 4*SW - 1
+// elements past the last window element, which must lie in x (they may be the next plane's):
+// (hb + KH - 1)*W + ws0 + KW - 1 + 4*SW <= elements of x from xp on. y, ind (2*OW,) = row a then row b (contiguous
+// in y when b = a + 1). Same results as best_row / avg_row on each row.
+template <bool IsMax>
+void best_rows2(float* y, int64_t* ind, const float* xp, int64_t W, int64_t ha, int64_t hb,
+                int64_t KH, int64_t KW, int64_t ws0, int64_t OW, int64_t SW);
+void avg_rows2(float* y, const float* xp, int64_t W, int64_t ha, int64_t hb, int64_t KH,
+               int64_t KW, int64_t ws0, int64_t OW, int64_t SW, float div);
+
+// ---- backward, one plane ---------------------------------------------------------------------
+// Average backward by gathering: dx[i] = 0 + sum, in ascending (oh, ow) order, of
+// dy[oh, ow] / div[oh, ow] over the windows holding i. div (OH, OW): the divisor of each window.
+// Allowed: SW == 1, or SW == 2 with KW <= 2.
+template <typename T>
+void avg_backward_plane(T* dx, const T* dy, const T* div, const Geo& g);
+
+}  // namespace convforge::pool_avx2

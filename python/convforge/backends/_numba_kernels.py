@@ -193,7 +193,8 @@ def _gemm_panel(ct, a, bp, P):
 def _unfold_panel(bp, x, cb, Cg, q0, q1, KH, KW, SH, SW, PT, PL, DH, DW, OH, OW):
     """Columns [q0, q1) of the unfolded x of channels cb..cb+Cg, packed:
     bp[((c*KH + i)*KW + j)*NB + q - q0] = x[n, cb + c, oh*SH - PT + i*DH, ow*SW - PL + j*DW]
-    for q = (n*OH + oh)*OW + ow, 0 outside x and for q - q0 in [q1 - q0, NB)."""
+    for q = (n*OH + oh)*OW + ow, 0 outside x. Columns q - q0 in [q1 - q0, NB) are set to 0
+    too: their results are never read, zeros only keep denormals and NaNs out of the loop."""
     # bp: (Cg*KH*KW*NB,) out; x: (N, C, H, W)
     H, W = x.shape[2], x.shape[3]
     L = OH * OW
@@ -235,7 +236,8 @@ def _unfold_panel(bp, x, cb, Cg, q0, q1, KH, KW, SH, SW, PT, PL, DH, DW, OH, OW)
 
 @_helper
 def _pack_transposed(bp, a, k0, k1):
-    """bp[l*NB + k - k0] = a[k, l] for k in [k0, k1), 0 for k - k0 in [k1 - k0, NB)."""
+    """bp[l*NB + k - k0] = a[k, l] for k in [k0, k1); 0 for k - k0 in [k1 - k0, NB) (columns
+    whose results are never read, see _unfold_panel)."""
     # bp: (L*NB,) out; a: (K, L)
     L = a.shape[1]
     for l in range(L):

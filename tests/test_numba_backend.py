@@ -89,13 +89,17 @@ CONV_CASES = {
     "kernel_eq_input": ((2, 3, 5, 4), (2, 5, 4), (1, 1), (0, 0, 0, 0), (1, 1), 1),
     "many_tiles": ((2, 3, 17, 19), (10, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     "pad_wider_than_stride": ((1, 2, 3, 4), (3, 2, 2), (3, 2), (2, 1, 3, 0), (2, 1), 1),
-    # dw by the panel kernel (>= 32 channels per group, see nb._DW_PANEL_MIN_CHANNELS): odd row
-    # counts, a depth not a multiple of 4, panels spanning images, several panels and tiles.
-    "dw_panels": ((3, 5, 9, 11), (40, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
-    "dw_panels_stride_dilation_groups": ((2, 6, 10, 9), (66, 2, 3), (2, 1), (0, 1, 2, 0),
+    # dw by the panel kernel (>= 32 channels per group and >= 4 tasks, see
+    # nb._DW_PANEL_MIN_CHANNELS): odd row counts, a depth not a multiple of 4, panels spanning
+    # images, several panels and tiles.
+    "dw_panels": ((3, 22, 9, 11), (40, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    "dw_panels_stride_dilation_groups": ((2, 18, 10, 9), (66, 2, 3), (2, 1), (0, 1, 2, 0),
                                          (1, 2), 2),
     "many_panels": ((2, 70, 6, 7), (130, 3, 3), (1, 1), (2, 1, 1, 2), (1, 1), 1),
-    "pad_wider_than_kernel": ((2, 4, 5, 6), (36, 3, 3), (1, 1), (3, 2, 0, 4), (1, 1), 1),
+    # dx by the panel forward (stride 1, >= 8 input channels per group): cropping (padding
+    # wider than the dilated kernel), dilation and groups.
+    "pad_wider_than_kernel": ((2, 8, 5, 6), (36, 3, 3), (1, 1), (3, 2, 0, 4), (1, 1), 1),
+    "dx_panels_dilation_groups": ((2, 16, 9, 8), (6, 3, 2), (1, 1), (1, 2, 0, 1), (2, 3), 2),
 }
 
 
@@ -145,7 +149,8 @@ def test_conv2d_integer_inputs_exact(rng, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("name", ["basic", "stride_pad_sides_groups", "dilation", "depthwise_x2",
                                   "dw_panels", "dw_panels_stride_dilation_groups",
-                                  "many_panels", "pad_wider_than_kernel"])
+                                  "many_panels", "pad_wider_than_kernel",
+                                  "dx_panels_dilation_groups"])
 def test_panel_kernels_equal_naive_kernels_on_integers(rng, name, dtype):
     """The packed-panel kernels against the naive tile kernels (naive=True), on small integers:
     every partial sum is exact, so both must give the same bits whatever their orders."""
@@ -164,8 +169,10 @@ def test_panel_kernels_equal_naive_kernels_on_integers(rng, name, dtype):
 
 
 def test_panel_path_choice():
-    """Which kernels run: the panel forward always, dx by panels at stride 1 only, dw by panels
-    from _DW_PANEL_MIN_CHANNELS output channels per group (so the cases above cover both)."""
+    """Which kernels run: the panel forward always, dx by panels at stride 1 from
+    _DX_PANEL_MIN_CHANNELS input channels per group, dw by panels
+    from _DW_PANEL_MIN_CHANNELS output channels per group and _DW_PANEL_MIN_TASKS tasks (so the
+    cases above cover both kinds)."""
     from convforge.backends import _numba_kernels as nk
 
     calls = []
@@ -175,26 +182,26 @@ def test_panel_path_choice():
             calls.append(name)
             return getattr(nk, name)
 
-    x = np.ones((1, 4, 6, 6), np.float32)
-    dy32 = np.ones((1, 32, 6, 6), np.float32)
-    spy = Spy()
+    def run(c, k, stride):
+        x = np.ones((1, c, 6, 6), np.float32)
+        w = np.ones((k, c, 3, 3), np.float32)
+        y = nb.conv2d(x, w, None, stride, (1, 1, 1, 1), (1, 1), 1)
+        calls.clear()
+        nb.conv2d_backward(y, x, w, stride, (1, 1, 1, 1), (1, 1), 1, True)
+        return [name for name in calls if name.startswith("conv2d")]
+
     orig = nb._kernels
     try:
-        nb._kernels = lambda: spy
-        nb.conv2d(x, np.ones((32, 4, 3, 3), np.float32), None, (1, 1), (1, 1, 1, 1), (1, 1), 1)
-        assert calls == ["conv2d_forward_panels"]
-        calls.clear()
-        nb.conv2d_backward(dy32, x, np.ones((32, 4, 3, 3), np.float32), (1, 1), (1, 1, 1, 1),
-                           (1, 1), 1, True)
-        assert calls == ["conv2d_forward_panels", "conv2d_backward_weight_panels"]
-        calls.clear()
-        nb.conv2d_backward(dy32[:, :31], x, np.ones((31, 4, 3, 3), np.float32), (1, 1),
-                           (1, 1, 1, 1), (1, 1), 1, True)
-        assert calls == ["conv2d_forward_panels", "conv2d_backward"]       # dw naive
-        calls.clear()
-        nb.conv2d_backward(dy32[:, :, :3, :3], x, np.ones((32, 4, 3, 3), np.float32), (2, 2),
-                           (1, 1, 1, 1), (1, 1), 1, True)
-        assert calls == ["conv2d_backward_weight_panels", "conv2d_backward"]  # dx naive
+        nb._kernels = lambda: Spy()
+        nb.conv2d(np.ones((1, 3, 5, 5)), np.ones((2, 3, 3, 3)), None, (2, 2), (0, 0, 0, 0),
+                  (1, 1), 1)
+        assert [name for name in calls if name.startswith("conv2d")] == ["conv2d_forward_panels"]
+        panels = ["conv2d_forward_panels", "conv2d_backward_weight_panels"]
+        assert run(24, 32, (1, 1)) == panels                 # R = 216: 5 tasks
+        assert run(24, 31, (1, 1)) == [panels[0], "conv2d_backward"]  # 31 channels: naive dw
+        assert run(3, 64, (1, 1)) == ["conv2d_backward"]     # 3 inputs: naive dx; 1 dw task
+        assert run(7, 128, (1, 1)) == [panels[1], "conv2d_backward"]  # 7 inputs: naive dx
+        assert run(24, 32, (2, 2)) == [panels[1], "conv2d_backward"]  # stride 2: naive dx
     finally:
         nb._kernels = orig
 

@@ -7,14 +7,20 @@ R = C/G*KH*KW (one group's unfolded rows), L = OH*OW.
 
 Parallel axes, chosen so that every output element is written by exactly one prange iteration
 and summed in one fixed order (results do not depend on the thread count; no atomics, no
-parallel reductions, no fastmath):
+parallel reductions; fastmath only for fused multiply-adds, see _FLAGS):
   im2col / col2im / pooling   over the N*C planes
-  conv2d forward             per chunk of images: unfold (over planes), then GEMM tiles
+  conv2d_forward_panels      the fast path (also dx at stride 1, as the forward conv of dy with
+                             flipped weights): tasks (group, NB columns of the batch's unfolded
+                             x, KB rows of y), each packing its panel and running _gemm_panel
+  conv2d_backward_weight_panels   dw^T tiles (over group, RB rows, NB columns), each summing
+                             images n = 0..N-1, then positions l = 0..L-1, in order
+  conv2d_forward (naive)     per chunk of images: unfold (over planes), then GEMM tiles
                              y[n, k block, l block] (over image, group, k block, l block)
-  conv2d backward            dw: tiles dw[k block, r block] (over group, k block, r block), each
+  conv2d_backward (naive)    dw: tiles dw[k block, r block] (over group, k block, r block), each
                              summing images n = 0..N-1, then positions l = 0..L-1, in order;
                              dx: per plane (image, channel), its dcols rows (GEMM), then
-                             fold them.
+                             fold them. Used for dx at stride > 1 and dw of < 32 channels.
+The naive kernels stay as the fallback and as a second reference for the panel ones.
 Conv sums run in the input dtype; pooling averages sum in float64 like the reference.
 """
 
@@ -401,7 +407,7 @@ def conv2d_forward_panels(y, x, w, b, SH, SW, PT, PL, DH, DW, G):
     # The unfolded x of the whole batch is the (G*R, N*L) matrix U, column q = n*L + l; task
     # (g, qb, kb) packs columns [qb*NB, +NB) of group g's rows of U into a panel and computes
     # y rows [kb*KB, +KB) of group g on them, MT rows at a time: y = b + w @ U, summed in r.
-    N, C = x.shape[0], x.shape[1]
+    N = x.shape[0]
     K, Cg, KH, KW = w.shape
     OH, OW = y.shape[2], y.shape[3]
     Kg, R, L = K // G, Cg * KH * KW, OH * OW

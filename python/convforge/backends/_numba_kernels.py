@@ -365,8 +365,9 @@ def conv2d_backward(dx, dw, dy, x, w, SH, SW, PT, PL, DH, DW, G, M, want_dx, wan
         for k in range(K):
             wT[r, k] = w2[k, r]
     dw2 = dw.reshape(K, R)                                           # (K, R)
-    if want_dw:
-        dw2[:, :] = 0.0
+    for k in range(K if want_dw else 0):                             # serial: a parallel
+        for r in range(R):                                           # region costs a barrier
+            dw2[k, r] = 0.0
     cols_t = np.empty((M if want_dw else 0, L, C * KH * KW), x.dtype)  # (M, L, G*R): x unfolded
     dcols = np.empty((M if want_dx else 0, C * KH * KW, L), x.dtype)   # (M, G*R, L)
     nki, nrj = (Kg + TI - 1) // TI, (R + TJ - 1) // TJ

@@ -89,8 +89,8 @@ CONV_CASES = {
     "kernel_eq_input": ((2, 3, 5, 4), (2, 5, 4), (1, 1), (0, 0, 0, 0), (1, 1), 1),
     "many_tiles": ((2, 3, 17, 19), (10, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     "pad_wider_than_stride": ((1, 2, 3, 4), (3, 2, 2), (3, 2), (2, 1, 3, 0), (2, 1), 1),
-    # dw by the panel kernel (>= 32 channels per group and >= 4 tasks, see
-    # nb._DW_PANEL_MIN_CHANNELS): odd row counts, a depth not a multiple of 4, panels spanning
+    # dw by the panel kernel (>= 32 channels per group, see nb._DW_PANEL_MIN_CHANNELS): odd
+    # row counts, a depth not a multiple of 4, panels spanning
     # images, several panels and tiles.
     "dw_panels": ((3, 22, 9, 11), (40, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     "dw_panels_stride_dilation_groups": ((2, 18, 10, 9), (66, 2, 3), (2, 1), (0, 1, 2, 0),
@@ -171,8 +171,8 @@ def test_panel_kernels_equal_naive_kernels_on_integers(rng, name, dtype):
 def test_panel_path_choice():
     """Which kernels run: the panel forward always, dx by panels at stride 1 from
     _DX_PANEL_MIN_CHANNELS input channels per group, dw by panels
-    from _DW_PANEL_MIN_CHANNELS output channels per group and _DW_PANEL_MIN_TASKS tasks (so the
-    cases above cover both kinds)."""
+    from _DW_PANEL_MIN_CHANNELS output channels per group (so the cases above cover both
+    kinds)."""
     from convforge.backends import _numba_kernels as nk
 
     calls = []
@@ -197,10 +197,9 @@ def test_panel_path_choice():
                   (1, 1), 1)
         assert [name for name in calls if name.startswith("conv2d")] == ["conv2d_forward_panels"]
         panels = ["conv2d_forward_panels", "conv2d_backward_weight_panels"]
-        assert run(24, 32, (1, 1)) == panels                 # R = 216: 5 tasks
+        assert run(24, 32, (1, 1)) == panels
         assert run(24, 31, (1, 1)) == [panels[0], "conv2d_backward"]  # 31 channels: naive dw
-        assert run(3, 64, (1, 1)) == ["conv2d_backward"]     # 3 inputs: naive dx; 1 dw task
-        assert run(7, 128, (1, 1)) == [panels[1], "conv2d_backward"]  # 7 inputs: naive dx
+        assert run(7, 64, (1, 1)) == [panels[1], "conv2d_backward"]   # 7 inputs: naive dx
         assert run(24, 32, (2, 2)) == [panels[1], "conv2d_backward"]  # stride 2: naive dx
     finally:
         nb._kernels = orig

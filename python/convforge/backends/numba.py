@@ -22,11 +22,8 @@ _COLS_ELEMENTS = 1 << 22
 _DX_PANEL_MIN_CHANNELS = 8
 # dw by the packed-panel kernel from this many output channels per group (its panels are
 # NB = 64 channels wide, mostly padding below that: measured slower than the naive tiles at
-# 6 and 16 channels, as fast at 64 channels of 3 inputs).
+# 6 and 16 channels; faster at 64 channels, even of 3 inputs, where it has one GEMM task).
 _DW_PANEL_MIN_CHANNELS = 32
-# ... and from this many of its parallel tasks (one per RB rows of dw^T x NB channels): with
-# fewer, threads sit idle (3 input channels: R = 27, one task) and the naive tiles win.
-_DW_PANEL_MIN_TASKS = 4
 _MODES = {"avg": 0, "max": 1, "min": 2}
 
 
@@ -121,10 +118,10 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, naive=Fal
 
     dx at stride 1 from _DX_PANEL_MIN_CHANNELS input channels per group is the panel forward
     conv of dy with _flipped_transposed(w), padded so that its output has x's size (negative
-    padding crops); dw by the weight-gradient panel kernel from
-    _DW_PANEL_MIN_CHANNELS output channels per group and _DW_PANEL_MIN_TASKS tasks. The other
-    cases (dx at stride > 1 or below, dw below those, everything with naive=True) use the naive tile
-    kernel. The choice depends on the shapes only, never on the thread count.
+    padding crops); dw by the weight-gradient panel kernel from _DW_PANEL_MIN_CHANNELS output
+    channels per group. The other cases (dx at stride > 1 or with fewer channels, dw with fewer
+    channels, everything with naive=True) use the naive tile kernel. The choice depends on the
+    shapes only, never on the thread count.
     """
     dy, x, w = _c(dy, "dy"), _c(x, "x"), _c(w, "w")
     dtype = _same_dtype({"dy": dy, "x": x, "w": w})
@@ -136,10 +133,8 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, naive=Fal
     dw = np.empty(w.shape, dtype)
     m = _chunk(n, c * kh * kw * oh * ow)
     dx_panels = not naive and tuple(stride) == (1, 1) and cg >= _DX_PANEL_MIN_CHANNELS
+    dw_panels = not naive and k // g >= _DW_PANEL_MIN_CHANNELS
     nk = _kernels()
-    tasks = g * -(-cg * kh * kw // nk.RB) * -(-(k // g) // nk.NB)       # ceil divisions
-    dw_panels = (not naive and k // g >= _DW_PANEL_MIN_CHANNELS
-                 and tasks >= _DW_PANEL_MIN_TASKS)
     if dx_panels:
         pad = (dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[2])
         _forward(dx, dy, _flipped_transposed(w, g), np.zeros(c, dtype), (1, 1), pad[0],

@@ -70,7 +70,7 @@ TI, TJ = 8, 256              # naive GEMM tile: TI output rows x TJ output colum
 # compile-time constant so the rows of a panel sit at constant offsets), MT rows per C tile
 # (MT x NB: 12 KiB float32, 24 KiB float64, in L1), KB rows of y per forward task, RB rows of
 # dw^T per weight-gradient task.
-NB, MT, KB, RB = 64, 48, 96, 48
+NB, MT, KB, RB = 128, 24, 96, 48
 
 
 # --------------------------------------------------------------------------- helpers (serial)

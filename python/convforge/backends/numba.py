@@ -21,8 +21,8 @@ _COLS_ELEMENTS = 1 << 22
 # has too few rows for the panel packing to pay (measured slower at 1, 3 and 6 channels).
 _DX_PANEL_MIN_CHANNELS = 8
 # dw by the packed-panel kernel from this many output channels per group (its panels are
-# NB = 64 channels wide, mostly padding below that: measured slower than the naive tiles at
-# 6 and 16 channels; faster at 64 channels, even of 3 inputs, where it has one GEMM task).
+# NB = 128 channels wide, partly padding below that). Measured: slower than the naive tiles at
+# 6 and 16 channels; faster at 64, even of 3 inputs, where the GEMM is a single task.
 _DW_PANEL_MIN_CHANNELS = 32
 _MODES = {"avg": 0, "max": 1, "min": 2}
 

@@ -3,7 +3,8 @@
 Every backend function (conv2d, conv2d_backward, im2col, col2im, pool2d, pool2d_backward,
 global_pool2d, global_pool2d_backward) in float32 and float64 on a small grid of shapes, plus:
 chunked conv (several cols buffers per batch), NaN handling and ties in max/min pooling, the
-public functional API with backend="numba", and results bit-identical for 1 and 2 threads.
+public functional API with backend="numba", the packed-panel conv kernels against the naive
+ones (exact on integers), and results bit-identical for 1, 2 and 3 threads.
 """
 
 from __future__ import annotations
@@ -88,6 +89,17 @@ CONV_CASES = {
     "kernel_eq_input": ((2, 3, 5, 4), (2, 5, 4), (1, 1), (0, 0, 0, 0), (1, 1), 1),
     "many_tiles": ((2, 3, 17, 19), (10, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     "pad_wider_than_stride": ((1, 2, 3, 4), (3, 2, 2), (3, 2), (2, 1, 3, 0), (2, 1), 1),
+    # dw by the panel kernel (>= 32 channels per group, see nb._DW_PANEL_MIN_CHANNELS): odd
+    # row counts, a depth not a multiple of 4, panels spanning
+    # images, several panels and tiles.
+    "dw_panels": ((3, 22, 9, 11), (40, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    "dw_panels_stride_dilation_groups": ((2, 18, 10, 9), (66, 2, 3), (2, 1), (0, 1, 2, 0),
+                                         (1, 2), 2),
+    "many_panels": ((2, 70, 6, 7), (130, 3, 3), (1, 1), (2, 1, 1, 2), (1, 1), 1),
+    # dx by the panel forward (stride 1, >= 8 input channels per group): cropping (padding
+    # wider than the dilated kernel), dilation and groups.
+    "pad_wider_than_kernel": ((2, 8, 5, 6), (36, 3, 3), (1, 1), (3, 2, 0, 4), (1, 1), 1),
+    "dx_panels_dilation_groups": ((2, 16, 9, 8), (6, 3, 2), (1, 1), (1, 2, 0, 1), (2, 3), 2),
 }
 
 
@@ -134,9 +146,76 @@ def test_conv2d_integer_inputs_exact(rng, dtype):
         assert_same(a, e.astype(dtype), what)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", ["basic", "stride_pad_sides_groups", "dilation", "depthwise_x2",
+                                  "dw_panels", "dw_panels_stride_dilation_groups",
+                                  "many_panels", "pad_wider_than_kernel",
+                                  "dx_panels_dilation_groups"])
+def test_panel_kernels_equal_naive_kernels_on_integers(rng, name, dtype):
+    """The packed-panel kernels against the naive tile kernels (naive=True), on small integers:
+    every partial sum is exact, so both must give the same bits whatever their orders."""
+    (n, c, h, w_), (k, kh, kw), stride, pad, dil, g = CONV_CASES[name]
+    x = rng.integers(-3, 4, (n, c, h, w_)).astype(dtype)
+    w = rng.integers(-3, 4, (k, c // g, kh, kw)).astype(dtype)
+    b = rng.integers(-3, 4, k).astype(dtype)
+    args = (stride, pad, dil, g)
+    y = nb.conv2d(x, w, b, *args)
+    assert_same(y, nb.conv2d(x, w, b, *args, naive=True), f"{name} y")
+    dy = rng.integers(-3, 4, y.shape).astype(dtype)
+    fast = nb.conv2d_backward(dy, x, w, *args, True)
+    naive = nb.conv2d_backward(dy, x, w, *args, True, naive=True)
+    for what, a, e in zip(("dx", "dw", "db"), fast, naive):
+        assert_same(a, e, f"{name} {what}")
+
+
+def test_panel_path_choice():
+    """Which kernels run: the panel forward always, dx by panels at stride 1 from
+    _DX_PANEL_MIN_CHANNELS input channels per group, dw by panels
+    from _DW_PANEL_MIN_CHANNELS output channels per group (so the cases above cover both
+    kinds)."""
+    from convforge.backends import _numba_kernels as nk
+
+    calls = []
+
+    class Spy:
+        def __getattr__(self, name):
+            calls.append(name)
+            return getattr(nk, name)
+
+    def run(c, k, stride):
+        x = np.ones((1, c, 6, 6), np.float32)
+        w = np.ones((k, c, 3, 3), np.float32)
+        y = nb.conv2d(x, w, None, stride, (1, 1, 1, 1), (1, 1), 1)
+        calls.clear()
+        nb.conv2d_backward(y, x, w, stride, (1, 1, 1, 1), (1, 1), 1, True)
+        return [name for name in calls if name.startswith("conv2d")]
+
+    orig = nb._kernels
+    try:
+        nb._kernels = lambda: Spy()
+        nb.conv2d(np.ones((1, 3, 5, 5)), np.ones((2, 3, 3, 3)), None, (2, 2), (0, 0, 0, 0),
+                  (1, 1), 1)
+        assert [name for name in calls if name.startswith("conv2d")] == ["conv2d_forward_panels"]
+        panels = ["conv2d_forward_panels", "conv2d_backward_weight_panels"]
+        assert run(24, 32, (1, 1)) == panels
+        assert run(24, 31, (1, 1)) == [panels[0], "conv2d_backward"]  # 31 channels: naive dw
+        assert run(7, 64, (1, 1)) == [panels[1], "conv2d_backward"]   # 7 inputs: naive dx
+        assert run(24, 32, (2, 2)) == [panels[1], "conv2d_backward"]  # stride 2: naive dx
+    finally:
+        nb._kernels = orig
+
+
 def test_conv2d_chunks_do_not_change_results(rng, monkeypatch):
-    """A batch unfolded 1, 2 (last chunk partial) or all images at a time: same bits."""
-    x, w, b, args = _conv_data(rng, CONV_CASES["stride_pad_sides_groups"], np.float32)
+    """A batch unfolded 1, 2 (last chunk partial) or all images at a time: same bits, for the
+    naive dw (4 channels per group) and the panel dw (33 per group)."""
+    default = nb._COLS_ELEMENTS
+    for case in ("stride_pad_sides_groups", "dw_panels_stride_dilation_groups"):
+        monkeypatch.setattr(nb, "_COLS_ELEMENTS", default)
+        _check_chunks(rng, monkeypatch, CONV_CASES[case])
+
+
+def _check_chunks(rng, monkeypatch, case):
+    x, w, b, args = _conv_data(rng, case, np.float32)
     x = np.concatenate([x, x[:1] * 0.5])                              # N = 3
     y = nb.conv2d(x, w, b, *args)
     dy = rng.standard_normal(y.shape).astype(np.float32)
@@ -317,33 +396,55 @@ def test_probe_and_registry():
     assert "numba" in convforge.backends.available()
 
 
-def test_thread_count_does_not_change_results(rng):
-    """conv forward/backward and pooling backward: same bits with 1 and with 2 threads."""
-    if numba.config.NUMBA_NUM_THREADS < 2:
+# (N, C, H, W), (K, KH, KW), stride, padding, dilation, groups: a VGG-like layer (panel
+# kernels for y, dx and dw), and a small one with groups and stride (naive dx and dw).
+THREAD_CASES = {
+    "vgg_like": ((4, 32, 9, 11), (48, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    "small_groups_stride": ((4, 6, 13, 11), (12, 3, 3), (1, 2), (1, 1, 2, 0), (1, 1), 2),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", list(THREAD_CASES))
+def test_thread_count_does_not_change_results(rng, name, dtype):
+    """conv forward/backward and pooling: same bits with 1, 2 and 3 threads (as many of them
+    as numba has here)."""
+    counts = [t for t in (1, 2, 3) if t <= numba.config.NUMBA_NUM_THREADS]
+    if len(counts) < 2:
         pytest.skip("numba has fewer than 2 threads here")
-    x = rng.standard_normal((4, 6, 13, 11)).astype(np.float32)
-    w = rng.standard_normal((12, 3, 3, 3)).astype(np.float32)
-    b = rng.standard_normal(12).astype(np.float32)
-    args = ((1, 2), (1, 1, 2, 0), (1, 1), 2)
-    pool = ((3, 3), (2, 2), (1, 1), (7, 6), False)
+    x, w, b, args = _conv_data(rng, THREAD_CASES[name], dtype)
+    pool = ((3, 3), (2, 2), (1, 1), (5, 6), False)
     results = []
     before = numba.get_num_threads()
     try:
-        for threads in (1, 2):
+        for threads in counts:
             numba.set_num_threads(threads)
             y = nb.conv2d(x, w, b, *args)
-            dy = np.cos(np.arange(y.size, dtype=np.float32)).reshape(y.shape)
+            dy = np.cos(np.arange(y.size, dtype=dtype)).reshape(y.shape)
             got = [y, *nb.conv2d_backward(dy, x, w, *args, True)]
             yp, idx = nb.pool2d(x, "max", *pool)
-            dyp = np.sin(np.arange(yp.size, dtype=np.float32)).reshape(yp.shape)
+            dyp = np.sin(np.arange(yp.size, dtype=dtype)).reshape(yp.shape)
             got += [yp, idx, nb.pool2d_backward(dyp, idx, x.shape, "max", *pool[:3], False),
                     nb.pool2d_backward(dyp, None, x.shape, "avg", *pool[:3], True)]
             results.append(got)
     finally:
         numba.set_num_threads(before)
     names = ("y", "dx", "dw", "db", "pool y", "pool indices", "max dx", "avg dx")
-    for what, a, b_ in zip(names, *results):
-        assert_same(a, b_, f"{what}: 1 vs 2 threads")
+    for threads, other in zip(counts[1:], results[1:]):
+        for what, a, b_ in zip(names, results[0], other):
+            assert_same(b_, a, f"{name} {what}: {threads} vs 1 threads")
+
+
+def test_set_num_threads_reaches_numba():
+    """convforge.set_num_threads sets numba's thread count too (capped at numba's maximum)."""
+    before = numba.get_num_threads()
+    try:
+        convforge.set_num_threads(1)
+        assert numba.get_num_threads() == 1
+        convforge.set_num_threads(2)
+        assert numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
+    finally:
+        convforge.set_num_threads(before)
 
 
 def test_cache_check_falls_back(monkeypatch):

@@ -17,6 +17,13 @@ from .._shapes import conv_output_size
 
 # Images unfolded at once by conv2d (cols buffer of about this many elements, >= 1 image).
 _COLS_ELEMENTS = 1 << 22
+# dx by the panel forward (stride 1) from this many input channels per group: below, its GEMM
+# has too few rows for the panel packing to pay (measured slower at 1, 3 and 6 channels).
+_DX_PANEL_MIN_CHANNELS = 8
+# dw by the packed-panel kernel from this many output channels per group (its panels are
+# NB = 128 channels wide, partly padding below that). Measured: slower than the naive tiles at
+# 6 and 16 channels; faster at 64, even of 3 inputs, where the GEMM is a single task.
+_DW_PANEL_MIN_CHANNELS = 32
 _MODES = {"avg": 0, "max": 1, "min": 2}
 
 
@@ -70,31 +77,74 @@ def _chunk(n: int, unfolded_per_image: int) -> int:
 
 # --------------------------------------------------------------------------- convolution
 
-def conv2d(x, w, b, stride, padding, dilation, groups):
-    """x (N, C, H, W), w (K, C/G, KH, KW), b (K,) or None -> y (N, K, OH, OW)."""
+def _forward(y, x, w, bias, stride, pad_top, pad_left, dilation, groups, naive=False):
+    """y = conv(x, w) + bias into y (its shape sets OH, OW): the packed-panel GEMM kernel, or
+    with naive=True the naive tiles (kept as the second reference the tests compare with)."""
+    k, cg, kh, kw = w.shape
+    n, oh, ow = x.shape[0], y.shape[2], y.shape[3]
+    if naive:
+        m = _chunk(n, x.shape[1] * kh * kw * oh * ow)
+        _kernels().conv2d_forward(y, x, w, bias, stride[0], stride[1], pad_top, pad_left,
+                                  dilation[0], dilation[1], int(groups), m)
+    else:
+        _kernels().conv2d_forward_panels(y, x, w, bias, stride[0], stride[1], pad_top, pad_left,
+                                         dilation[0], dilation[1], int(groups))
+
+
+def conv2d(x, w, b, stride, padding, dilation, groups, naive=False):
+    """x (N, C, H, W), w (K, C/G, KH, KW), b (K,) or None -> y (N, K, OH, OW).
+    naive=True: the naive tile kernels (a second reference for tests)."""
     x, w = _c(x, "x"), _c(w, "w")
     dtype = _same_dtype({"x": x, "w": w} if b is None else {"x": x, "w": w, "b": b})
     n, k, kh, kw = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
     oh, ow = conv_output_size(x.shape[2:], (kh, kw), stride, padding, dilation)
     bias = np.zeros(k, dtype) if b is None else _c(b, "b")
     y = np.empty((n, k, oh, ow), dtype)
-    m = _chunk(n, x.shape[1] * kh * kw * oh * ow)
-    _kernels().conv2d_forward(y, x, w, bias, stride[0], stride[1], padding[0], padding[2],
-                              dilation[0], dilation[1], int(groups), m)
+    _forward(y, x, w, bias, stride, padding[0], padding[2], dilation, groups, naive)
     return y
 
 
-def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias):
-    """Gradients of conv2d: (dx (N, C, H, W), dw (K, C/G, KH, KW), db (K,) or None)."""
+def _flipped_transposed(w: np.ndarray, groups: int) -> np.ndarray:
+    """w (K, C/G, KH, KW) -> (C, K/G, KH, KW): per group in and out channels swapped and the
+    taps flipped, the weights of the stride-1 transposed convolution that gives dx."""
+    k, cg, kh, kw = w.shape
+    wg = w.reshape(groups, k // groups, cg, kh, kw)[:, :, :, ::-1, ::-1]
+    return np.ascontiguousarray(wg.transpose(0, 2, 1, 3, 4)).reshape(groups * cg, k // groups,
+                                                                      kh, kw)
+
+
+def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, naive=False):
+    """Gradients of conv2d: (dx (N, C, H, W), dw (K, C/G, KH, KW), db (K,) or None).
+
+    dx at stride 1 from _DX_PANEL_MIN_CHANNELS input channels per group is the panel forward
+    conv of dy with _flipped_transposed(w), padded so that its output has x's size (negative
+    padding crops); dw by the weight-gradient panel kernel from _DW_PANEL_MIN_CHANNELS output
+    channels per group. The other cases (dx at stride > 1 or with fewer channels, dw with fewer
+    channels, everything with naive=True) use the naive tile kernel. The choice depends on the
+    shapes only, never on the thread count.
+    """
     dy, x, w = _c(dy, "dy"), _c(x, "x"), _c(w, "w")
     dtype = _same_dtype({"dy": dy, "x": x, "w": w})
-    kh, kw = w.shape[2], w.shape[3]
+    k, cg, kh, kw = w.shape
+    n, c = x.shape[:2]
     oh, ow = dy.shape[2], dy.shape[3]
+    g = int(groups)
     dx = np.empty(x.shape, dtype)
     dw = np.empty(w.shape, dtype)
-    m = _chunk(x.shape[0], x.shape[1] * kh * kw * oh * ow)
-    _kernels().conv2d_backward(dx, dw, dy, x, w, stride[0], stride[1], padding[0], padding[2],
-                               dilation[0], dilation[1], int(groups), m)
+    m = _chunk(n, c * kh * kw * oh * ow)
+    dx_panels = not naive and tuple(stride) == (1, 1) and cg >= _DX_PANEL_MIN_CHANNELS
+    dw_panels = not naive and k // g >= _DW_PANEL_MIN_CHANNELS
+    nk = _kernels()
+    if dx_panels:
+        pad = (dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[2])
+        _forward(dx, dy, _flipped_transposed(w, g), np.zeros(c, dtype), (1, 1), pad[0],
+                 pad[1], dilation, g)
+    if dw_panels:
+        nk.conv2d_backward_weight_panels(dw, dy, x, stride[0], stride[1], padding[0], padding[2],
+                                         dilation[0], dilation[1], g, m)
+    if not (dx_panels and dw_panels):
+        nk.conv2d_backward(dx, dw, dy, x, w, stride[0], stride[1], padding[0], padding[2],
+                           dilation[0], dilation[1], g, m, not dx_panels, not dw_panels)
     # db: float64 sum in NumPy's fixed order, like the reference.
     db = dy.sum(axis=(0, 2, 3), dtype=np.float64).astype(dtype) if bias else None
     return dx, dw, db

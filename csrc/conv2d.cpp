@@ -16,7 +16,7 @@
 //   gemm_pointwise: 1x1 / stride 1 / no padding: x and dx are used as cols directly.
 //   direct_depthwise: Cg == 1 (depthwise, also with a channel multiplier): plane-by-plane
 //     direct convolution; tasks (n, k) forward, (n, c) data, k weight.
-//   direct_small (forward, data; stride 1): the image's channels of one group are copied into a
+//   direct_small (stride 1; every direction): the image's channels of one group are copied into a
 //     zero-padded buffer (Ci, Hp, Wp) and a per-ISA micro-kernel (conv2d_direct.hpp) computes
 //     a few output channels x a few vectors of flattened positions p = oh*Wp + ow in registers,
 //     looping over input channels and taps; the junk columns ow >= OW are dropped on copy-out.
@@ -24,6 +24,9 @@
 //     (KW-1)*DW - PW (left), with the kernel rotated by 180 degrees and w's two channel axes
 //     swapped: dx[c, ih, iw] = sum_{k,i,j} dy[k, ih + PH - i*DH, iw + PW - j*DW] w[k, c, i, j].
 //     tasks (n, g) or (n, g, block of output channels).
+//     Weight: dw[k, c, t] = sum_{n, p} dyp[n, k, p] xpad[n, c, p + offs[t]] with dy laid out
+//     at the padded width (zero junk columns): lane-wise vector dot products per batch chunk
+//     (chunks as in im2col_gemm_batch), lanes and chunks summed in a fixed order at the end.
 //   im2col_gemm_batch (weight): the batch is cut into kDwChunks chunks (fixed by N alone);
 //     each chunk sums its images into its own partial dw (chunk 0: dw itself) with GEMMs of
 //     depth "several images x OH*OW" (im2col of the images side by side), and its partial db in
@@ -346,6 +349,28 @@ struct DirectProblem {
   int64_t out_n, out_g;        // ... in `out`
 };
 
+// dst (ci, Hp, Wp): row r, column s is src (ci, Hi, Wi) row r - pt, column s - pl, zero outside
+// (pt, pl may be negative: a crop).
+template <typename T>
+void pad_planes(T* __restrict dst, const T* __restrict src, int64_t ci, int64_t Hi, int64_t Wi,
+                int64_t Hp, int64_t Wp, int64_t pt, int64_t pl) {
+  const int64_t s0 = std::clamp<int64_t>(pl, 0, Wp);          // first copied column
+  const int64_t s1 = std::clamp<int64_t>(pl + Wi, s0, Wp);    // end of the copy
+  for (int64_t c = 0; c < ci; ++c) {  // plane c: dst[c] (Hp, Wp)
+    for (int64_t r = 0; r < Hp; ++r) {
+      T* row = dst + (c * Hp + r) * Wp;
+      const int64_t sr = r - pt;
+      if (sr < 0 || sr >= Hi) {
+        std::fill(row, row + Wp, T(0));
+        continue;
+      }
+      std::fill(row, row + s0, T(0));
+      std::memcpy(row + s0, src + (c * Hi + sr) * Wi + (s0 - pl), (s1 - s0) * sizeof(T));
+      std::fill(row + s1, row + Wp, T(0));
+    }
+  }
+}
+
 // wgt(g, co, ci, t) is the weight of output channel co, input channel ci and tap t = i*KW + j
 // (flattened positions: offset i*DH*Wp + j*DW); bias(g, co) or null.
 template <typename T, typename Wgt>
@@ -383,23 +408,7 @@ void direct_conv(T* out, const T* in, const T* bias, const DirectProblem& p, con
     const T* in_g = in + n * p.in_n + g * p.in_g;  // (Ci, Hi, Wi)
     T* pad = scratch<T>(in_elems + KB * lenr);     // padded input (Ci, Hp, Wp) + tail | tile
     T* tile = pad + in_elems;                      // (kb, lenr)
-    for (int64_t ci = 0; ci < p.Ci; ++ci) {        // plane ci: pad[ci] (Hp, Wp)
-      T* dst = pad + ci * plane;
-      const T* src = in_g + ci * p.Hi * p.Wi;
-      const int64_t s0 = std::clamp<int64_t>(p.pl, 0, Wp);               // first copied column
-      const int64_t s1 = std::clamp<int64_t>(p.pl + p.Wi, s0, Wp);       // end of the copy
-      for (int64_t r = 0; r < Hp; ++r) {
-        T* row = dst + r * Wp;
-        const int64_t sr = r - p.pt;
-        if (sr < 0 || sr >= p.Hi) {
-          std::fill(row, row + Wp, T(0));
-          continue;
-        }
-        std::fill(row, row + s0, T(0));
-        std::memcpy(row + s0, src + sr * p.Wi + (s0 - p.pl), (s1 - s0) * sizeof(T));
-        std::fill(row + s1, row + Wp, T(0));
-      }
-    }
+    pad_planes(pad, in_g, p.Ci, p.Hi, p.Wi, Hp, Wp, p.pt, p.pl);
     std::fill(pad + p.Ci * plane, pad + in_elems, T(0));
     for (int64_t b = b0; b < std::min(nb, b0 + per); ++b) {  // block: channels [co0, co0 + kb)
       const int64_t co0 = b * KB, kb = std::min(KB, p.Co - co0);
@@ -438,6 +447,93 @@ void backward_data_direct(T* dx, const T* dy, const T* w, const ConvDims& d) {
               [&](int64_t g, int64_t c, int64_t k, int64_t t) {
                 return w[((g * Kg + k) * Cg + c) * taps + (taps - 1 - t)];
               });
+}
+
+// Weight gradient, stride 1: dw[k, c, t] = sum_{n, p} dyp[n, k, p] * xpad[n, c, p + offs[t]]
+// with x zero-padded as in the forward direction and dy laid out at the padded width Wp (zero
+// in the columns ow >= OW). Batch chunks as in im2col_gemm_batch (min(N, kDwChunks), fixed by
+// N); per chunk, lane-wise partial sums (G, Kgp, Cg, tp, VL) from the micro-kernel (channels
+// and taps rounded up to its tile: zero dy rows, tap offset 0, dropped); at the end each dw
+// element sums its chunks in order, each chunk's lanes in order. db fused per chunk, in double.
+template <typename T>
+void backward_weight_direct(T* dw, T* db, const T* dy, const T* x, const ConvDims& d) {
+  const direct_detail::Kernel<T> kern = direct_detail::direct_kernel<T>();
+  const int64_t Cg = d.Cg(), Kg = d.Kg(), taps = d.KH * d.KW, L = d.OH * d.OW, VL = kern.vl;
+  const int64_t Hp = d.OH + (d.KH - 1) * d.DH, Wp = d.OW + (d.KW - 1) * d.DW, plane = Hp * Wp;
+  const int64_t len = d.OH * Wp, lenr = ceil_div(len, VL) * VL;
+  const int64_t Kgp = ceil_div(Kg, kern.dw_kb) * kern.dw_kb;
+  const int64_t tp = ceil_div(taps, kern.dw_tb) * kern.dw_tb;
+  // One image of a group in the batch block: padded x (Cg, Hp, Wp) + zero tail, then dyp
+  // (Kgp, lenr); mb images side by side (about kDwBlockElems elements, fixed by the shapes).
+  const int64_t x_elems = Cg * plane + lenr + (d.KW - 1) * d.DW;
+  const int64_t img = x_elems + Kgp * lenr;
+  const int64_t mb = std::clamp<int64_t>(kDwBlockElems / img, 1, d.N);
+  std::vector<int64_t> offs(tp, 0);  // (tp,): padded taps read offset 0
+  for (int64_t i = 0; i < d.KH; ++i)
+    for (int64_t j = 0; j < d.KW; ++j) offs[i * d.KW + j] = i * d.DH * Wp + j * d.DW;
+  const int64_t nq = std::min(d.N, kDwChunks), lanes = d.G * Kgp * Cg * tp * VL;
+  T* part = scratch<T, PartTag>(nq * lanes);  // (nq, G, Kgp, Cg, tp, VL)
+  std::vector<double> db_part(db ? nq * d.K : 0);
+  run_tasks(nq, true, [&](int64_t q) {  // chunk q: images [n0, n1)
+    const int64_t n0 = d.N * q / nq, n1 = d.N * (q + 1) / nq;
+    T* acc = part + q * lanes;
+    std::fill(acc, acc + lanes, T(0));
+    T* buf = scratch<T>(mb * img);  // (mb, img)
+    std::fill(buf, buf + mb * img, T(0));  // tails, rows >= Kg and columns >= OW stay 0
+    for (int64_t na = n0; na < n1; na += mb) {
+      const int64_t nimg = std::min(mb, n1 - na);  // images [na, na + nimg)
+      for (int64_t g = 0; g < d.G; ++g) {
+        for (int64_t m = 0; m < nimg; ++m) {
+          const int64_t n = na + m;
+          T* xpad = buf + m * img;  // (Cg, Hp, Wp)
+          T* dyp = xpad + x_elems;  // (Kgp, lenr)
+          pad_planes(xpad, x + (n * d.C + g * Cg) * d.H * d.W, Cg, d.H, d.W, Hp, Wp, d.PH,
+                     d.PW);
+          for (int64_t k = 0; k < Kg; ++k) {  // dyp[k] (OH, Wp) <- dy[n, g*Kg + k] (OH, OW)
+            const T* src = dy + (n * d.K + g * Kg + k) * L;
+            for (int64_t oh = 0; oh < d.OH; ++oh)
+              std::memcpy(dyp + k * lenr + oh * Wp, src + oh * d.OW, d.OW * sizeof(T));
+          }
+        }
+        for (int64_t k0 = 0; k0 < Kgp; k0 += kern.dw_kb)  // tile: channels [k0, k0 + dw_kb)
+          for (int64_t c = 0; c < Cg; ++c)
+            for (int64_t t0 = 0; t0 < tp; t0 += kern.dw_tb) {  // taps [t0, t0 + dw_tb)
+              const direct_detail::DwRows<T> r{
+                  acc + (((g * Kgp + k0) * Cg + c) * tp + t0) * VL, Cg * tp * VL,
+                  buf + x_elems + k0 * lenr, lenr, img, buf + c * plane, img,
+                  offs.data() + t0, lenr, nimg};
+              kern.dw(r);
+            }
+      }
+      if (db) {  // db_q[k] += sum_l dy[n, k, l] for n in [na, na + nimg), in double
+        double* s = db_part.data() + q * d.K;
+        for (int64_t n = na; n < na + nimg; ++n)
+          for (int64_t k = 0; k < d.K; ++k) {
+            const T* dy_k = dy + (n * d.K + k) * L;
+            double a = s[k];
+            for (int64_t l = 0; l < L; ++l) a += dy_k[l];
+            s[k] = a;
+          }
+      }
+    }
+  });
+  run_tasks(d.K, d.K * Cg * taps * nq * VL >= (int64_t(1) << 15), [&](int64_t kk) {
+    const int64_t g = kk / Kg, k = kk % Kg;
+    for (int64_t c = 0; c < Cg; ++c)
+      for (int64_t t = 0; t < taps; ++t) {  // dw[kk, c, t] = sum_q sum_v part[q, g, k, c, t, v]
+        const int64_t e = (((g * Kgp + k) * Cg + c) * tp + t) * VL;
+        T s = 0;
+        for (int64_t q = 0; q < nq; ++q)
+          for (int64_t v = 0; v < VL; ++v) s += part[q * lanes + e + v];
+        dw[(kk * Cg + c) * taps + t] = s;
+      }
+  });
+  if (db)
+    for (int64_t k = 0; k < d.K; ++k) {
+      double s = 0;
+      for (int64_t q = 0; q < nq; ++q) s += db_part[q * d.K + k];
+      db[k] = static_cast<T>(s);
+    }
 }
 
 // ---------------------------------------------------------------- batch-chunked weight GEMM
@@ -572,8 +668,9 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
     case ConvAlgo::gemm_pointwise: return is_pointwise(d);
     case ConvAlgo::im2col_gemm: return im2col_fits(d, elem_bytes);
     case ConvAlgo::direct_small:
-      return dir != ConvDir::weight && d.SH == 1 && d.SW == 1 &&
-             direct_channels(d, dir) <= kDirectLimitChannels && direct_fits(d, dir, elem_bytes);
+      return d.SH == 1 && d.SW == 1 && direct_channels(d, dir) <= kDirectLimitChannels &&
+             (dir != ConvDir::weight || d.Kg() <= kDirectLimitChannels) &&
+             direct_fits(d, dir, elem_bytes);
     case ConvAlgo::im2col_gemm_batch: return dir == ConvDir::weight && im2col_fits(d, elem_bytes);
     case ConvAlgo::kCount: break;
   }
@@ -584,13 +681,14 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
 //   depthwise (Cg == 1 with G > 1) and pointwise shapes have their own paths in every
 //     direction (a single-channel input with G == 1, like LeNet's first layer, does not count
 //     as depthwise: its dw would be K plane-sized dot products on one thread each);
-//   forward / data, stride 1, at most kDirectMaxChannels input channels of that direction
-//     (forward Cg, data Kg; data also needs Cg >= 2): direct_small;
+//   stride 1, at most kDirectMaxChannels input channels of that direction (forward and
+//     weight Cg, data Kg; data also needs Cg >= 2): direct_small;
 //   weight: im2col_gemm_batch once there are at least 2 images (chunks run in parallel and
 //     each GEMM is deep), else im2col_gemm (channel-block tasks, GEMMs split over threads);
 //   im2col_gemm otherwise, naive when even one im2col block would be too big.
-// Data-dependent exception (in the data dispatcher below): direct_small multiplies dy's
-// zero padding by w, so with a non-finite weight the auto choice for data is im2col_gemm.
+// Data-dependent exceptions (in the dispatchers below): direct_small multiplies dy's zero
+// padding by w (data) and the junk columns of x by dy's zero columns (weight), so with a
+// non-finite weight (data) or input (weight) the auto choice falls back to the im2col paths.
 ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir) {
   if (d.Cg() == 1 && d.G > 1) return ConvAlgo::direct_depthwise;
   if (is_pointwise(d)) {
@@ -602,8 +700,7 @@ ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir) {
     return conv_algo_applies(direct, dir, d, elem_bytes) ? direct : ConvAlgo::naive;
   }
   // data with one output plane per group (Cg == 1): one accumulator row per tile, im2col wins.
-  if (dir != ConvDir::weight && direct_channels(d, dir) <= kDirectMaxChannels &&
-      (dir == ConvDir::forward || d.Cg() >= 2) &&
+  if (direct_channels(d, dir) <= kDirectMaxChannels && (dir != ConvDir::data || d.Cg() >= 2) &&
       conv_algo_applies(ConvAlgo::direct_small, dir, d, elem_bytes))
     return ConvAlgo::direct_small;
   if (dir == ConvDir::weight && d.N >= 2) return ConvAlgo::im2col_gemm_batch;
@@ -703,6 +800,9 @@ void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDim
     case ConvAlgo::direct_depthwise: backward_weight_depthwise(dw, dy, x, d); break;
     case ConvAlgo::gemm_pointwise: backward_weight_gemm(dw, dy, x, d, true); break;
     case ConvAlgo::im2col_gemm: backward_weight_gemm(dw, dy, x, d, false); break;
+    case ConvAlgo::direct_small:  // db fused into the pass over the chunks
+      backward_weight_direct(dw, db, dy, x, d);
+      return;
     case ConvAlgo::im2col_gemm_batch:  // db fused into the pass over the chunks
       backward_weight_batch(dw, db, dy, x, d, is_pointwise(d));
       return;
@@ -713,7 +813,12 @@ void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDim
 
 template <typename T>
 void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d) {
-  conv2d_backward_weight(dw, db, dy, x, d, choose_conv_algo(d, sizeof(T), ConvDir::weight));
+  ConvAlgo algo = choose_conv_algo(d, sizeof(T), ConvDir::weight);
+  if (algo == ConvAlgo::direct_small && !all_finite(x, d.N * d.C * d.H * d.W))
+    algo = !im2col_fits(d, sizeof(T)) ? ConvAlgo::naive
+           : d.N >= 2                  ? ConvAlgo::im2col_gemm_batch
+                                       : ConvAlgo::im2col_gemm;
+  conv2d_backward_weight(dw, db, dy, x, d, algo);
 }
 
 // ---------------------------------------------------------------- naive kernels

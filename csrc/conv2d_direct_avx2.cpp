@@ -6,4 +6,6 @@
 #define CF_VEC_BYTES 32
 #define CF_DIRECT_NV 2
 #define CF_DIRECT_KB 6
+#define CF_DW_KB 2
+#define CF_DW_TB 4
 #include "conv2d_direct_kernel.inc"

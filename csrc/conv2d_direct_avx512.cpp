@@ -6,4 +6,6 @@
 #define CF_VEC_BYTES 64
 #define CF_DIRECT_NV 3
 #define CF_DIRECT_KB 8
+#define CF_DW_KB 4
+#define CF_DW_TB 5
 #include "conv2d_direct_kernel.inc"

@@ -188,8 +188,8 @@ def test_every_forced_algorithm(rng, restore_core, case, dtype):
     fwd_algos, data_algos, weight_algos = (algorithms(case, dtype, d) for d in DIRECTIONS)
     assert "naive" in fwd_algos and "naive" in data_algos and "naive" in weight_algos
     assert "im2col_gemm_batch" in weight_algos and "im2col_gemm_batch" not in fwd_algos
-    assert "direct_small" not in weight_algos
     assert ("direct_small" in fwd_algos) == (stride == (1, 1) and ws[1] <= 64)
+    assert ("direct_small" in weight_algos) == ("direct_small" in fwd_algos)
     for isa in AVAILABLE_ISAS:
         core.set_isa(isa)
         for a in fwd_algos:
@@ -266,9 +266,12 @@ def test_heuristic_choices():
     c1, c3 = ((64, 1, 32, 32), (6, 1, 5, 5)), ((64, 6, 14, 14), (16, 6, 5, 5))
     assert pick(*c1, "forward") == "direct_small"      # C == 1, G == 1 is not depthwise
     assert pick(*c1, "data") == "im2col_gemm"          # one output plane: im2col wins
-    assert pick(*c1, "weight") == "im2col_gemm_batch"
+    assert pick(*c1, "weight") == "direct_small"
     assert pick(*c3, "forward") == "direct_small"
     assert pick(*c3, "data") == "direct_small"
+    assert pick(*c3, "weight") == "direct_small"
+    assert pick((32, 64, 32, 32), (64, 64, 3, 3), "weight", pad=(1,) * 4) == "im2col_gemm_batch"
+    assert pick((8, 17, 9, 9), (8, 17, 3, 3), "weight") == "im2col_gemm_batch"
     assert pick((8, 16, 9, 9), (8, 16, 3, 3), "forward") == "direct_small"
     assert pick((8, 17, 9, 9), (8, 17, 3, 3), "forward") == "im2col_gemm"
     assert pick((8, 6, 9, 9), (8, 6, 3, 3), "forward", stride=(2, 2)) == "im2col_gemm"
@@ -289,6 +292,22 @@ def test_data_auto_avoids_direct_small_for_nonfinite_weights(rng):
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
     forced = core.conv2d_backward_data(dy, w, case[0], *case[2:], algo="direct_small")
+    assert np.isnan(forced).sum() > np.isnan(want).sum()
+
+
+def test_weight_auto_avoids_direct_small_for_nonfinite_inputs(rng):
+    """direct_small's dw multiplies x's junk columns by zeros of dy: a NaN/inf in x would
+    spread NaN, so auto falls back to an im2col path."""
+    case = ((2, 6, 9, 9), (16, 6, 5, 5), (1, 1), (1, 0, 0, 0), (1, 1), 1)
+    x, w, b, dy = make_problem(rng, case, np.float64)
+    x[0, 1, 2, 8], x[1, 0, 5, 0] = np.inf, np.nan
+    assert core.conv2d_algorithm(*case, "float64", "weight") == "direct_small"
+    with np.errstate(invalid="ignore"):
+        want = ref.conv2d_backward(dy, x, w, *case[2:], True)[1]
+    got = core.conv2d_backward_weight(dy, x, case[1], *case[2:], True)[0]
+    for pred in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(pred(got), pred(want))
+    forced = core.conv2d_backward_weight(dy, x, case[1], *case[2:], True, algo="direct_small")[0]
     assert np.isnan(forced).sum() > np.isnan(want).sum()
 
 
@@ -546,15 +565,16 @@ def test_algo_errors():
         core.conv2d_forward(x, w, None, *args, algo="gemm_pointwise")
     with pytest.raises(ValueError, match="'direct_depthwise' does not apply to data of x"):
         core.conv2d_backward_data(dy, w, x.shape, *args, algo="direct_depthwise")
-    with pytest.raises(ValueError, match="'direct_small' does not apply to weight of x"):
-        core.conv2d_backward_weight(dy, x, w.shape, *args, True, algo="direct_small")
+    with pytest.raises(ValueError, match=r"'direct_small' does not apply to weight of x"):
+        core.conv2d_backward_weight(dy[..., :2].copy(), x, w.shape, (1, 2), (0, 0, 0, 0),
+                                    (1, 1), 1, True, algo="direct_small")
     with pytest.raises(ValueError, match="'im2col_gemm_batch' does not apply to forward"):
         core.conv2d_forward(x, w, None, *args, algo="im2col_gemm_batch")
     with pytest.raises(ValueError, match=r"'direct_small' does not apply to forward .*stride \(2, 1\)"):
         core.conv2d_forward(x, w, None, (2, 1), (0, 0, 0, 0), (1, 1), 1, algo="direct_small")
     with pytest.raises(ValueError, match=r"conv2d_backward \(weight_algo\): algorithm "
-                                         r"'direct_small' does not apply"):
-        core.conv2d_backward(dy, x, w, *args, True, weight_algo="direct_small")
+                                         r"'gemm_pointwise' does not apply"):
+        core.conv2d_backward(dy, x, w, *args, True, weight_algo="gemm_pointwise")
     with pytest.raises(ValueError, match=r"conv2d_backward \(data_algo\): unknown algorithm"):
         core.conv2d_backward(dy, x, w, *args, True, data_algo="")
     with pytest.raises(TypeError):  # algo is keyword-only, and the naive bindings take none
@@ -572,5 +592,7 @@ def test_algo_errors():
     with pytest.raises(ValueError, match=r"dy must have shape \(2, 3, 4, 4\)"):
         core.conv2d_backward(dy[:, :, :3].copy(), x, w, *args, True)
     assert core.conv2d_algorithms(x.shape, w.shape, *args, "float64", "weight") == [
+        "naive", "im2col_gemm", "direct_small", "im2col_gemm_batch"]
+    assert core.conv2d_algorithms(x.shape, w.shape, (2, 2), *args[1:], "float64", "weight") == [
         "naive", "im2col_gemm", "im2col_gemm_batch"]
     assert core.conv2d_algorithm(x.shape, w.shape, *args) == "direct_small"

@@ -25,7 +25,7 @@ enum class ConvAlgo {
   gemm_pointwise,     // 1x1, stride 1, no padding: x itself is the GEMM operand (no im2col)
   im2col_gemm,        // im2col of a block of an image + blocked GEMM
   direct_small,       // stride 1, few channels: direct kernel vectorised along the output row
-                      // (forward and data; see conv2d_direct.hpp)
+                      // (all three directions; see conv2d_direct.hpp)
   im2col_gemm_batch,  // weight only: batch split into chunks fixed by the shapes, one partial
                       // dw per chunk (GEMM over several images at once), reduced in order
   kCount,             // number of algorithms (not an algorithm)

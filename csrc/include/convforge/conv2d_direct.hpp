@@ -36,11 +36,31 @@ struct Rows {
   int64_t len;
 };
 
+// Weight gradient (direct_small, weight direction): lane-wise partial dot products
+//   acc[k*ldacc + t*VL + v] += sum_{m < nimg} sum_{p = v mod VL, p < len}
+//                                dy[m*dy_img + k*ldd + p] * in[m*in_img + offs[t] + p]
+// for k < dw_kb, t < dw_tb, lane v < VL (len a multiple of VL). The caller sums the lanes (in
+// a fixed order) at the end. Summation order per lane: (m, p) ascending: fixed by the shapes.
+template <typename T>
+struct DwRows {
+  T* acc;
+  int64_t ldacc;
+  const T* dy;
+  int64_t ldd, dy_img;
+  const T* in;
+  int64_t in_img;
+  const int64_t* offs;
+  int64_t len, nimg;
+};
+
 template <typename T>
 struct Kernel {
   void (*rows)(const Rows<T>& r);
   int64_t kb_max;  // most output channels per call (register blocking)
   int64_t block;   // positions per register tile (a multiple of the vector length)
+  void (*dw)(const DwRows<T>& r);
+  int64_t dw_kb, dw_tb;  // output channels and taps per dw call (exactly these many)
+  int64_t vl;            // vector lanes
 };
 
 namespace baseline {

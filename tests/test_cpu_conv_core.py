@@ -570,7 +570,8 @@ def test_algo_errors():
                                     (1, 1), 1, True, algo="direct_small")
     with pytest.raises(ValueError, match="'im2col_gemm_batch' does not apply to forward"):
         core.conv2d_forward(x, w, None, *args, algo="im2col_gemm_batch")
-    with pytest.raises(ValueError, match=r"'direct_small' does not apply to forward .*stride \(2, 1\)"):
+    with pytest.raises(ValueError,
+                       match=r"'direct_small' does not apply to forward .*stride \(2, 1\)"):
         core.conv2d_forward(x, w, None, (2, 1), (0, 0, 0, 0), (1, 1), 1, algo="direct_small")
     with pytest.raises(ValueError, match=r"conv2d_backward \(weight_algo\): algorithm "
                                          r"'gemm_pointwise' does not apply"):

@@ -16,6 +16,21 @@
 //   gemm_pointwise: 1x1 / stride 1 / no padding: x and dx are used as cols directly.
 //   direct_depthwise: Cg == 1 (depthwise, also with a channel multiplier): plane-by-plane
 //     direct convolution; tasks (n, k) forward, (n, c) data, k weight.
+//   direct_small (stride 1; every direction): the image's channels of one group are copied into a
+//     zero-padded buffer (Ci, Hp, Wp) and a per-ISA micro-kernel (conv2d_direct.hpp) computes
+//     a few output channels x a few vectors of flattened positions p = oh*Wp + ow in registers,
+//     looping over input channels and taps; the junk columns ow >= OW are dropped on copy-out.
+//     The data direction is the same correlation of dy, padded by (KH-1)*DH - PH (top) and
+//     (KW-1)*DW - PW (left), with the kernel rotated by 180 degrees and w's two channel axes
+//     swapped: dx[c, ih, iw] = sum_{k,i,j} dy[k, ih + PH - i*DH, iw + PW - j*DW] w[k, c, i, j].
+//     tasks (n, g) or (n, g, block of output channels).
+//     Weight: dw[k, c, t] = sum_{n, p} dyp[n, k, p] xpad[n, c, p + offs[t]] with dy laid out
+//     at the padded width (zero junk columns): lane-wise vector dot products per batch chunk
+//     (chunks as in im2col_gemm_batch), lanes and chunks summed in a fixed order at the end.
+//   im2col_gemm_batch (weight): the batch is cut into kDwChunks chunks (fixed by N alone);
+//     each chunk sums its images into its own partial dw (chunk 0: dw itself) with GEMMs of
+//     depth "several images x OH*OW" (im2col of the images side by side), and its partial db in
+//     double; the partials are then added in chunk order. Tasks: chunks.
 //   naive: plain loops (also exposed as *_naive: the second reference for tests).
 // Parallel axis: the tasks above (N for forward/data, output channels of dw for weight). When
 // there are fewer tasks than threads, the tasks run in turn and each GEMM splits its C over the
@@ -31,6 +46,11 @@
 #include <exception>
 #include <new>
 
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "convforge/conv2d_direct.hpp"
 #include "convforge/cpu.hpp"
 #include "convforge/gemm.hpp"
 
@@ -43,6 +63,10 @@ constexpr int64_t kBlockElems = int64_t(1) << 18;    // target im2col/dcols bloc
 constexpr int64_t kMinCols = 64;                     // fewest columns in an im2col block
 constexpr int64_t kDwCols = 256;                     // target dw columns per weight task
 constexpr int64_t kMaxBlockBytes = int64_t(1) << 30; // smallest block above this: naive
+constexpr int64_t kDirectMaxChannels = 16;           // direct_small picked up to this many Ci
+constexpr int64_t kDirectLimitChannels = 64;         // direct_small applies up to this many Ci
+constexpr int64_t kDwChunks = 8;                     // batch chunks of im2col_gemm_batch
+constexpr int64_t kDwBlockElems = int64_t(1) << 16;  // im2col_gemm_batch operand block
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -53,8 +77,11 @@ int64_t column_block(int64_t rows, int64_t L) {
   return std::min(std::max(lb, kMinCols), L);
 }
 
-// Per-thread, grow-only, 64-byte aligned scratch buffer (kept between calls).
-template <typename T>
+// Per-thread, grow-only, 64-byte aligned scratch buffer (kept between calls); one per Tag, so
+// a caller can hold one while the tasks it runs (on its own thread too) use another.
+struct TaskTag;
+struct PartTag;
+template <typename T, typename Tag = TaskTag>
 T* scratch(int64_t n) {
   struct Buffer {
     T* p = nullptr;
@@ -307,19 +334,376 @@ void backward_weight_depthwise(T* dw, const T* dy, const T* x, const ConvDims& d
   });
 }
 
+// ---------------------------------------------------------------- direct small-channel (stride 1)
+
+// One stride-1 correlation per (image n, group g): out (Co, Ho, Wo) from in (Ci, Hi, Wi), where
+// row r / column s of the zero-padded plane (Hp, Wp) = (Ho + (KH-1)*DH, Wo + (KW-1)*DW) is
+// in row r - pt / column s - pl (pt, pl may be negative: a crop).
+struct DirectProblem {
+  int64_t N, G;
+  int64_t Ci, Hi, Wi;          // input channels and plane per group
+  int64_t Co, Ho, Wo;          // output channels and plane per group
+  int64_t KH, KW, DH, DW;      // kernel and dilation
+  int64_t pt, pl;              // top / left padding
+  int64_t in_n, in_g;          // element strides of an image and a group in `in`
+  int64_t out_n, out_g;        // ... in `out`
+};
+
+// dst (ci, Hp, Wp): row r, column s is src (ci, Hi, Wi) row r - pt, column s - pl, zero outside
+// (pt, pl may be negative: a crop).
+template <typename T>
+void pad_planes(T* __restrict dst, const T* __restrict src, int64_t ci, int64_t Hi, int64_t Wi,
+                int64_t Hp, int64_t Wp, int64_t pt, int64_t pl) {
+  const int64_t s0 = std::clamp<int64_t>(pl, 0, Wp);          // first copied column
+  const int64_t s1 = std::clamp<int64_t>(pl + Wi, s0, Wp);    // end of the copy
+  for (int64_t c = 0; c < ci; ++c) {  // plane c: dst[c] (Hp, Wp)
+    for (int64_t r = 0; r < Hp; ++r) {
+      T* row = dst + (c * Hp + r) * Wp;
+      const int64_t sr = r - pt;
+      if (sr < 0 || sr >= Hi) {
+        std::fill(row, row + Wp, T(0));
+        continue;
+      }
+      std::fill(row, row + s0, T(0));
+      std::memcpy(row + s0, src + (c * Hi + sr) * Wi + (s0 - pl), (s1 - s0) * sizeof(T));
+      std::fill(row + s1, row + Wp, T(0));
+    }
+  }
+}
+
+// wgt(g, co, ci, t) is the weight of output channel co, input channel ci and tap t = i*KW + j
+// (flattened positions: offset i*DH*Wp + j*DW); bias(g, co) or null.
+template <typename T, typename Wgt>
+void direct_conv(T* out, const T* in, const T* bias, const DirectProblem& p, const Wgt& wgt) {
+  const direct_detail::Kernel<T> kern = direct_detail::direct_kernel<T>();
+  const int64_t taps = p.KH * p.KW;
+  const int64_t Hp = p.Ho + (p.KH - 1) * p.DH, Wp = p.Wo + (p.KW - 1) * p.DW, plane = Hp * Wp;
+  const int64_t len = p.Ho * Wp, lenr = ceil_div(len, kern.block) * kern.block;
+  const int64_t in_elems = p.Ci * plane + kern.block + (p.KW - 1) * p.DW;  // + zero tail
+  // Output channel blocks of the micro-kernel: nb balanced blocks of at most kb_max.
+  const int64_t nb = ceil_div(p.Co, kern.kb_max), KB = ceil_div(p.Co, nb);
+  std::vector<int64_t> offs(taps);  // offs[t]: (taps,)
+  for (int64_t i = 0; i < p.KH; ++i)
+    for (int64_t j = 0; j < p.KW; ++j) offs[i * p.KW + j] = i * p.DH * Wp + j * p.DW;
+  // wp: per group g and block b (output channels [b*KB, b*KB + kb)) the (Ci, taps, kb) weights,
+  // at offset (g*Co + b*KB)*Ci*taps.
+  std::vector<T> wp(p.G * p.Co * p.Ci * taps);
+  for (int64_t g = 0; g < p.G; ++g)
+    for (int64_t co0 = 0; co0 < p.Co; co0 += KB) {
+      const int64_t kb = std::min(KB, p.Co - co0);
+      T* wb = wp.data() + (g * p.Co + co0) * p.Ci * taps;  // (Ci, taps, kb)
+      for (int64_t ci = 0; ci < p.Ci; ++ci)
+        for (int64_t t = 0; t < taps; ++t)
+          for (int64_t k = 0; k < kb; ++k) wb[(ci * taps + t) * kb + k] = wgt(g, co0 + k, ci, t);
+    }
+  std::vector<T> bp;
+  if (bias) bp.assign(bias, bias + p.G * p.Co);
+
+  // Tasks: (n, g) when there are enough of them, else (n, g, block); the split does not change
+  // any result (each output element is computed whole by one micro-kernel call).
+  const int64_t per = p.N * p.G >= 2 * max_threads() ? nb : 1;  // blocks per task
+  const int64_t tpg = ceil_div(nb, per);                       // tasks per (n, g)
+  run_tasks(p.N * p.G * tpg, true, [&](int64_t task) {
+    const int64_t n = task / (p.G * tpg), g = (task / tpg) % p.G, b0 = (task % tpg) * per;
+    const T* in_g = in + n * p.in_n + g * p.in_g;  // (Ci, Hi, Wi)
+    T* pad = scratch<T>(in_elems + KB * lenr);     // padded input (Ci, Hp, Wp) + tail | tile
+    T* tile = pad + in_elems;                      // (kb, lenr)
+    pad_planes(pad, in_g, p.Ci, p.Hi, p.Wi, Hp, Wp, p.pt, p.pl);
+    std::fill(pad + p.Ci * plane, pad + in_elems, T(0));
+    for (int64_t b = b0; b < std::min(nb, b0 + per); ++b) {  // block: channels [co0, co0 + kb)
+      const int64_t co0 = b * KB, kb = std::min(KB, p.Co - co0);
+      const direct_detail::Rows<T> r{tile, lenr, pad, p.Ci, plane, offs.data(), taps,
+                                     wp.data() + (g * p.Co + co0) * p.Ci * taps, kb,
+                                     bias ? bp.data() + g * p.Co + co0 : nullptr, len};
+      kern.rows(r);
+      for (int64_t k = 0; k < kb; ++k) {  // out[n, g, co0 + k] (Ho, Wo) <- tile rows of width Wp
+        T* o = out + n * p.out_n + g * p.out_g + (co0 + k) * p.Ho * p.Wo;
+        for (int64_t oh = 0; oh < p.Ho; ++oh)
+          std::memcpy(o + oh * p.Wo, tile + k * lenr + oh * Wp, p.Wo * sizeof(T));
+      }
+    }
+  });
+}
+
+template <typename T>
+void forward_direct(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
+  const int64_t Cg = d.Cg(), Kg = d.Kg(), taps = d.KH * d.KW, L = d.OH * d.OW;
+  const DirectProblem p{d.N, d.G, Cg, d.H, d.W, Kg, d.OH, d.OW, d.KH, d.KW, d.DH, d.DW,
+                        d.PH, d.PW, d.C * d.H * d.W, Cg * d.H * d.W, d.K * L, Kg * L};
+  // w[g*Kg + k, c, i, j] (K, Cg, KH, KW)
+  direct_conv(y, x, b, p, [&](int64_t g, int64_t k, int64_t c, int64_t t) {
+    return w[((g * Kg + k) * Cg + c) * taps + t];
+  });
+}
+
+template <typename T>
+void backward_data_direct(T* dx, const T* dy, const T* w, const ConvDims& d) {
+  const int64_t Cg = d.Cg(), Kg = d.Kg(), taps = d.KH * d.KW, L = d.OH * d.OW;
+  const DirectProblem p{d.N, d.G, Kg, d.OH, d.OW, Cg, d.H, d.W, d.KH, d.KW, d.DH, d.DW,
+                        (d.KH - 1) * d.DH - d.PH, (d.KW - 1) * d.DW - d.PW,
+                        d.K * L, Kg * L, d.C * d.H * d.W, Cg * d.H * d.W};
+  // Output channel c, input channel k, tap t: w[g*Kg + k, c] rotated: tap taps-1-t.
+  direct_conv(dx, dy, static_cast<const T*>(nullptr), p,
+              [&](int64_t g, int64_t c, int64_t k, int64_t t) {
+                return w[((g * Kg + k) * Cg + c) * taps + (taps - 1 - t)];
+              });
+}
+
+// Weight gradient, stride 1: dw[k, c, t] = sum_{n, p} dyp[n, k, p] * xpad[n, c, p + offs[t]]
+// with x zero-padded as in the forward direction and dy laid out at the padded width Wp (zero
+// in the columns ow >= OW). Batch chunks as in im2col_gemm_batch (min(N, kDwChunks), fixed by
+// N); per chunk, lane-wise partial sums (G, Kgp, Cg, tp, VL) from the micro-kernel (channels
+// and taps rounded up to its tile: zero dy rows, tap offset 0, dropped); at the end each dw
+// element sums its chunks in order, each chunk's lanes in order. db fused per chunk, in double.
+template <typename T>
+void backward_weight_direct(T* dw, T* db, const T* dy, const T* x, const ConvDims& d) {
+  const direct_detail::Kernel<T> kern = direct_detail::direct_kernel<T>();
+  const int64_t Cg = d.Cg(), Kg = d.Kg(), taps = d.KH * d.KW, L = d.OH * d.OW, VL = kern.vl;
+  const int64_t Hp = d.OH + (d.KH - 1) * d.DH, Wp = d.OW + (d.KW - 1) * d.DW, plane = Hp * Wp;
+  const int64_t len = d.OH * Wp, lenr = ceil_div(len, VL) * VL;
+  const int64_t Kgp = ceil_div(Kg, kern.dw_kb) * kern.dw_kb;
+  const int64_t tp = ceil_div(taps, kern.dw_tb) * kern.dw_tb;
+  // One image of a group in the batch block: padded x (Cg, Hp, Wp) + zero tail, then dyp
+  // (Kgp, lenr); mb images side by side (about kDwBlockElems elements, fixed by the shapes).
+  const int64_t x_elems = Cg * plane + lenr + (d.KW - 1) * d.DW;
+  const int64_t img = x_elems + Kgp * lenr;
+  const int64_t mb = std::clamp<int64_t>(kDwBlockElems / img, 1, d.N);
+  std::vector<int64_t> offs(tp, 0);  // (tp,): padded taps read offset 0
+  for (int64_t i = 0; i < d.KH; ++i)
+    for (int64_t j = 0; j < d.KW; ++j) offs[i * d.KW + j] = i * d.DH * Wp + j * d.DW;
+  const int64_t nq = std::min(d.N, kDwChunks), lanes = d.G * Kgp * Cg * tp * VL;
+  T* part = scratch<T, PartTag>(nq * lanes);  // (nq, G, Kgp, Cg, tp, VL)
+  std::vector<double> db_part(db ? nq * d.K : 0);
+  run_tasks(nq, true, [&](int64_t q) {  // chunk q: images [n0, n1)
+    const int64_t n0 = d.N * q / nq, n1 = d.N * (q + 1) / nq;
+    T* acc = part + q * lanes;
+    std::fill(acc, acc + lanes, T(0));
+    T* buf = scratch<T>(mb * img);  // (mb, img)
+    std::fill(buf, buf + mb * img, T(0));  // tails, rows >= Kg and columns >= OW stay 0
+    for (int64_t na = n0; na < n1; na += mb) {
+      const int64_t nimg = std::min(mb, n1 - na);  // images [na, na + nimg)
+      for (int64_t g = 0; g < d.G; ++g) {
+        for (int64_t m = 0; m < nimg; ++m) {
+          const int64_t n = na + m;
+          T* xpad = buf + m * img;  // (Cg, Hp, Wp)
+          T* dyp = xpad + x_elems;  // (Kgp, lenr)
+          pad_planes(xpad, x + (n * d.C + g * Cg) * d.H * d.W, Cg, d.H, d.W, Hp, Wp, d.PH,
+                     d.PW);
+          for (int64_t k = 0; k < Kg; ++k) {  // dyp[k] (OH, Wp) <- dy[n, g*Kg + k] (OH, OW)
+            const T* src = dy + (n * d.K + g * Kg + k) * L;
+            for (int64_t oh = 0; oh < d.OH; ++oh)
+              std::memcpy(dyp + k * lenr + oh * Wp, src + oh * d.OW, d.OW * sizeof(T));
+          }
+        }
+        for (int64_t k0 = 0; k0 < Kgp; k0 += kern.dw_kb)  // tile: channels [k0, k0 + dw_kb)
+          for (int64_t c = 0; c < Cg; ++c)
+            for (int64_t t0 = 0; t0 < tp; t0 += kern.dw_tb) {  // taps [t0, t0 + dw_tb)
+              const direct_detail::DwRows<T> r{
+                  acc + (((g * Kgp + k0) * Cg + c) * tp + t0) * VL, Cg * tp * VL,
+                  buf + x_elems + k0 * lenr, lenr, img, buf + c * plane, img,
+                  offs.data() + t0, lenr, nimg};
+              kern.dw(r);
+            }
+      }
+      if (db) {  // db_q[k] += sum_l dy[n, k, l] for n in [na, na + nimg), in double
+        double* s = db_part.data() + q * d.K;
+        for (int64_t n = na; n < na + nimg; ++n)
+          for (int64_t k = 0; k < d.K; ++k) {
+            const T* dy_k = dy + (n * d.K + k) * L;
+            double a = s[k];
+            for (int64_t l = 0; l < L; ++l) a += dy_k[l];
+            s[k] = a;
+          }
+      }
+    }
+  });
+  run_tasks(d.K, d.K * Cg * taps * nq * VL >= (int64_t(1) << 15), [&](int64_t kk) {
+    const int64_t g = kk / Kg, k = kk % Kg;
+    for (int64_t c = 0; c < Cg; ++c)
+      for (int64_t t = 0; t < taps; ++t) {  // dw[kk, c, t] = sum_q sum_v part[q, g, k, c, t, v]
+        const int64_t e = (((g * Kgp + k) * Cg + c) * tp + t) * VL;
+        T s = 0;
+        for (int64_t q = 0; q < nq; ++q)
+          for (int64_t v = 0; v < VL; ++v) s += part[q * lanes + e + v];
+        dw[(kk * Cg + c) * taps + t] = s;
+      }
+  });
+  if (db)
+    for (int64_t k = 0; k < d.K; ++k) {
+      double s = 0;
+      for (int64_t q = 0; q < nq; ++q) s += db_part[q * d.K + k];
+      db[k] = static_cast<T>(s);
+    }
+}
+
+// ---------------------------------------------------------------- batch-chunked weight GEMM
+
+// Images of chunk q (of nq = min(N, kDwChunks)): [N*q/nq, N*(q+1)/nq).
+template <typename T>
+void backward_weight_batch(T* dw, T* db, const T* dy, const T* x, const ConvDims& d,
+                           bool pointwise) {
+  const int64_t L = d.OH * d.OW, Kg = d.Kg(), Cg = d.Cg(), taps = d.KH * d.KW, R = Cg * taps;
+  const int64_t rows = d.C * taps;                     // im2col rows of all groups
+  const int64_t nq = std::min(d.N, kDwChunks), dw_elems = d.K * R;
+  // Columns of one GEMM: whole images when an image has fewer than the target, else column
+  // blocks of one image (the target depends on the shapes only).
+  // Operands (rows + K, columns) of about kDwBlockElems elements (they stay in L2).
+  const int64_t target = std::max(kDwBlockElems / (rows + d.K) / kMinCols * kMinCols, kMinCols);
+  const int64_t LB = std::min(L, target);  // columns of an image per GEMM
+  const int64_t imgs = L >= target ? 1 : std::max<int64_t>(target / L, 1);
+  T* part = nq > 1 ? scratch<T, PartTag>((nq - 1) * dw_elems) : nullptr;
+  std::vector<double> db_part(db ? nq * d.K : 0);  // (nq, K)
+  const bool outer = nq >= max_threads();
+  run_tasks(nq, outer, [&](int64_t q) {  // chunk q: images [n0, n1) into dw_q (K, R)
+    const int64_t n0 = d.N * q / nq, n1 = d.N * (q + 1) / nq;
+    T* dw_q = q == 0 ? dw : part + (q - 1) * dw_elems;
+    bool first = true;
+    for (int64_t na = n0; na < n1; na += imgs) {
+      const int64_t nb = std::min(n1, na + imgs) - na;  // images [na, na + nb)
+      for (int64_t l0 = 0; l0 < L; l0 += LB) {          // columns [l0, l0 + lb) of each
+        const int64_t lb = std::min(LB, L - l0), cw = nb * lb;
+        const T *a = dy + na * d.K * L + l0, *bm = x + na * d.C * L + l0;  // pointwise: x = cols
+        int64_t lda = L, ldb = L;
+        if (nb > 1) {  // dy images side by side: (K, cw); cols (rows, cw)
+          T* buf = scratch<T>(d.K * cw + (pointwise ? d.C : rows) * cw);
+          T* cols = buf + d.K * cw;
+          for (int64_t m = 0; m < nb; ++m) {
+            const T* dy_n = dy + (na + m) * d.K * L;  // (K, L)
+            for (int64_t k = 0; k < d.K; ++k)
+              std::memcpy(buf + k * cw + m * lb, dy_n + k * L + l0, lb * sizeof(T));
+            if (pointwise) {
+              const T* x_n = x + (na + m) * d.C * L;  // (C, L)
+              for (int64_t c = 0; c < d.C; ++c)
+                std::memcpy(cols + c * cw + m * lb, x_n + c * L + l0, lb * sizeof(T));
+            } else {
+              im2col_block(cols + m * lb, cw, x + (na + m) * d.C * d.H * d.W, 0, d.C, l0,
+                           l0 + lb, d);
+            }
+          }
+          a = buf;
+          bm = cols;
+          lda = ldb = cw;
+        } else if (!pointwise) {  // one image: cols (rows, lb)
+          T* cols = scratch<T>(rows * lb);
+          im2col_block(cols, x + na * d.C * d.H * d.W, 0, d.C, l0, l0 + lb, d);
+          bm = cols;
+          ldb = lb;
+        }
+        for (int64_t g = 0; g < d.G; ++g) {
+          // dw_q,g (Kg, R) (+)= dy block (Kg, cw) . cols_g^T (cw, R)
+          const GemmDims gd{Kg, R, cw, lda, ldb, /*ldc*/ R, false, true, !first};
+          gemm(dw_q + g * Kg * R, a + g * Kg * lda, bm + g * R * ldb,
+               static_cast<const T*>(nullptr), gd, !outer);
+        }
+        first = false;
+      }
+      if (db) {  // db_q[k] += dy[n, k] summed over (n, l) in order, in double
+        double* s = db_part.data() + q * d.K;
+        for (int64_t n = na; n < na + nb; ++n)
+          for (int64_t k = 0; k < d.K; ++k) {  // dy_k: dy[n, k] (L,)
+            const T* dy_k = dy + (n * d.K + k) * L;
+            double acc = s[k];
+            for (int64_t l = 0; l < L; ++l) acc += dy_k[l];
+            s[k] = acc;
+          }
+      }
+    }
+  });
+  // dw = dw_0 + dw_1 + ... + dw_{nq-1}, in that order; parallel over elements.
+  if (nq > 1) {
+    const int64_t eb = 4096, ne = ceil_div(dw_elems, eb);
+    run_tasks(ne, dw_elems >= 8 * eb, [&](int64_t t) {  // elements [e0, e1) of dw
+      const int64_t e0 = t * eb, e1 = std::min(dw_elems, e0 + eb);
+      for (int64_t q = 1; q < nq; ++q) {
+        const T* pq = part + (q - 1) * dw_elems;
+        for (int64_t e = e0; e < e1; ++e) dw[e] += pq[e];
+      }
+    });
+  }
+  if (db)
+    for (int64_t k = 0; k < d.K; ++k) {
+      double s = 0;
+      for (int64_t q = 0; q < nq; ++q) s += db_part[q * d.K + k];
+      db[k] = static_cast<T>(s);
+    }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- algorithm choice
 
-ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes) {
-  if (d.Cg() == 1) return ConvAlgo::direct_depthwise;
-  if (d.KH == 1 && d.KW == 1 && d.SH == 1 && d.SW == 1 && d.PH == 0 && d.PW == 0 &&
-      d.OH == d.H && d.OW == d.W)
-    return ConvAlgo::gemm_pointwise;
-  // Smallest blocks the im2col path needs: forward (C*KH*KW, kMinCols), data (KH*KW, OH*OW).
+namespace {
+
+bool is_pointwise(const ConvDims& d) {
+  return d.KH == 1 && d.KW == 1 && d.SH == 1 && d.SW == 1 && d.PH == 0 && d.PW == 0 &&
+         d.OH == d.H && d.OW == d.W;
+}
+
+// Smallest blocks the im2col path needs: forward (C*KH*KW, kMinCols), data (KH*KW, OH*OW).
+bool im2col_fits(const ConvDims& d, int64_t elem_bytes) {
   const int64_t taps = d.KH * d.KW, L = d.OH * d.OW;
   const int64_t smallest = std::max(d.C * taps * std::min(kMinCols, L), taps * L);
-  if (smallest * elem_bytes > kMaxBlockBytes) return ConvAlgo::naive;
+  return smallest * elem_bytes <= kMaxBlockBytes;
+}
+
+// Input channels per group the direct kernel loops over in a direction (forward: Cg, data: Kg).
+int64_t direct_channels(const ConvDims& d, ConvDir dir) {
+  return dir == ConvDir::data ? d.Kg() : d.Cg();
+}
+
+// The direct kernel's padded plane and one output tile must fit the scratch budget.
+bool direct_fits(const ConvDims& d, ConvDir dir, int64_t elem_bytes) {
+  const int64_t ci = direct_channels(d, dir);
+  const int64_t ho = dir == ConvDir::data ? d.H : d.OH, wo = dir == ConvDir::data ? d.W : d.OW;
+  const int64_t plane = (ho + (d.KH - 1) * d.DH) * (wo + (d.KW - 1) * d.DW);
+  return (ci + 8) * plane * elem_bytes <= kMaxBlockBytes;
+}
+
+}  // namespace
+
+bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_bytes) {
+  switch (a) {
+    case ConvAlgo::naive: return true;
+    case ConvAlgo::direct_depthwise: return d.Cg() == 1;
+    case ConvAlgo::gemm_pointwise: return is_pointwise(d);
+    case ConvAlgo::im2col_gemm: return im2col_fits(d, elem_bytes);
+    case ConvAlgo::direct_small:
+      return d.SH == 1 && d.SW == 1 && direct_channels(d, dir) <= kDirectLimitChannels &&
+             (dir != ConvDir::weight || d.Kg() <= kDirectLimitChannels) &&
+             direct_fits(d, dir, elem_bytes);
+    case ConvAlgo::im2col_gemm_batch: return dir == ConvDir::weight && im2col_fits(d, elem_bytes);
+    case ConvAlgo::kCount: break;
+  }
+  return false;
+}
+
+// The heuristic (measured on a 2-core Zen 4 against the alternatives, see the commit log):
+//   depthwise (Cg == 1 with G > 1) and pointwise shapes have their own paths in every
+//     direction (a single-channel input with G == 1, like LeNet's first layer, does not count
+//     as depthwise: its dw would be K plane-sized dot products on one thread each);
+//   stride 1, at most kDirectMaxChannels input channels of that direction (forward and
+//     weight Cg, data Kg; data also needs Cg >= 2): direct_small;
+//   weight: im2col_gemm_batch once there are at least 2 images (chunks run in parallel and
+//     each GEMM is deep), else im2col_gemm (channel-block tasks, GEMMs split over threads);
+//   im2col_gemm otherwise, naive when even one im2col block would be too big.
+// Data-dependent exceptions (in the dispatchers below): direct_small multiplies dy's zero
+// padding by w (data) and the junk columns of x by dy's zero columns (weight), so with a
+// non-finite weight (data) or input (weight) the auto choice falls back to the im2col paths.
+ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir) {
+  if (d.Cg() == 1 && d.G > 1) return ConvAlgo::direct_depthwise;
+  if (is_pointwise(d)) {
+    if (dir == ConvDir::weight && d.N >= 2) return ConvAlgo::im2col_gemm_batch;
+    return ConvAlgo::gemm_pointwise;
+  }
+  if (!im2col_fits(d, elem_bytes)) {
+    const ConvAlgo direct = ConvAlgo::direct_small;
+    return conv_algo_applies(direct, dir, d, elem_bytes) ? direct : ConvAlgo::naive;
+  }
+  // data with one output plane per group (Cg == 1): one accumulator row per tile, im2col wins.
+  if (direct_channels(d, dir) <= kDirectMaxChannels && (dir != ConvDir::data || d.Cg() >= 2) &&
+      conv_algo_applies(ConvAlgo::direct_small, dir, d, elem_bytes))
+    return ConvAlgo::direct_small;
+  if (dir == ConvDir::weight && d.N >= 2) return ConvAlgo::im2col_gemm_batch;
   return ConvAlgo::im2col_gemm;
 }
 
@@ -328,41 +712,113 @@ const char* conv_algo_name(ConvAlgo a) {
     case ConvAlgo::naive: return "naive";
     case ConvAlgo::direct_depthwise: return "direct_depthwise";
     case ConvAlgo::gemm_pointwise: return "gemm_pointwise";
-    default: return "im2col_gemm";
+    case ConvAlgo::im2col_gemm: return "im2col_gemm";
+    case ConvAlgo::direct_small: return "direct_small";
+    case ConvAlgo::im2col_gemm_batch: return "im2col_gemm_batch";
+    case ConvAlgo::kCount: break;
+  }
+  return "?";
+}
+
+const char* conv_dir_name(ConvDir dir) {
+  switch (dir) {
+    case ConvDir::forward: return "forward";
+    case ConvDir::data: return "data";
+    default: return "weight";
   }
 }
+
+namespace {
+
+// Throws std::invalid_argument when algorithm a cannot run this problem in this direction.
+void require_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_bytes) {
+  if (conv_algo_applies(a, dir, d, elem_bytes)) return;
+  throw std::invalid_argument(
+      std::string("conv2d algorithm '") + conv_algo_name(a) + "' does not apply to the " +
+      conv_dir_name(dir) + " direction of x " + shape_str(d.N, d.C, d.H, d.W) + ", w " +
+      shape_str(d.K, d.Cg(), d.KH, d.KW) + ", stride (" + std::to_string(d.SH) + ", " +
+      std::to_string(d.SW) + "), dilation (" + std::to_string(d.DH) + ", " +
+      std::to_string(d.DW) + "), groups " + std::to_string(d.G));
+}
+
+template <typename T>
+bool all_finite(const T* p, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(p[i])) return false;
+  return true;
+}
+
+}  // namespace
 
 // ---------------------------------------------------------------- public kernels
 
 template <typename T>
-void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
-  switch (choose_conv_algo(d, sizeof(T))) {
+void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d, ConvAlgo algo) {
+  require_applies(algo, ConvDir::forward, d, sizeof(T));
+  switch (algo) {
     case ConvAlgo::naive: conv2d_forward_naive(y, x, w, b, d); break;
     case ConvAlgo::direct_depthwise: forward_depthwise(y, x, w, b, d); break;
     case ConvAlgo::gemm_pointwise: forward_gemm(y, x, w, b, d, true); break;
     case ConvAlgo::im2col_gemm: forward_gemm(y, x, w, b, d, false); break;
+    case ConvAlgo::direct_small: forward_direct(y, x, w, b, d); break;
+    default: break;  // rejected by require_applies
+  }
+}
+
+template <typename T>
+void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
+  conv2d_forward(y, x, w, b, d, choose_conv_algo(d, sizeof(T), ConvDir::forward));
+}
+
+template <typename T>
+void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d, ConvAlgo algo) {
+  require_applies(algo, ConvDir::data, d, sizeof(T));
+  switch (algo) {
+    case ConvAlgo::naive: conv2d_backward_data_naive(dx, dy, w, d); break;
+    case ConvAlgo::direct_depthwise: backward_data_depthwise(dx, dy, w, d); break;
+    case ConvAlgo::gemm_pointwise: backward_data_gemm(dx, dy, w, d, true); break;
+    case ConvAlgo::im2col_gemm: backward_data_gemm(dx, dy, w, d, false); break;
+    case ConvAlgo::direct_small: backward_data_direct(dx, dy, w, d); break;
+    default: break;
   }
 }
 
 template <typename T>
 void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d) {
-  switch (choose_conv_algo(d, sizeof(T))) {
-    case ConvAlgo::naive: conv2d_backward_data_naive(dx, dy, w, d); break;
-    case ConvAlgo::direct_depthwise: backward_data_depthwise(dx, dy, w, d); break;
-    case ConvAlgo::gemm_pointwise: backward_data_gemm(dx, dy, w, d, true); break;
-    case ConvAlgo::im2col_gemm: backward_data_gemm(dx, dy, w, d, false); break;
-  }
+  ConvAlgo algo = choose_conv_algo(d, sizeof(T), ConvDir::data);
+  if (algo == ConvAlgo::direct_small && !all_finite(w, d.K * d.Cg() * d.KH * d.KW))
+    algo = im2col_fits(d, sizeof(T)) ? ConvAlgo::im2col_gemm : ConvAlgo::naive;
+  conv2d_backward_data(dx, dy, w, d, algo);
 }
 
 template <typename T>
-void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d) {
-  switch (choose_conv_algo(d, sizeof(T))) {
+void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d,
+                            ConvAlgo algo) {
+  require_applies(algo, ConvDir::weight, d, sizeof(T));
+  switch (algo) {
     case ConvAlgo::naive: conv2d_backward_weight_naive(dw, db, dy, x, d); return;
     case ConvAlgo::direct_depthwise: backward_weight_depthwise(dw, dy, x, d); break;
     case ConvAlgo::gemm_pointwise: backward_weight_gemm(dw, dy, x, d, true); break;
     case ConvAlgo::im2col_gemm: backward_weight_gemm(dw, dy, x, d, false); break;
+    case ConvAlgo::direct_small:  // db fused into the pass over the chunks
+      backward_weight_direct(dw, db, dy, x, d);
+      return;
+    case ConvAlgo::im2col_gemm_batch:  // db fused into the pass over the chunks
+      backward_weight_batch(dw, db, dy, x, d, is_pointwise(d));
+      return;
+    default: return;
   }
   if (db) bias_grad(db, dy, d);
+}
+
+template <typename T>
+void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d) {
+  ConvAlgo algo = choose_conv_algo(d, sizeof(T), ConvDir::weight);
+  if (algo == ConvAlgo::direct_small && !all_finite(x, d.N * d.C * d.H * d.W))
+    algo = !im2col_fits(d, sizeof(T)) ? ConvAlgo::naive
+           : d.N >= 2                  ? ConvAlgo::im2col_gemm_batch
+                                       : ConvAlgo::im2col_gemm;
+  conv2d_backward_weight(dw, db, dy, x, d, algo);
 }
 
 // ---------------------------------------------------------------- naive kernels
@@ -460,6 +916,11 @@ CF_OMP_FOR(schedule(static))
   template void conv2d_forward<T>(T*, const T*, const T*, const T*, const ConvDims&);        \
   template void conv2d_backward_data<T>(T*, const T*, const T*, const ConvDims&);            \
   template void conv2d_backward_weight<T>(T*, T*, const T*, const T*, const ConvDims&);      \
+  template void conv2d_forward<T>(T*, const T*, const T*, const T*, const ConvDims&,         \
+                                  ConvAlgo);                                                 \
+  template void conv2d_backward_data<T>(T*, const T*, const T*, const ConvDims&, ConvAlgo);  \
+  template void conv2d_backward_weight<T>(T*, T*, const T*, const T*, const ConvDims&,       \
+                                          ConvAlgo);                                         \
   template void conv2d_forward_naive<T>(T*, const T*, const T*, const T*, const ConvDims&);  \
   template void conv2d_backward_data_naive<T>(T*, const T*, const T*, const ConvDims&);      \
   template void conv2d_backward_weight_naive<T>(T*, T*, const T*, const T*, const ConvDims&);

@@ -19,9 +19,9 @@ namespace convforge {
 using detail::valid_range;
 
 template <typename T>
-void im2col_block(T* __restrict cols, const T* __restrict x_n, int64_t c0, int64_t c1, int64_t l0,
-                  int64_t l1, const ConvDims& d) {
-  const int64_t lb = l1 - l0;  // columns in the block (row stride of cols)
+void im2col_block(T* __restrict cols, int64_t lb, const T* __restrict x_n, int64_t c0,
+                  int64_t c1, int64_t l0, int64_t l1, const ConvDims& d) {
+  // lb: row stride of cols (>= l1 - l0)
   for (int64_t c = c0; c < c1; ++c) {  // x_c: x_n[c] (H, W)
     const T* x_c = x_n + c * d.H * d.W;
     for (int64_t i = 0; i < d.KH; ++i) {
@@ -53,6 +53,12 @@ void im2col_block(T* __restrict cols, const T* __restrict x_n, int64_t c0, int64
       }
     }
   }
+}
+
+template <typename T>
+void im2col_block(T* cols, const T* x_n, int64_t c0, int64_t c1, int64_t l0, int64_t l1,
+                  const ConvDims& d) {
+  im2col_block(cols, l1 - l0, x_n, c0, c1, l0, l1, d);
 }
 
 template <typename T>
@@ -103,6 +109,8 @@ CF_OMP_FOR(schedule(static))
 
 #define CF_INSTANTIATE(T)                                                                      \
   template void im2col_block<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t,             \
+                                const ConvDims&);                                             \
+  template void im2col_block<T>(T*, int64_t, const T*, int64_t, int64_t, int64_t, int64_t,    \
                                 const ConvDims&);                                             \
   template void col2im_block<T>(T*, const T*, int64_t, const ConvDims&);                      \
   template void im2col<T>(T*, const T*, const ConvDims&);                                     \

@@ -137,8 +137,178 @@ def test_conv_naive(rng, case, dtype):
 
 
 def test_grid_covers_every_algorithm():
-    algos = {core.conv2d_algorithm(c[0], c[1], c[2], c[3], c[4], c[5], "float32") for c in GRID}
-    assert algos >= {"im2col_gemm", "gemm_pointwise", "direct_depthwise"}, algos
+    algos = {core.conv2d_algorithm(*c, "float32", direction)
+             for c in GRID + ALGO_GRID for direction in DIRECTIONS}
+    assert algos >= {"im2col_gemm", "gemm_pointwise", "direct_depthwise", "direct_small",
+                     "im2col_gemm_batch"}, algos
+
+
+# ---------------------------------------------------------------- forced algorithms (algo=)
+
+DIRECTIONS = ("forward", "data", "weight")
+
+# Small-channel shapes around the direct_small threshold (16 input channels per group) and the
+# strides, per-side padding, dilation, groups and N=1 cases every forced algorithm must handle.
+ALGO_GRID = [
+    ((3, 1, 12, 12), (6, 1, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1),        # LeNet C1-like
+    ((2, 6, 9, 9), (16, 6, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1),         # LeNet C3-like
+    ((1, 3, 11, 10), (5, 3, 3, 3), (1, 1), (1, 2, 0, 3), (1, 1), 1),        # N=1, per-side pad
+    ((2, 16, 8, 7), (9, 16, 3, 2), (1, 1), (2, 0, 1, 1), (2, 1), 1),        # C=16, dilation
+    ((2, 17, 7, 8), (12, 17, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),       # C=17: above 16
+    ((2, 6, 10, 9), (4, 6, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),         # stride 2
+    ((2, 12, 8, 8), (9, 4, 3, 3), (1, 1), (1, 0, 2, 1), (1, 2), 3),         # groups 3, dilation
+    ((1, 6, 6, 6), (6, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 6),          # depthwise, N=1
+    ((3, 4, 5, 6), (7, 4, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),          # pointwise
+    ((2, 3, 5, 5), (2, 3, 1, 1), (1, 1), (2, 1, 0, 1), (1, 1), 1),          # 1x1, padded: crop
+    ((9, 2, 6, 5), (3, 2, 2, 3), (1, 1), (0, 1, 1, 0), (1, 1), 1),          # N=9 > 8 chunks
+    ((2, 3, 4, 40), (20, 3, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),        # wide rows, K > 8
+]
+ALGO_IDS = [f"x{s[0]}-w{s[1]}-s{s[2]}-p{s[3]}-d{s[4]}-g{s[5]}".replace(" ", "")
+            for s in ALGO_GRID]
+
+
+def algorithms(case, dtype, direction):
+    return core.conv2d_algorithms(*case, np.dtype(dtype).name, direction)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", ALGO_GRID + GRID, ids=ALGO_IDS + IDS)
+def test_every_forced_algorithm(rng, restore_core, case, dtype):
+    """Every algorithm that conv2d_algorithms lists, forced with algo=, on every ISA path, in
+    every direction and through the combined conv2d_backward, against the float64 reference."""
+    xs, ws, stride, pad, dil, g = case
+    x, w, b, dy = make_problem(rng, case, dtype)
+    args = (stride, pad, dil, g)
+    ax, aw, ab, ady = (np.abs(a.astype(np.float64)) for a in (x, w, b, dy))
+    y_r, y_m = ref.conv2d(x, w, b, *args), ref.conv2d(ax, aw, ab, *args)
+    dx_r, dw_r, db_r = ref.conv2d_backward(dy, x, w, *args, True)
+    mdx, mdw, mdb = ref.conv2d_backward(ady, ax, aw, *args, True)
+    n_fwd, n_data = ws[1] * ws[2] * ws[3] + 1, (ws[0] // g) * ws[2] * ws[3]
+    n_sum = dy.shape[0] * dy.shape[2] * dy.shape[3]
+    fwd_algos, data_algos, weight_algos = (algorithms(case, dtype, d) for d in DIRECTIONS)
+    assert "naive" in fwd_algos and "naive" in data_algos and "naive" in weight_algos
+    assert "im2col_gemm_batch" in weight_algos and "im2col_gemm_batch" not in fwd_algos
+    assert ("direct_small" in fwd_algos) == (stride == (1, 1) and ws[1] <= 64)
+    assert ("direct_small" in weight_algos) == ("direct_small" in fwd_algos)
+    for isa in AVAILABLE_ISAS:
+        core.set_isa(isa)
+        for a in fwd_algos:
+            tag = f"forward algo={a} {isa} {np.dtype(dtype).name} {case}"
+            assert_close(tag, core.conv2d_forward(x, w, b, *args, algo=a), y_r, y_m, n_fwd,
+                         dtype)
+            assert_close(tag + " no bias", core.conv2d_forward(x, w, None, *args, algo=a),
+                         ref.conv2d(x, w, None, *args), ref.conv2d(ax, aw, None, *args),
+                         n_fwd, dtype)
+        for a in data_algos:
+            tag = f"data algo={a} {isa} {np.dtype(dtype).name} {case}"
+            assert_close(tag, core.conv2d_backward_data(dy, w, xs, *args, algo=a), dx_r, mdx,
+                         n_data, dtype)
+        for a in weight_algos:
+            tag = f"weight algo={a} {isa} {np.dtype(dtype).name} {case}"
+            dw, db = core.conv2d_backward_weight(dy, x, ws, *args, True, algo=a)
+            assert_close(tag, dw, dw_r, mdw, n_sum, dtype)
+            assert_close(tag + " db", db, db_r, mdb, n_sum, dtype)
+            dw2, none = core.conv2d_backward_weight(dy, x, ws, *args, False, algo=a)
+            assert none is None
+            np.testing.assert_array_equal(dw2, dw)
+        # combined: each data algorithm once, paired with the weight algorithms in turn
+        for i in range(max(len(data_algos), len(weight_algos))):
+            da, wa = data_algos[i % len(data_algos)], weight_algos[i % len(weight_algos)]
+            tag = f"conv2d_backward data_algo={da} weight_algo={wa} {isa} {case}"
+            dx, dw, db = core.conv2d_backward(dy, x, w, *args, True, data_algo=da,
+                                              weight_algo=wa)
+            np.testing.assert_array_equal(
+                dx, core.conv2d_backward_data(dy, w, xs, *args, algo=da), err_msg=tag)
+            dw1, db1 = core.conv2d_backward_weight(dy, x, ws, *args, True, algo=wa)
+            np.testing.assert_array_equal(dw, dw1, err_msg=tag)
+            np.testing.assert_array_equal(db, db1, err_msg=tag)
+            assert core.conv2d_backward(dy, x, w, *args, False, data_algo=da,
+                                        weight_algo=wa)[2] is None
+        # auto = the heuristic's choice, bit for bit
+        for direction, got in (("forward", core.conv2d_forward(x, w, b, *args)),
+                               ("weight", core.conv2d_backward_weight(dy, x, ws, *args, True)[0])):
+            chosen = core.conv2d_algorithm(*case, np.dtype(dtype).name, direction)
+            want = (core.conv2d_forward(x, w, b, *args, algo=chosen) if direction == "forward"
+                    else core.conv2d_backward_weight(dy, x, ws, *args, True, algo=chosen)[0])
+            np.testing.assert_array_equal(got, want, err_msg=f"auto {direction} {case}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", ALGO_GRID, ids=ALGO_IDS)
+def test_every_forced_algorithm_integer_exact(rng, restore_core, case, dtype):
+    xs, ws, stride, pad, dil, g = case
+    x = rng.integers(-3, 4, xs).astype(dtype)
+    w = rng.integers(-3, 4, ws).astype(dtype)
+    b = rng.integers(-3, 4, ws[0]).astype(dtype)
+    dy = rng.integers(-3, 4, out_shape(xs, ws, stride, pad, dil)).astype(dtype)
+    args = (stride, pad, dil, g)
+    y_r, (dx_r, dw_r, db_r) = ref.conv2d(x, w, b, *args), ref.conv2d_backward(dy, x, w, *args,
+                                                                               True)
+    for isa in AVAILABLE_ISAS:
+        core.set_isa(isa)
+        for a in algorithms(case, dtype, "forward"):
+            np.testing.assert_array_equal(core.conv2d_forward(x, w, b, *args, algo=a), y_r,
+                                          err_msg=f"forward {a} {isa}")
+        for a in algorithms(case, dtype, "data"):
+            np.testing.assert_array_equal(core.conv2d_backward_data(dy, w, xs, *args, algo=a),
+                                          dx_r, err_msg=f"data {a} {isa}")
+        for a in algorithms(case, dtype, "weight"):
+            dw, db = core.conv2d_backward_weight(dy, x, ws, *args, True, algo=a)
+            np.testing.assert_array_equal(dw, dw_r, err_msg=f"weight {a} {isa}")
+            np.testing.assert_array_equal(db, db_r, err_msg=f"db {a} {isa}")
+
+
+def test_heuristic_choices():
+    """The small-channel rules of choose_conv_algo (threshold 16 input channels per group)."""
+    def pick(xs, ws, direction, stride=(1, 1), pad=(0, 0, 0, 0), groups=1):
+        return core.conv2d_algorithm(xs, ws, stride, pad, (1, 1), groups, "float32", direction)
+
+    c1, c3 = ((64, 1, 32, 32), (6, 1, 5, 5)), ((64, 6, 14, 14), (16, 6, 5, 5))
+    assert pick(*c1, "forward") == "direct_small"      # C == 1, G == 1 is not depthwise
+    assert pick(*c1, "data") == "im2col_gemm"          # one output plane: im2col wins
+    assert pick(*c1, "weight") == "direct_small"
+    assert pick(*c3, "forward") == "direct_small"
+    assert pick(*c3, "data") == "direct_small"
+    assert pick(*c3, "weight") == "direct_small"
+    assert pick((32, 64, 32, 32), (64, 64, 3, 3), "weight", pad=(1,) * 4) == "im2col_gemm_batch"
+    assert pick((8, 17, 9, 9), (8, 17, 3, 3), "weight") == "im2col_gemm_batch"
+    assert pick((8, 16, 9, 9), (8, 16, 3, 3), "forward") == "direct_small"
+    assert pick((8, 17, 9, 9), (8, 17, 3, 3), "forward") == "im2col_gemm"
+    assert pick((8, 6, 9, 9), (8, 6, 3, 3), "forward", stride=(2, 2)) == "im2col_gemm"
+    assert pick((1, 64, 8, 8), (64, 64, 3, 3), "weight") == "im2col_gemm"  # N=1: one chunk
+    assert pick((4, 8, 9, 9), (8, 1, 3, 3), "forward", groups=8) == "direct_depthwise"
+
+
+def test_data_auto_avoids_direct_small_for_nonfinite_weights(rng):
+    """direct_small multiplies dy's zero padding by w: an inf weight would put NaN where the
+    reference has none, so auto falls back to im2col_gemm (forcing it is the caller's call)."""
+    case = ((2, 6, 9, 9), (16, 6, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    x, w, b, dy = make_problem(rng, case, np.float64)
+    w[0, 0, 0, 0] = np.inf
+    assert core.conv2d_algorithm(*case, "float64", "data") == "direct_small"
+    with np.errstate(invalid="ignore"):
+        want = ref.conv2d_backward(dy, x, w, *case[2:], False)[0]
+    got = core.conv2d_backward_data(dy, w, case[0], *case[2:])
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    forced = core.conv2d_backward_data(dy, w, case[0], *case[2:], algo="direct_small")
+    assert np.isnan(forced).sum() > np.isnan(want).sum()
+
+
+def test_weight_auto_avoids_direct_small_for_nonfinite_inputs(rng):
+    """direct_small's dw multiplies x's junk columns by zeros of dy: a NaN/inf in x would
+    spread NaN, so auto falls back to an im2col path."""
+    case = ((2, 6, 9, 9), (16, 6, 5, 5), (1, 1), (1, 0, 0, 0), (1, 1), 1)
+    x, w, b, dy = make_problem(rng, case, np.float64)
+    x[0, 1, 2, 8], x[1, 0, 5, 0] = np.inf, np.nan
+    assert core.conv2d_algorithm(*case, "float64", "weight") == "direct_small"
+    with np.errstate(invalid="ignore"):
+        want = ref.conv2d_backward(dy, x, w, *case[2:], True)[1]
+    got = core.conv2d_backward_weight(dy, x, case[1], *case[2:], True)[0]
+    for pred in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(pred(got), pred(want))
+    forced = core.conv2d_backward_weight(dy, x, case[1], *case[2:], True, algo="direct_small")[0]
+    assert np.isnan(forced).sum() > np.isnan(want).sum()
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -192,6 +362,45 @@ def test_bit_identical_for_any_thread_count(rng, restore_core, case, dtype):
                 assert np.array_equal(a, b1), (
                     f"{name} differs between 1 and {threads} threads ({isa}, {case}): "
                     f"max |diff| {np.abs(a - b1).max()}")
+
+
+# >= 32 input channels and N >= 5 (several dw chunks), plus small-channel shapes.
+FORCED_THREAD_CASES = [
+    ((6, 32, 9, 9), (24, 32, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    ((11, 40, 5, 6), (16, 20, 3, 3), (1, 1), (1, 0, 0, 1), (1, 1), 2),
+    ((7, 6, 14, 14), (16, 6, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    ((5, 1, 16, 16), (6, 1, 5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1),
+    ((2, 3, 12, 12), (20, 3, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", FORCED_THREAD_CASES)
+def test_forced_algorithms_bit_identical_for_any_thread_count(rng, restore_core, case, dtype):
+    xs, ws, stride, pad, dil, g = case
+    x, w, b, dy = make_problem(rng, case, dtype)
+    args = (stride, pad, dil, g)
+    runs = {}
+    for threads in (1, 2, 3):
+        core.set_num_threads(threads)
+        for a in algorithms(case, dtype, "forward"):
+            runs.setdefault(("y", a), []).append(core.conv2d_forward(x, w, b, *args, algo=a))
+        for a in algorithms(case, dtype, "data"):
+            runs.setdefault(("dx", a), []).append(
+                core.conv2d_backward_data(dy, w, xs, *args, algo=a))
+        for a in algorithms(case, dtype, "weight"):
+            dw, db = core.conv2d_backward_weight(dy, x, ws, *args, True, algo=a)
+            runs.setdefault(("dw", a), []).append(dw)
+            runs.setdefault(("db", a), []).append(db)
+        dx, dw, db = core.conv2d_backward(dy, x, w, *args, True)
+        for name, v in (("dx", dx), ("dw", dw), ("db", db)):
+            runs.setdefault((name, "combined auto"), []).append(v)
+    assert ("dw", "im2col_gemm_batch") in runs
+    for (name, a), res in runs.items():
+        for threads, r in zip((2, 3), res[1:]):
+            assert np.array_equal(r, res[0]), (
+                f"{name} algo={a} differs between 1 and {threads} threads ({case}): "
+                f"max |diff| {np.abs(r - res[0]).max()}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -340,3 +549,51 @@ def test_validation_messages():
         core.im2col(x, (0, 3), (1, 1), (0, 0, 0, 0), (1, 1))
     with pytest.raises(ValueError, match=r"op\(a\) is \(2, 3\) but op\(b\) is \(4, 5\)"):
         core.gemm(np.zeros((2, 3)), np.zeros((4, 5)))
+
+
+def test_algo_errors():
+    x = np.zeros((2, 4, 6, 6), np.float32)
+    w = np.zeros((3, 4, 3, 3), np.float32)
+    dy = np.zeros((2, 3, 4, 4), np.float32)
+    args = ((1, 1), (0, 0, 0, 0), (1, 1), 1)
+    with pytest.raises(ValueError, match=r"unknown algorithm 'fastest'; choose one of 'auto'"):
+        core.conv2d_forward(x, w, None, *args, algo="fastest")
+    with pytest.raises(ValueError, match="unknown algorithm 'Naive'"):
+        core.conv2d_backward_data(dy, w, x.shape, *args, algo="Naive")
+    with pytest.raises(ValueError, match=(r"algorithm 'gemm_pointwise' does not apply to forward "
+                                          r"of x \(2, 4, 6, 6\), w \(3, 4, 3, 3\)")):
+        core.conv2d_forward(x, w, None, *args, algo="gemm_pointwise")
+    with pytest.raises(ValueError, match="'direct_depthwise' does not apply to data of x"):
+        core.conv2d_backward_data(dy, w, x.shape, *args, algo="direct_depthwise")
+    with pytest.raises(ValueError, match=r"'direct_small' does not apply to weight of x"):
+        core.conv2d_backward_weight(dy[..., :2].copy(), x, w.shape, (1, 2), (0, 0, 0, 0),
+                                    (1, 1), 1, True, algo="direct_small")
+    with pytest.raises(ValueError, match="'im2col_gemm_batch' does not apply to forward"):
+        core.conv2d_forward(x, w, None, *args, algo="im2col_gemm_batch")
+    with pytest.raises(ValueError,
+                       match=r"'direct_small' does not apply to forward .*stride \(2, 1\)"):
+        core.conv2d_forward(x, w, None, (2, 1), (0, 0, 0, 0), (1, 1), 1, algo="direct_small")
+    with pytest.raises(ValueError, match=r"conv2d_backward \(weight_algo\): algorithm "
+                                         r"'gemm_pointwise' does not apply"):
+        core.conv2d_backward(dy, x, w, *args, True, weight_algo="gemm_pointwise")
+    with pytest.raises(ValueError, match=r"conv2d_backward \(data_algo\): unknown algorithm"):
+        core.conv2d_backward(dy, x, w, *args, True, data_algo="")
+    with pytest.raises(TypeError):  # algo is keyword-only, and the naive bindings take none
+        core.conv2d_forward(x, w, None, *args, "naive")
+    with pytest.raises(TypeError):
+        core.conv2d_forward_naive(x, w, None, *args, algo="naive")
+    with pytest.raises(ValueError, match="direction must be 'forward', 'data' or 'weight'"):
+        core.conv2d_algorithms(x.shape, w.shape, *args, "float32", "backward")
+    with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
+        core.conv2d_algorithms(x.shape, w.shape, *args, "float16", "forward")
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        core.conv2d_algorithms(x.shape, (3, 4, 7, 7), *args, "float32", "forward")
+    with pytest.raises(TypeError, match="x has dtype float64 but dy has dtype float32"):
+        core.conv2d_backward(dy, x.astype(np.float64), w, *args, True)
+    with pytest.raises(ValueError, match=r"dy must have shape \(2, 3, 4, 4\)"):
+        core.conv2d_backward(dy[:, :, :3].copy(), x, w, *args, True)
+    assert core.conv2d_algorithms(x.shape, w.shape, *args, "float64", "weight") == [
+        "naive", "im2col_gemm", "direct_small", "im2col_gemm_batch"]
+    assert core.conv2d_algorithms(x.shape, w.shape, (2, 2), *args[1:], "float64", "weight") == [
+        "naive", "im2col_gemm", "im2col_gemm_batch"]
+    assert core.conv2d_algorithm(x.shape, w.shape, *args) == "direct_small"

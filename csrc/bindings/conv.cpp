@@ -1,16 +1,25 @@
 // Python bindings of the convolution family (kernels: conv2d.cpp, im2col.cpp, gemm.cpp).
 //
-//   conv2d_forward(x, w, b|None, stride, padding, dilation, groups) -> y (N, K, OH, OW)
-//   conv2d_backward_data(dy, w, x_shape, stride, padding, dilation, groups) -> dx (N, C, H, W)
-//   conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups, bias)
+//   conv2d_forward(x, w, b|None, stride, padding, dilation, groups, algo="auto")
+//       -> y (N, K, OH, OW)
+//   conv2d_backward_data(dy, w, x_shape, stride, padding, dilation, groups, algo="auto")
+//       -> dx (N, C, H, W)
+//   conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups, bias, algo="auto")
 //       -> (dw (K, C/G, KH, KW), db (K,) or None)
+//   conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, data_algo="auto",
+//                   weight_algo="auto") -> (dx, dw, db or None)   (one GIL release)
+// algo: "auto" (the heuristic, choose_conv_algo) or an algorithm name (ConvAlgo); a name that
+// does not apply to the problem in that direction raises ValueError naming both.
 //   im2col(x, kernel_size, stride, padding, dilation) -> cols (N, C*KH*KW, OH*OW)
 //   col2im(cols, input_shape, kernel_size, stride, padding, dilation) -> x (N, C, H, W)
 // stride/dilation/kernel_size are (h, w), padding is (top, bottom, left, right), shapes are
 // 4-tuples. The naive direct kernels (the second reference, for tests) have the same
 // signatures under the names conv2d_forward_naive, conv2d_backward_data_naive and
 // conv2d_backward_weight_naive. For tests and diagnostics also:
-//   conv2d_algorithm(x_shape, w_shape, stride, padding, dilation, groups, dtype) -> str
+//   conv2d_algorithm(x_shape, w_shape, stride, padding, dilation, groups, dtype,
+//                    direction="forward") -> str (the heuristic's choice)
+//   conv2d_algorithms(x_shape, w_shape, stride, padding, dilation, groups, dtype, direction)
+//       -> list[str] (every algorithm that applies; direction "forward" | "data" | "weight")
 //   gemm(a, b, trans_a=False, trans_b=False, c=None, row_bias=None) -> op(a) op(b) [+ c] [+ bias]
 //
 // Bindings only validate (exact dtype float32/float64, C-contiguous, ndim, shapes consistent
@@ -20,6 +29,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "common.hpp"
 #include "convforge/conv2d.hpp"
@@ -76,17 +86,50 @@ ConvDims unfold_dims(const char* fn, const I4& xs, const I2& ks, const I2& strid
                    "kernel (C, C, KH, KW)");
 }
 
+// ---------------------------------------------------------------- algorithm names
+
+ConvDir parse_direction(const std::string& s) {
+  if (s == "forward") return ConvDir::forward;
+  if (s == "data") return ConvDir::data;
+  if (s == "weight") return ConvDir::weight;
+  throw py::value_error("direction must be 'forward', 'data' or 'weight', got '" + s + "'");
+}
+
+// "auto" -> nullopt (the heuristic decides); a name -> its algorithm, checked to apply to the
+// problem in direction dir; anything else raises ValueError.
+std::optional<ConvAlgo> parse_algo(const char* fn, const std::string& name, ConvDir dir,
+                                   const ConvDims& d, int64_t elem_bytes) {
+  if (name == "auto") return std::nullopt;
+  std::string known = "'auto'";
+  for (int i = 0; i < static_cast<int>(ConvAlgo::kCount); ++i) {
+    const ConvAlgo a = static_cast<ConvAlgo>(i);
+    known += std::string(", '") + conv_algo_name(a) + "'";
+    if (name != conv_algo_name(a)) continue;
+    if (!conv_algo_applies(a, dir, d, elem_bytes))
+      throw py::value_error(std::string(fn) + ": algorithm '" + name + "' does not apply to " +
+                            conv_dir_name(dir) + " of x " + shape_str(d.N, d.C, d.H, d.W) +
+                            ", w " + shape_str(d.K, d.Cg(), d.KH, d.KW) + ", stride (" +
+                            std::to_string(d.SH) + ", " + std::to_string(d.SW) +
+                            "), groups " + std::to_string(d.G) + " (" + std::string(
+                            elem_bytes == 4 ? "float32" : "float64") + ")");
+    return a;
+  }
+  throw py::value_error(std::string(fn) + ": unknown algorithm '" + name + "'; choose one of " +
+                        known);
+}
+
 // ---------------------------------------------------------------- conv2d
 
 template <typename T, bool Naive>
 py::array forward_t(const py::array& x, const py::array& w, const std::optional<py::array>& b,
-                    const ConvDims& d) {
+                    const ConvDims& d, std::optional<ConvAlgo> algo) {
   auto y = empty<T>({d.N, d.K, d.OH, d.OW});
   T* yp = y.mutable_data();
   const T *xp = ptr<T>(x), *wp = ptr<T>(w), *bp = b ? ptr<T>(*b) : nullptr;
   {
     py::gil_scoped_release nogil;
     if (Naive) conv2d_forward_naive<T>(yp, xp, wp, bp, d);
+    else if (algo) conv2d_forward<T>(yp, xp, wp, bp, d, *algo);
     else conv2d_forward<T>(yp, xp, wp, bp, d);
   }
   return std::move(y);
@@ -95,24 +138,29 @@ py::array forward_t(const py::array& x, const py::array& w, const std::optional<
 template <bool Naive>
 py::array conv2d_forward_py(const py::array& x, const py::array& w,
                             const std::optional<py::array>& b, const I2& stride,
-                            const I4& padding, const I2& dilation, int64_t groups) {
+                            const I4& padding, const I2& dilation, int64_t groups,
+                            const std::string& algo_name) {
   const bool f32 = check_input(x, "x", 4);
   check_input(w, "w", 4, &x, "x");
   if (b) check_input(*b, "b", 1, &x, "x");
   const ConvDims d = conv_dims("conv2d_forward", shape4(x), shape4(w), stride, padding, dilation,
                                groups, "x", "w");
   if (b) check_shape(*b, "b", {d.K});
-  return f32 ? forward_t<float, Naive>(x, w, b, d) : forward_t<double, Naive>(x, w, b, d);
+  const auto algo = parse_algo("conv2d_forward", algo_name, ConvDir::forward, d, f32 ? 4 : 8);
+  return f32 ? forward_t<float, Naive>(x, w, b, d, algo)
+             : forward_t<double, Naive>(x, w, b, d, algo);
 }
 
 template <typename T, bool Naive>
-py::array backward_data_t(const py::array& dy, const py::array& w, const ConvDims& d) {
+py::array backward_data_t(const py::array& dy, const py::array& w, const ConvDims& d,
+                          std::optional<ConvAlgo> algo) {
   auto dx = empty<T>({d.N, d.C, d.H, d.W});
   T* dxp = dx.mutable_data();
   const T *dyp = ptr<T>(dy), *wp = ptr<T>(w);
   {
     py::gil_scoped_release nogil;
     if (Naive) conv2d_backward_data_naive<T>(dxp, dyp, wp, d);
+    else if (algo) conv2d_backward_data<T>(dxp, dyp, wp, d, *algo);
     else conv2d_backward_data<T>(dxp, dyp, wp, d);
   }
   return std::move(dx);
@@ -121,18 +169,20 @@ py::array backward_data_t(const py::array& dy, const py::array& w, const ConvDim
 template <bool Naive>
 py::array conv2d_backward_data_py(const py::array& dy, const py::array& w, const I4& x_shape,
                                   const I2& stride, const I4& padding, const I2& dilation,
-                                  int64_t groups) {
+                                  int64_t groups, const std::string& algo_name) {
   const bool f32 = check_input(dy, "dy", 4);
   check_input(w, "w", 4, &dy, "dy");
   const ConvDims d = conv_dims("conv2d_backward_data", x_shape, shape4(w), stride, padding,
                                dilation, groups, "x_shape", "w");
   check_shape(dy, "dy", {d.N, d.K, d.OH, d.OW});
-  return f32 ? backward_data_t<float, Naive>(dy, w, d) : backward_data_t<double, Naive>(dy, w, d);
+  const auto algo = parse_algo("conv2d_backward_data", algo_name, ConvDir::data, d, f32 ? 4 : 8);
+  return f32 ? backward_data_t<float, Naive>(dy, w, d, algo)
+             : backward_data_t<double, Naive>(dy, w, d, algo);
 }
 
 template <typename T, bool Naive>
 py::tuple backward_weight_t(const py::array& dy, const py::array& x, const ConvDims& d,
-                            bool bias) {
+                            bool bias, std::optional<ConvAlgo> algo) {
   auto dw = empty<T>({d.K, d.Cg(), d.KH, d.KW});
   T* dwp = dw.mutable_data();
   py::object db_obj = py::none();
@@ -146,6 +196,7 @@ py::tuple backward_weight_t(const py::array& dy, const py::array& x, const ConvD
   {
     py::gil_scoped_release nogil;
     if (Naive) conv2d_backward_weight_naive<T>(dwp, dbp, dyp, xp, d);
+    else if (algo) conv2d_backward_weight<T>(dwp, dbp, dyp, xp, d, *algo);
     else conv2d_backward_weight<T>(dwp, dbp, dyp, xp, d);
   }
   return py::make_tuple(dw, db_obj);
@@ -154,14 +205,58 @@ py::tuple backward_weight_t(const py::array& dy, const py::array& x, const ConvD
 template <bool Naive>
 py::tuple conv2d_backward_weight_py(const py::array& dy, const py::array& x, const I4& w_shape,
                                     const I2& stride, const I4& padding, const I2& dilation,
-                                    int64_t groups, bool bias) {
+                                    int64_t groups, bool bias, const std::string& algo_name) {
   const bool f32 = check_input(dy, "dy", 4);
   check_input(x, "x", 4, &dy, "dy");
   const ConvDims d = conv_dims("conv2d_backward_weight", shape4(x), w_shape, stride, padding,
                                dilation, groups, "x", "w_shape");
   check_shape(dy, "dy", {d.N, d.K, d.OH, d.OW});
-  return f32 ? backward_weight_t<float, Naive>(dy, x, d, bias)
-             : backward_weight_t<double, Naive>(dy, x, d, bias);
+  const auto algo =
+      parse_algo("conv2d_backward_weight", algo_name, ConvDir::weight, d, f32 ? 4 : 8);
+  return f32 ? backward_weight_t<float, Naive>(dy, x, d, bias, algo)
+             : backward_weight_t<double, Naive>(dy, x, d, bias, algo);
+}
+
+// dx, dw and db in one call (one GIL release): the data and the weight kernels in turn.
+template <typename T>
+py::tuple backward_t(const py::array& dy, const py::array& x, const py::array& w,
+                     const ConvDims& d, bool bias, std::optional<ConvAlgo> data_algo,
+                     std::optional<ConvAlgo> weight_algo) {
+  auto dx = empty<T>({d.N, d.C, d.H, d.W});
+  auto dw = empty<T>({d.K, d.Cg(), d.KH, d.KW});
+  T *dxp = dx.mutable_data(), *dwp = dw.mutable_data(), *dbp = nullptr;
+  py::object db_obj = py::none();
+  if (bias) {
+    auto db = empty<T>({d.K});
+    dbp = db.mutable_data();
+    db_obj = std::move(db);
+  }
+  const T *dyp = ptr<T>(dy), *xp = ptr<T>(x), *wp = ptr<T>(w);
+  {
+    py::gil_scoped_release nogil;
+    if (data_algo) conv2d_backward_data<T>(dxp, dyp, wp, d, *data_algo);
+    else conv2d_backward_data<T>(dxp, dyp, wp, d);
+    if (weight_algo) conv2d_backward_weight<T>(dwp, dbp, dyp, xp, d, *weight_algo);
+    else conv2d_backward_weight<T>(dwp, dbp, dyp, xp, d);
+  }
+  return py::make_tuple(dx, dw, db_obj);
+}
+
+py::tuple conv2d_backward_py(const py::array& dy, const py::array& x, const py::array& w,
+                             const I2& stride, const I4& padding, const I2& dilation,
+                             int64_t groups, bool bias, const std::string& data_algo,
+                             const std::string& weight_algo) {
+  const bool f32 = check_input(dy, "dy", 4);
+  check_input(x, "x", 4, &dy, "dy");
+  check_input(w, "w", 4, &dy, "dy");
+  const ConvDims d = conv_dims("conv2d_backward", shape4(x), shape4(w), stride, padding,
+                               dilation, groups, "x", "w");
+  check_shape(dy, "dy", {d.N, d.K, d.OH, d.OW});
+  const int64_t eb = f32 ? 4 : 8;
+  const auto da = parse_algo("conv2d_backward (data_algo)", data_algo, ConvDir::data, d, eb);
+  const auto wa = parse_algo("conv2d_backward (weight_algo)", weight_algo, ConvDir::weight, d, eb);
+  return f32 ? backward_t<float>(dy, x, w, d, bias, da, wa)
+             : backward_t<double>(dy, x, w, d, bias, da, wa);
 }
 
 // ---------------------------------------------------------------- im2col / col2im
@@ -208,14 +303,36 @@ py::array col2im_py(const py::array& cols, const I4& input_shape, const I2& kern
 
 // ---------------------------------------------------------------- diagnostics
 
-std::string conv2d_algorithm_py(const I4& x_shape, const I4& w_shape, const I2& stride,
-                                const I4& padding, const I2& dilation, int64_t groups,
-                                const std::string& dtype) {
+int64_t dtype_bytes(const std::string& dtype) {
   if (dtype != "float32" && dtype != "float64")
     throw py::value_error("dtype must be 'float32' or 'float64', got '" + dtype + "'");
+  return dtype == "float32" ? 4 : 8;
+}
+
+std::string conv2d_algorithm_py(const I4& x_shape, const I4& w_shape, const I2& stride,
+                                const I4& padding, const I2& dilation, int64_t groups,
+                                const std::string& dtype, const std::string& direction) {
+  const int64_t eb = dtype_bytes(dtype);
+  const ConvDir dir = parse_direction(direction);
   const ConvDims d = conv_dims("conv2d_algorithm", x_shape, w_shape, stride, padding, dilation,
                                groups, "x_shape", "w_shape");
-  return conv_algo_name(choose_conv_algo(d, dtype == "float32" ? 4 : 8));
+  return conv_algo_name(choose_conv_algo(d, eb, dir));
+}
+
+std::vector<std::string> conv2d_algorithms_py(const I4& x_shape, const I4& w_shape,
+                                              const I2& stride, const I4& padding,
+                                              const I2& dilation, int64_t groups,
+                                              const std::string& dtype,
+                                              const std::string& direction) {
+  const int64_t eb = dtype_bytes(dtype);
+  const ConvDir dir = parse_direction(direction);
+  const ConvDims d = conv_dims("conv2d_algorithms", x_shape, w_shape, stride, padding, dilation,
+                               groups, "x_shape", "w_shape");
+  std::vector<std::string> out;
+  for (int i = 0; i < static_cast<int>(ConvAlgo::kCount); ++i)
+    if (conv_algo_applies(static_cast<ConvAlgo>(i), dir, d, eb))
+      out.emplace_back(conv_algo_name(static_cast<ConvAlgo>(i)));
+  return out;
 }
 
 template <typename T>
@@ -262,27 +379,53 @@ void bind_conv(py::module_& m) {
   const char* fwd_doc =
       "y (N, K, OH, OW) = conv2d(x (N, C, H, W), w (K, C/groups, KH, KW), b (K,) or None); "
       "stride (SH, SW), padding (top, bottom, left, right), dilation (DH, DW).";
+  const char* algo_doc =
+      " algo: 'auto' (the heuristic) or one of conv2d_algorithms(..., direction) for this problem.";
   m.def("conv2d_forward", &conv2d_forward_py<false>, arg("x"), arg("w"), arg("b").none(true),
-        arg("stride"), arg("padding"), arg("dilation"), arg("groups"), fwd_doc);
-  m.def("conv2d_forward_naive", &conv2d_forward_py<true>, arg("x"), arg("w"), arg("b").none(true),
-        arg("stride"), arg("padding"), arg("dilation"), arg("groups"),
-        "conv2d_forward with the naive direct kernel (second reference).");
+        arg("stride"), arg("padding"), arg("dilation"), arg("groups"), py::kw_only(),
+        arg("algo") = "auto", (std::string(fwd_doc) + algo_doc).c_str());
+  m.def(
+      "conv2d_forward_naive",
+      [](const py::array& x, const py::array& w, const std::optional<py::array>& b, const I2& s,
+         const I4& p, const I2& dl, int64_t g) {
+        return conv2d_forward_py<true>(x, w, b, s, p, dl, g, "auto");
+      },
+      arg("x"), arg("w"), arg("b").none(true), arg("stride"), arg("padding"), arg("dilation"),
+      arg("groups"), "conv2d_forward with the naive direct kernel (second reference).");
 
   const char* data_doc = "dx (x_shape) of conv2d given dy (N, K, OH, OW) and w.";
   m.def("conv2d_backward_data", &conv2d_backward_data_py<false>, arg("dy"), arg("w"),
-        arg("x_shape"), arg("stride"), arg("padding"), arg("dilation"), arg("groups"), data_doc);
-  m.def("conv2d_backward_data_naive", &conv2d_backward_data_py<true>, arg("dy"), arg("w"),
         arg("x_shape"), arg("stride"), arg("padding"), arg("dilation"), arg("groups"),
-        "conv2d_backward_data with the naive direct kernel (second reference).");
+        py::kw_only(), arg("algo") = "auto", (std::string(data_doc) + algo_doc).c_str());
+  m.def(
+      "conv2d_backward_data_naive",
+      [](const py::array& dy, const py::array& w, const I4& xs, const I2& s, const I4& p,
+         const I2& dl, int64_t g) {
+        return conv2d_backward_data_py<true>(dy, w, xs, s, p, dl, g, "auto");
+      },
+      arg("dy"), arg("w"), arg("x_shape"), arg("stride"), arg("padding"), arg("dilation"),
+      arg("groups"), "conv2d_backward_data with the naive direct kernel (second reference).");
 
   const char* weight_doc =
       "(dw (w_shape), db (K,) or None when bias is False) of conv2d given dy and x.";
   m.def("conv2d_backward_weight", &conv2d_backward_weight_py<false>, arg("dy"), arg("x"),
         arg("w_shape"), arg("stride"), arg("padding"), arg("dilation"), arg("groups"),
-        arg("bias"), weight_doc);
-  m.def("conv2d_backward_weight_naive", &conv2d_backward_weight_py<true>, arg("dy"), arg("x"),
-        arg("w_shape"), arg("stride"), arg("padding"), arg("dilation"), arg("groups"),
-        arg("bias"), "conv2d_backward_weight with the naive direct kernel (second reference).");
+        arg("bias"), py::kw_only(), arg("algo") = "auto",
+        (std::string(weight_doc) + algo_doc).c_str());
+  m.def(
+      "conv2d_backward_weight_naive",
+      [](const py::array& dy, const py::array& x, const I4& ws, const I2& s, const I4& p,
+         const I2& dl, int64_t g, bool bias) {
+        return conv2d_backward_weight_py<true>(dy, x, ws, s, p, dl, g, bias, "auto");
+      },
+      arg("dy"), arg("x"), arg("w_shape"), arg("stride"), arg("padding"), arg("dilation"),
+      arg("groups"), arg("bias"),
+      "conv2d_backward_weight with the naive direct kernel (second reference).");
+  m.def("conv2d_backward", &conv2d_backward_py, arg("dy"), arg("x"), arg("w"), arg("stride"),
+        arg("padding"), arg("dilation"), arg("groups"), arg("bias"), py::kw_only(),
+        arg("data_algo") = "auto", arg("weight_algo") = "auto",
+        "(dx (x.shape), dw (w.shape), db (K,) or None) of conv2d given dy, in one call; "
+        "data_algo / weight_algo: 'auto' or an algorithm applying to that direction.");
 
   m.def("im2col", &im2col_py, arg("x"), arg("kernel_size"), arg("stride"), arg("padding"),
         arg("dilation"), "cols (N, C*KH*KW, OH*OW) of x (N, C, H, W); padding reads as 0.");
@@ -292,7 +435,14 @@ void bind_conv(py::module_& m) {
 
   m.def("conv2d_algorithm", &conv2d_algorithm_py, arg("x_shape"), arg("w_shape"), arg("stride"),
         arg("padding"), arg("dilation"), arg("groups"), arg("dtype") = "float32",
-        "Name of the algorithm the conv2d kernels use for this problem.");
+        arg("direction") = "forward",
+        "Name of the algorithm the heuristic picks for this problem and direction "
+        "('forward' | 'data' | 'weight'; data: auto also avoids direct_small for non-finite w).");
+  m.def("conv2d_algorithms", &conv2d_algorithms_py, arg("x_shape"), arg("w_shape"),
+        arg("stride"), arg("padding"), arg("dilation"), arg("groups"), arg("dtype"),
+        arg("direction"),
+        "Names of every algorithm that applies to this problem in this direction "
+        "('forward' | 'data' | 'weight'), in ConvAlgo order; each is a valid algo= value.");
   m.def("gemm", &gemm_py, arg("a"), arg("b"), arg("trans_a") = false, arg("trans_b") = false,
         arg("c") = py::none(), arg("row_bias") = py::none(),
         "op(a) @ op(b) (+ c) (+ row_bias[:, None]) with the library's blocked GEMM (tests).");

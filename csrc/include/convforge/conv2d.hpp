@@ -14,27 +14,48 @@ namespace convforge {
 
 // ---------------------------------------------------------------- conv2d (conv2d.cpp)
 
-// Algorithms; choose_conv_algo() is the one place that picks one for a problem (all three
-// directions use the same choice). A later issue adds Winograd / direct-blocked paths there.
+// Algorithms. choose_conv_algo() is the one place that picks one for a problem and a direction;
+// conv_algo_applies() says which ones can run it (a forced algorithm, e.g. from an autotuner,
+// must pass it). Adding an algorithm: one enumerator here (before kCount), its name in
+// conv_algo_name(), its rule in conv_algo_applies(), and one case per direction it supports in
+// the dispatch switches of conv2d.cpp.
 enum class ConvAlgo {
-  naive,             // plain nested loops (fallback when an im2col block would be too big)
-  direct_depthwise,  // one input channel per group (C/G == 1): direct plane convolutions
-  gemm_pointwise,    // 1x1, stride 1, no padding: x itself is the GEMM operand (no im2col)
-  im2col_gemm,       // im2col of a block of an image + blocked GEMM
+  naive,              // plain nested loops (fallback when an im2col block would be too big)
+  direct_depthwise,   // one input channel per group (C/G == 1): direct plane convolutions
+  gemm_pointwise,     // 1x1, stride 1, no padding: x itself is the GEMM operand (no im2col)
+  im2col_gemm,        // im2col of a block of an image + blocked GEMM
+  direct_small,       // stride 1, few channels: direct kernel vectorised along the output row
+                      // (all three directions; see conv2d_direct.hpp)
+  im2col_gemm_batch,  // weight only: batch split into chunks fixed by the shapes, one partial
+                      // dw per chunk (GEMM over several images at once), reduced in order
+  kCount,             // number of algorithms (not an algorithm)
 };
-ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes);
+enum class ConvDir { forward, data, weight };
+
+ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir = ConvDir::forward);
+bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_bytes);
 const char* conv_algo_name(ConvAlgo a);
+const char* conv_dir_name(ConvDir dir);
 
 // y[n,k,oh,ow] = b[k] + sum_{c,i,j} x[n, g*Cg+c, oh*SH-PH+i*DH, ow*SW-PW+j*DW] * w[k,c,i,j]
 // (g = k / Kg; out-of-range x is zero). b may be null.
+// Each kernel runs the algorithm choose_conv_algo() picks, or the one given (which must pass
+// conv_algo_applies(), else std::invalid_argument).
 template <typename T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d);
+template <typename T>
+void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d, ConvAlgo algo);
 // dx = d(sum dy*y)/dx: x-shaped (N, C, H, W).
 template <typename T>
 void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d);
+template <typename T>
+void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d, ConvAlgo algo);
 // dw (K, C/G, KH, KW) and db (K,) (skipped when db is null).
 template <typename T>
 void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d);
+template <typename T>
+void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d,
+                            ConvAlgo algo);
 
 // Naive direct kernels: same contracts, plain loops; the fallback and a second reference.
 template <typename T>
@@ -59,6 +80,10 @@ void col2im(T* x, const T* cols, const ConvDims& d);
 template <typename T>
 void im2col_block(T* cols, const T* x_n, int64_t c0, int64_t c1, int64_t l0, int64_t l1,
                   const ConvDims& d);
+// Same, with row stride ldc >= l1-l0 (blocks of several images side by side).
+template <typename T>
+void im2col_block(T* cols, int64_t ldc, const T* x_n, int64_t c0, int64_t c1, int64_t l0,
+                  int64_t l1, const ConvDims& d);
 // x_c (nc, H, W) overwritten with the fold of cols (nc*KH*KW, OH*OW) (full rows).
 template <typename T>
 void col2im_block(T* x_c, const T* cols, int64_t nc, const ConvDims& d);

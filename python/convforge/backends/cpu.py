@@ -21,10 +21,8 @@ def conv2d(x, w, b, stride, padding, dilation, groups):
 
 
 def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias):
-    core = _core()
-    dx = core.conv2d_backward_data(dy, w, x.shape, stride, padding, dilation, groups)
-    dw, db = core.conv2d_backward_weight(dy, x, w.shape, stride, padding, dilation, groups, bias)
-    return dx, dw, db
+    # dx, dw and db in one binding call (one GIL release); algorithms from the heuristic.
+    return _core().conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias)
 
 
 def im2col(x, kernel_size, stride, padding, dilation):

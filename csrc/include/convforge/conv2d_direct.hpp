@@ -1,0 +1,83 @@
+// Per-ISA micro-kernels of the direct small-channel convolution (conv2d.cpp, ConvAlgo::direct_small).
+//
+// One source body (csrc/conv2d_direct_kernel.inc) is compiled three times: baseline x86-64
+// (conv2d_direct.cpp), AVX2+FMA (conv2d_direct_avx2.cpp) and AVX-512 (conv2d_direct_avx512.cpp).
+// direct_kernel<T>() in conv2d_direct.cpp picks one from current_isa(), and nowhere else.
+//
+// The kernel works on "flattened padded planes": a stride-1 correlation of a zero-padded input
+// plane (Hp, Wp) with a (KH, KW) kernel, where the output is computed on the full padded width
+// Wp (positions p = oh*Wp + ow; the columns ow >= OW are junk the caller drops). Then the input
+// element of output position p and tap t = (i, j) is in[p + offs[t]] with
+// offs[t] = i*DH*Wp + j*DW, for every p: the inner loop is a plain vector loop over p.
+//
+// Declarations only: this header is included by translation units compiled with different -m
+// flags (see gemm.hpp).
+#pragma once
+#include <cstdint>
+
+namespace convforge::direct_detail {
+
+// out[k*ldo + p] = bias[k] (or 0) + sum_{c < cin, t < taps} wp[(c*taps + t)*kb + k] *
+//                  in[c*plane + offs[t] + p]
+// for k < kb and p < len rounded up to a multiple of Kernel::block (out has room for that;
+// in is readable, zero or junk, that far past its last plane's p + offs).
+// Summation order: (c, t) ascending, one multiply-add each: fixed by the shapes.
+template <typename T>
+struct Rows {
+  T* out;
+  int64_t ldo;
+  const T* in;
+  int64_t cin, plane;
+  const int64_t* offs;
+  int64_t taps;
+  const T* wp;
+  int64_t kb;
+  const T* bias;
+  int64_t len;
+};
+
+// Weight gradient (direct_small, weight direction): lane-wise partial dot products
+//   acc[k*ldacc + t*VL + v] += sum_{m < nimg} sum_{p = v mod VL, p < len}
+//                                dy[m*dy_img + k*ldd + p] * in[m*in_img + offs[t] + p]
+// for k < dw_kb, t < dw_tb, lane v < VL (len a multiple of VL). The caller sums the lanes (in
+// a fixed order) at the end. Summation order per lane: (m, p) ascending: fixed by the shapes.
+template <typename T>
+struct DwRows {
+  T* acc;
+  int64_t ldacc;
+  const T* dy;
+  int64_t ldd, dy_img;
+  const T* in;
+  int64_t in_img;
+  const int64_t* offs;
+  int64_t len, nimg;
+};
+
+template <typename T>
+struct Kernel {
+  void (*rows)(const Rows<T>& r);
+  int64_t kb_max;  // most output channels per call (register blocking)
+  int64_t block;   // positions per register tile (a multiple of the vector length)
+  void (*dw)(const DwRows<T>& r);
+  int64_t dw_kb, dw_tb;  // output channels and taps per dw call (exactly these many)
+  int64_t vl;            // vector lanes
+};
+
+namespace baseline {
+Kernel<float> kernel_f32();
+Kernel<double> kernel_f64();
+}  // namespace baseline
+namespace avx2 {
+Kernel<float> kernel_f32();
+Kernel<double> kernel_f64();
+}  // namespace avx2
+namespace avx512 {
+Kernel<float> kernel_f32();
+Kernel<double> kernel_f64();
+}  // namespace avx512
+
+// The kernel of the current ISA (conv2d_direct.cpp).
+template <typename T>
+Kernel<T> direct_kernel();
+
+}  // namespace convforge::direct_detail

@@ -1,0 +1,263 @@
+// Winograd F(4x4, 3x3) convolution (CPU, float and double): forward and backward data of
+// 3x3 / stride 1 / dilation 1 / one-group layers.
+//
+// Layouts: x (N, C, H, W), w (K, C, 3, 3), b (K,), y and dy (N, K, OH, OW); outputs are
+// OVERWRITTEN. Any padding per side (top/left enter as offsets, bottom/right through OH/OW),
+// any H, W: edge tiles read zeros outside the input and store only their valid part.
+//
+// Algorithm (Lavin & Gray 2016, interpolation points 0, +-1, +-2, inf). Each 4x4 output tile
+// needs a 6x6 input patch d; per channel pair (k, c)
+//   Y = A^T [ (G g G^T) .* (B^T d B) ] A          (B^T 6x6, G 6x3, A^T 4x6)
+// so with U[e] = (G g G^T)[e] (36 matrices (K, C)), V[e] = (B^T d B)[e] (36 matrices
+// (C, tiles)), the sum over c becomes 36 independent GEMMs M[e] (K, tiles) = U[e] V[e], and
+// the output transform Y = A^T m A (+ bias, fused at the store) maps M back to 4x4 tiles.
+// Multiplies per output: 36*C*K/16 = 2.25*C*K vs 9*C*K direct (4x fewer).
+//   1. weights: U (36, K, C), transformed in double and rounded once (winograd_weights).
+//   2. tiles are numbered across the batch (t = (n*TH + th)*TW + tw) and processed in chunks
+//      of TB tiles (chunk_tiles(): about kChunkBytes of V + M, a multiple of 32 tiles = the
+//      AVX-512 GEMM panel width): V (36, C, TB) = input transform of the chunk; M (36, K, TB)
+//      = 36 calls of gemm() (gemm.hpp); output transform of M into y.
+//   Tile transforms vectorise over 16 tiles and are compiled per ISA (winograd_kernel.inc).
+// Backward data (stride 1): dx = correlation of dy with the 180-degree rotated filters, K and
+// C swapped, padding (2 - PH) top and (2 - PW) left (bottom/right follow from the output size
+// H x W); it runs through the same machinery with U'[e] (C, K) = G rot(w[k, c]) G^T. A
+// negative padding (PH > 2) just crops, so every padding is handled.
+//
+// Parallelism: with at least 2 chunks per thread, tasks are chunks (each thread owns its own V
+// and M, sequential GEMMs); otherwise the chunks run in turn and each stage is split over the
+// threads (input transform by channels, the 36 GEMMs by e, output transform by channels). In
+// both cases every output element is computed by the same arithmetic in the same order (the
+// GEMM's depth blocking is fixed per ISA and dtype), so results are bit-identical for any
+// thread count. Results differ between ISAs (FMA contraction), never between runs.
+//
+// Workspace per call: U (36*K*C elements; applicability caps it at kMaxWeightBytes) plus V and M
+// per thread (about kChunkBytes, at least 32 tiles): VGG-16 64->64 at 224x224 float32: U 0.6 MB
+// + 4.4 MB per thread; 512->512 at 14x14: U 37.7 MB + 2.4 MB (one chunk of 16 tiles).
+//
+// Non-finite values: a NaN/inf anywhere in a 6x6 patch reaches every output of the 4x4 tile
+// (the transforms mix the patch), unlike direct convolution; the heuristic only picks
+// Winograd for wide layers (C, K >= kMinChannels), never on the tiny NaN tests' shapes.
+//
+// Accuracy (float32, max |err| vs the float64 reference, relative to max |y|; forward):
+//   MEASUREMENTS_PLACEHOLDER
+#include "convforge/winograd.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <exception>
+#include <new>
+#include <type_traits>
+
+#include "convforge/cpu.hpp"
+#include "convforge/gemm.hpp"
+
+// Baseline copy of the tile transforms (the AVX2 / AVX-512 copies live in winograd_avx2.cpp
+// and winograd_avx512.cpp).
+#define CF_WG_ISA baseline
+#include "winograd_kernel.inc"
+#undef CF_WG_ISA
+
+namespace convforge {
+namespace {
+
+using winograd_detail::kLanes;
+using winograd_detail::Transforms;
+using winograd_detail::WgDims;
+
+constexpr int64_t kMaxWeightBytes = int64_t(48) << 20;  // cap on U (36*K*C elements)
+constexpr int64_t kChunkBytes = int64_t(4) << 20;       // target V + M per chunk
+constexpr int64_t kTileAlign = 32;                      // chunk tiles: multiple of this
+constexpr int64_t kMaxChunk = 512;                      // most tiles per chunk
+constexpr int64_t kMinChannels = 16;                    // heuristic: C and K at least this
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The one place the transforms' instruction set is chosen (as select_kernel() for gemm).
+template <typename T>
+Transforms<T> select_transforms() {
+  namespace wd = winograd_detail;
+  const Isa isa = current_isa();
+  if constexpr (std::is_same_v<T, float>) {
+    if (isa == Isa::avx512) return wd::avx512::transforms_f32();
+    if (isa == Isa::avx2) return wd::avx2::transforms_f32();
+    return wd::baseline::transforms_f32();
+  } else {
+    if (isa == Isa::avx512) return wd::avx512::transforms_f64();
+    if (isa == Isa::avx2) return wd::avx2::transforms_f64();
+    return wd::baseline::transforms_f64();
+  }
+}
+
+// Per-thread, grow-only, 64-byte aligned scratch buffers (kept between calls); Tag keeps the
+// weight (0), V (1) and M (2) buffers of one thread apart.
+template <typename T, int Tag>
+T* scratch(int64_t n) {
+  struct Buffer {
+    T* p = nullptr;
+    int64_t n = 0;
+    ~Buffer() { std::free(p); }
+  };
+  static thread_local Buffer buf;
+  if (n > buf.n) {
+    std::free(buf.p);
+    buf.n = 0;
+    const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + 63) / 64 * 64;
+    buf.p = static_cast<T*>(std::aligned_alloc(64, bytes));
+    if (!buf.p) throw std::bad_alloc();
+    buf.n = n;
+  }
+  return buf.p;
+}
+
+// Runs body(t) for t in [0, tasks): on the OpenMP threads when parallel, else in turn. An
+// exception in a task is re-thrown here after the loop (OpenMP must never see one).
+template <typename F>
+void run_tasks(int64_t tasks, bool parallel, const F& body) {
+  if (!parallel || tasks <= 1 || max_threads() <= 1) {
+    for (int64_t t = 0; t < tasks; ++t) body(t);
+    return;
+  }
+  std::exception_ptr error = nullptr;
+CF_OMP_FOR(schedule(dynamic, 1))
+  for (int64_t t = 0; t < tasks; ++t) {
+    try {
+      body(t);
+    } catch (...) {
+CF_OMP(omp critical(convforge_winograd_error))
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+// Tiles per chunk: V (36, C, TB) + M (36, K, TB) of about kChunkBytes, a multiple of
+// kTileAlign in [kTileAlign, kMaxChunk]; never more than the batch's tiles (rounded up to the
+// transforms' lane count). Depends on the shapes only.
+int64_t chunk_tiles(const WgDims& s, int64_t elem_bytes) {
+  const int64_t per_tile = 36 * (s.C + s.K) * elem_bytes;
+  const int64_t tb = std::clamp<int64_t>(kChunkBytes / per_tile / kTileAlign * kTileAlign,
+                                         kTileAlign, kMaxChunk);
+  const int64_t total = s.N * s.TH * s.TW;
+  return std::min(tb, ceil_div(total, kLanes) * kLanes);
+}
+
+// U (36, K, C): U[a*6 + b, k, c] = (G f[k, c] G^T)[a, b], computed in double, rounded once.
+// rotate: f[k, c] = w[c, k] rotated by 180 degrees (backward data: w is (C, K, 3, 3) as seen
+// from the swapped problem, i.e. the layer's (K_layer, C_layer, 3, 3)).
+template <typename T>
+void winograd_weights(T* U, const T* w, int64_t K, int64_t C, bool rotate) {
+  static const double G[6][3] = {{1.0 / 4, 0, 0},
+                                 {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                 {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                 {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                 {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                 {0, 0, 1}};
+  run_tasks(K, true, [&](int64_t k) {  // row k of every U[e]: (C,)
+    for (int64_t c = 0; c < C; ++c) {
+      double g[3][3];  // f[k, c] (3, 3)
+      const T* src = rotate ? w + (c * K + k) * 9 : w + (k * C + c) * 9;
+      for (int64_t i = 0; i < 3; ++i)
+        for (int64_t j = 0; j < 3; ++j)
+          g[i][j] = static_cast<double>(rotate ? src[(2 - i) * 3 + (2 - j)] : src[i * 3 + j]);
+      double r[6][3];  // G g (6, 3)
+      for (int64_t a = 0; a < 6; ++a)
+        for (int64_t j = 0; j < 3; ++j) r[a][j] = G[a][0] * g[0][j] + G[a][1] * g[1][j] + G[a][2] * g[2][j];
+      for (int64_t a = 0; a < 6; ++a)
+        for (int64_t b = 0; b < 6; ++b)
+          U[((a * 6 + b) * K + k) * C + c] =
+              static_cast<T>(r[a][0] * G[b][0] + r[a][1] * G[b][1] + r[a][2] * G[b][2]);
+    }
+  });
+}
+
+// out = the correlation described by s (winograd.hpp) with the transformed filters U.
+template <typename T>
+void winograd_run(T* out, const T* in, const T* U, const T* bias, const WgDims& s) {
+  const Transforms<T> tr = select_transforms<T>();
+  const int64_t total = s.N * s.TH * s.TW;
+  const int64_t TB = chunk_tiles(s, sizeof(T)), chunks = ceil_div(total, TB);
+  const int64_t ld_v = s.C * TB, ld_m = s.K * TB;  // V (36, C, TB), M (36, K, TB)
+  constexpr int64_t kChanBlock = 16;               // channels per transform task (inner mode)
+
+  // One chunk: tiles [q*TB, q*TB + tb). inner: split each stage over the threads.
+  const auto chunk = [&](int64_t q, bool inner, T* V, T* M) {
+    const int64_t t0 = q * TB, tb = std::min(TB, total - t0);
+    run_tasks(inner ? ceil_div(s.C, kChanBlock) : 1, inner, [&](int64_t cb) {
+      const int64_t c0 = inner ? cb * kChanBlock : 0;
+      const int64_t c1 = inner ? std::min(s.C, c0 + kChanBlock) : s.C;
+      tr.input(V, ld_v, TB, in, s, c0, c1, t0, tb);  // V[:, c0:c1, :tb]
+    });
+    run_tasks(36, inner, [&](int64_t e) {  // M[e] (K, tb) = U[e] (K, C) . V[e] (C, tb)
+      const GemmDims gd{s.K, tb, s.C, /*lda*/ s.C, /*ldb*/ TB, /*ldc*/ TB, false, false, false};
+      gemm(M + e * ld_m, U + e * s.K * s.C, V + e * ld_v, static_cast<const T*>(nullptr), gd,
+           false);
+    });
+    run_tasks(inner ? ceil_div(s.K, kChanBlock) : 1, inner, [&](int64_t kb) {
+      const int64_t k0 = inner ? kb * kChanBlock : 0;
+      const int64_t k1 = inner ? std::min(s.K, k0 + kChanBlock) : s.K;
+      tr.output(out, M, ld_m, TB, bias, s, k0, k1, t0, tb);  // out for k in [k0, k1)
+    });
+  };
+
+  const int64_t threads = max_threads();
+  if (threads <= 1 || chunks >= 2 * threads) {  // tasks: chunks, one thread each
+    run_tasks(chunks, true, [&](int64_t q) {
+      chunk(q, false, scratch<T, 1>(36 * ld_v), scratch<T, 2>(36 * ld_m));
+    });
+  } else {  // few chunks: in turn, each stage parallel (buffers of the calling thread)
+    T* V = scratch<T, 1>(36 * ld_v);
+    T* M = scratch<T, 2>(36 * ld_m);
+    for (int64_t q = 0; q < chunks; ++q) chunk(q, true, V, M);
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- applicability / heuristic
+
+bool winograd_applicable(const ConvDims& d, int64_t elem_bytes) {
+  return d.KH == 3 && d.KW == 3 && d.SH == 1 && d.SW == 1 && d.DH == 1 && d.DW == 1 &&
+         d.G == 1 && d.N >= 1 && d.C >= 1 && d.K >= 1 && d.OH >= 1 && d.OW >= 1 &&
+         36 * d.K * d.C * elem_bytes <= kMaxWeightBytes;
+}
+
+bool winograd_preferred(const ConvDims& d, int64_t elem_bytes) {
+  if (!winograd_applicable(d, elem_bytes)) return false;
+  if (d.C < kMinChannels || d.K < kMinChannels) return false;
+  // Multiplies per tile: 36 (Winograd) vs 9 per valid output (direct); edge tiles waste some.
+  const int64_t tiles = ceil_div(d.OH, 4) * ceil_div(d.OW, 4);
+  return 9 * d.OH * d.OW >= 2 * 36 * tiles / 1;
+}
+
+// ---------------------------------------------------------------- public kernels
+
+template <typename T>
+void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
+  const WgDims s{d.N, d.C, d.H, d.W, d.K, d.OH, d.OW, d.PH, d.PW, ceil_div(d.OH, 4),
+                 ceil_div(d.OW, 4)};
+  T* U = scratch<T, 0>(36 * d.K * d.C);
+  winograd_weights(U, w, d.K, d.C, false);
+  winograd_run(y, x, U, b, s);
+}
+
+template <typename T>
+void winograd_conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d) {
+  // dx (N, C, H, W) = correlation of dy (N, K, OH, OW) with rot180(w) (C, K, 3, 3), top/left
+  // padding 2 - PH / 2 - PW; the output size H x W fixes the bottom/right padding.
+  const WgDims s{d.N, d.K, d.OH, d.OW, d.C, d.H, d.W, 2 - d.PH, 2 - d.PW, ceil_div(d.H, 4),
+                 ceil_div(d.W, 4)};
+  T* U = scratch<T, 0>(36 * d.K * d.C);
+  winograd_weights(U, w, d.C, d.K, true);
+  winograd_run(dx, dy, U, static_cast<const T*>(nullptr), s);
+}
+
+template void winograd_conv2d_forward<float>(float*, const float*, const float*, const float*,
+                                             const ConvDims&);
+template void winograd_conv2d_forward<double>(double*, const double*, const double*,
+                                              const double*, const ConvDims&);
+template void winograd_conv2d_backward_data<float>(float*, const float*, const float*,
+                                                   const ConvDims&);
+template void winograd_conv2d_backward_data<double>(double*, const double*, const double*,
+                                                    const ConvDims&);
+
+}  // namespace convforge

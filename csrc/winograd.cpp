@@ -12,7 +12,8 @@
 // (C, tiles)), the sum over c becomes 36 independent GEMMs M[e] (K, tiles) = U[e] V[e], and
 // the output transform Y = A^T m A (+ bias, fused at the store) maps M back to 4x4 tiles.
 // Multiplies per output: 36*C*K/16 = 2.25*C*K vs 9*C*K direct (4x fewer).
-//   1. weights: U (36, K, C), transformed in double and rounded once (winograd_weights).
+//   1. weights: U (36, C, K) (stored transposed: the GEMM packs contiguous rows of it),
+//      transformed in double and rounded once (winograd_weights).
 //   2. tiles are numbered across the batch (t = (n*TH + th)*TW + tw) and processed in chunks
 //      of TB tiles (chunk_tiles(): about kChunkBytes of V + M, a multiple of 32 tiles = the
 //      AVX-512 GEMM panel width): V (36, C, TB) = input transform of the chunk; M (36, K, TB)
@@ -65,12 +66,17 @@ using winograd_detail::Transforms;
 using winograd_detail::WgDims;
 
 constexpr int64_t kMaxWeightBytes = int64_t(48) << 20;  // cap on U (36*K*C elements)
-constexpr int64_t kChunkBytes = int64_t(4) << 20;       // target V + M per chunk
+constexpr int64_t kChunkBytes = int64_t(6) << 20;       // target V + M per chunk
 constexpr int64_t kTileAlign = 32;                      // chunk tiles: multiple of this
 constexpr int64_t kMaxChunk = 512;                      // most tiles per chunk
 constexpr int64_t kMinChannels = 16;                    // heuristic: C and K at least this
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Stride between the 36 matrices of U, V or M: n elements rounded up to 16 plus 16, so the
+// 36 rows a transform touches at once never share an L1 set (a power-of-two stride would put
+// them all in one) and every matrix stays 64-byte aligned.
+int64_t matrix_stride(int64_t n) { return ceil_div(n, 16) * 16 + 16; }
 
 // The one place the transforms' instruction set is chosen (as select_kernel() for gemm).
 template <typename T>
@@ -141,42 +147,27 @@ int64_t chunk_tiles(const WgDims& s, int64_t elem_bytes) {
   return std::min(tb, ceil_div(total, kLanes) * kLanes);
 }
 
-// U (36, K, C): U[a*6 + b, k, c] = (G f[k, c] G^T)[a, b], computed in double, rounded once.
-// rotate: f[k, c] = w[c, k] rotated by 180 degrees (backward data: w is (C, K, 3, 3) as seen
-// from the swapped problem, i.e. the layer's (K_layer, C_layer, 3, 3)).
+// U (36, C, K) with U[e] at U + e * ld_u: the transformed filters (winograd_kernel.inc), rows
+// c split over the threads. rotate: backward data (w is the layer's (K_layer, C_layer, 3, 3),
+// here K = C_layer and C = K_layer).
 template <typename T>
-void winograd_weights(T* U, const T* w, int64_t K, int64_t C, bool rotate) {
-  static const double G[6][3] = {{1.0 / 4, 0, 0},
-                                 {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                 {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                 {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                 {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                 {0, 0, 1}};
-  run_tasks(K, true, [&](int64_t k) {  // row k of every U[e]: (C,)
-    for (int64_t c = 0; c < C; ++c) {
-      double g[3][3];  // f[k, c] (3, 3)
-      const T* src = rotate ? w + (c * K + k) * 9 : w + (k * C + c) * 9;
-      for (int64_t i = 0; i < 3; ++i)
-        for (int64_t j = 0; j < 3; ++j)
-          g[i][j] = static_cast<double>(rotate ? src[(2 - i) * 3 + (2 - j)] : src[i * 3 + j]);
-      double r[6][3];  // G g (6, 3)
-      for (int64_t a = 0; a < 6; ++a)
-        for (int64_t j = 0; j < 3; ++j) r[a][j] = G[a][0] * g[0][j] + G[a][1] * g[1][j] + G[a][2] * g[2][j];
-      for (int64_t a = 0; a < 6; ++a)
-        for (int64_t b = 0; b < 6; ++b)
-          U[((a * 6 + b) * K + k) * C + c] =
-              static_cast<T>(r[a][0] * G[b][0] + r[a][1] * G[b][1] + r[a][2] * G[b][2]);
-    }
+void winograd_weights(T* U, int64_t ld_u, const T* w, int64_t K, int64_t C, bool rotate) {
+  const Transforms<T> tr = select_transforms<T>();
+  constexpr int64_t kRows = 8;  // rows c per task
+  run_tasks(ceil_div(C, kRows), true, [&](int64_t q) {
+    tr.weights(U, ld_u, w, K, C, rotate, q * kRows, std::min(C, (q + 1) * kRows));
   });
 }
 
 // out = the correlation described by s (winograd.hpp) with the transformed filters U.
 template <typename T>
-void winograd_run(T* out, const T* in, const T* U, const T* bias, const WgDims& s) {
+void winograd_run(T* out, const T* in, const T* U, int64_t ld_u, const T* bias,
+                  const WgDims& s) {
   const Transforms<T> tr = select_transforms<T>();
   const int64_t total = s.N * s.TH * s.TW;
   const int64_t TB = chunk_tiles(s, sizeof(T)), chunks = ceil_div(total, TB);
-  const int64_t ld_v = s.C * TB, ld_m = s.K * TB;  // V (36, C, TB), M (36, K, TB)
+  const int64_t ld_v = matrix_stride(s.C * TB);    // V (36, C, TB), V[e] at V + e * ld_v
+  const int64_t ld_m = matrix_stride(s.K * TB);    // M (36, K, TB), M[e] at M + e * ld_m
   constexpr int64_t kChanBlock = 16;               // channels per transform task (inner mode)
 
   // One chunk: tiles [q*TB, q*TB + tb). inner: split each stage over the threads.
@@ -187,9 +178,9 @@ void winograd_run(T* out, const T* in, const T* U, const T* bias, const WgDims& 
       const int64_t c1 = inner ? std::min(s.C, c0 + kChanBlock) : s.C;
       tr.input(V, ld_v, TB, in, s, c0, c1, t0, tb);  // V[:, c0:c1, :tb]
     });
-    run_tasks(36, inner, [&](int64_t e) {  // M[e] (K, tb) = U[e] (K, C) . V[e] (C, tb)
-      const GemmDims gd{s.K, tb, s.C, /*lda*/ s.C, /*ldb*/ TB, /*ldc*/ TB, false, false, false};
-      gemm(M + e * ld_m, U + e * s.K * s.C, V + e * ld_v, static_cast<const T*>(nullptr), gd,
+    run_tasks(36, inner, [&](int64_t e) {  // M[e] (K, tb) = U[e]^T (K, C) . V[e] (C, tb)
+      const GemmDims gd{s.K, tb, s.C, /*lda*/ s.K, /*ldb*/ TB, /*ldc*/ TB, true, false, false};
+      gemm(M + e * ld_m, U + e * ld_u, V + e * ld_v, static_cast<const T*>(nullptr), gd,
            false);
     });
     run_tasks(inner ? ceil_div(s.K, kChanBlock) : 1, inner, [&](int64_t kb) {
@@ -235,9 +226,10 @@ template <typename T>
 void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
   const WgDims s{d.N, d.C, d.H, d.W, d.K, d.OH, d.OW, d.PH, d.PW, ceil_div(d.OH, 4),
                  ceil_div(d.OW, 4)};
-  T* U = scratch<T, 0>(36 * d.K * d.C);
-  winograd_weights(U, w, d.K, d.C, false);
-  winograd_run(y, x, U, b, s);
+  const int64_t ld_u = matrix_stride(d.K * d.C);
+  T* U = scratch<T, 0>(36 * ld_u);
+  winograd_weights(U, ld_u, w, d.K, d.C, false);
+  winograd_run(y, x, U, ld_u, b, s);
 }
 
 template <typename T>
@@ -246,9 +238,10 @@ void winograd_conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDim
   // padding 2 - PH / 2 - PW; the output size H x W fixes the bottom/right padding.
   const WgDims s{d.N, d.K, d.OH, d.OW, d.C, d.H, d.W, 2 - d.PH, 2 - d.PW, ceil_div(d.H, 4),
                  ceil_div(d.W, 4)};
-  T* U = scratch<T, 0>(36 * d.K * d.C);
-  winograd_weights(U, w, d.C, d.K, true);
-  winograd_run(dx, dy, U, static_cast<const T*>(nullptr), s);
+  const int64_t ld_u = matrix_stride(d.K * d.C);
+  T* U = scratch<T, 0>(36 * ld_u);
+  winograd_weights(U, ld_u, w, d.C, d.K, true);
+  winograd_run(dx, dy, U, ld_u, static_cast<const T*>(nullptr), s);
 }
 
 template void winograd_conv2d_forward<float>(float*, const float*, const float*, const float*,

@@ -41,7 +41,9 @@ struct WgDims {
   int64_t TH, TW;      // tiles per image: rows, columns
 };
 
-// The two tile transforms of one instruction set (bodies in winograd_kernel.inc).
+// The transforms of one instruction set (bodies in winograd_kernel.inc).
+//   weights: U[e, c, k] = (G f[k, c] G^T)[e] for c in [c0, c1), U[e] (C, K) at U + e * ld_e;
+//           f = w (K, C, 3, 3), or with rotate f[k, c] = rot180(w[c, k]), w (C, K, 3, 3).
 //   input:  V[e, c, t - t0] = (B^T d B)[e] for channels [c0, c1) and tiles [t0, t0 + tb),
 //           d the 6x6 input patch of tile t (zero outside); element (e, c, u) at
 //           V + e * ld_e + c * ld_c + u, u < round_up(tb, 16) (lanes past tb are written as 0).
@@ -50,6 +52,8 @@ struct WgDims {
 //           (OH, OW) is stored. bias may be null.
 template <typename T>
 struct Transforms {
+  void (*weights)(T* U, int64_t ld_e, const T* w, int64_t K, int64_t C, bool rotate, int64_t c0,
+                  int64_t c1);
   void (*input)(T* V, int64_t ld_e, int64_t ld_c, const T* in, const WgDims& s, int64_t c0,
                 int64_t c1, int64_t t0, int64_t tb);
   void (*output)(T* out, const T* M, int64_t ld_e, int64_t ld_c, const T* bias, const WgDims& s,

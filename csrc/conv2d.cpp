@@ -33,6 +33,7 @@
 
 #include "convforge/cpu.hpp"
 #include "convforge/gemm.hpp"
+#include "convforge/winograd.hpp"
 
 namespace convforge {
 namespace {
@@ -320,6 +321,7 @@ ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes) {
   const int64_t taps = d.KH * d.KW, L = d.OH * d.OW;
   const int64_t smallest = std::max(d.C * taps * std::min(kMinCols, L), taps * L);
   if (smallest * elem_bytes > kMaxBlockBytes) return ConvAlgo::naive;
+  if (winograd_preferred(d, elem_bytes)) return ConvAlgo::winograd;  // heuristic: winograd.cpp
   return ConvAlgo::im2col_gemm;
 }
 
@@ -328,6 +330,7 @@ const char* conv_algo_name(ConvAlgo a) {
     case ConvAlgo::naive: return "naive";
     case ConvAlgo::direct_depthwise: return "direct_depthwise";
     case ConvAlgo::gemm_pointwise: return "gemm_pointwise";
+    case ConvAlgo::winograd: return "winograd";
     default: return "im2col_gemm";
   }
 }
@@ -341,6 +344,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d)
     case ConvAlgo::direct_depthwise: forward_depthwise(y, x, w, b, d); break;
     case ConvAlgo::gemm_pointwise: forward_gemm(y, x, w, b, d, true); break;
     case ConvAlgo::im2col_gemm: forward_gemm(y, x, w, b, d, false); break;
+    case ConvAlgo::winograd: winograd_conv2d_forward(y, x, w, b, d); break;
   }
 }
 
@@ -351,6 +355,7 @@ void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d) {
     case ConvAlgo::direct_depthwise: backward_data_depthwise(dx, dy, w, d); break;
     case ConvAlgo::gemm_pointwise: backward_data_gemm(dx, dy, w, d, true); break;
     case ConvAlgo::im2col_gemm: backward_data_gemm(dx, dy, w, d, false); break;
+    case ConvAlgo::winograd: winograd_conv2d_backward_data(dx, dy, w, d); break;
   }
 }
 
@@ -360,6 +365,7 @@ void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDim
     case ConvAlgo::naive: conv2d_backward_weight_naive(dw, db, dy, x, d); return;
     case ConvAlgo::direct_depthwise: backward_weight_depthwise(dw, dy, x, d); break;
     case ConvAlgo::gemm_pointwise: backward_weight_gemm(dw, dy, x, d, true); break;
+    case ConvAlgo::winograd:  // no Winograd weight gradient: the im2col GEMM path
     case ConvAlgo::im2col_gemm: backward_weight_gemm(dw, dy, x, d, false); break;
   }
   if (db) bias_grad(db, dy, d);

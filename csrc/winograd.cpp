@@ -69,7 +69,9 @@ constexpr int64_t kMaxWeightBytes = int64_t(48) << 20;  // cap on U (36*K*C elem
 constexpr int64_t kChunkBytes = int64_t(6) << 20;       // target V + M per chunk
 constexpr int64_t kTileAlign = 32;                      // chunk tiles: multiple of this
 constexpr int64_t kMaxChunk = 512;                      // most tiles per chunk
-constexpr int64_t kMinChannels = 16;                    // heuristic: C and K at least this
+constexpr int64_t kMinChannels = 16;                    // heuristic: C and K at least this,
+constexpr int64_t kMinTiles = 32;                       // and at least this many tiles in the
+constexpr int64_t kSmallWeights = 128 * 128;            // batch unless C*K is at most this
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -215,9 +217,12 @@ bool winograd_applicable(const ConvDims& d, int64_t elem_bytes) {
 bool winograd_preferred(const ConvDims& d, int64_t elem_bytes) {
   if (!winograd_applicable(d, elem_bytes)) return false;
   if (d.C < kMinChannels || d.K < kMinChannels) return false;
-  // Multiplies per tile: 36 (Winograd) vs 9 per valid output (direct); edge tiles waste some.
+  // Tiles must be mostly valid: at least 8 of a tile's 16 outputs inside on average (the
+  // multiplies per tile are 36 against 9 per valid output for a direct method).
   const int64_t tiles = ceil_div(d.OH, 4) * ceil_div(d.OW, 4);
-  return 9 * d.OH * d.OW >= 2 * 36 * tiles / 1;
+  if (d.OH * d.OW < 8 * tiles) return false;
+  // The weight transform (36*C*K, per call) must be amortised over enough tiles.
+  return d.N * tiles >= kMinTiles || d.C * d.K <= kSmallWeights;
 }
 
 // ---------------------------------------------------------------- public kernels

@@ -21,6 +21,8 @@ enum class ConvAlgo {
   direct_depthwise,  // one input channel per group (C/G == 1): direct plane convolutions
   gemm_pointwise,    // 1x1, stride 1, no padding: x itself is the GEMM operand (no im2col)
   im2col_gemm,       // im2col of a block of an image + blocked GEMM
+  winograd,          // 3x3 stride 1: Winograd F(4x4,3x3) (winograd.hpp) for forward and data;
+                     // backward weight of such a layer uses im2col_gemm
 };
 ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes);
 const char* conv_algo_name(ConvAlgo a);

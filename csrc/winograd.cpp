@@ -169,7 +169,8 @@ void winograd_run(T* out, const T* in, const T* U, int64_t ld_u, const T* bias,
   const int64_t total = s.N * s.TH * s.TW;
   const int64_t TB = chunk_tiles(s, sizeof(T)), chunks = ceil_div(total, TB);
   const int64_t ld_v = matrix_stride(s.C * TB);    // V (36, C, TB), V[e] at V + e * ld_v
-  const int64_t ld_m = matrix_stride(s.K * TB);    // M (36, K, TB), M[e] at M + e * ld_m
+  const int64_t ld_t = ceil_div(s.K, kLanes) * kLanes;  // row stride of M[e] (TB, K)
+  const int64_t ld_m = matrix_stride(TB * ld_t);   // M (36, TB, ld_t), M[e] at M + e * ld_m
   constexpr int64_t kChanBlock = 16;               // channels per transform task (inner mode)
 
   // One chunk: tiles [q*TB, q*TB + tb). inner: split each stage over the threads.
@@ -180,15 +181,15 @@ void winograd_run(T* out, const T* in, const T* U, int64_t ld_u, const T* bias,
       const int64_t c1 = inner ? std::min(s.C, c0 + kChanBlock) : s.C;
       tr.input(V, ld_v, TB, in, s, c0, c1, t0, tb);  // V[:, c0:c1, :tb]
     });
-    run_tasks(36, inner, [&](int64_t e) {  // M[e] (K, tb) = U[e]^T (K, C) . V[e] (C, tb)
-      const GemmDims gd{s.K, tb, s.C, /*lda*/ s.K, /*ldb*/ TB, /*ldc*/ TB, true, false, false};
-      gemm(M + e * ld_m, U + e * ld_u, V + e * ld_v, static_cast<const T*>(nullptr), gd,
+    run_tasks(36, inner, [&](int64_t e) {  // M[e] (tb, K) = V[e]^T (tb, C) . U[e] (C, K)
+      const GemmDims gd{tb, s.K, s.C, /*lda*/ TB, /*ldb*/ s.K, /*ldc*/ ld_t, true, false, false};
+      gemm(M + e * ld_m, V + e * ld_v, U + e * ld_u, static_cast<const T*>(nullptr), gd,
            false);
     });
     run_tasks(inner ? ceil_div(s.K, kChanBlock) : 1, inner, [&](int64_t kb) {
       const int64_t k0 = inner ? kb * kChanBlock : 0;
       const int64_t k1 = inner ? std::min(s.K, k0 + kChanBlock) : s.K;
-      tr.output(out, M, ld_m, TB, bias, s, k0, k1, t0, tb);  // out for k in [k0, k1)
+      tr.output(out, M, ld_m, ld_t, bias, s, k0, k1, t0, tb);  // out for k in [k0, k1)
     });
   };
 

@@ -48,15 +48,16 @@ struct WgDims {
 //           d the 6x6 input patch of tile t (zero outside); element (e, c, u) at
 //           V + e * ld_e + c * ld_c + u, u < round_up(tb, 16) (lanes past tb are written as 0).
 //   output: out[n, k, 4th + a, 4tw + b] = (A^T m A)[a, b] + bias[k] for k in [k0, k1) and tiles
-//           [t0, t0 + tb), m[e] = M + e * ld_e + k * ld_c + (t - t0); only the part inside
-//           (OH, OW) is stored. bias may be null.
+//           [t0, t0 + tb), m[e] = M + e * ld_e + (t - t0) * ld_t + k (M[e] is (tiles, K) with
+//           row stride ld_t >= round_up(K, 16)); only the part inside (OH, OW) is stored. bias
+//           may be null.
 template <typename T>
 struct Transforms {
   void (*weights)(T* U, int64_t ld_e, const T* w, int64_t K, int64_t C, bool rotate, int64_t c0,
                   int64_t c1);
   void (*input)(T* V, int64_t ld_e, int64_t ld_c, const T* in, const WgDims& s, int64_t c0,
                 int64_t c1, int64_t t0, int64_t tb);
-  void (*output)(T* out, const T* M, int64_t ld_e, int64_t ld_c, const T* bias, const WgDims& s,
+  void (*output)(T* out, const T* M, int64_t ld_e, int64_t ld_t, const T* bias, const WgDims& s,
                  int64_t k0, int64_t k1, int64_t t0, int64_t tb);
 };
 

@@ -24,12 +24,15 @@
 // H x W); it runs through the same machinery with U'[e] (C, K) = G rot(w[k, c]) G^T. A
 // negative padding (PH > 2) just crops, so every padding is handled.
 //
-// Parallelism: with at least 2 chunks per thread, tasks are chunks (each thread owns its own V
-// and M, sequential GEMMs); otherwise the chunks run in turn and each stage is split over the
-// threads (input transform by channels, the 36 GEMMs by e, output transform by channels). In
-// both cases every output element is computed by the same arithmetic in the same order (the
-// GEMM's depth blocking is fixed per ISA and dtype), so results are bit-identical for any
-// thread count. Results differ between ISAs (FMA contraction), never between runs.
+// Parallelism: with at least one chunk per thread, tasks are chunks (each thread owns its own V
+// and M, sequential GEMMs; when there are fewer than 2 chunks per thread the chunks are cut
+// smaller, to a multiple of the thread count, if they keep >= kMinOuterTiles tiles); otherwise
+// the chunks run in turn and each stage is split over the threads (input transform by
+// channels, the 36 GEMMs by e, output transform by channels). The chunking never changes a
+// result: each tile is transformed alone, and each GEMM element is summed over C in the
+// GEMM's depth blocking, fixed per ISA and dtype, whatever the number of rows (tiles). So
+// results are bit-identical for any thread count; they differ between ISAs (FMA contraction),
+// never between runs.
 //
 // Workspace per call: U (36*K*C elements; applicability caps it at kMaxWeightBytes) plus V and M
 // per thread (about kChunkBytes, at least 32 tiles): VGG-16 64->64 at 224x224 float32: U 0.6 MB
@@ -69,6 +72,7 @@ constexpr int64_t kMaxWeightBytes = int64_t(48) << 20;  // cap on U (36*K*C elem
 constexpr int64_t kChunkBytes = int64_t(6) << 20;       // target V + M per chunk
 constexpr int64_t kTileAlign = 32;                      // chunk tiles: multiple of this
 constexpr int64_t kMaxChunk = 512;                      // most tiles per chunk
+constexpr int64_t kMinOuterTiles = 32;                  // fewest tiles of a per-thread chunk
 constexpr int64_t kMinChannels = 16;                    // heuristic: C and K at least this,
 constexpr int64_t kMinTiles = 32;                       // and at least this many tiles in the
 constexpr int64_t kSmallWeights = 128 * 128;            // batch unless C*K is at most this
@@ -140,7 +144,7 @@ CF_OMP(omp critical(convforge_winograd_error))
 
 // Tiles per chunk: V (36, C, TB) + M (36, K, TB) of about kChunkBytes, a multiple of
 // kTileAlign in [kTileAlign, kMaxChunk]; never more than the batch's tiles (rounded up to the
-// transforms' lane count). Depends on the shapes only.
+// transforms' lane count). winograd_run may cut it smaller to feed every thread.
 int64_t chunk_tiles(const WgDims& s, int64_t elem_bytes) {
   const int64_t per_tile = 36 * (s.C + s.K) * elem_bytes;
   const int64_t tb = std::clamp<int64_t>(kChunkBytes / per_tile / kTileAlign * kTileAlign,
@@ -166,8 +170,18 @@ template <typename T>
 void winograd_run(T* out, const T* in, const T* U, int64_t ld_u, const T* bias,
                   const WgDims& s) {
   const Transforms<T> tr = select_transforms<T>();
-  const int64_t total = s.N * s.TH * s.TW;
-  const int64_t TB = chunk_tiles(s, sizeof(T)), chunks = ceil_div(total, TB);
+  const int64_t total = s.N * s.TH * s.TW, threads = max_threads();
+  int64_t TB = chunk_tiles(s, sizeof(T)), chunks = ceil_div(total, TB);
+  if (threads > 1 && chunks < 2 * threads) {
+    // Few chunks: cut the tiles into a multiple of the thread count unless that makes chunks
+    // smaller than kMinOuterTiles (the chunk size never changes a result, see above).
+    const int64_t tb = ceil_div(ceil_div(total, ceil_div(chunks, threads) * threads), kLanes) *
+                       kLanes;
+    if (tb >= kMinOuterTiles) {
+      TB = std::min(TB, tb);
+      chunks = ceil_div(total, TB);
+    }
+  }
   const int64_t ld_v = matrix_stride(s.C * TB);    // V (36, C, TB), V[e] at V + e * ld_v
   const int64_t ld_t = ceil_div(s.K, kLanes) * kLanes;  // row stride of M[e] (TB, K)
   const int64_t ld_m = matrix_stride(TB * ld_t);   // M (36, TB, ld_t), M[e] at M + e * ld_m
@@ -193,8 +207,7 @@ void winograd_run(T* out, const T* in, const T* U, int64_t ld_u, const T* bias,
     });
   };
 
-  const int64_t threads = max_threads();
-  if (threads <= 1 || chunks >= 2 * threads) {  // tasks: chunks, one thread each
+  if (threads <= 1 || chunks >= threads) {  // tasks: chunks, one thread each
     run_tasks(chunks, true, [&](int64_t q) {
       chunk(q, false, scratch<T, 1>(36 * ld_v), scratch<T, 2>(36 * ld_m));
     });

@@ -61,7 +61,7 @@ struct Transforms {
                  int64_t k0, int64_t k1, int64_t t0, int64_t tb);
 };
 
-constexpr int64_t kLanes = 16;  // tiles transformed together (the vectorised axis)
+constexpr int64_t kLanes = 16;  // lanes of the transforms' vectorised axis (tiles or channels)
 
 namespace baseline {
 Transforms<float> transforms_f32();

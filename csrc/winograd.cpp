@@ -55,10 +55,11 @@
 //   N=1 512->512 14px: 8.9e-6 / 1.1e-5 vs 3.6e-7 / 3.5e-7
 // i.e. 15-35x the GEMM path's error (the transforms' factors up to 8 and 1/24 amplify
 // rounding), yet 10-20x inside the test bound 16 eps sqrt(9C) (|ref| + max |ref|).
-// Speed (float32, 1 thread, medians, loaded 2-core Zen 4, fresh outputs for all sides): forward
-// 1.4-1.9x PyTorch 2.13 (oneDNN) and 2.2-3.4x the im2col GEMM path on VGG layers (CIFAR N=32
-// 64..512 channels, VGG-16 N=1 64@224, 256@56); backward data 1.4-2.1x PyTorch. It loses
-// where few tiles must pay the per-call weight transform (36*C*K values; e.g. VGG-16 512@14,
+// Speed (float32, 1 thread, interleaved medians on a loaded 2-core Zen 4 (AVX2 path), fresh
+// outputs on every side): forward 1.4-2.0x PyTorch 2.13 (oneDNN) and 2.0-3.4x the im2col GEMM
+// path on VGG layers (CIFAR N=32 64..512 channels, VGG-16 N=1 64@224, 256@56); backward data
+// 1.5-1.9x PyTorch, 1.9-6.5x im2col. It loses where few tiles must pay the per-call weight
+// transform (36*C*K values, written and re-read: ~memory bound; e.g. VGG-16 512@14,
 // N=1: 16 tiles): winograd_preferred() keeps those on im2col GEMM.
 #include "convforge/winograd.hpp"
 

@@ -31,6 +31,8 @@
 //     each chunk sums its images into its own partial dw (chunk 0: dw itself) with GEMMs of
 //     depth "several images x OH*OW" (im2col of the images side by side), and its partial db in
 //     double; the partials are then added in chunk order. Tasks: chunks.
+//   winograd (3x3, stride 1, dilation 1, G == 1; forward and data): F(4x4,3x3), 36 GEMMs per
+//     chunk of tiles; see winograd.cpp (its accuracy and speed are documented there).
 //   naive: plain loops (also exposed as *_naive: the second reference for tests).
 // Parallel axis: the tasks above (N for forward/data, output channels of dw for weight). When
 // there are fewer tasks than threads, the tasks run in turn and each GEMM splits its C over the
@@ -53,6 +55,7 @@
 #include "convforge/conv2d_direct.hpp"
 #include "convforge/cpu.hpp"
 #include "convforge/gemm.hpp"
+#include "convforge/winograd.hpp"
 
 namespace convforge {
 namespace {
@@ -672,12 +675,14 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
              (dir != ConvDir::weight || d.Kg() <= kDirectLimitChannels) &&
              direct_fits(d, dir, elem_bytes);
     case ConvAlgo::im2col_gemm_batch: return dir == ConvDir::weight && im2col_fits(d, elem_bytes);
+    case ConvAlgo::winograd: return dir != ConvDir::weight && winograd_applicable(d, elem_bytes);
     case ConvAlgo::kCount: break;
   }
   return false;
 }
 
-// The heuristic (measured on a 2-core Zen 4 against the alternatives, see the commit log):
+// The heuristic (measured on 2-core Zen 3/Zen 4 machines against the alternatives, see the
+// commit log):
 //   depthwise (Cg == 1 with G > 1) and pointwise shapes have their own paths in every
 //     direction (a single-channel input with G == 1, like LeNet's first layer, does not count
 //     as depthwise: its dw would be K plane-sized dot products on one thread each);
@@ -685,6 +690,8 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
 //     weight Cg, data Kg; data also needs Cg >= 2): direct_small;
 //   weight: im2col_gemm_batch once there are at least 2 images (chunks run in parallel and
 //     each GEMM is deep), else im2col_gemm (channel-block tasks, GEMMs split over threads);
+//   forward and data of 3x3 stride-1 layers with enough channels and tiles:
+//     winograd (winograd_preferred() in winograd.cpp holds the rule);
 //   im2col_gemm otherwise, naive when even one im2col block would be too big.
 // Data-dependent exceptions (in the dispatchers below): direct_small multiplies dy's zero
 // padding by w (data) and the junk columns of x by dy's zero columns (weight), so with a
@@ -704,6 +711,8 @@ ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir) {
       conv_algo_applies(ConvAlgo::direct_small, dir, d, elem_bytes))
     return ConvAlgo::direct_small;
   if (dir == ConvDir::weight && d.N >= 2) return ConvAlgo::im2col_gemm_batch;
+  if (dir != ConvDir::weight && winograd_preferred(d, elem_bytes))  // rule: winograd.cpp
+    return ConvAlgo::winograd;
   return ConvAlgo::im2col_gemm;
 }
 
@@ -715,6 +724,7 @@ const char* conv_algo_name(ConvAlgo a) {
     case ConvAlgo::im2col_gemm: return "im2col_gemm";
     case ConvAlgo::direct_small: return "direct_small";
     case ConvAlgo::im2col_gemm_batch: return "im2col_gemm_batch";
+    case ConvAlgo::winograd: return "winograd";
     case ConvAlgo::kCount: break;
   }
   return "?";
@@ -761,6 +771,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d,
     case ConvAlgo::gemm_pointwise: forward_gemm(y, x, w, b, d, true); break;
     case ConvAlgo::im2col_gemm: forward_gemm(y, x, w, b, d, false); break;
     case ConvAlgo::direct_small: forward_direct(y, x, w, b, d); break;
+    case ConvAlgo::winograd: winograd_conv2d_forward(y, x, w, b, d); break;
     default: break;  // rejected by require_applies
   }
 }
@@ -779,6 +790,7 @@ void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d, Con
     case ConvAlgo::gemm_pointwise: backward_data_gemm(dx, dy, w, d, true); break;
     case ConvAlgo::im2col_gemm: backward_data_gemm(dx, dy, w, d, false); break;
     case ConvAlgo::direct_small: backward_data_direct(dx, dy, w, d); break;
+    case ConvAlgo::winograd: winograd_conv2d_backward_data(dx, dy, w, d); break;
     default: break;
   }
 }

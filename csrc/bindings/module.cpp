@@ -10,6 +10,7 @@ namespace convforge::bind {
 void bind_conv(py::module_& m);    // bindings/conv.cpp: conv2d forward/backward, im2col/col2im
 void bind_pool(py::module_& m);    // bindings/pool.cpp: pooling forward/backward
 void bind_peak(py::module_& m);    // bindings/peak.cpp: FMA peak microbenchmark
+void bind_winograd(py::module_& m);  // bindings/winograd.cpp: Winograd F(4x4,3x3) (tests)
 }  // namespace convforge::bind
 
 #ifndef CONVFORGE_VERSION
@@ -40,4 +41,5 @@ PYBIND11_MODULE(_core, m) {
   bind::bind_conv(m);
   bind::bind_pool(m);
   bind::bind_peak(m);
+  bind::bind_winograd(m);
 }

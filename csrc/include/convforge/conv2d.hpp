@@ -28,6 +28,8 @@ enum class ConvAlgo {
                       // (all three directions; see conv2d_direct.hpp)
   im2col_gemm_batch,  // weight only: batch split into chunks fixed by the shapes, one partial
                       // dw per chunk (GEMM over several images at once), reduced in order
+  winograd,           // 3x3 stride 1 dilation 1, G == 1: Winograd F(4x4,3x3) (winograd.hpp);
+                      // forward and data only
   kCount,             // number of algorithms (not an algorithm)
 };
 enum class ConvDir { forward, data, weight };

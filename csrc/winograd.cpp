@@ -1,0 +1,293 @@
+// Winograd F(4x4, 3x3) convolution (CPU, float and double): forward and backward data of
+// 3x3 / stride 1 / dilation 1 / one-group layers.
+//
+// Layouts: x (N, C, H, W), w (K, C, 3, 3), b (K,), y and dy (N, K, OH, OW); outputs are
+// OVERWRITTEN. Any padding per side (top/left enter as offsets, bottom/right through OH/OW),
+// any H, W: edge tiles read zeros outside the input and store only their valid part.
+//
+// Algorithm (Lavin & Gray 2016, interpolation points 0, +-1, +-2, inf). Each 4x4 output tile
+// needs a 6x6 input patch d; per channel pair (k, c)
+//   Y = A^T [ (G g G^T) .* (B^T d B) ] A          (B^T 6x6, G 6x3, A^T 4x6)
+// so with U[e] = (G g G^T)[e] (36 matrices (C, K)), V[e] = (B^T d B)[e] (36 matrices
+// (C, tiles)), the sum over c becomes 36 independent GEMMs M[e] (tiles, K) = V[e]^T U[e], and
+// the output transform Y = A^T m A (+ bias, fused at the store) maps M back to 4x4 tiles.
+// Multiplies per output: 36*C*K/16 = 2.25*C*K vs 9*C*K direct (4x fewer).
+//   1. weights: U (36, C, K), transformed in double and rounded once (winograd_weights).
+//   2. tiles are numbered across the batch (t = (n*TH + th)*TW + tw) and processed in chunks
+//      of TB tiles (chunk_tiles(): 64, or 32 when V + M would pass kChunkBytes):
+//      V (36, C, TB) = input transform of the chunk; M (36, TB, K) = 36 calls of gemm()
+//      (gemm.hpp; tiles are the rows, so few tiles waste little of a register tile, and U,
+//      the big operand, is packed from contiguous rows); output transform of M into y.
+//   The transforms are vectorised over 16 tiles / channels and compiled per ISA
+//   (winograd_kernel.inc, winograd_avx2.cpp, winograd_avx512.cpp).
+// Groups: G == 1 only (grouped layers keep im2col GEMM; depthwise has its own direct path).
+// Backward data (stride 1): dx = correlation of dy with the 180-degree rotated filters, K and
+// C swapped, padding (2 - PH) top and (2 - PW) left (bottom/right follow from the output size
+// H x W); it runs through the same machinery with U'[e] (C, K) = G rot(w[k, c]) G^T. A
+// negative padding (PH > 2) just crops, so every padding is handled.
+//
+// Parallelism: with at least one chunk per thread, tasks are chunks (each thread owns its own V
+// and M, sequential GEMMs; when there are fewer than 2 chunks per thread the chunks are cut
+// smaller, to a multiple of the thread count, if they keep >= kMinOuterTiles tiles); otherwise
+// the chunks run in turn and each stage is split over the threads (input transform by
+// channels, the 36 GEMMs by e, output transform by channels). The chunking never changes a
+// result: each tile is transformed alone, and each GEMM element is summed over C in the
+// GEMM's depth blocking, fixed per ISA and dtype, whatever the number of rows (tiles). So
+// results are bit-identical for any thread count; they differ between ISAs (FMA contraction),
+// never between runs.
+//
+// Workspace per call: U (36*K*C elements; applicability caps it at kMaxWeightBytes) plus V and M
+// per thread (about kChunkBytes, at least 32 tiles; buffers are grow-only per thread and kept
+// between calls, like conv2d.cpp's): VGG-16 64->64 at 224x224 float32: U 0.6 MB + 1.2 MB per
+// thread (64 tiles); 512->512 at 14x14: U 37.7 MB + 2.4 MB (one chunk of 16 tiles). float64 512->512
+// (U 75 MB) is over the cap: not applicable, im2col GEMM runs it.
+//
+// Non-finite values: a NaN/inf anywhere in a 6x6 patch reaches every output of the 4x4 tile
+// (the transforms mix the patch), unlike direct convolution; the heuristic only picks
+// Winograd for wide layers (C, K >= kMinChannels), never on the tiny NaN tests' shapes.
+//
+// Accuracy (float32, He-scaled weights, normal x; max |err| vs the float64 reference divided by
+// max |reference|; AVX2 machine): Winograd forward / backward data vs the im2col GEMM path
+//   N=4  64->64  32px: 7.4e-6 / 6.9e-6 vs 6.5e-7 / 2.2e-7
+//   N=8 256->256  8px: 1.5e-5 / 1.2e-5 vs 4.2e-7 / 3.6e-7
+//   N=8 512->512  4px: 8.3e-6 / 9.9e-6 vs 3.5e-7 / 3.0e-7
+//   N=1  64->64 224px: 7.9e-6 / 7.8e-6 vs 5.5e-7 / 2.2e-7
+//   N=1 512->512 14px: 8.9e-6 / 1.1e-5 vs 3.6e-7 / 3.5e-7
+// i.e. 15-35x the GEMM path's error (the transforms' factors up to 8 and 1/24 amplify
+// rounding), yet 10-20x inside the test bound 16 eps sqrt(9C) (|ref| + max |ref|).
+// Speed (float32, 1 thread, interleaved medians on a loaded 2-core Zen 4 (AVX2 path), fresh
+// outputs on every side): forward 1.4-2.0x PyTorch 2.13 (oneDNN) and 2.0-3.4x the im2col GEMM
+// path on VGG layers (CIFAR N=32 64..512 channels, VGG-16 N=1 64@224, 256@56); backward data
+// 1.5-1.9x PyTorch, 1.9-6.5x im2col. It loses where few tiles must pay the per-call weight
+// transform (36*C*K values, written and re-read: ~memory bound; e.g. VGG-16 512@14,
+// N=1: 16 tiles): winograd_preferred() keeps those on im2col GEMM.
+#include "convforge/winograd.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <exception>
+#include <new>
+#include <type_traits>
+
+#include "convforge/cpu.hpp"
+#include "convforge/gemm.hpp"
+
+// Baseline copy of the tile transforms (the AVX2 / AVX-512 copies live in winograd_avx2.cpp
+// and winograd_avx512.cpp).
+#define CF_WG_ISA baseline
+#include "winograd_kernel.inc"
+#undef CF_WG_ISA
+
+namespace convforge {
+namespace {
+
+using winograd_detail::kLanes;
+using winograd_detail::Transforms;
+using winograd_detail::WgDims;
+
+constexpr int64_t kMaxWeightBytes = int64_t(48) << 20;  // cap on U (36*K*C elements)
+constexpr int64_t kChunkBytes = int64_t(6) << 20;       // target V + M per chunk
+constexpr int64_t kTileAlign = 32;                      // chunk tiles: multiple of this
+constexpr int64_t kMaxChunk = 64;                       // most tiles per chunk (measured:
+                                                        // 64 vs 512 equal or up to 8% faster)
+constexpr int64_t kMinOuterTiles = 32;                  // fewest tiles of a per-thread chunk
+constexpr int64_t kMinChannels = 16;                    // heuristic: C and K at least this,
+constexpr int64_t kMinTiles = 32;                       // and at least this many tiles in the
+constexpr int64_t kSmallWeights = 128 * 128;            // batch unless C*K is at most this
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Stride between the 36 matrices of U, V or M: n elements rounded up to 16 plus 16, so the
+// 36 rows a transform touches at once never share an L1 set (a power-of-two stride would put
+// them all in one) and every matrix stays 64-byte aligned.
+int64_t matrix_stride(int64_t n) { return ceil_div(n, 16) * 16 + 16; }
+
+// The one place the transforms' instruction set is chosen (as select_kernel() for gemm).
+template <typename T>
+Transforms<T> select_transforms() {
+  namespace wd = winograd_detail;
+  const Isa isa = current_isa();
+  if constexpr (std::is_same_v<T, float>) {
+    if (isa == Isa::avx512) return wd::avx512::transforms_f32();
+    if (isa == Isa::avx2) return wd::avx2::transforms_f32();
+    return wd::baseline::transforms_f32();
+  } else {
+    if (isa == Isa::avx512) return wd::avx512::transforms_f64();
+    if (isa == Isa::avx2) return wd::avx2::transforms_f64();
+    return wd::baseline::transforms_f64();
+  }
+}
+
+// Per-thread, grow-only, 64-byte aligned scratch buffers (kept between calls); Tag keeps the
+// weight (0), V (1) and M (2) buffers of one thread apart.
+template <typename T, int Tag>
+T* scratch(int64_t n) {
+  struct Buffer {
+    T* p = nullptr;
+    int64_t n = 0;
+    ~Buffer() { std::free(p); }
+  };
+  static thread_local Buffer buf;
+  if (n > buf.n) {
+    std::free(buf.p);
+    buf.n = 0;
+    const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + 63) / 64 * 64;
+    buf.p = static_cast<T*>(std::aligned_alloc(64, bytes));
+    if (!buf.p) throw std::bad_alloc();
+    buf.n = n;
+  }
+  return buf.p;
+}
+
+// Runs body(t) for t in [0, tasks): on the OpenMP threads when parallel, else in turn. An
+// exception in a task is re-thrown here after the loop (OpenMP must never see one).
+template <typename F>
+void run_tasks(int64_t tasks, bool parallel, const F& body) {
+  if (!parallel || tasks <= 1 || max_threads() <= 1) {
+    for (int64_t t = 0; t < tasks; ++t) body(t);
+    return;
+  }
+  std::exception_ptr error = nullptr;
+CF_OMP_FOR(schedule(dynamic, 1))
+  for (int64_t t = 0; t < tasks; ++t) {
+    try {
+      body(t);
+    } catch (...) {
+CF_OMP(omp critical(convforge_winograd_error))
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+// Tiles per chunk: V (36, C, TB) + M (36, K, TB) of about kChunkBytes, a multiple of
+// kTileAlign in [kTileAlign, kMaxChunk]; never more than the batch's tiles (rounded up to the
+// transforms' lane count). winograd_run may cut it smaller to feed every thread.
+int64_t chunk_tiles(const WgDims& s, int64_t elem_bytes) {
+  const int64_t per_tile = 36 * (s.C + s.K) * elem_bytes;
+  const int64_t tb = std::clamp<int64_t>(kChunkBytes / per_tile / kTileAlign * kTileAlign,
+                                         kTileAlign, kMaxChunk);
+  const int64_t total = s.N * s.TH * s.TW;
+  return std::min(tb, ceil_div(total, kLanes) * kLanes);
+}
+
+// U (36, C, K) with U[e] at U + e * ld_u: the transformed filters (winograd_kernel.inc), rows
+// c split over the threads. rotate: backward data (w is the layer's (K_layer, C_layer, 3, 3),
+// here K = C_layer and C = K_layer).
+template <typename T>
+void winograd_weights(T* U, int64_t ld_u, const T* w, int64_t K, int64_t C, bool rotate) {
+  const Transforms<T> tr = select_transforms<T>();
+  constexpr int64_t kRows = 8;  // rows c per task
+  run_tasks(ceil_div(C, kRows), true, [&](int64_t q) {
+    tr.weights(U, ld_u, w, K, C, rotate, q * kRows, std::min(C, (q + 1) * kRows));
+  });
+}
+
+// out = the correlation described by s (winograd.hpp) with the transformed filters U.
+template <typename T>
+void winograd_run(T* out, const T* in, const T* U, int64_t ld_u, const T* bias,
+                  const WgDims& s) {
+  const Transforms<T> tr = select_transforms<T>();
+  const int64_t total = s.N * s.TH * s.TW, threads = max_threads();
+  int64_t TB = chunk_tiles(s, sizeof(T)), chunks = ceil_div(total, TB);
+  if (threads > 1 && chunks < 2 * threads) {
+    // Few chunks: cut the tiles into a multiple of the thread count unless that makes chunks
+    // smaller than kMinOuterTiles (the chunk size never changes a result, see above).
+    const int64_t tb = ceil_div(ceil_div(total, ceil_div(chunks, threads) * threads), kLanes) *
+                       kLanes;
+    if (tb >= kMinOuterTiles) {
+      TB = std::min(TB, tb);
+      chunks = ceil_div(total, TB);
+    }
+  }
+  const int64_t ld_v = matrix_stride(s.C * TB);    // V (36, C, TB), V[e] at V + e * ld_v
+  const int64_t ld_t = ceil_div(s.K, kLanes) * kLanes;  // row stride of M[e] (TB, K)
+  const int64_t ld_m = matrix_stride(TB * ld_t);   // M (36, TB, ld_t), M[e] at M + e * ld_m
+  constexpr int64_t kChanBlock = 16;               // channels per transform task (inner mode)
+
+  // One chunk: tiles [q*TB, q*TB + tb). inner: split each stage over the threads.
+  const auto chunk = [&](int64_t q, bool inner, T* V, T* M) {
+    const int64_t t0 = q * TB, tb = std::min(TB, total - t0);
+    run_tasks(inner ? ceil_div(s.C, kChanBlock) : 1, inner, [&](int64_t cb) {
+      const int64_t c0 = inner ? cb * kChanBlock : 0;
+      const int64_t c1 = inner ? std::min(s.C, c0 + kChanBlock) : s.C;
+      tr.input(V, ld_v, TB, in, s, c0, c1, t0, tb);  // V[:, c0:c1, :tb]
+    });
+    run_tasks(36, inner, [&](int64_t e) {  // M[e] (tb, K) = V[e]^T (tb, C) . U[e] (C, K)
+      const GemmDims gd{tb, s.K, s.C, /*lda*/ TB, /*ldb*/ s.K, /*ldc*/ ld_t, true, false, false};
+      gemm(M + e * ld_m, V + e * ld_v, U + e * ld_u, static_cast<const T*>(nullptr), gd,
+           false);
+    });
+    run_tasks(inner ? ceil_div(s.K, kChanBlock) : 1, inner, [&](int64_t kb) {
+      const int64_t k0 = inner ? kb * kChanBlock : 0;
+      const int64_t k1 = inner ? std::min(s.K, k0 + kChanBlock) : s.K;
+      tr.output(out, M, ld_m, ld_t, bias, s, k0, k1, t0, tb);  // out for k in [k0, k1)
+    });
+  };
+
+  if (threads <= 1 || chunks >= threads) {  // tasks: chunks, one thread each
+    run_tasks(chunks, true, [&](int64_t q) {
+      chunk(q, false, scratch<T, 1>(36 * ld_v), scratch<T, 2>(36 * ld_m));
+    });
+  } else {  // few chunks: in turn, each stage parallel (buffers of the calling thread)
+    T* V = scratch<T, 1>(36 * ld_v);
+    T* M = scratch<T, 2>(36 * ld_m);
+    for (int64_t q = 0; q < chunks; ++q) chunk(q, true, V, M);
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- applicability / heuristic
+
+bool winograd_applicable(const ConvDims& d, int64_t elem_bytes) {
+  return d.KH == 3 && d.KW == 3 && d.SH == 1 && d.SW == 1 && d.DH == 1 && d.DW == 1 &&
+         d.G == 1 && d.N >= 1 && d.C >= 1 && d.K >= 1 && d.OH >= 1 && d.OW >= 1 &&
+         36 * d.K * d.C * elem_bytes <= kMaxWeightBytes;
+}
+
+bool winograd_preferred(const ConvDims& d, int64_t elem_bytes) {
+  if (!winograd_applicable(d, elem_bytes)) return false;
+  if (d.C < kMinChannels || d.K < kMinChannels) return false;
+  // Tiles must be mostly valid: at least 8 of a tile's 16 outputs inside on average (the
+  // multiplies per tile are 36 against 9 per valid output for a direct method).
+  const int64_t tiles = ceil_div(d.OH, 4) * ceil_div(d.OW, 4);
+  if (d.OH * d.OW < 8 * tiles) return false;
+  // The weight transform (36*C*K, per call) must be amortised over enough tiles.
+  return d.N * tiles >= kMinTiles || d.C * d.K <= kSmallWeights;
+}
+
+// ---------------------------------------------------------------- public kernels
+
+template <typename T>
+void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
+  const WgDims s{d.N, d.C, d.H, d.W, d.K, d.OH, d.OW, d.PH, d.PW, ceil_div(d.OH, 4),
+                 ceil_div(d.OW, 4)};
+  const int64_t ld_u = matrix_stride(d.K * d.C);
+  T* U = scratch<T, 0>(36 * ld_u);
+  winograd_weights(U, ld_u, w, d.K, d.C, false);
+  winograd_run(y, x, U, ld_u, b, s);
+}
+
+template <typename T>
+void winograd_conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d) {
+  // dx (N, C, H, W) = correlation of dy (N, K, OH, OW) with rot180(w) (C, K, 3, 3), top/left
+  // padding 2 - PH / 2 - PW; the output size H x W fixes the bottom/right padding.
+  const WgDims s{d.N, d.K, d.OH, d.OW, d.C, d.H, d.W, 2 - d.PH, 2 - d.PW, ceil_div(d.H, 4),
+                 ceil_div(d.W, 4)};
+  const int64_t ld_u = matrix_stride(d.K * d.C);
+  T* U = scratch<T, 0>(36 * ld_u);
+  winograd_weights(U, ld_u, w, d.C, d.K, true);
+  winograd_run(dx, dy, U, ld_u, static_cast<const T*>(nullptr), s);
+}
+
+template void winograd_conv2d_forward<float>(float*, const float*, const float*, const float*,
+                                             const ConvDims&);
+template void winograd_conv2d_forward<double>(double*, const double*, const double*,
+                                              const double*, const ConvDims&);
+template void winograd_conv2d_backward_data<float>(float*, const float*, const float*,
+                                                   const ConvDims&);
+template void winograd_conv2d_backward_data<double>(double*, const double*, const double*,
+                                                    const ConvDims&);
+
+}  // namespace convforge

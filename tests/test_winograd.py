@@ -1,0 +1,192 @@
+"""Winograd F(4x4, 3x3) kernels of the compiled core (csrc/winograd.cpp) against the float64
+reference: forward and backward data on a grid of shapes and per-side paddings, float32 and
+float64, bias or not, every ISA path this CPU has; thread-count invariance; argument checks;
+that choose_conv_algo picks Winograd for VGG layers and the public functional API still agrees
+with the reference there."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import convforge
+from convforge import functional as F
+
+from conftest import assert_close, assert_exact, randint, randn
+
+core = pytest.importorskip("convforge._core")
+
+ISAS = ("baseline", "avx2", "avx512")
+AVAILABLE_ISAS = ISAS[: ISAS.index(core.detected_isa()) + 1]
+DTYPES = (np.float32, np.float64)
+
+# (N, C, K, H, W, padding (top, bottom, left, right))
+GRID = [
+    (1, 1, 1, 3, 3, (0, 0, 0, 0)),        # one output
+    (1, 3, 4, 3, 3, (1, 1, 1, 1)),        # 3x3 image, padded: one partial tile
+    (2, 5, 7, 5, 7, (2, 0, 1, 2)),        # uneven padding per side
+    (3, 16, 8, 13, 9, (0, 0, 0, 0)),      # odd, non-square, no padding
+    (2, 8, 8, 32, 32, (1, 1, 1, 1)),      # whole tiles
+    (1, 4, 6, 6, 6, (3, 3, 3, 3)),        # padding > 2: backward data crops
+    (5, 33, 17, 9, 11, (1, 1, 1, 1)),     # tiles across images, several chunks of lanes
+    (1, 64, 64, 16, 16, (1, 1, 1, 1)),    # wide channels
+    (2, 20, 24, 7, 30, (0, 2, 2, 0)),     # wide image, one-sided padding
+]
+IDS = [f"N{c[0]}-C{c[1]}-K{c[2]}-{c[3]}x{c[4]}-p{c[5]}".replace(" ", "") for c in GRID]
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20241201)
+
+
+@pytest.fixture
+def restore_core():
+    """Put the ISA and the thread count back after a test that changes them."""
+    isa, threads = core.isa(), core.get_num_threads()
+    yield
+    core.set_isa(isa)
+    core.set_num_threads(threads)
+
+
+def out_hw(h, w, pad):
+    return h + pad[0] + pad[1] - 2, w + pad[2] + pad[3] - 2
+
+
+def problem(rng, case, dtype):
+    n, c, k, h, w, pad = case
+    oh, ow = out_hw(h, w, pad)
+    return (randn(rng, (n, c, h, w), dtype), randn(rng, (k, c, 3, 3), dtype),
+            randn(rng, (k,), dtype), randn(rng, (n, k, oh, ow), dtype))
+
+
+def reference(x, w, b, dy, pad):
+    f64 = [None if a is None else a.astype(np.float64) for a in (x, w, b, dy)]
+    y = F.conv2d(f64[0], f64[1], f64[2], padding=pad, backend="reference")
+    dx = F.conv2d_backward(f64[3], f64[0], f64[1], padding=pad, backend="reference")[0]
+    return y, dx
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", GRID, ids=IDS)
+def test_forward_and_backward_data(rng, restore_core, case, dtype):
+    x, w, b, dy = problem(rng, case, dtype)
+    pad = case[5]
+    c = case[1]
+    for with_bias in (True, False):
+        want_y, want_dx = reference(x, w, b if with_bias else None, dy, pad)
+        for isa in AVAILABLE_ISAS:
+            core.set_isa(isa)
+            y = core.winograd_conv2d_forward(x, w, b if with_bias else None, pad)
+            assert_close(y, want_y, dtype, c * 9, what=f"winograd y ({isa}, bias={with_bias})")
+            dx = core.winograd_conv2d_backward_data(dy, w, x.shape, pad)
+            assert_close(dx, want_dx, dtype, case[2] * 9, what=f"winograd dx ({isa})")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_bias_is_added_once(rng, dtype):
+    """Integer data: y(b) - y(None) is b broadcast, to rounding of the Winograd sums."""
+    x, w, b = randint(rng, (2, 8, 9, 10), dtype), randint(rng, (6, 8, 3, 3), dtype), \
+        randint(rng, (6,), dtype)
+    diff = core.winograd_conv2d_forward(x, w, b, (1, 1, 1, 1)) - \
+        core.winograd_conv2d_forward(x, w, None, (1, 1, 1, 1))
+    assert_close(diff, np.broadcast_to(b[None, :, None, None], diff.shape), dtype, 8 * 9,
+                 scale=float(np.abs(x).max() * np.abs(w).max() * 8 * 9))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", [GRID[6], GRID[7], (4, 32, 48, 40, 36, (1, 1, 1, 1))],
+                         ids=["small", "wide", "many-chunks"])
+def test_bit_identical_for_any_thread_count(rng, restore_core, case, dtype):
+    x, w, b, dy = problem(rng, case, dtype)
+    pad = case[5]
+    for isa in AVAILABLE_ISAS:
+        core.set_isa(isa)
+        results = []
+        for threads in (1, 2, 3):
+            core.set_num_threads(threads)
+            results.append((core.winograd_conv2d_forward(x, w, b, pad),
+                            core.winograd_conv2d_backward_data(dy, w, x.shape, pad)))
+        for threads, res in zip((2, 3), results[1:]):
+            for name, a, r in zip(("y", "dx"), res, results[0]):
+                assert_exact(a, r, dtype, what=f"{name} {isa} {threads} vs 1 thread")
+
+
+def test_applicability_and_argument_checks(rng):
+    assert core.winograd_applicable((1, 8, 10, 10), (8, 8, 3, 3), (1, 1, 1, 1), "float32")
+    assert not core.winograd_applicable((1, 8, 10, 10), (8, 8, 5, 5), (2, 2, 2, 2), "float32")
+    # transformed weights over the workspace cap: 36*512*512*8 bytes = 75 MB in float64
+    assert core.winograd_applicable((1, 512, 14, 14), (512, 512, 3, 3), (1, 1, 1, 1), "float32")
+    assert not core.winograd_applicable((1, 512, 14, 14), (512, 512, 3, 3), (1, 1, 1, 1),
+                                        "float64")
+    x = randn(rng, (1, 4, 8, 8), np.float32)
+    w = randn(rng, (5, 4, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="3x3"):
+        core.winograd_conv2d_forward(x, randn(rng, (5, 4, 5, 5), np.float32), None, (0,) * 4)
+    with pytest.raises(TypeError, match="w has dtype float64"):
+        core.winograd_conv2d_forward(x, w.astype(np.float64), None, (1, 1, 1, 1))
+    with pytest.raises(ValueError, match=r"b must have shape \(5,\)"):
+        core.winograd_conv2d_forward(x, w, np.zeros(4, np.float32), (1, 1, 1, 1))
+    with pytest.raises(ValueError, match="input channels"):
+        core.winograd_conv2d_forward(x, randn(rng, (5, 3, 3, 3), np.float32), None, (1,) * 4)
+    with pytest.raises(ValueError, match=r"dy must have shape \(1, 5, 8, 8\)"):
+        core.winograd_conv2d_backward_data(np.zeros((1, 5, 6, 6), np.float32), w, (1, 4, 8, 8),
+                                           (1, 1, 1, 1))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        core.winograd_conv2d_forward(np.asfortranarray(x), w, None, (1, 1, 1, 1))
+
+
+VGG_LAYERS = [  # (x_shape, channels out)
+    ((2, 64, 32, 32), 64),
+    ((2, 128, 16, 16), 128),
+    ((8, 256, 8, 8), 256),
+]
+
+
+@pytest.mark.parametrize("xs,k", VGG_LAYERS, ids=[f"C{x[1]}-{x[2]}px" for x, _ in VGG_LAYERS])
+def test_vgg_layers_pick_winograd_and_match_reference(rng, xs, k):
+    """choose_conv_algo picks Winograd for VGG 3x3 layers (forward and backward data use it,
+    backward weight stays on im2col GEMM) and the public API agrees with the reference."""
+    ws = (k, xs[1], 3, 3)
+    assert core.conv2d_algorithm(xs, ws, (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32") == "winograd"
+    assert core.winograd_preferred(xs, ws, (1, 1, 1, 1), "float32")
+    # strided / dilated / grouped / 5x5 layers of the same size are not Winograd
+    assert core.conv2d_algorithm(xs, ws, (2, 2), (1, 1, 1, 1), (1, 1), 1, "float32") != "winograd"
+    assert core.conv2d_algorithm(xs, (k, xs[1] // 2, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2,
+                                 "float32") != "winograd"
+    x, w, b = randn(rng, xs, np.float32), randn(rng, ws, np.float32), randn(rng, (k,), np.float32)
+    y = F.conv2d(x, w, b, padding=1, backend="cpu")
+    want = F.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding=1,
+                    backend="reference")
+    assert_close(y, want, np.float32, xs[1] * 9, what="conv2d y (winograd)")
+    dy = randn(rng, y.shape, np.float32)
+    dx, dw, db = F.conv2d_backward(dy, x, w, padding=1, backend="cpu")
+    rdx, rdw, rdb = F.conv2d_backward(dy.astype(np.float64), x.astype(np.float64),
+                                      w.astype(np.float64), padding=1, backend="reference")
+    assert_close(dx, rdx, np.float32, k * 9, what="conv2d dx (winograd)")
+    assert_close(dw, rdw, np.float32, xs[0] * xs[2] * xs[3], what="conv2d dw")
+    assert_close(db, rdb, np.float32, xs[0] * xs[2] * xs[3], what="conv2d db")
+
+
+def test_small_layers_are_not_winograd():
+    """Few channels, tiny images, or big weights over few tiles keep im2col GEMM."""
+    algo = core.conv2d_algorithm
+    assert algo((8, 3, 32, 32), (16, 3, 3, 3), (1, 1), (1,) * 4, (1, 1), 1, "float32") != "winograd"
+    assert algo((8, 64, 2, 2), (64, 64, 3, 3), (1, 1), (1,) * 4, (1, 1), 1, "float32") != "winograd"
+    assert algo((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), (1,) * 4, (1, 1), 1,
+                "float32") != "winograd"
+
+
+def test_public_api_thread_invariance_on_winograd_layer(rng, restore_core):
+    x = randn(rng, (3, 32, 20, 18), np.float32)
+    w = randn(rng, (32, 32, 3, 3), np.float32)
+    dy = randn(rng, (3, 32, 20, 18), np.float32)
+    assert core.conv2d_algorithm(x.shape, w.shape, (1, 1), (1,) * 4, (1, 1), 1) == "winograd"
+    outs = []
+    for threads in (1, 2, 3):
+        convforge.set_num_threads(threads)
+        outs.append((F.conv2d(x, w, None, padding=1, backend="cpu"),
+                     F.conv2d_backward(dy, x, w, padding=1, backend="cpu")[0]))
+    for res in outs[1:]:
+        assert_exact(res[0], outs[0][0], np.float32, what="y")
+        assert_exact(res[1], outs[0][1], np.float32, what="dx")

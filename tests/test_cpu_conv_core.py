@@ -75,6 +75,13 @@ def assert_close(name, got, want, mag, n, dtype):
                            f"|diff| {err[i]:.3g} > allowed {allowed[i]:.3g}")
 
 
+def algo_mag(algo, mag):
+    """The magnitude bound for an algorithm's error. Winograd's transforms mix the values of a
+    whole 6x6 tile (factors up to 1/24 and back), so its error is bounded by the largest
+    magnitude of the output, not element-wise (see winograd.cpp for the measured errors)."""
+    return np.full_like(mag, mag.max()) if algo == "winograd" else mag
+
+
 def make_problem(rng, case, dtype):
     xs, ws, stride, pad, dil, _ = case
     x = rng.standard_normal(xs).astype(dtype)
@@ -194,15 +201,15 @@ def test_every_forced_algorithm(rng, restore_core, case, dtype):
         core.set_isa(isa)
         for a in fwd_algos:
             tag = f"forward algo={a} {isa} {np.dtype(dtype).name} {case}"
-            assert_close(tag, core.conv2d_forward(x, w, b, *args, algo=a), y_r, y_m, n_fwd,
-                         dtype)
+            assert_close(tag, core.conv2d_forward(x, w, b, *args, algo=a), y_r,
+                         algo_mag(a, y_m), n_fwd, dtype)
             assert_close(tag + " no bias", core.conv2d_forward(x, w, None, *args, algo=a),
-                         ref.conv2d(x, w, None, *args), ref.conv2d(ax, aw, None, *args),
-                         n_fwd, dtype)
+                         ref.conv2d(x, w, None, *args),
+                         algo_mag(a, ref.conv2d(ax, aw, None, *args)), n_fwd, dtype)
         for a in data_algos:
             tag = f"data algo={a} {isa} {np.dtype(dtype).name} {case}"
-            assert_close(tag, core.conv2d_backward_data(dy, w, xs, *args, algo=a), dx_r, mdx,
-                         n_data, dtype)
+            assert_close(tag, core.conv2d_backward_data(dy, w, xs, *args, algo=a), dx_r,
+                         algo_mag(a, mdx), n_data, dtype)
         for a in weight_algos:
             tag = f"weight algo={a} {isa} {np.dtype(dtype).name} {case}"
             dw, db = core.conv2d_backward_weight(dy, x, ws, *args, True, algo=a)
@@ -244,14 +251,19 @@ def test_every_forced_algorithm_integer_exact(rng, restore_core, case, dtype):
     args = (stride, pad, dil, g)
     y_r, (dx_r, dw_r, db_r) = ref.conv2d(x, w, b, *args), ref.conv2d_backward(dy, x, w, *args,
                                                                                True)
+    # Winograd is not exact on integers (its transforms hold 1/6, 1/24, ...): the forced-algorithm
+    # test above and tests/test_winograd.py bound its error instead.
     for isa in AVAILABLE_ISAS:
         core.set_isa(isa)
         for a in algorithms(case, dtype, "forward"):
-            np.testing.assert_array_equal(core.conv2d_forward(x, w, b, *args, algo=a), y_r,
-                                          err_msg=f"forward {a} {isa}")
+            if a != "winograd":
+                np.testing.assert_array_equal(core.conv2d_forward(x, w, b, *args, algo=a), y_r,
+                                              err_msg=f"forward {a} {isa}")
         for a in algorithms(case, dtype, "data"):
-            np.testing.assert_array_equal(core.conv2d_backward_data(dy, w, xs, *args, algo=a),
-                                          dx_r, err_msg=f"data {a} {isa}")
+            if a != "winograd":
+                np.testing.assert_array_equal(
+                    core.conv2d_backward_data(dy, w, xs, *args, algo=a), dx_r,
+                    err_msg=f"data {a} {isa}")
         for a in algorithms(case, dtype, "weight"):
             dw, db = core.conv2d_backward_weight(dy, x, ws, *args, True, algo=a)
             np.testing.assert_array_equal(dw, dw_r, err_msg=f"weight {a} {isa}")
@@ -417,7 +429,9 @@ def test_integer_inputs_exact(rng, restore_core, case, dtype):
     want = (ref.conv2d(x, w, b, *args), *ref.conv2d_backward(dy, x, w, *args, True))
     # [winograd] Winograd's transforms (factors 1/6, 1/24, ...) are not exact on integers: y and
     # dx of a Winograd-chosen case get conftest's bound, 16 eps sqrt(reduction) max |reference|.
-    inexact = core.conv2d_algorithm(xs, ws, *args, np.dtype(dtype).name) == "winograd"
+    inexact = {name for name, direction in (("y", "forward"), ("dx", "data"))
+               if core.conv2d_algorithm(xs, ws, *args, np.dtype(dtype).name, direction)
+               == "winograd"}
     for isa in AVAILABLE_ISAS:
         core.set_isa(isa)
         for naive in (False, True):
@@ -425,7 +439,7 @@ def test_integer_inputs_exact(rng, restore_core, case, dtype):
             got = (fwd(x, w, b, *args), bwd_data(dy, w, xs, *args),
                    *bwd_weight(dy, x, ws, *args, True))
             for name, a, r in zip(("y", "dx", "dw", "db"), got, want):
-                if inexact and not naive and name in ("y", "dx"):
+                if not naive and name in inexact:
                     tol = 16 * np.finfo(dtype).eps * np.sqrt(np.prod(ws[1:])) * np.abs(r).max()
                     np.testing.assert_allclose(a, r, rtol=0, atol=tol,
                                                err_msg=f"{name} {isa} winograd")

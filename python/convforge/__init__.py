@@ -15,11 +15,13 @@ from typing import Any
 from . import backends, functional
 from . import functional as F
 from .backends import available, set_backend, use_backend
+from .backends._autotune import autotune_enabled, set_autotune
 
 __version__ = "0.1.0"
 
 __all__ = ["F", "functional", "backends", "available", "set_backend", "use_backend",
-           "set_num_threads", "get_num_threads", "info", "__version__"]
+           "set_num_threads", "get_num_threads", "set_autotune", "autotune_enabled", "info",
+           "__version__"]
 
 
 _LAZY = ("nn", "models", "optim", "losses", "data", "viz", "cli")
@@ -87,5 +89,6 @@ def info() -> dict[str, Any]:
         from . import _core
 
         out.update(isa=_core.isa(), detected_isa=_core.detected_isa(),
-                   has_openmp=bool(_core.has_openmp), num_threads=_core.get_num_threads())
+                   has_openmp=bool(_core.has_openmp), num_threads=_core.get_num_threads(),
+                   autotune=autotune_enabled())
     return out

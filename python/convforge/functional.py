@@ -209,14 +209,16 @@ def _pool_backward(dy, x, mode, kernel_size, stride, padding, ceil_mode, count_i
                 raise ValueError(f"{mode}_pool2d_backward needs indices= or the input array x")
             _, indices = be.pool2d(_array(x, "x", 4, "(N, C, H, W)"), mode, ks, st, pad, out,
                                    False)
-        indices = _indices(indices, want, dy, shape[2] * shape[3])
+        indices = _indices(indices, want, dy, shape[2] * shape[3], be)
     return be.pool2d_backward(dy, indices, shape, mode, ks, st, pad, bool(count_include_pad))
 
 
-def _indices(indices, want, like, plane: int):
+def _indices(indices, want, like, plane: int, be):
     """Checks user-supplied pooling indices: int64, right shape, each in [0, H*W).
 
-    The value range is checked for NumPy indices only: the CPU kernels write through them. The
+    The value range is checked here for NumPy indices only, and only for backends that do not
+    check it themselves (`CHECKS_INDICES`: the cpu and numba backends check inside the pass
+    that uses the indices, which saves a full NumPy min/max pass per call). The
     CUDA kernels never do (each dx element gathers the windows whose index equals its own
     position, so an out-of-range index is never matched), and reading CuPy values here would
     synchronise the device on every pooling backward, i.e. per layer per training batch."""
@@ -225,7 +227,7 @@ def _indices(indices, want, like, plane: int):
                         f"{type(indices).__name__} {getattr(indices, 'dtype', '')}")
     if tuple(indices.shape) != tuple(want):
         raise ValueError(f"indices must have shape {tuple(want)}, got {tuple(indices.shape)}")
-    if _is_cupy(indices):
+    if _is_cupy(indices) or getattr(be, "CHECKS_INDICES", False):
         return indices if indices.flags.c_contiguous else indices.copy()
     lo, hi = int(indices.min()), int(indices.max())
     if lo < 0 or hi >= plane:
@@ -307,7 +309,7 @@ def _global_backward(dy, x, mode, indices, backend):
             if not hasattr(x, "dtype"):
                 raise ValueError("global_max_pool2d_backward needs indices= or the input array x")
             indices = be.global_pool2d(_array(x, "x", 4, "(N, C, H, W)"), "max")[1]
-        indices = _indices(indices, shape[:2], dy, shape[2] * shape[3])
+        indices = _indices(indices, shape[:2], dy, shape[2] * shape[3], be)
     return be.global_pool2d_backward(dy, indices, shape, mode)
 
 

@@ -3,6 +3,11 @@ re-validates shapes and dtypes, allocates outputs and releases the GIL around ea
 
 from __future__ import annotations
 
+from . import _autotune
+
+# pool backward checks that every index lies in [0, H*W) itself (functional skips its pass)
+CHECKS_INDICES = True
+
 
 def probe():
     from .. import _core  # noqa: F401
@@ -16,13 +21,38 @@ def _core():
     return _core
 
 
+def _key(direction, x_shape, w_shape, dtype, stride, padding, dilation, groups):
+    core = _core()
+    return (direction, tuple(x_shape), tuple(w_shape), str(dtype), tuple(stride), tuple(padding),
+            tuple(dilation), groups, core.get_num_threads())
+
+
+def _algo(direction, x_shape, w_shape, dtype, args, call):
+    """The algorithm for one direction: "auto" unless autotuning is on (see _autotune)."""
+    key = _key(direction, x_shape, w_shape, dtype, *args)
+    return _autotune.pick(
+        key, lambda: _core().conv2d_algorithms(x_shape, w_shape, *args, str(dtype), direction),
+        call)
+
+
 def conv2d(x, w, b, stride, padding, dilation, groups):
-    return _core().conv2d_forward(x, w, b, stride, padding, dilation, groups)
+    core, args = _core(), (stride, padding, dilation, groups)
+    algo = _algo("forward", x.shape, w.shape, x.dtype, args,
+                 lambda a: core.conv2d_forward(x, w, b, *args, algo=a))
+    return core.conv2d_forward(x, w, b, *args, algo=algo)
 
 
 def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias):
-    # dx, dw and db in one binding call (one GIL release); algorithms from the heuristic.
-    return _core().conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias)
+    # dx, dw and db in one binding call (one GIL release); algorithms from the heuristic, or
+    # the autotuned winners of each direction.
+    core, args = _core(), (stride, padding, dilation, groups)
+    data_algo = _algo("data", x.shape, w.shape, x.dtype, args,
+                      lambda a: core.conv2d_backward_data(dy, w, x.shape, *args, algo=a))
+    weight_algo = _algo("weight", x.shape, w.shape, x.dtype, args,
+                        lambda a: core.conv2d_backward_weight(dy, x, w.shape, *args, bias,
+                                                              algo=a))
+    return core.conv2d_backward(dy, x, w, *args, bias, data_algo=data_algo,
+                                weight_algo=weight_algo)
 
 
 def im2col(x, kernel_size, stride, padding, dilation):

@@ -27,6 +27,10 @@ _DW_PANEL_MIN_CHANNELS = 32
 _MODES = {"avg": 0, "max": 1, "min": 2}
 
 
+# pool backward checks that every index lies in [0, H*W) itself (functional skips its pass)
+CHECKS_INDICES = True
+
+
 def probe() -> str | None:
     """None when numba imports, else the reason it does not."""
     try:

@@ -180,6 +180,27 @@ class Conv2D(Layer):
 
 # --------------------------------------------------------------------------- Dense
 
+def _gemm_core():
+    """convforge._core when it loads, else None (then NumPy's matmul is used)."""
+    try:
+        from .. import _core
+    except ImportError:
+        return None
+    return _core
+
+
+def _matmul(a, b, trans_a: bool = False, trans_b: bool = False):
+    """op(a) @ op(b). NumPy float arrays go through the compiled core's blocked GEMM: it runs on
+    convforge's OpenMP threads (NumPy's OpenBLAS threads keep spinning after a call and, on a
+    small machine, steal the cores from the conv kernels that follow: up to 2x slower layers)
+    and its sums do not depend on the batch size or thread count. Anything else: `@`."""
+    core = _gemm_core() if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) else None
+    if (core is not None and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
+            and a.flags.c_contiguous and b.flags.c_contiguous and a.size and b.size):
+        return core.gemm(a, b, trans_a, trans_b)
+    return (a.T if trans_a else a) @ (b.T if trans_b else b)
+
+
 class Dense(Layer):
     """Fully connected: y = x @ kernel + bias over the last axis; kernel (in, units)."""
 
@@ -213,7 +234,8 @@ class Dense(Layer):
             raise ValueError(f"layer {self.label} expects {n_in} input features, got x of shape "
                              f"{tuple(x.shape)}")
         x2 = x.reshape(-1, n_in)                                  # (rows, in)
-        z = x2 @ self.kernel.data                                 # (rows, units)
+        z = _matmul(np.ascontiguousarray(x2) if isinstance(x2, np.ndarray) else x2,
+                    self.kernel.data)                             # (rows, units)
         if self.use_bias:
             z = z + self.bias.data
         y = ACTIVATIONS[self.activation][0](z)
@@ -224,10 +246,10 @@ class Dense(Layer):
         x_shape, x2, y = self._cache
         dz = ACTIVATIONS[self.activation][1](y, dy.reshape(y.shape))   # (rows, units)
         if self.trainable:
-            self.kernel.accumulate(x2.T @ dz)
+            self.kernel.accumulate(_matmul(x2, dz, trans_a=True))
             if self.use_bias:
                 self.bias.accumulate(dz.sum(axis=0))
-        return (dz @ self.kernel.data.T).reshape(x_shape)
+        return _matmul(dz, self.kernel.data, trans_b=True).reshape(x_shape)
 
 
 # --------------------------------------------------------------------------- pooling

@@ -3,9 +3,10 @@ every implementation on the same inputs), the implementations present on this ma
 thread setup, and the interleaved timer compare.py uses.
 
 Why interleaved: these machines are small and noisy. Timing implementation A for a few seconds
-and then B lets a burst of other load land on one of them only. compare.py instead runs the
-implementations of a group round-robin (the first one of each round rotates), after warm-up,
-and takes per-implementation medians, so the ratios compare like with like.
+and then B lets a burst of other load land on one of them only. compare.py instead runs
+convforge-cpu and PyTorch round-robin (the first one of each round rotates), after warm-up,
+and takes per-implementation medians, so the ratios compare like with like. Implementations
+whose threads spin after a call (numba, NumPy's OpenBLAS) get blocks of their own (ISOLATED).
 """
 
 from __future__ import annotations
@@ -65,24 +66,39 @@ def set_threads(n: int) -> None:
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
-def run_interleaved(group: Group, impls: list[str], warmup: int = 2) -> dict[str, list[float]]:
-    """Seconds per call of each implementation of `group`, measured round-robin."""
-    fns = {}
-    for impl in impls:
-        fn = group.make(impl)
-        if fn is not None:
-            fns[impl] = fn
-    for fn in fns.values():  # JIT, caches, first touch of workspaces
-        for _ in range(warmup):
-            fn()
-    order = list(fns)
-    times: dict[str, list[float]] = {impl: [] for impl in order}
-    for r in range(group.rounds):
+# Implementations whose worker threads keep spinning after a call (numba's threading layer,
+# NumPy's OpenBLAS): interleaved with the others they steal the cores from whatever runs next
+# (measured: torch 0.47 -> 0.75 ms on LeNet C1 with numba in the round-robin). They are timed
+# in a block of their own, after a pause that lets the spinning threads go to sleep.
+ISOLATED = ("convforge-numba", "numpy")
+
+
+def _time_rounds(fns: dict, order: list[str], rounds: int, times: dict) -> None:
+    for r in range(rounds):
         k = r % len(order)
         for impl in order[k:] + order[:k]:
             t = time.perf_counter()
             fns[impl]()
             times[impl].append(time.perf_counter() - t)
+
+
+def run_interleaved(group: Group, impls: list[str], warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds per call of each implementation of `group`: convforge-cpu and torch round-robin
+    (the first of each round rotates), each ISOLATED implementation in its own block."""
+    fns = {}
+    for impl in impls:
+        fn = group.make(impl)
+        if fn is not None:
+            fns[impl] = fn
+    times: dict[str, list[float]] = {impl: [] for impl in fns}
+    shared = [i for i in fns if i not in ISOLATED]
+    blocks = ([shared] if shared else []) + [[i] for i in fns if i in ISOLATED]
+    for block in blocks:
+        time.sleep(0.2)  # earlier blocks' spinning threads go idle
+        for impl in block:  # JIT, caches, first touch of workspaces
+            for _ in range(warmup):
+                fns[impl]()
+        _time_rounds(fns, block, group.rounds, times)
     return times
 
 

@@ -16,7 +16,12 @@ from harness import set_threads  # noqa: E402
 
 THREADS = int(os.environ.get("CONVFORGE_BENCH_THREADS", os.cpu_count() or 1))
 QUICK = os.environ.get("CONVFORGE_BENCH_QUICK") == "1"
-set_threads(THREADS)
+
+
+def pytest_configure(config):
+    # Only under pytest: compare.py imports the suites (and so this file) and sets its own
+    # thread count per run.
+    set_threads(THREADS)
 
 
 def run_group(benchmark, group, impl):

@@ -55,6 +55,7 @@
 #include "convforge/conv2d_direct.hpp"
 #include "convforge/cpu.hpp"
 #include "convforge/gemm.hpp"
+#include "convforge/tasks.hpp"
 #include "convforge/winograd.hpp"
 
 namespace convforge {
@@ -80,49 +81,9 @@ int64_t column_block(int64_t rows, int64_t L) {
   return std::min(std::max(lb, kMinCols), L);
 }
 
-// Per-thread, grow-only, 64-byte aligned scratch buffer (kept between calls); one per Tag, so
-// a caller can hold one while the tasks it runs (on its own thread too) use another.
-struct TaskTag;
-struct PartTag;
-template <typename T, typename Tag = TaskTag>
-T* scratch(int64_t n) {
-  struct Buffer {
-    T* p = nullptr;
-    int64_t n = 0;
-    ~Buffer() { std::free(p); }
-  };
-  static thread_local Buffer buf;
-  if (n > buf.n) {
-    std::free(buf.p);
-    buf.n = 0;
-    const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + 63) / 64 * 64;
-    buf.p = static_cast<T*>(std::aligned_alloc(64, bytes));
-    if (!buf.p) throw std::bad_alloc();
-    buf.n = n;
-  }
-  return buf.p;
-}
-
-// Runs body(t) for t in [0, tasks): on the OpenMP threads when parallel, else in turn. An
-// exception in a task is re-thrown here after the loop (OpenMP must never see one).
-template <typename F>
-void run_tasks(int64_t tasks, bool parallel, const F& body) {
-  if (!parallel) {
-    for (int64_t t = 0; t < tasks; ++t) body(t);
-    return;
-  }
-  std::exception_ptr error = nullptr;
-CF_OMP_FOR(schedule(dynamic, 1))
-  for (int64_t t = 0; t < tasks; ++t) {
-    try {
-      body(t);
-    } catch (...) {
-CF_OMP(omp critical(convforge_conv_error))
-      if (!error) error = std::current_exception();
-    }
-  }
-  if (error) std::rethrow_exception(error);
-}
+// scratch<T, Tag> and run_tasks: convforge/tasks.hpp. Scratch tags of this file:
+constexpr int TaskTag = 0;  // per-task work buffers
+constexpr int PartTag = 1;  // dw partials held by the caller while tasks run
 
 // db[k] = sum_{n, l} dy[n, k, l], in double, in the order (n, l).
 template <typename T>

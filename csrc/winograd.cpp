@@ -71,6 +71,7 @@
 
 #include "convforge/cpu.hpp"
 #include "convforge/gemm.hpp"
+#include "convforge/tasks.hpp"
 
 // Baseline copy of the tile transforms (the AVX2 / AVX-512 copies live in winograd_avx2.cpp
 // and winograd_avx512.cpp).
@@ -118,47 +119,7 @@ Transforms<T> select_transforms() {
   }
 }
 
-// Per-thread, grow-only, 64-byte aligned scratch buffers (kept between calls); Tag keeps the
-// weight (0), V (1) and M (2) buffers of one thread apart.
-template <typename T, int Tag>
-T* scratch(int64_t n) {
-  struct Buffer {
-    T* p = nullptr;
-    int64_t n = 0;
-    ~Buffer() { std::free(p); }
-  };
-  static thread_local Buffer buf;
-  if (n > buf.n) {
-    std::free(buf.p);
-    buf.n = 0;
-    const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + 63) / 64 * 64;
-    buf.p = static_cast<T*>(std::aligned_alloc(64, bytes));
-    if (!buf.p) throw std::bad_alloc();
-    buf.n = n;
-  }
-  return buf.p;
-}
-
-// Runs body(t) for t in [0, tasks): on the OpenMP threads when parallel, else in turn. An
-// exception in a task is re-thrown here after the loop (OpenMP must never see one).
-template <typename F>
-void run_tasks(int64_t tasks, bool parallel, const F& body) {
-  if (!parallel || tasks <= 1 || max_threads() <= 1) {
-    for (int64_t t = 0; t < tasks; ++t) body(t);
-    return;
-  }
-  std::exception_ptr error = nullptr;
-CF_OMP_FOR(schedule(dynamic, 1))
-  for (int64_t t = 0; t < tasks; ++t) {
-    try {
-      body(t);
-    } catch (...) {
-CF_OMP(omp critical(convforge_winograd_error))
-      if (!error) error = std::current_exception();
-    }
-  }
-  if (error) std::rethrow_exception(error);
-}
+// scratch<T, Tag> and run_tasks: convforge/tasks.hpp. Tags: weights 0, V 1, M 2.
 
 // Tiles per chunk: V (36, C, TB) + M (36, K, TB) of about kChunkBytes, a multiple of
 // kTileAlign in [kTileAlign, kMaxChunk]; never more than the batch's tiles (rounded up to the

@@ -27,10 +27,11 @@
 //     Weight: dw[k, c, t] = sum_{n, p} dyp[n, k, p] xpad[n, c, p + offs[t]] with dy laid out
 //     at the padded width (zero junk columns): lane-wise vector dot products per batch chunk
 //     (chunks as in im2col_gemm_batch), lanes and chunks summed in a fixed order at the end.
-//   im2col_gemm_batch (weight): the batch is cut into kDwChunks chunks (fixed by N alone);
-//     each chunk sums its images into its own partial dw (chunk 0: dw itself) with GEMMs of
-//     depth "several images x OH*OW" (im2col of the images side by side), and its partial db in
-//     double; the partials are then added in chunk order. Tasks: chunks.
+//   im2col_gemm_batch (weight): the batch is cut into up to kDwChunks chunks (fixed by the
+//     shapes: each sums at least kDwMinDepth image positions); each chunk sums its images
+//     into its own transposed partial dw^T (R, Kg) = cols (R, depth) . dy^T with GEMMs of depth
+//     "several images x OH*OW" (im2col of the images side by side), and its partial db in
+//     double; the partials are then added in chunk order and written transposed. Tasks: chunks.
 //   winograd (3x3, stride 1, dilation 1, G == 1; forward and data): F(4x4,3x3), 36 GEMMs per
 //     chunk of tiles; see winograd.cpp (its accuracy and speed are documented there).
 //   naive: plain loops (also exposed as *_naive: the second reference for tests).
@@ -70,7 +71,12 @@ constexpr int64_t kMaxBlockBytes = int64_t(1) << 30; // smallest block above thi
 constexpr int64_t kDirectMaxChannels = 16;           // direct_small picked up to this many Ci
 constexpr int64_t kDirectLimitChannels = 64;         // direct_small applies up to this many Ci
 constexpr int64_t kDwChunks = 8;                     // batch chunks of im2col_gemm_batch
-constexpr int64_t kDwBlockElems = int64_t(1) << 16;  // im2col_gemm_batch operand block
+constexpr int64_t kDwBlockElems = int64_t(1) << 16;  // direct_small dw: batch block
+constexpr int64_t kDwGemmElems = int64_t(1) << 20;   // im2col_gemm_batch: operands per GEMM
+constexpr int64_t kDwMinCols = 256;                  // im2col_gemm_batch: fewest GEMM columns
+constexpr int64_t kDwMinDepth = 1024;                // im2col_gemm_batch: fewest summed columns
+                                                     // (images x positions) per batch chunk
+constexpr int64_t kDwMaxPartElems = int64_t(1) << 23; // im2col_gemm_batch: most partial elements
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -502,35 +508,45 @@ void backward_weight_direct(T* dw, T* db, const T* dy, const T* x, const ConvDim
 
 // ---------------------------------------------------------------- batch-chunked weight GEMM
 
-// Images of chunk q (of nq = min(N, kDwChunks)): [N*q/nq, N*(q+1)/nq).
+// Images of chunk q (of nq chunks, see below): [N*q/nq, N*(q+1)/nq).
+// Each chunk sums its transposed partial dw_q^T (G, R, Kg) = sum cols_g (R, cw) . dy_g^T
+// (cw, Kg): the GEMM then packs the small operand (dy, Kg rows) transposed and reads the
+// large one (cols, R rows) along its rows; dw (K, R) = dw_0^T + dw_1^T + ... in chunk order.
 template <typename T>
 void backward_weight_batch(T* dw, T* db, const T* dy, const T* x, const ConvDims& d,
                            bool pointwise) {
   const int64_t L = d.OH * d.OW, Kg = d.Kg(), Cg = d.Cg(), taps = d.KH * d.KW, R = Cg * taps;
-  const int64_t rows = d.C * taps;                     // im2col rows of all groups
-  const int64_t nq = std::min(d.N, kDwChunks), dw_elems = d.K * R;
-  // Columns of one GEMM: whole images when an image has fewer than the target, else column
-  // blocks of one image (the target depends on the shapes only).
-  // Operands (rows + K, columns) of about kDwBlockElems elements (they stay in L2).
-  const int64_t target = std::max(kDwBlockElems / (rows + d.K) / kMinCols * kMinCols, kMinCols);
-  const int64_t LB = std::min(L, target);  // columns of an image per GEMM
+  const int64_t rows = d.C * taps;  // im2col rows of all groups
+  const int64_t dw_elems = d.K * R;
+  // Chunks: up to kDwChunks, but each sums at least kDwMinDepth columns (images x positions)
+  // when it can: a chunk's partial is written once per GEMM and added at the end, so thin
+  // chunks of a large dw (VGG 512 channels at 4 x 4) would be all store and no compute; and
+  // the partials stay within kDwMaxPartElems. Fixed by the shapes (it orders the sums).
+  const int64_t nq = std::clamp<int64_t>(
+      std::min(d.N * L / kDwMinDepth, kDwMaxPartElems / dw_elems), 1, std::min(d.N, kDwChunks));
+  // Columns of one GEMM (its depth): whole images side by side when an image has fewer than
+  // the target, else balanced column blocks of one image. Operands (rows + K, columns) of
+  // about kDwGemmElems elements, at least kDwMinCols columns (fixed by the shapes).
+  const int64_t target = std::max(kDwGemmElems / (rows + d.K) / kMinCols * kMinCols, kDwMinCols);
+  const int64_t nl = ceil_div(L, target);
+  const int64_t LB = ceil_div(L, nl);  // columns of an image per GEMM
   const int64_t imgs = L >= target ? 1 : std::max<int64_t>(target / L, 1);
-  T* part = nq > 1 ? scratch<T, PartTag>((nq - 1) * dw_elems) : nullptr;
+  T* part = scratch<T, PartTag>(nq * dw_elems);    // (nq, G, R, Kg)
   std::vector<double> db_part(db ? nq * d.K : 0);  // (nq, K)
   const bool outer = nq >= max_threads();
-  run_tasks(nq, outer, [&](int64_t q) {  // chunk q: images [n0, n1) into dw_q (K, R)
+  run_tasks(nq, outer, [&](int64_t q) {  // chunk q: images [n0, n1) into part[q]
     const int64_t n0 = d.N * q / nq, n1 = d.N * (q + 1) / nq;
-    T* dw_q = q == 0 ? dw : part + (q - 1) * dw_elems;
+    T* dwt_q = part + q * dw_elems;  // (G, R, Kg)
     bool first = true;
     for (int64_t na = n0; na < n1; na += imgs) {
       const int64_t nb = std::min(n1, na + imgs) - na;  // images [na, na + nb)
       for (int64_t l0 = 0; l0 < L; l0 += LB) {          // columns [l0, l0 + lb) of each
         const int64_t lb = std::min(LB, L - l0), cw = nb * lb;
-        const T *a = dy + na * d.K * L + l0, *bm = x + na * d.C * L + l0;  // pointwise: x = cols
-        int64_t lda = L, ldb = L;
+        const T *dyb = dy + na * d.K * L + l0, *cols = x + na * d.C * L + l0;  // pointwise: x
+        int64_t ldd = L, ldc = L;
         if (nb > 1) {  // dy images side by side: (K, cw); cols (rows, cw)
           T* buf = scratch<T>(d.K * cw + (pointwise ? d.C : rows) * cw);
-          T* cols = buf + d.K * cw;
+          T* cb = buf + d.K * cw;
           for (int64_t m = 0; m < nb; ++m) {
             const T* dy_n = dy + (na + m) * d.K * L;  // (K, L)
             for (int64_t k = 0; k < d.K; ++k)
@@ -538,25 +554,25 @@ void backward_weight_batch(T* dw, T* db, const T* dy, const T* x, const ConvDims
             if (pointwise) {
               const T* x_n = x + (na + m) * d.C * L;  // (C, L)
               for (int64_t c = 0; c < d.C; ++c)
-                std::memcpy(cols + c * cw + m * lb, x_n + c * L + l0, lb * sizeof(T));
+                std::memcpy(cb + c * cw + m * lb, x_n + c * L + l0, lb * sizeof(T));
             } else {
-              im2col_block(cols + m * lb, cw, x + (na + m) * d.C * d.H * d.W, 0, d.C, l0,
+              im2col_block(cb + m * lb, cw, x + (na + m) * d.C * d.H * d.W, 0, d.C, l0,
                            l0 + lb, d);
             }
           }
-          a = buf;
-          bm = cols;
-          lda = ldb = cw;
+          dyb = buf;
+          cols = cb;
+          ldd = ldc = cw;
         } else if (!pointwise) {  // one image: cols (rows, lb)
-          T* cols = scratch<T>(rows * lb);
-          im2col_block(cols, x + na * d.C * d.H * d.W, 0, d.C, l0, l0 + lb, d);
-          bm = cols;
-          ldb = lb;
+          T* cb = scratch<T>(rows * lb);
+          im2col_block(cb, x + na * d.C * d.H * d.W, 0, d.C, l0, l0 + lb, d);
+          cols = cb;
+          ldc = lb;
         }
         for (int64_t g = 0; g < d.G; ++g) {
-          // dw_q,g (Kg, R) (+)= dy block (Kg, cw) . cols_g^T (cw, R)
-          const GemmDims gd{Kg, R, cw, lda, ldb, /*ldc*/ R, false, true, !first};
-          gemm(dw_q + g * Kg * R, a + g * Kg * lda, bm + g * R * ldb,
+          // dw_q,g^T (R, Kg) (+)= cols_g (R, cw) . dy block^T (cw, Kg)
+          const GemmDims gd{R, Kg, cw, ldc, ldd, /*ldc*/ Kg, false, true, !first};
+          gemm(dwt_q + g * R * Kg, cols + g * R * ldc, dyb + g * Kg * ldd,
                static_cast<const T*>(nullptr), gd, !outer);
         }
         first = false;
@@ -573,17 +589,25 @@ void backward_weight_batch(T* dw, T* db, const T* dy, const T* x, const ConvDims
       }
     }
   });
-  // dw = dw_0 + dw_1 + ... + dw_{nq-1}, in that order; parallel over elements.
-  if (nq > 1) {
-    const int64_t eb = 4096, ne = ceil_div(dw_elems, eb);
-    run_tasks(ne, dw_elems >= 8 * eb, [&](int64_t t) {  // elements [e0, e1) of dw
-      const int64_t e0 = t * eb, e1 = std::min(dw_elems, e0 + eb);
-      for (int64_t q = 1; q < nq; ++q) {
-        const T* pq = part + (q - 1) * dw_elems;
-        for (int64_t e = e0; e < e1; ++e) dw[e] += pq[e];
-      }
-    });
-  }
+  // dw[g*Kg + k, r] = part[0, g, r, k] + part[1, g, r, k] + ..., in chunk order. Tasks: blocks
+  // of kTb rows r of a group; each sums its (rb, Kg) block of the partials into a buffer
+  // and writes it transposed.
+  constexpr int64_t kTb = 64;
+  const int64_t rblocks = ceil_div(R, kTb);
+  run_tasks(d.G * rblocks, dw_elems >= (int64_t(1) << 15), [&](int64_t t) {
+    const int64_t g = t / rblocks, r0 = (t % rblocks) * kTb, rb = std::min(kTb, R - r0);
+    T* sum = scratch<T>(rb * Kg);  // (rb, Kg)
+    const T* p0 = part + (g * R + r0) * Kg;
+    std::copy(p0, p0 + rb * Kg, sum);
+    for (int64_t q = 1; q < nq; ++q) {
+      const T* pq = p0 + q * dw_elems;
+      for (int64_t e = 0; e < rb * Kg; ++e) sum[e] += pq[e];
+    }
+    for (int64_t k = 0; k < Kg; ++k) {  // dw[g*Kg + k, r0 : r0 + rb] <- sum[:, k]
+      T* dst = dw + (g * Kg + k) * R + r0;
+      for (int64_t r = 0; r < rb; ++r) dst[r] = sum[r * Kg + k];
+    }
+  });
   if (db)
     for (int64_t k = 0; k < d.K; ++k) {
       double s = 0;

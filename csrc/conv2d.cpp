@@ -66,13 +66,15 @@ using detail::valid_range;
 
 constexpr int64_t kBlockElems = int64_t(1) << 18;    // target im2col/dcols block per thread
 constexpr int64_t kMinCols = 64;                     // fewest columns in an im2col block
+constexpr int64_t kFwdBlockElems = int64_t(1) << 20; // target forward im2col block per thread
+constexpr int64_t kFwdMinCols = 256;                 // fewest columns of a forward block
 constexpr int64_t kDwCols = 256;                     // target dw columns per weight task
 constexpr int64_t kMaxBlockBytes = int64_t(1) << 30; // smallest block above this: naive
 constexpr int64_t kDirectMaxChannels = 16;           // direct_small picked up to this many Ci
 constexpr int64_t kDirectLimitChannels = 64;         // direct_small applies up to this many Ci
 constexpr int64_t kDwChunks = 8;                     // batch chunks of im2col_gemm_batch
 constexpr int64_t kDwBlockElems = int64_t(1) << 16;  // direct_small dw: batch block
-constexpr int64_t kDwGemmElems = int64_t(1) << 20;   // im2col_gemm_batch: operands per GEMM
+constexpr int64_t kDwGemmElems = int64_t(1) << 18;   // im2col_gemm_batch: operands per GEMM
 constexpr int64_t kDwMinCols = 256;                  // im2col_gemm_batch: fewest GEMM columns
 constexpr int64_t kDwMinDepth = 1024;                // im2col_gemm_batch: fewest summed columns
                                                      // (images x positions) per batch chunk
@@ -85,6 +87,15 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t column_block(int64_t rows, int64_t L) {
   const int64_t lb = kBlockElems / std::max<int64_t>(rows, 1) / kMinCols * kMinCols;
   return std::min(std::max(lb, kMinCols), L);
+}
+
+// Columns per forward im2col block: balanced blocks of about kFwdBlockElems elements, at least
+// kFwdMinCols columns: every block re-packs the whole weight matrix (Kg, R), so a deep layer
+// (R = 4608 at VGG's 512 channels) needs wide blocks to amortise it. Results do not depend on
+// it (each output element is one GEMM dot product of depth R).
+int64_t forward_column_block(int64_t rows, int64_t L) {
+  const int64_t target = std::max(kFwdBlockElems / std::max<int64_t>(rows, 1), kFwdMinCols);
+  return ceil_div(L, ceil_div(L, target));
 }
 
 // scratch<T, Tag> and run_tasks: convforge/tasks.hpp. Scratch tags of this file:
@@ -110,7 +121,7 @@ void bias_grad(T* db, const T* dy, const ConvDims& d) {
 template <typename T>
 void forward_gemm(T* y, const T* x, const T* w, const T* b, const ConvDims& d, bool pointwise) {
   const int64_t L = d.OH * d.OW, Kg = d.Kg(), R = d.Cg() * d.KH * d.KW;
-  const int64_t LB = pointwise ? L : column_block(d.C * d.KH * d.KW, L);
+  const int64_t LB = pointwise ? L : forward_column_block(d.C * d.KH * d.KW, L);
   const int64_t nb = ceil_div(L, LB), tasks = d.N * nb;
   const bool outer = tasks >= max_threads();  // else: tasks in turn, each GEMM parallel
   run_tasks(tasks, outer, [&](int64_t t) {    // task: image n, columns [l0, l0+lb)

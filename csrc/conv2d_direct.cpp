@@ -7,6 +7,9 @@
 #define CF_DIRECT_NV 2
 #define CF_DIRECT_KB 6
 #define CF_DW_KB 2
+#define CF_KVEC_ACC 12
+#define CF_KVDW_NK 2
+#define CF_KVDW_TB 5
 #define CF_DW_TB 4
 #include "conv2d_direct_kernel.inc"
 

@@ -7,5 +7,8 @@
 #define CF_DIRECT_NV 3
 #define CF_DIRECT_KB 8
 #define CF_DW_KB 4
+#define CF_KVEC_ACC 24
+#define CF_KVDW_NK 2
+#define CF_KVDW_TB 9
 #define CF_DW_TB 5
 #include "conv2d_direct_kernel.inc"

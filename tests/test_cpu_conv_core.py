@@ -199,6 +199,8 @@ def test_every_forced_algorithm(rng, restore_core, case, dtype):
     assert "im2col_gemm_batch" in weight_algos and "im2col_gemm_batch" not in fwd_algos
     assert ("direct_small" in fwd_algos) == (stride == (1, 1) and ws[1] <= 64)
     assert ("direct_small" in weight_algos) == ("direct_small" in fwd_algos)
+    assert "direct_kvec" in fwd_algos and "direct_kvec" not in data_algos
+    assert ("direct_kvec" in weight_algos) == (stride == (1, 1))
     for isa in AVAILABLE_ISAS:
         core.set_isa(isa)
         for a in fwd_algos:
@@ -272,10 +274,24 @@ def test_every_forced_algorithm_integer_exact(rng, restore_core, case, dtype):
             np.testing.assert_array_equal(db, db_r, err_msg=f"db {a} {isa}")
 
 
-def test_heuristic_choices():
-    """The small-channel rules of choose_conv_algo (threshold 16 input channels per group)."""
-    def pick(xs, ws, direction, stride=(1, 1), pad=(0, 0, 0, 0), groups=1):
-        return core.conv2d_algorithm(xs, ws, stride, pad, (1, 1), groups, "float32", direction)
+def test_heuristic_choices(restore_core):
+    """The small-channel rules of choose_conv_algo (threshold 16 input channels per group) and
+    the ISA-dependent weight rule (direct_kvec for float with AVX-512 only)."""
+    def pick(xs, ws, direction, stride=(1, 1), pad=(0, 0, 0, 0), groups=1, dtype="float32"):
+        return core.conv2d_algorithm(xs, ws, stride, pad, (1, 1), groups, dtype, direction)
+
+    vgg = ((32, 64, 32, 32), (64, 64, 3, 3))
+    core.set_isa("avx2" if "avx2" in AVAILABLE_ISAS else "baseline")
+    assert pick(*vgg, "weight", pad=(1,) * 4) == "im2col_gemm_batch"
+    if "avx512" in AVAILABLE_ISAS:
+        core.set_isa("avx512")
+        assert pick(*vgg, "weight", pad=(1,) * 4) == "direct_kvec"
+        assert pick(*vgg, "weight", pad=(1,) * 4, dtype="float64") == "im2col_gemm_batch"
+        assert pick((32, 256, 8, 8), (256, 256, 3, 3), "weight", pad=(1,) * 4) == (
+            "im2col_gemm_batch")  # rows of 8: too many junk columns
+        assert pick((32, 64, 32, 32), (16, 64, 3, 3), "weight", pad=(1,) * 4) == (
+            "im2col_gemm_batch")  # 16 output channels: half a tile
+    core.set_isa(core.detected_isa())
 
     c1, c3 = ((64, 1, 32, 32), (6, 1, 5, 5)), ((64, 6, 14, 14), (16, 6, 5, 5))
     assert pick(*c1, "forward") == "direct_small"      # C == 1, G == 1 is not depthwise
@@ -284,11 +300,13 @@ def test_heuristic_choices():
     assert pick(*c3, "forward") == "direct_small"
     assert pick(*c3, "data") == "direct_small"
     assert pick(*c3, "weight") == "direct_small"
-    assert pick((32, 64, 32, 32), (64, 64, 3, 3), "weight", pad=(1,) * 4) == "im2col_gemm_batch"
     assert pick((8, 17, 9, 9), (8, 17, 3, 3), "weight") == "im2col_gemm_batch"
     assert pick((8, 16, 9, 9), (8, 16, 3, 3), "forward") == "direct_small"
     assert pick((8, 17, 9, 9), (8, 17, 3, 3), "forward") == "im2col_gemm"
-    assert pick((8, 6, 9, 9), (8, 6, 3, 3), "forward", stride=(2, 2)) == "im2col_gemm"
+    assert pick((8, 6, 9, 9), (8, 6, 3, 3), "forward", stride=(2, 2)) == "direct_kvec"
+    assert pick((8, 17, 9, 9), (8, 17, 3, 3), "forward", stride=(2, 2)) == "im2col_gemm"
+    assert pick((1, 3, 224, 224), (64, 3, 7, 7), "forward", stride=(2, 2), pad=(3,) * 4) == (
+        "direct_kvec")  # a 7x7/2 first layer
     assert pick((1, 64, 8, 8), (64, 64, 3, 3), "weight") == "im2col_gemm"  # N=1: one chunk
     assert pick((4, 8, 9, 9), (8, 1, 3, 3), "forward", groups=8) == "direct_depthwise"
 
@@ -322,6 +340,24 @@ def test_weight_auto_avoids_direct_small_for_nonfinite_inputs(rng):
     for pred in (np.isnan, np.isposinf, np.isneginf):
         np.testing.assert_array_equal(pred(got), pred(want))
     forced = core.conv2d_backward_weight(dy, x, case[1], *case[2:], True, algo="direct_small")[0]
+    assert np.isnan(forced).sum() > np.isnan(want).sum()
+
+
+@pytest.mark.skipif("avx512" not in AVAILABLE_ISAS, reason="direct_kvec dw is auto on AVX-512")
+def test_weight_auto_avoids_direct_kvec_for_nonfinite_inputs(rng, restore_core):
+    """direct_kvec's dw, like direct_small's, multiplies x under dy's zero junk columns."""
+    core.set_isa("avx512")
+    case = ((2, 17, 16, 17), (32, 17, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    x, w, b, dy = make_problem(rng, case, np.float32)
+    x[0, 1, 2, 16], x[1, 0, 5, 0] = np.inf, np.nan
+    assert core.conv2d_algorithm(*case, "float32", "weight") == "direct_kvec"
+    with np.errstate(invalid="ignore"):
+        want = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64),
+                                   w.astype(np.float64), *case[2:], True)[1]
+    got = core.conv2d_backward_weight(dy, x, case[1], *case[2:], True)[0]
+    for pred in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(pred(got), pred(want))
+    forced = core.conv2d_backward_weight(dy, x, case[1], *case[2:], True, algo="direct_kvec")[0]
     assert np.isnan(forced).sum() > np.isnan(want).sum()
 
 
@@ -618,7 +654,7 @@ def test_algo_errors():
     with pytest.raises(ValueError, match=r"dy must have shape \(2, 3, 4, 4\)"):
         core.conv2d_backward(dy[:, :, :3].copy(), x, w, *args, True)
     assert core.conv2d_algorithms(x.shape, w.shape, *args, "float64", "weight") == [
-        "naive", "im2col_gemm", "direct_small", "im2col_gemm_batch"]
+        "naive", "im2col_gemm", "direct_small", "im2col_gemm_batch", "direct_kvec"]
     assert core.conv2d_algorithms(x.shape, w.shape, (2, 2), *args[1:], "float64", "weight") == [
         "naive", "im2col_gemm", "im2col_gemm_batch"]
     assert core.conv2d_algorithm(x.shape, w.shape, *args) == "direct_small"

@@ -30,6 +30,8 @@ enum class ConvAlgo {
                       // dw per chunk (GEMM over several images at once), reduced in order
   winograd,           // 3x3 stride 1 dilation 1, G == 1: Winograd F(4x4,3x3) (winograd.hpp);
                       // forward and data only
+  direct_kvec,        // forward only, any stride: direct kernel vectorised along the output
+                      // channels (input broadcast, no im2col; see conv2d_direct.hpp KvecTile)
   kCount,             // number of algorithms (not an algorithm)
 };
 enum class ConvDir { forward, data, weight };

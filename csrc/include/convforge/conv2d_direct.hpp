@@ -53,6 +53,51 @@ struct DwRows {
   int64_t len, nimg;
 };
 
+// Channel-vector tile (ConvAlgo::direct_kvec, forward, any stride): NK vectors of output
+// channels (KB = NK*VL lanes) x R rows x S columns of output positions in registers,
+//   out[k*ldo + r*ldr + s] = bias[k] (or 0) + sum_{c < cin, t < taps} wp[(c*taps + t)*KB + k] *
+//                            in[c*plane + offs[t] + r*row + s*sw]
+// for k < kn, r < nr, s < ns (the rest of the R x S x KB tile is computed and dropped: in must
+// be readable that far). One weight vector load per (c, t) and vector, one broadcast of the
+// input per (c, t) and position. Summation order: (c, t) ascending: fixed by the shapes.
+template <typename T>
+struct KvecTile {
+  T* out;
+  int64_t ldo, ldr;
+  int64_t kn, nr, ns;
+  const T* in;
+  int64_t row, cin, plane;
+  const int64_t* offs;
+  int64_t taps, sw;
+  const T* wp;
+  const T* bias;
+};
+
+// Channel-vector weight gradient (ConvAlgo::direct_kvec, weight direction, stride 1): KB
+// output channels (vectors) x TB taps of one input channel in registers,
+//   acc[t*KB + k] += sum_{m < nimg} sum_{p < len} dyt[m*dy_img + p*ldk + k] *
+//                                                 in[m*in_img + offs[t] + p]
+// for t < TB, k < KB (exactly these many: the caller pads taps with offset 0 and channels with
+// zero dy columns, and drops them). dy is channel-last (positions, channels) at the padded
+// positions p = oh*Wp + ow (zero at ow >= OW). Summation order per element: (m, p) ascending.
+template <typename T>
+struct KvecDwTile {
+  T* acc;
+  const T* dyt;
+  int64_t ldk, dy_img;
+  const T* in;
+  int64_t in_img;
+  const int64_t* offs;
+  int64_t len, nimg;
+};
+
+// The tile shapes of the channel-vector kernel: kKvecS[si] columns; kvec[nk-1][si][sw] is the
+// kernel for nk channel vectors, kKvecS[si] columns, stride sw = 1, 2 (index 1, 2) or any
+// (index 0: q.sw at run time), with kvec_r[nk-1][si] rows; null where the tile would not fit
+// the registers.
+constexpr int kKvecShapes = 4;
+constexpr int64_t kKvecS[kKvecShapes] = {4, 5, 6, 8};
+
 template <typename T>
 struct Kernel {
   void (*rows)(const Rows<T>& r);
@@ -61,6 +106,10 @@ struct Kernel {
   void (*dw)(const DwRows<T>& r);
   int64_t dw_kb, dw_tb;  // output channels and taps per dw call (exactly these many)
   int64_t vl;            // vector lanes
+  void (*kvec[2][kKvecShapes][3])(const KvecTile<T>& q);
+  int64_t kvec_r[2][kKvecShapes];
+  void (*kvec_dw)(const KvecDwTile<T>& q);
+  int64_t kvdw_kb, kvdw_tb;  // channels (lanes) and taps per kvec_dw call
 };
 
 namespace baseline {

@@ -874,12 +874,15 @@ bool kvec_fits(const ConvDims& d, int64_t elem_bytes) {
 
 // direct_kvec for the weight gradient: stride 1, float with AVX-512 (its tile there is 32
 // channels x 9 taps; the AVX2 tile, 16 x 5, measured slower than im2col_gemm_batch), rows of at
-// least 16 outputs (the padded rows' junk columns stay below 1/8) and a whole tile of output
-// channels.
+// least 16 outputs (the padded rows' junk columns stay below 1/8), a whole tile of output
+// channels, and taps that fill the tile's 9 (3x3, 5x5, 7x7 waste at most 1/8; a 3x1 kernel
+// would waste 2/3 of it: measured 0.5x torch against 0.8x with im2col_gemm_batch).
 bool kvec_weight_preferred(const ConvDims& d, int64_t elem_bytes) {
+  const int64_t tb = direct_detail::direct_kernel<float>().kvdw_tb;  // 9 with AVX-512
+  const int64_t taps = d.KH * d.KW, padded = ceil_div(taps, tb) * tb;
   return elem_bytes == 4 && current_isa() == Isa::avx512 && d.SH == 1 && d.SW == 1 &&
-         d.OW >= 16 && d.Kg() >= 32 && conv_algo_applies(ConvAlgo::direct_kvec, ConvDir::weight,
-                                                         d, elem_bytes);
+         d.OW >= 16 && d.Kg() >= 32 && 8 * (padded - taps) <= taps &&
+         conv_algo_applies(ConvAlgo::direct_kvec, ConvDir::weight, d, elem_bytes);
 }
 
 bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_bytes) {

@@ -664,28 +664,33 @@ void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims&
     T* acc = part + q * lanes;
     std::fill(acc, acc + lanes, T(0));
     T* buf = scratch<T>(mb * img);  // per image: xpad (C, Hp, Wp) + tail | dyt (G*nkb, len, KB)
-    std::fill(buf, buf + mb * img, T(0));  // tails, junk columns, padded channels stay 0
     for (int64_t na = n0; na < n1; na += mb) {
       const int64_t nimg = std::min(mb, n1 - na);  // images [na, na + nimg)
-      for (int64_t m = 0; m < nimg; ++m) {
-        const int64_t n = na + m;
+      // Per image m: each input channel padded (every element of its plane written, the tail
+      // zeroed), each block of KB channels of dy laid out channel-last (junk columns and the
+      // lanes past Kg zero). Tasks: (m, channel) and (m, block).
+      run_tasks(nimg * (d.C + d.G * nkb), !outer, [&](int64_t task) {
+        const int64_t m = task / (d.C + d.G * nkb), j = task % (d.C + d.G * nkb), n = na + m;
         T* xpad = buf + m * img;
-        T* dyt = xpad + x_img;
-        pad_planes(xpad, x + n * d.C * d.H * d.W, d.C, d.H, d.W, Hp, Wp, d.PH, d.PW);
-        for (int64_t g = 0; g < d.G; ++g)
-          for (int64_t kb = 0; kb < nkb; ++kb) {  // dyt[g*nkb + kb] (len, KB) <- dy[n, block]
-            const int64_t kn = std::min(KB, Kg - kb * KB);
-            const T* src = dy + (n * d.K + g * Kg + kb * KB) * L;  // (kn, OH, OW)
-            T* dst = dyt + (g * nkb + kb) * len * KB;
-            for (int64_t oh = 0; oh < d.OH; ++oh) {  // row oh: (OW, KB), in L1
-              T* o = dst + oh * Wp * KB;
-              for (int64_t k = 0; k < kn; ++k) {
-                const T* row = src + k * L + oh * d.OW;
-                for (int64_t ow = 0; ow < d.OW; ++ow) o[ow * KB + k] = row[ow];
-              }
-            }
+        if (j < d.C) {  // plane j of xpad
+          pad_planes(xpad + j * plane, x + (n * d.C + j) * d.H * d.W, 1, d.H, d.W, Hp, Wp, d.PH,
+                     d.PW);
+          if (j == d.C - 1) std::fill(xpad + d.C * plane, xpad + x_img, T(0));
+          return;
+        }
+        const int64_t g = (j - d.C) / nkb, kb = (j - d.C) % nkb;
+        const int64_t kn = std::min(KB, Kg - kb * KB);
+        const T* src = dy + (n * d.K + g * Kg + kb * KB) * L;  // (kn, OH, OW)
+        T* dst = xpad + x_img + (g * nkb + kb) * len * KB;      // (len, KB)
+        for (int64_t oh = 0; oh < d.OH; ++oh) {  // row oh: (Wp, KB), in L1
+          T* o = dst + oh * Wp * KB;
+          std::fill(o, o + Wp * KB, T(0));
+          for (int64_t k = 0; k < kn; ++k) {
+            const T* row = src + k * L + oh * d.OW;
+            for (int64_t ow = 0; ow < d.OW; ++ow) o[ow * KB + k] = row[ow];
           }
-      }
+        }
+      });
       for (int64_t p0 = 0; p0 < len; p0 += pb)  // positions [p0, p0 + pl) of each image
         run_tasks(d.G * nkb * Cg, !outer, [&](int64_t u) {  // u = (g, kb, c)
           const int64_t g = u / (nkb * Cg), kb = (u / Cg) % nkb, c = u % Cg;
@@ -990,11 +995,31 @@ void require_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_by
       std::to_string(d.DW) + "), groups " + std::to_string(d.G));
 }
 
-template <typename T>
-bool all_finite(const T* p, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(p[i])) return false;
-  return true;
+template <typename U, typename T>
+bool all_finite_bits(const T* p, int64_t n, U exp_mask) {
+  static_assert(sizeof(U) == sizeof(T), "bits of T");
+  constexpr int64_t kBlock = 4096;
+  const int64_t blocks = ceil_div(n, kBlock);
+  int ok = 1;
+CF_OMP_FOR(schedule(static) reduction(min : ok) if(n >= 16 * kBlock))
+  for (int64_t b = 0; b < blocks; ++b) {  // elements [b*kBlock, min(n, (b+1)*kBlock))
+    const int64_t i0 = b * kBlock, i1 = std::min(n, i0 + kBlock);
+    U bad = 0;
+    for (int64_t i = i0; i < i1; ++i) {
+      U bits;
+      std::memcpy(&bits, p + i, sizeof(U));
+      bad |= static_cast<U>((bits & exp_mask) == exp_mask);
+    }
+    if (bad) ok = 0;
+  }
+  return ok == 1;
+}
+
+// Tests the exponent bits (all ones: inf or NaN) with integer operations, which vectorise, a
+// block at a time (an early exit per block); parallel over blocks for large arrays.
+bool all_finite(const float* p, int64_t n) { return all_finite_bits<uint32_t>(p, n, 0x7f800000u); }
+bool all_finite(const double* p, int64_t n) {
+  return all_finite_bits<uint64_t>(p, n, 0x7ff0000000000000ull);
 }
 
 }  // namespace

@@ -39,9 +39,9 @@
 //     image and group zero-padded once, then tiles of NK*VL output channels x R rows x S
 //     columns in registers, one broadcast of the input per tap and position: no im2col.
 //     Weight: x zero-padded and dy channel-last (blocks of KB channels) at the padded
-//     positions, tiles of KB output channels x TB taps of one input channel summed over a
-//     block of positions in registers: no im2col, no transposition of x. Chunks and partials
-//     as im2col_gemm_batch (dw_chunks()).
+//     positions, tiles of KB output channels x TB taps of one input channel summed over the
+//     valid positions of a block of rows in registers: no im2col, no transposition of x.
+//     Chunks and partials as im2col_gemm_batch (dw_chunks()).
 //   naive: plain loops (also exposed as *_naive: the second reference for tests).
 // Parallel axis: the tasks above (N for forward/data, output channels of dw for weight). When
 // there are fewer tasks than threads, the tasks run in turn and each GEMM splits its C over the
@@ -87,6 +87,7 @@ constexpr int64_t kDwMinCols = 256;                  // im2col_gemm_batch: fewes
 constexpr int64_t kDwMinDepth = 1024;                // im2col_gemm_batch: fewest summed columns
                                                      // (images x positions) per batch chunk
 constexpr int64_t kKvecDwPositions = 2048;        // direct_kvec dw: positions per call
+constexpr int64_t kKvecDwBlockElems = int64_t(1) << 20;  // direct_kvec dw: images per block
 constexpr int64_t kDwMaxPartElems = int64_t(1) << 23; // im2col_gemm_batch: most partial elements
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -631,14 +632,14 @@ int64_t dw_chunks(const ConvDims& d, int64_t dw_elems) {
                              std::min<int64_t>(d.N, 2), std::min(d.N, kDwChunks));
 }
 
-// Weight gradient, stride 1 (the same layout as direct_small's weight direction, channel-
-// vectorised): dw[k, c, t] = sum_{n, p} dyt[n, kb, p, k] xpad[n, c, p + offs[t]], with x zero-
-// padded to (Hp, Wp) and dy channel-last per block of KB channels at the padded positions
-// p = oh*Wp + ow (zero columns ow >= OW, and past Kg). No im2col and no transposition of x:
-// per (block of positions, group, channel block, input channel, tap block) one kernel call
-// sums those positions of a block of images in registers; a position block's dy (KB channels)
-// stays in L2 while every input channel passes over it. Batch chunks as dw_chunks(); partials
-// (nq, G, nkb, Cg, tp, KB) added in chunk order at the end; db fused per chunk.
+// Weight gradient, stride 1 (channel-vectorised): dw[k, c, t] = sum_{n, p} dyt[n, kb, p, k]
+// xpad[n, c, p + offs[t]] over the valid positions p = oh*Wp + ow (ow < OW), with x zero-padded
+// to (Hp, Wp) and dy channel-last per block of KB channels at those positions (zero past Kg).
+// No im2col and no transposition of x: per (block of rows, group, channel block, input
+// channel, tap block) one kernel call sums those rows of a block of images in registers; a
+// row block's dy (KB channels) stays in L2 while every input channel passes over it. Batch
+// chunks as dw_chunks(); partials (nq, G, nkb, Cg, tp, KB) added in chunk order at the end;
+// db fused per chunk. Only valid positions enter the sums: exact for non-finite inputs.
 template <typename T>
 void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims& d) {
   const direct_detail::Kernel<T> kern = direct_detail::direct_kernel<T>();
@@ -648,8 +649,8 @@ void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims&
   const int64_t Hp = d.OH + (d.KH - 1) * d.DH, Wp = d.OW + (d.KW - 1) * d.DW, plane = Hp * Wp;
   const int64_t len = d.OH * Wp, tail = (d.KW - 1) * d.DW;  // positions; read past a plane
   const int64_t x_img = d.C * plane + tail, dy_img = d.G * nkb * len * KB, img = x_img + dy_img;
-  const int64_t pb = std::min(len, kKvecDwPositions);  // positions per kernel call
-  const int64_t mb = std::clamp<int64_t>(kDwGemmElems / img, 1, d.N);
+  const int64_t rb = std::clamp<int64_t>(kKvecDwPositions / d.OW, 1, d.OH);  // rows per call
+  const int64_t mb = std::clamp<int64_t>(kKvecDwBlockElems / img, 1, d.N);
   std::vector<int64_t> offs(tp, 0);  // (tp,): padded taps read offset 0
   for (int64_t i = 0; i < d.KH; ++i)
     for (int64_t j = 0; j < d.KW; ++j) offs[i * d.KW + j] = i * d.DH * Wp + j * d.DW;
@@ -691,17 +692,19 @@ void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims&
           }
         }
       });
-      for (int64_t p0 = 0; p0 < len; p0 += pb)  // positions [p0, p0 + pl) of each image
+      for (int64_t oh0 = 0; oh0 < d.OH; oh0 += rb) {  // output rows [oh0, oh0 + rows)
+        const int64_t p0 = oh0 * Wp, rows = std::min(rb, d.OH - oh0);
         run_tasks(d.G * nkb * Cg, !outer, [&](int64_t u) {  // u = (g, kb, c)
           const int64_t g = u / (nkb * Cg), kb = (u / Cg) % nkb, c = u % Cg;
           for (int64_t t0 = 0; t0 < tp; t0 += TB) {  // taps [t0, t0 + TB) of channel c
             const direct_detail::KvecDwTile<T> r{
                 acc + (u * tp + t0) * KB, buf + x_img + ((g * nkb + kb) * len + p0) * KB, KB,
-                img, buf + (g * Cg + c) * plane + p0, img, offs.data() + t0,
-                std::min(pb, len - p0), nimg};
+                img, buf + (g * Cg + c) * plane + p0, img, offs.data() + t0, rows, d.OW, Wp,
+                nimg};
             kern.kvec_dw(r);
           }
         });
+      }
       if (db) {  // db_q[k] += sum_l dy[n, k, l] for n in [na, na + nimg), in double
         double* s = db_part.data() + q * d.K;
         for (int64_t n = na; n < na + nimg; ++n)
@@ -929,9 +932,9 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
 //     (7x7/2 on RGB at 224 px: 1.34 vs 2.49 ms with AVX-512, 2.44 vs 3.14 with AVX2);
 //   im2col_gemm otherwise, naive when even one im2col block would be too big.
 // Data-dependent exceptions (in the dispatchers below): direct_small multiplies dy's zero
-// padding by w (data) and the junk columns of x by dy's zero columns (weight), and so does
-// direct_kvec's weight direction, so with a non-finite weight (data) or input (weight) the auto
-// choice falls back to the im2col paths.
+// padding by w (data) and the junk columns of x by dy's zero columns (weight), so with a
+// non-finite weight (data) or input (weight) the auto choice falls back to the im2col paths
+// (direct_kvec sums only valid positions: exact).
 ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir) {
   if (d.Cg() == 1 && d.G > 1) return ConvAlgo::direct_depthwise;
   if (is_pointwise(d)) {
@@ -1094,8 +1097,7 @@ void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDim
 template <typename T>
 void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d) {
   ConvAlgo algo = choose_conv_algo(d, sizeof(T), ConvDir::weight);
-  if ((algo == ConvAlgo::direct_small || algo == ConvAlgo::direct_kvec) &&
-      !all_finite(x, d.N * d.C * d.H * d.W))
+  if (algo == ConvAlgo::direct_small && !all_finite(x, d.N * d.C * d.H * d.W))
     algo = !im2col_fits(d, sizeof(T)) ? ConvAlgo::naive
            : d.N >= 2                  ? ConvAlgo::im2col_gemm_batch
                                        : ConvAlgo::im2col_gemm;

@@ -75,11 +75,12 @@ struct KvecTile {
 
 // Channel-vector weight gradient (ConvAlgo::direct_kvec, weight direction, stride 1): KB
 // output channels (vectors) x TB taps of one input channel in registers,
-//   acc[t*KB + k] += sum_{m < nimg} sum_{p < len} dyt[m*dy_img + p*ldk + k] *
-//                                                 in[m*in_img + offs[t] + p]
+//   acc[t*KB + k] += sum_{m < nimg} sum_{r < rows} sum_{s < row_len}
+//                      dyt[m*dy_img + p*ldk + k] * in[m*in_img + offs[t] + p],  p = r*ld_row + s
 // for t < TB, k < KB (exactly these many: the caller pads taps with offset 0 and channels with
 // zero dy columns, and drops them). dy is channel-last (positions, channels) at the padded
-// positions p = oh*Wp + ow (zero at ow >= OW). Summation order per element: (m, p) ascending.
+// positions p = oh*Wp + ow; rows of row_len = OW positions skip the padded columns.
+// Summation order per element: (m, r, s) ascending.
 template <typename T>
 struct KvecDwTile {
   T* acc;
@@ -88,7 +89,7 @@ struct KvecDwTile {
   const T* in;
   int64_t in_img;
   const int64_t* offs;
-  int64_t len, nimg;
+  int64_t rows, row_len, ld_row, nimg;
 };
 
 // The tile shapes of the channel-vector kernel: kKvecS[si] columns; kvec[nk-1][si][sw] is the

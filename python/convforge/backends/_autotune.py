@@ -8,9 +8,8 @@ fastest, and every later call of that problem uses it.
 
 Candidates: "auto" (the heuristic's choice, with its data-dependent safeguards) and every other
 algorithm `_core.conv2d_algorithms` lists for the problem, except "naive" (never faster, and
-slow to time on big layers), "direct_small" and "direct_kvec" (their fast padding -- zeros of dy
-times junk input positions -- is only exact for finite inputs; the heuristic picks them when it
-should, checking the inputs).
+slow to time on big layers) and "direct_small" (its fast padding is only exact for finite
+inputs; the heuristic picks it when it should, checking the inputs).
 
 Each call's result is that of one complete algorithm, within the same tolerances as any; but the
 winner can differ between runs and machines and the algorithms round differently (Winograd vs
@@ -54,7 +53,7 @@ def winners() -> dict[Hashable, str]:
 
 
 def candidates(listed: list[str]) -> list[str]:
-    return ["auto"] + [a for a in listed if a not in ("naive", "direct_small", "direct_kvec")]
+    return ["auto"] + [a for a in listed if a not in ("naive", "direct_small")]
 
 
 def pick(key: Hashable, listed: Callable[[], list[str]], call: Callable[[str], Any]) -> str:

@@ -646,9 +646,11 @@ void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims&
   const int64_t Cg = d.Cg(), Kg = d.Kg(), taps = d.KH * d.KW, L = d.OH * d.OW;
   const int64_t KB = kern.kvdw_kb, TB = kern.kvdw_tb, nkb = ceil_div(Kg, KB);
   const int64_t tp = ceil_div(taps, TB) * TB;
-  const int64_t Hp = d.OH + (d.KH - 1) * d.DH, Wp = d.OW + (d.KW - 1) * d.DW, plane = Hp * Wp;
-  const int64_t len = d.OH * Wp, tail = (d.KW - 1) * d.DW;  // positions; read past a plane
-  const int64_t x_img = d.C * plane + tail, dy_img = d.G * nkb * len * KB, img = x_img + dy_img;
+  // x padded to the rows and columns the outputs read: (Hp, Wp)
+  const int64_t Hp = (d.OH - 1) * d.SH + (d.KH - 1) * d.DH + 1;
+  const int64_t Wp = (d.OW - 1) * d.SW + (d.KW - 1) * d.DW + 1, plane = Hp * Wp;
+  const int64_t x_img = d.C * plane, dy_img = d.G * nkb * L * KB, img = x_img + dy_img;
+  const auto kernel = kern.kvec_dw[d.SW == 1 ? 1 : 0];
   const int64_t rb = std::clamp<int64_t>(kKvecDwPositions / d.OW, 1, d.OH);  // rows per call
   const int64_t mb = std::clamp<int64_t>(kKvecDwBlockElems / img, 1, d.N);
   std::vector<int64_t> offs(tp, 0);  // (tp,): padded taps read offset 0
@@ -664,28 +666,27 @@ void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims&
     const int64_t n0 = d.N * q / nq, n1 = d.N * (q + 1) / nq;
     T* acc = part + q * lanes;
     std::fill(acc, acc + lanes, T(0));
-    T* buf = scratch<T>(mb * img);  // per image: xpad (C, Hp, Wp) + tail | dyt (G*nkb, len, KB)
+    T* buf = scratch<T>(mb * img);  // per image: xpad (C, Hp, Wp) | dyt (G*nkb, L, KB)
     for (int64_t na = n0; na < n1; na += mb) {
       const int64_t nimg = std::min(mb, n1 - na);  // images [na, na + nimg)
-      // Per image m: each input channel padded (every element of its plane written, the tail
-      // zeroed), each block of KB channels of dy laid out channel-last (junk columns and the
-      // lanes past Kg zero). Tasks: (m, channel) and (m, block).
+      // Per image m: each input channel padded (every element of its plane written), each
+      // block of KB channels of dy laid out channel-last (the lanes past Kg zero). Tasks:
+      // (m, channel) and (m, block).
       run_tasks(nimg * (d.C + d.G * nkb), !outer, [&](int64_t task) {
         const int64_t m = task / (d.C + d.G * nkb), j = task % (d.C + d.G * nkb), n = na + m;
         T* xpad = buf + m * img;
         if (j < d.C) {  // plane j of xpad
           pad_planes(xpad + j * plane, x + (n * d.C + j) * d.H * d.W, 1, d.H, d.W, Hp, Wp, d.PH,
                      d.PW);
-          if (j == d.C - 1) std::fill(xpad + d.C * plane, xpad + x_img, T(0));
           return;
         }
         const int64_t g = (j - d.C) / nkb, kb = (j - d.C) % nkb;
         const int64_t kn = std::min(KB, Kg - kb * KB);
         const T* src = dy + (n * d.K + g * Kg + kb * KB) * L;  // (kn, OH, OW)
-        T* dst = xpad + x_img + (g * nkb + kb) * len * KB;      // (len, KB)
-        for (int64_t oh = 0; oh < d.OH; ++oh) {  // row oh: (Wp, KB), in L1
-          T* o = dst + oh * Wp * KB;
-          std::fill(o, o + Wp * KB, T(0));
+        T* dst = xpad + x_img + (g * nkb + kb) * L * KB;        // (L, KB)
+        for (int64_t oh = 0; oh < d.OH; ++oh) {  // row oh: (OW, KB), in L1
+          T* o = dst + oh * d.OW * KB;
+          if (kn < KB) std::fill(o, o + d.OW * KB, T(0));
           for (int64_t k = 0; k < kn; ++k) {
             const T* row = src + k * L + oh * d.OW;
             for (int64_t ow = 0; ow < d.OW; ++ow) o[ow * KB + k] = row[ow];
@@ -693,15 +694,15 @@ void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims&
         }
       });
       for (int64_t oh0 = 0; oh0 < d.OH; oh0 += rb) {  // output rows [oh0, oh0 + rows)
-        const int64_t p0 = oh0 * Wp, rows = std::min(rb, d.OH - oh0);
+        const int64_t rows = std::min(rb, d.OH - oh0);
         run_tasks(d.G * nkb * Cg, !outer, [&](int64_t u) {  // u = (g, kb, c)
           const int64_t g = u / (nkb * Cg), kb = (u / Cg) % nkb, c = u % Cg;
           for (int64_t t0 = 0; t0 < tp; t0 += TB) {  // taps [t0, t0 + TB) of channel c
             const direct_detail::KvecDwTile<T> r{
-                acc + (u * tp + t0) * KB, buf + x_img + ((g * nkb + kb) * len + p0) * KB, KB,
-                img, buf + (g * Cg + c) * plane + p0, img, offs.data() + t0, rows, d.OW, Wp,
-                nimg};
-            kern.kvec_dw(r);
+                acc + (u * tp + t0) * KB, buf + x_img + ((g * nkb + kb) * L + oh0 * d.OW) * KB,
+                KB, img, buf + (g * Cg + c) * plane + oh0 * d.SH * Wp, img, offs.data() + t0,
+                rows, d.OW, d.SH * Wp, d.OW, d.SW, nimg};
+            kernel(r);
           }
         });
       }
@@ -906,8 +907,7 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
     case ConvAlgo::im2col_gemm_batch: return dir == ConvDir::weight && im2col_fits(d, elem_bytes);
     case ConvAlgo::winograd: return dir != ConvDir::weight && winograd_applicable(d, elem_bytes);
     case ConvAlgo::direct_kvec:
-      return (dir == ConvDir::forward || (dir == ConvDir::weight && d.SH == 1 && d.SW == 1)) &&
-             kvec_fits(d, elem_bytes);
+      return dir != ConvDir::data && kvec_fits(d, elem_bytes);
     case ConvAlgo::kCount: break;
   }
   return false;

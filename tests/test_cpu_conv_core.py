@@ -171,6 +171,8 @@ ALGO_GRID = [
     ((9, 3, 24, 24), (4, 3, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),        # dw: 5 chunks of 9
     ((5, 6, 23, 25), (6, 3, 3, 3), (1, 1), (1, 0, 1, 2), (1, 1), 2),        # dw: 2 chunks, G=2
     ((2, 3, 4, 40), (20, 3, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),        # wide rows, K > 8
+    ((3, 5, 13, 11), (18, 5, 3, 3), (2, 3), (1, 0, 2, 1), (1, 2), 1),       # strides 2x3, dil
+    ((2, 3, 19, 18), (10, 3, 7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),       # 7x7/2 first layer
 ]
 ALGO_IDS = [f"x{s[0]}-w{s[1]}-s{s[2]}-p{s[3]}-d{s[4]}-g{s[5]}".replace(" ", "")
             for s in ALGO_GRID]
@@ -199,8 +201,8 @@ def test_every_forced_algorithm(rng, restore_core, case, dtype):
     assert "im2col_gemm_batch" in weight_algos and "im2col_gemm_batch" not in fwd_algos
     assert ("direct_small" in fwd_algos) == (stride == (1, 1) and ws[1] <= 64)
     assert ("direct_small" in weight_algos) == ("direct_small" in fwd_algos)
-    assert "direct_kvec" in fwd_algos and "direct_kvec" not in data_algos
-    assert ("direct_kvec" in weight_algos) == (stride == (1, 1))
+    assert "direct_kvec" in fwd_algos and "direct_kvec" in weight_algos
+    assert "direct_kvec" not in data_algos
     for isa in AVAILABLE_ISAS:
         core.set_isa(isa)
         for a in fwd_algos:
@@ -423,6 +425,7 @@ FORCED_THREAD_CASES = [
     ((5, 1, 16, 16), (6, 1, 5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1),
     ((2, 3, 12, 12), (20, 3, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     ((9, 4, 24, 24), (5, 4, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),        # 5 dw chunks
+    ((5, 34, 11, 12), (40, 34, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),     # stride 2
 ]
 
 
@@ -657,5 +660,5 @@ def test_algo_errors():
     assert core.conv2d_algorithms(x.shape, w.shape, *args, "float64", "weight") == [
         "naive", "im2col_gemm", "direct_small", "im2col_gemm_batch", "direct_kvec"]
     assert core.conv2d_algorithms(x.shape, w.shape, (2, 2), *args[1:], "float64", "weight") == [
-        "naive", "im2col_gemm", "im2col_gemm_batch"]
+        "naive", "im2col_gemm", "im2col_gemm_batch", "direct_kvec"]
     assert core.conv2d_algorithm(x.shape, w.shape, *args) == "direct_small"

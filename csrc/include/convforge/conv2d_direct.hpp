@@ -73,14 +73,14 @@ struct KvecTile {
   const T* bias;
 };
 
-// Channel-vector weight gradient (ConvAlgo::direct_kvec, weight direction, stride 1): KB
-// output channels (vectors) x TB taps of one input channel in registers,
+// Channel-vector weight gradient (ConvAlgo::direct_kvec, weight direction): KB output
+// channels (vectors) x TB taps of one input channel in registers,
 //   acc[t*KB + k] += sum_{m < nimg} sum_{r < rows} sum_{s < row_len}
-//                      dyt[m*dy_img + p*ldk + k] * in[m*in_img + offs[t] + p],  p = r*ld_row + s
+//                      dyt[m*dy_img + (r*ld_row_dy + s)*ldk + k] *
+//                      in[m*in_img + offs[t] + r*ld_row + s*sw]
 // for t < TB, k < KB (exactly these many: the caller pads taps with offset 0 and channels with
-// zero dy columns, and drops them). dy is channel-last (positions, channels) at the padded
-// positions p = oh*Wp + ow; rows of row_len = OW positions skip the padded columns.
-// Summation order per element: (m, r, s) ascending.
+// zero dy columns, and drops them). dy is channel-last (positions, channels); in is the padded
+// input plane, sw the stride along its rows. Summation order per element: (m, r, s) ascending.
 template <typename T>
 struct KvecDwTile {
   T* acc;
@@ -89,7 +89,7 @@ struct KvecDwTile {
   const T* in;
   int64_t in_img;
   const int64_t* offs;
-  int64_t rows, row_len, ld_row, nimg;
+  int64_t rows, row_len, ld_row, ld_row_dy, sw, nimg;
 };
 
 // The tile shapes of the channel-vector kernel: kKvecS[si] columns; kvec[nk-1][si][sw] is the
@@ -109,7 +109,7 @@ struct Kernel {
   int64_t vl;            // vector lanes
   void (*kvec[2][kKvecShapes][3])(const KvecTile<T>& q);
   int64_t kvec_r[2][kKvecShapes];
-  void (*kvec_dw)(const KvecDwTile<T>& q);
+  void (*kvec_dw[2])(const KvecDwTile<T>& q);  // [0]: any stride (q.sw), [1]: stride 1
   int64_t kvdw_kb, kvdw_tb;  // channels (lanes) and taps per kvec_dw call
 };
 

@@ -879,20 +879,35 @@ bool kvec_fits(const ConvDims& d, int64_t elem_bytes) {
   return d.Cg() * hq * wq * elem_bytes <= kMaxBlockBytes;
 }
 
-}  // namespace
-
-// direct_kvec for the weight gradient: stride 1, float with AVX-512 (its tile there is 32
-// channels x 9 taps; the AVX2 tile, 16 x 5, measured slower than im2col_gemm_batch), rows of at
-// least 16 outputs (the padded rows' junk columns stay below 1/8), a whole tile of output
-// channels, and taps that fill the tile's 9 (3x3, 5x5, 7x7 waste at most 1/8; a 3x1 kernel
-// would waste 2/3 of it: measured 0.5x torch against 0.8x with im2col_gemm_batch).
+// direct_kvec for the weight gradient: float with a vector ISA, a whole tile of output channels
+// (16 with AVX2, 32 with AVX-512), taps that fill the kernel's tap tile (5 with AVX2, 9 with
+// AVX-512: 3x3, 5x5, 7x7 waste at most 1/8; a 3x1 kernel would waste 2/3 of it, measured 0.5x
+// torch against 0.8x with im2col_gemm_batch), and either rows of at least 16 outputs (on 4-8 px
+// planes the per-row overheads lose to im2col_gemm_batch) or few input channels (where
+// direct_small's rows would carry KW-1 junk columns). Any stride.
 bool kvec_weight_preferred(const ConvDims& d, int64_t elem_bytes) {
-  const int64_t tb = direct_detail::direct_kernel<float>().kvdw_tb;  // 9 with AVX-512
-  const int64_t taps = d.KH * d.KW, padded = ceil_div(taps, tb) * tb;
-  return elem_bytes == 4 && current_isa() == Isa::avx512 && d.SH == 1 && d.SW == 1 &&
-         d.OW >= 16 && d.Kg() >= 32 && 8 * (padded - taps) <= taps &&
+  const direct_detail::Kernel<float> kern = direct_detail::direct_kernel<float>();
+  const int64_t taps = d.KH * d.KW, padded = ceil_div(taps, kern.kvdw_tb) * kern.kvdw_tb;
+  return elem_bytes == 4 && current_isa() != Isa::baseline && d.Kg() >= kern.kvdw_kb &&
+         8 * (padded - taps) <= taps && (d.OW >= 16 || d.Cg() <= kDirectMaxChannels) &&
          conv_algo_applies(ConvAlgo::direct_kvec, ConvDir::weight, d, elem_bytes);
 }
+
+// direct_kvec forward for a stride-1 layer on few input channels (instead of direct_small):
+// when the output channels fill kvec's vector lanes at least 1.2x better than direct_small's
+// rows are filled with valid columns (it computes OW + (KW-1)*DW columns per row, keeps OW).
+// LeNet C3 (16 channels, 10 of 14 columns): 0.94 vs 1.32 ms; VGG 3->64 at 32 px (32 of 34)
+// and LeNet C1 (6 channels of 8 lanes) stay with direct_small (4.8 vs 5.7, 0.63 vs 1.22 ms).
+bool kvec_forward_preferred(const ConvDims& d, int64_t elem_bytes) {
+  const int64_t vl = elem_bytes == 4 ? direct_detail::direct_kernel<float>().vl
+                                     : direct_detail::direct_kernel<double>().vl;
+  const double lanes = double(d.Kg()) / double(ceil_div(d.Kg(), vl) * vl);
+  const double cols = double(d.OW) / double(d.OW + (d.KW - 1) * d.DW);
+  return current_isa() != Isa::baseline && lanes >= 1.2 * cols &&
+         conv_algo_applies(ConvAlgo::direct_kvec, ConvDir::forward, d, elem_bytes);
+}
+
+}  // namespace
 
 bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_bytes) {
   switch (a) {
@@ -913,17 +928,21 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
   return false;
 }
 
-// The heuristic (measured on 2-core Zen 3/Zen 4 machines against the alternatives, see the
-// commit log):
+// The heuristic (measured on 2-core Zen 1/Zen 3/Zen 4 machines and an AVX-512 Xeon against
+// the alternatives, see the commit log):
 //   depthwise (Cg == 1 with G > 1) and pointwise shapes have their own paths in every
 //     direction (a single-channel input with G == 1, like LeNet's first layer, does not count
 //     as depthwise: its dw would be K plane-sized dot products on one thread each);
+//   weight, float with AVX2 or AVX-512, a whole channel tile, taps filling the tap tile, rows
+//     >= 16 wide or few input channels: direct_kvec (kvec_weight_preferred(); on an AVX-512
+//     Xeon against im2col_gemm_batch at 1 / 2 threads: VGG 64@32 15.3 vs 21.0 / 7.8 vs 10.5 ms,
+//     128@16 15.6 vs 17.8 / 8.2 vs 9.1, VGG-16 64@224 24.1 vs 26.0 / 16.7 vs 21.2; AVX2 on a
+//     Zen 1, 1 thread: LeNet C3 N=64 1.15 vs 2.61 ms (direct_small), VGG 3->64 8.8 vs 10.9
+//     (direct_small), VGG 64@32 77 vs 87, 7x7/2 RGB 9.2 vs 11.0 (im2col_gemm));
 //   stride 1, at most kDirectMaxChannels input channels of that direction (forward and
-//     weight Cg, data Kg; data also needs Cg >= 2): direct_small;
-//   weight, stride 1, float on AVX-512, rows >= 16 wide, >= 32 output channels per group:
-//     direct_kvec (kvec_weight_preferred(); measured on a 2-core AVX-512 Xeon against
-//     im2col_gemm_batch at 1 / 2 threads: VGG 64@32 15.3 vs 21.0 / 7.8 vs 10.5 ms, 128@16
-//     15.6 vs 17.8 / 8.2 vs 9.1, VGG-16 64@224 24.1 vs 26.0 / 16.7 vs 21.2);
+//     weight Cg, data Kg; data also needs Cg >= 2): direct_small, except forward where the
+//     output channels fill direct_kvec's lanes clearly better than direct_small's rows are
+//     filled with valid columns (kvec_forward_preferred(): LeNet C3);
 //   weight: im2col_gemm_batch once there are at least 2 images (chunks run in parallel and
 //     each GEMM is deep), else im2col_gemm (channel-block tasks, GEMMs split over threads);
 //   forward and data of 3x3 stride-1 layers with enough channels and tiles:
@@ -946,11 +965,13 @@ ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir) {
     return conv_algo_applies(direct, dir, d, elem_bytes) ? direct : ConvAlgo::naive;
   }
   // data with one output plane per group (Cg == 1): one accumulator row per tile, im2col wins.
-  if (direct_channels(d, dir) <= kDirectMaxChannels && (dir != ConvDir::data || d.Cg() >= 2) &&
-      conv_algo_applies(ConvAlgo::direct_small, dir, d, elem_bytes))
-    return ConvAlgo::direct_small;
   if (dir == ConvDir::weight && kvec_weight_preferred(d, elem_bytes))
     return ConvAlgo::direct_kvec;
+  if (direct_channels(d, dir) <= kDirectMaxChannels && (dir != ConvDir::data || d.Cg() >= 2) &&
+      conv_algo_applies(ConvAlgo::direct_small, dir, d, elem_bytes))
+    return dir == ConvDir::forward && kvec_forward_preferred(d, elem_bytes)
+               ? ConvAlgo::direct_kvec
+               : ConvAlgo::direct_small;
   if (dir == ConvDir::weight && d.N >= 2) return ConvAlgo::im2col_gemm_batch;
   if (dir != ConvDir::weight && winograd_preferred(d, elem_bytes))  // rule: winograd.cpp
     return ConvAlgo::winograd;

@@ -278,32 +278,36 @@ def test_every_forced_algorithm_integer_exact(rng, restore_core, case, dtype):
 
 def test_heuristic_choices(restore_core):
     """The small-channel rules of choose_conv_algo (threshold 16 input channels per group) and
-    the ISA-dependent weight rule (direct_kvec for float with AVX-512 only)."""
+    the ISA-dependent direct_kvec rules (float with a vector ISA; the tile is 16 output channels
+    x 5 taps with AVX2, 32 x 9 with AVX-512)."""
     def pick(xs, ws, direction, stride=(1, 1), pad=(0, 0, 0, 0), groups=1, dtype="float32"):
         return core.conv2d_algorithm(xs, ws, stride, pad, (1, 1), groups, dtype, direction)
 
     vgg = ((32, 64, 32, 32), (64, 64, 3, 3))
-    core.set_isa("avx2" if "avx2" in AVAILABLE_ISAS else "baseline")
-    assert pick(*vgg, "weight", pad=(1,) * 4) == "im2col_gemm_batch"
-    if "avx512" in AVAILABLE_ISAS:
-        core.set_isa("avx512")
-        assert pick(*vgg, "weight", pad=(1,) * 4) == "direct_kvec"
+    c1, c3 = ((64, 1, 32, 32), (6, 1, 5, 5)), ((64, 6, 14, 14), (16, 6, 5, 5))
+    for isa in AVAILABLE_ISAS:
+        core.set_isa(isa)
+        vec = isa != "baseline"
+        kvec_or = (lambda other, ok=True: "direct_kvec" if vec and ok else other)
+        assert pick(*vgg, "weight", pad=(1,) * 4) == kvec_or("im2col_gemm_batch"), isa
         assert pick(*vgg, "weight", pad=(1,) * 4, dtype="float64") == "im2col_gemm_batch"
         assert pick((32, 256, 8, 8), (256, 256, 3, 3), "weight", pad=(1,) * 4) == (
-            "im2col_gemm_batch")  # rows of 8: too many junk columns
-        assert pick((32, 64, 32, 32), (16, 64, 3, 3), "weight", pad=(1,) * 4) == (
-            "im2col_gemm_batch")  # 16 output channels: half a tile
+            "im2col_gemm_batch")  # rows of 8 (and 256 input channels): im2col_gemm_batch
+        assert pick((32, 64, 32, 32), (16, 64, 3, 3), "weight", pad=(1,) * 4) == kvec_or(
+            "im2col_gemm_batch", isa == "avx2"), isa  # 16 output channels: half an AVX-512 tile
+        assert pick((32, 128, 16, 16), (128, 128, 3, 1), "weight") == "im2col_gemm_batch"
+        assert pick((1, 3, 224, 224), (64, 3, 7, 7), "weight", stride=(2, 2), pad=(3,) * 4) == (
+            kvec_or("im2col_gemm"))  # a 7x7/2 first layer, N=1
+        assert pick(*c1, "forward") == "direct_small"      # C == 1, G == 1 is not depthwise
+        assert pick(*c1, "data") == "im2col_gemm"          # one output plane: im2col wins
+        assert pick(*c1, "weight") == "direct_small"       # 6 output channels
+        assert pick(*c3, "forward") == kvec_or("direct_small"), isa  # 16 channels, 10 of 14 cols
+        assert pick(*c3, "data") == "direct_small"
+        assert pick(*c3, "weight") == kvec_or("direct_small", isa == "avx2"), isa
+        assert pick((32, 3, 32, 32), (64, 3, 3, 3), "forward", pad=(1,) * 4) == "direct_small"
     core.set_isa(core.detected_isa())
-
-    c1, c3 = ((64, 1, 32, 32), (6, 1, 5, 5)), ((64, 6, 14, 14), (16, 6, 5, 5))
-    assert pick(*c1, "forward") == "direct_small"      # C == 1, G == 1 is not depthwise
-    assert pick(*c1, "data") == "im2col_gemm"          # one output plane: im2col wins
-    assert pick(*c1, "weight") == "direct_small"
-    assert pick(*c3, "forward") == "direct_small"
-    assert pick(*c3, "data") == "direct_small"
-    assert pick(*c3, "weight") == "direct_small"
     assert pick((8, 17, 9, 9), (8, 17, 3, 3), "weight") == "im2col_gemm_batch"
-    assert pick((8, 16, 9, 9), (8, 16, 3, 3), "forward") == "direct_small"
+    assert pick((8, 16, 9, 9), (6, 16, 3, 3), "forward") == "direct_small"
     assert pick((8, 17, 9, 9), (8, 17, 3, 3), "forward") == "im2col_gemm"
     assert pick((8, 6, 9, 9), (8, 6, 3, 3), "forward", stride=(2, 2)) == "direct_kvec"
     assert pick((8, 17, 9, 9), (8, 17, 3, 3), "forward", stride=(2, 2)) == "im2col_gemm"
@@ -348,12 +352,12 @@ def test_weight_auto_avoids_direct_small_for_nonfinite_inputs(rng):
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
 def test_weight_direct_kvec_exact_for_nonfinite_inputs(rng, restore_core, isa):
     """direct_kvec's dw sums only the valid output positions (no junk columns), so NaN and inf
-    in x give the reference's pattern, forced or picked by auto (on AVX-512)."""
+    in x give the reference's pattern, forced or picked by auto (with AVX2 or AVX-512)."""
     core.set_isa(isa)
     case = ((2, 17, 16, 17), (32, 17, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
     x, w, b, dy = make_problem(rng, case, np.float32)
     x[0, 1, 2, 16], x[1, 0, 5, 0] = np.inf, np.nan
-    if isa == "avx512":
+    if isa != "baseline":
         assert core.conv2d_algorithm(*case, "float32", "weight") == "direct_kvec"
     with np.errstate(invalid="ignore"):
         want = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64),

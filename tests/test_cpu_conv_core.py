@@ -285,10 +285,11 @@ def test_heuristic_choices(restore_core):
 
     vgg = ((32, 64, 32, 32), (64, 64, 3, 3))
     c1, c3 = ((64, 1, 32, 32), (6, 1, 5, 5)), ((64, 6, 14, 14), (16, 6, 5, 5))
+    def kvec_or(other, ok=True):  # direct_kvec on the vector ISAs (where ok), else other
+        return "direct_kvec" if core.isa() != "baseline" and ok else other
+
     for isa in AVAILABLE_ISAS:
         core.set_isa(isa)
-        vec = isa != "baseline"
-        kvec_or = (lambda other, ok=True: "direct_kvec" if vec and ok else other)
         assert pick(*vgg, "weight", pad=(1,) * 4) == kvec_or("im2col_gemm_batch"), isa
         assert pick(*vgg, "weight", pad=(1,) * 4, dtype="float64") == "im2col_gemm_batch"
         assert pick((32, 256, 8, 8), (256, 256, 3, 3), "weight", pad=(1,) * 4) == (

@@ -15,6 +15,8 @@ Pad4 = Tuple[int, int, int, int]
 
 
 def _int(v, name: str) -> int:
+    if type(v) is int:  # the common case, without the abstract-class check below
+        return v
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
     return int(v)

@@ -57,13 +57,14 @@ def _same_dtype(named: dict):
     """All given arrays share one dtype and one device kind; returns whether they are CuPy."""
     items = [(k, v) for k, v in named.items() if v is not None]
     k0, v0 = items[0]
+    gpu0 = type(v0) is not np.ndarray and _is_cupy(v0)
     for k, v in items[1:]:
         if v.dtype != v0.dtype:
             raise TypeError(f"{k} has dtype {v.dtype} but {k0} has dtype {v0.dtype}; "
                             "cast one of them explicitly")
-        if _is_cupy(v) != _is_cupy(v0):
+        if (type(v) is not np.ndarray and _is_cupy(v)) != gpu0:
             raise TypeError(f"{k} and {k0} must both be NumPy or both be CuPy arrays")
-    return _is_cupy(v0)
+    return gpu0
 
 
 def _backend(name: Optional[str], on_gpu: bool):

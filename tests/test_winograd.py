@@ -174,7 +174,11 @@ def test_small_layers_are_not_winograd():
     assert algo((8, 3, 32, 32), (16, 3, 3, 3), (1, 1), (1,) * 4, (1, 1), 1, "float32") != "winograd"
     assert algo((8, 64, 2, 2), (64, 64, 3, 3), (1, 1), (1,) * 4, (1, 1), 1, "float32") != "winograd"
     assert algo((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), (1,) * 4, (1, 1), 1,
-                "float32") != "winograd"
+                "float32") != "winograd"  # 4 tiles
+    assert algo((2, 512, 8, 8), (512, 512, 3, 3), (1, 1), (1,) * 4, (1, 1), 1,
+                "float32") != "winograd"  # 8 tiles
+    assert algo((1, 512, 14, 14), (512, 512, 3, 3), (1, 1), (1,) * 4, (1, 1), 1,
+                "float32") == "winograd"  # 16 tiles: VGG-16's last block at N=1
 
 
 def test_public_api_thread_invariance_on_winograd_layer(rng, restore_core):

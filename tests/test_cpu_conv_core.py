@@ -203,6 +203,8 @@ def test_every_forced_algorithm(rng, restore_core, case, dtype):
     assert ("direct_small" in weight_algos) == ("direct_small" in fwd_algos)
     assert "direct_kvec" in fwd_algos and "direct_kvec" in weight_algos
     assert "direct_kvec" not in data_algos
+    assert "direct_batch" in data_algos
+    assert "direct_batch" not in fwd_algos and "direct_batch" not in weight_algos
     for isa in AVAILABLE_ISAS:
         core.set_isa(isa)
         for a in fwd_algos:
@@ -303,7 +305,9 @@ def test_heuristic_choices(restore_core):
         assert pick(*c1, "data") == "im2col_gemm"          # one output plane: im2col wins
         assert pick(*c1, "weight") == "direct_small"       # 6 output channels
         assert pick(*c3, "forward") == kvec_or("direct_small"), isa  # 16 channels, 10 of 14 cols
-        assert pick(*c3, "data") == "direct_small"
+        assert pick(*c3, "data") == "direct_batch"         # 10 x 10 dy: mostly zero padding
+        assert pick((4, 6, 14, 14), (16, 6, 5, 5), "data") == "direct_small"  # N=4: lanes idle
+        assert pick((64, 6, 28, 28), (16, 6, 5, 5), "data", pad=(2,) * 4) == "direct_small"
         assert pick(*c3, "weight") == kvec_or("direct_small", isa == "avx2"), isa
         assert pick((32, 3, 32, 32), (64, 3, 3, 3), "forward", pad=(1,) * 4) == "direct_small"
     core.set_isa(core.detected_isa())
@@ -348,6 +352,24 @@ def test_weight_auto_avoids_direct_small_for_nonfinite_inputs(rng):
         np.testing.assert_array_equal(pred(got), pred(want))
     forced = core.conv2d_backward_weight(dy, x, case[1], *case[2:], True, algo="direct_small")[0]
     assert np.isnan(forced).sum() > np.isnan(want).sum()
+
+
+@pytest.mark.parametrize("isa", AVAILABLE_ISAS)
+def test_data_direct_batch_exact_for_nonfinite_weights(rng, restore_core, isa):
+    """direct_batch sums only the taps that land in dy (no zero padding multiplied), so an inf
+    weight gives the reference's NaN/inf pattern, forced or picked by auto."""
+    core.set_isa(isa)
+    case = ((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    x, w, b, dy = make_problem(rng, case, np.float32)
+    w[3, 2, 0, 4], w[7, 1, 2, 2] = np.inf, -np.inf
+    assert core.conv2d_algorithm(*case, "float32", "data") == "direct_batch"
+    with np.errstate(invalid="ignore"):
+        want = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64),
+                                   w.astype(np.float64), *case[2:], False)[0]
+    for algo in ("auto", "direct_batch"):
+        got = core.conv2d_backward_data(dy, w, case[0], *case[2:], algo=algo)
+        for pred in (np.isnan, np.isposinf, np.isneginf):
+            np.testing.assert_array_equal(pred(got), pred(want), err_msg=algo)
 
 
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
@@ -431,6 +453,7 @@ FORCED_THREAD_CASES = [
     ((2, 3, 12, 12), (20, 3, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
     ((9, 4, 24, 24), (5, 4, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),        # 5 dw chunks
     ((5, 34, 11, 12), (40, 34, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),     # stride 2
+    ((33, 6, 9, 8), (8, 6, 5, 3), (1, 1), (0, 1, 0, 0), (1, 1), 1),         # 33 images: blocks
 ]
 
 

@@ -30,8 +30,10 @@ enum class ConvAlgo {
                       // dw per chunk (GEMM over several images at once), reduced in order
   winograd,           // 3x3 stride 1 dilation 1, G == 1: Winograd F(4x4,3x3) (winograd.hpp);
                       // forward and data only
-  direct_kvec,        // forward only, any stride: direct kernel vectorised along the output
-                      // channels (input broadcast, no im2col; see conv2d_direct.hpp KvecTile)
+  direct_kvec,        // forward and weight, any stride: direct kernels vectorised along the
+                      // output channels (no im2col; see conv2d_direct.hpp KvecTile, KvecDwTile)
+  direct_batch,       // data only, any stride: direct kernel vectorised along the batch (images
+                      // in the lanes), only the taps that land in dy (see BatchTile)
   kCount,             // number of algorithms (not an algorithm)
 };
 enum class ConvDir { forward, data, weight };

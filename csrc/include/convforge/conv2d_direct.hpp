@@ -92,6 +92,24 @@ struct KvecDwTile {
   int64_t rows, row_len, ld_row, ld_row_dy, sw, nimg;
 };
 
+// Batch-lane tile (ConvAlgo::direct_batch, backward data): kb output channels x BLK images
+// (BLK = Kernel::block, the images in the vector lanes) in registers,
+//   out[k*ldo + v] = sum_{c < cin, t < taps} wp[c*ldw + woffs[t] + k] * in[c*plane + offs[t] + v]
+// for k < kb, v < BLK. The caller lists only the taps that contribute (no zero padding is
+// multiplied). Summation order per element: (c, t) ascending.
+template <typename T>
+struct BatchTile {
+  T* out;
+  int64_t ldo;
+  const T* in;
+  int64_t cin, plane;
+  const int64_t* offs;
+  const int64_t* woffs;
+  int64_t taps;
+  const T* wp;
+  int64_t ldw, kb;
+};
+
 // The tile shapes of the channel-vector kernel: kKvecS[si] columns; kvec[nk-1][si][sw] is the
 // kernel for nk channel vectors, kKvecS[si] columns, stride sw = 1, 2 (index 1, 2) or any
 // (index 0: q.sw at run time), with kvec_r[nk-1][si] rows; null where the tile would not fit
@@ -111,6 +129,7 @@ struct Kernel {
   int64_t kvec_r[2][kKvecShapes];
   void (*kvec_dw[2])(const KvecDwTile<T>& q);  // [0]: any stride (q.sw), [1]: stride 1
   int64_t kvdw_kb, kvdw_tb;  // channels (lanes) and taps per kvec_dw call
+  void (*batch)(const BatchTile<T>& q);  // kb <= kb_max channels x block images
 };
 
 namespace baseline {

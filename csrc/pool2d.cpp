@@ -31,6 +31,10 @@
 // through the AVX2 row kernels of pool2d_avx2.cpp instead (masked tails, so short rows stay in
 // vector registers), and the average backward gathers plane by plane there (parallel over
 // planes); same per-element operations and order, so every ISA gives the same bits.
+// 2x2 windows with stride 2 and no padding on rows of >= 8 outputs (LeNet's and VGG's pools)
+// skip the row machinery: pool_avx2::avg2x2_plane / best2x2_plane run a whole plane with
+// shuffles of 16 consecutive inputs per row (LeNet pool N=64, 1 thread, Zen 1: avg 0.31 ->
+// 0.07 ms, max 0.38 -> 0.16 ms).
 // Max/min backward is a scalar scatter for every ISA; it checks each index against [0, H*W)
 // as it goes (the binding then raises), so the indices are read once.
 //
@@ -105,6 +109,13 @@ inline bool simd_forward(const PoolDims& d) {
 // along a row).
 inline bool simd_avg_backward(const PoolDims& d) {
   return use_avx2() && (d.SW == 1 || (d.SW == 2 && d.KW <= 2));
+}
+
+// 2x2 windows, stride 2, no padding, rows of at least 8 outputs (LeNet, VGG): the plane kernels
+// pool_avx2::avg2x2_plane / best2x2_plane (float), one plane per task, no border columns.
+inline bool is_2x2_fast(const PoolDims& d) {
+  return d.KH == 2 && d.KW == 2 && d.SH == 2 && d.SW == 2 && d.PH == 0 && d.PW == 0 &&
+         d.OW >= 8 && 2 * d.OH <= d.H && 2 * d.OW <= d.W;
 }
 
 // Short rows (float, OW <= 4, every column interior) go two per vector (pool_avx2::best_rows2):
@@ -293,6 +304,18 @@ void best_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
     best_forward_naive<IsMax>(y, ind, x, d);
     return;
   }
+#ifdef CF_POOL_AVX2
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_avx2() && is_2x2_fast(d) && d.H * d.W <= INT32_MAX) {
+      const int64_t planes = d.N * d.C, OHW = d.OH * d.OW;
+      CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
+      for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c): y, ind (OH, OW) from x (H, W)
+        pool_avx2::best2x2_plane<IsMax>(y + p * OHW, ind + p * OHW, x + p * d.H * d.W, d.OH,
+                                        d.W, d.OW);
+      return;
+    }
+  }
+#endif
   const Span cols = interior_cols(d);
   const bool simd = simd_forward(d);
   const PairRows pairs(d, cols, simd && std::is_same_v<T, float>);
@@ -354,6 +377,17 @@ void pool2d_min_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
 
 template <typename T>
 void pool2d_avg_forward(T* y, const T* x, bool count_include_pad, const PoolDims& d) {
+#ifdef CF_POOL_AVX2
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_avx2() && is_2x2_fast(d)) {
+      const int64_t planes = d.N * d.C;
+      CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
+      for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c): y (OH, OW) from x (H, W)
+        pool_avx2::avg2x2_plane(y + p * d.OH * d.OW, x + p * d.H * d.W, d.OH, d.W, d.OW);
+      return;
+    }
+  }
+#endif
   const Span cols = interior_cols(d);
   const bool simd = simd_forward(d);
   const PairRows pairs(d, cols, simd && std::is_same_v<T, float>);

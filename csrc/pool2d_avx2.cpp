@@ -482,6 +482,73 @@ void avg_rows2(float* y, const float* xp, int64_t W, int64_t ha, int64_t hb, int
   else avg_rows2_s<2>(y, xp, W, ha, hb, KH, KW, ws0, OW, div);
 }
 
+void avg2x2_plane(float* y, const float* xp, int64_t OH, int64_t W, int64_t OW) {
+  const __m256 quarter = _mm256_set1_ps(0.25f), zero = _mm256_setzero_ps();
+  for (int64_t oh = 0; oh < OH; ++oh) {  // output row oh: input rows 2*oh, 2*oh + 1
+    const float* a = xp + 2 * oh * W;
+    const float* b = a + W;
+    float* yr = y + oh * OW;
+    for (int64_t j0 = 0; j0 < OW; j0 += 8) {  // outputs [j, j + 8): columns [2j, 2j + 16)
+      const int64_t j = j0 + 8 <= OW ? j0 : OW - 8;
+      const __m256 a0 = _mm256_loadu_ps(a + 2 * j), a1 = _mm256_loadu_ps(a + 2 * j + 8);
+      const __m256 b0 = _mm256_loadu_ps(b + 2 * j), b1 = _mm256_loadu_ps(b + 2 * j + 8);
+      // even / odd columns, in the lane order (0 1 4 5 2 3 6 7) of the outputs
+      __m256 s = _mm256_add_ps(zero, _mm256_shuffle_ps(a0, a1, 0x88));
+      s = _mm256_add_ps(s, _mm256_shuffle_ps(a0, a1, 0xDD));
+      s = _mm256_add_ps(s, _mm256_shuffle_ps(b0, b1, 0x88));
+      s = _mm256_add_ps(s, _mm256_shuffle_ps(b0, b1, 0xDD));
+      s = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), 0xD8));  // 0..7
+      _mm256_storeu_ps(yr + j, _mm256_mul_ps(s, quarter));
+    }
+  }
+}
+
+template <bool IsMax>
+void best2x2_plane(float* y, int64_t* ind, const float* xp, int64_t OH, int64_t W, int64_t OW) {
+  // Column offsets 2j of the lanes in the shuffled order (0 1 4 5 2 3 6 7).
+  const __m256i lane2j = _mm256_setr_epi32(0, 2, 8, 10, 4, 6, 12, 14);
+  const auto better = [](__m256 v, __m256 best) {  // take v: strictly better, or NaN over a number
+    const __m256 strict = IsMax ? _mm256_cmp_ps(v, best, _CMP_GT_OQ)
+                                : _mm256_cmp_ps(v, best, _CMP_LT_OQ);
+    const __m256 nan = _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q),
+                                     _mm256_cmp_ps(best, best, _CMP_ORD_Q));
+    return _mm256_or_ps(strict, nan);
+  };
+  for (int64_t oh = 0; oh < OH; ++oh) {  // output row oh: input rows 2*oh, 2*oh + 1
+    const float* a = xp + 2 * oh * W;
+    const float* b = a + W;
+    for (int64_t j0 = 0; j0 < OW; j0 += 8) {  // outputs [j, j + 8): columns [2j, 2j + 16)
+      const int64_t j = j0 + 8 <= OW ? j0 : OW - 8;
+      const __m256 a0 = _mm256_loadu_ps(a + 2 * j), a1 = _mm256_loadu_ps(a + 2 * j + 8);
+      const __m256 b0 = _mm256_loadu_ps(b + 2 * j), b1 = _mm256_loadu_ps(b + 2 * j + 8);
+      const __m256i p0 = _mm256_add_epi32(
+          lane2j, _mm256_set1_epi32(static_cast<int32_t>(2 * oh * W + 2 * j)));  // tap (0, 0)
+      __m256 best = _mm256_shuffle_ps(a0, a1, 0x88);
+      __m256i pos = p0;
+      const __m256 taps[3] = {_mm256_shuffle_ps(a0, a1, 0xDD), _mm256_shuffle_ps(b0, b1, 0x88),
+                              _mm256_shuffle_ps(b0, b1, 0xDD)};
+      const int32_t offs[3] = {1, static_cast<int32_t>(W), static_cast<int32_t>(W + 1)};
+      for (int t = 0; t < 3; ++t) {  // taps (0, 1), (1, 0), (1, 1)
+        const __m256 take = better(taps[t], best);
+        best = _mm256_blendv_ps(best, taps[t], take);
+        pos = _mm256_castps_si256(_mm256_blendv_ps(
+            _mm256_castsi256_ps(pos),
+            _mm256_castsi256_ps(_mm256_add_epi32(p0, _mm256_set1_epi32(offs[t]))), take));
+      }
+      best = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(best), 0xD8));
+      pos = _mm256_permute4x64_epi64(pos, 0xD8);
+      _mm256_storeu_ps(y + oh * OW + j, best);
+      int64_t* io = ind + oh * OW + j;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(io),
+                          _mm256_cvtepi32_epi64(_mm256_castsi256_si128(pos)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(io + 4),
+                          _mm256_cvtepi32_epi64(_mm256_extracti128_si256(pos, 1)));
+    }
+  }
+}
+template void best2x2_plane<true>(float*, int64_t*, const float*, int64_t, int64_t, int64_t);
+template void best2x2_plane<false>(float*, int64_t*, const float*, int64_t, int64_t, int64_t);
+
 template <typename T>
 void avg_backward_plane(T* dx, const T* dy, const T* div, const Geo& g) {
   if (g.SW == 2 && g.KW <= 2 && g.SH >= g.KH) {

@@ -44,6 +44,16 @@ void best_rows2(float* y, int64_t* ind, const float* xp, int64_t W, int64_t ha, 
 void avg_rows2(float* y, const float* xp, int64_t W, int64_t ha, int64_t hb, int64_t KH,
                int64_t KW, int64_t ws0, int64_t OW, int64_t SW, float div);
 
+// 2x2 windows, stride 2, no padding, float, OW >= 8: the OH output rows of one plane, y (OH, OW)
+// from xp (H, W) with H >= 2*OH and W >= 2*OW. Per 8 outputs: 4 loads, even/odd columns by
+// shuffles, y = (((0 + x00) + x01) + x10) + x11) * 0.25 (= / 4 exactly: the naive order); the
+// last block of a row overlaps the one before it (same values stored twice), so no masked tail.
+void avg2x2_plane(float* y, const float* xp, int64_t OH, int64_t W, int64_t OW);
+// The same windows for max (IsMax) / min: y (OH, OW) = best of the 4 taps in row-major order
+// (ties keep the first, the first NaN wins), ind (OH, OW) = its ih*W + iw; H*W <= INT32_MAX.
+template <bool IsMax>
+void best2x2_plane(float* y, int64_t* ind, const float* xp, int64_t OH, int64_t W, int64_t OW);
+
 // ---- backward, one plane ---------------------------------------------------------------------
 // Average backward by gathering: dx[i] = 0 + sum, in ascending (oh, ow) order, of
 // dy[oh, ow] / div[oh, ow] over the windows holding i. div (OH, OW): the divisor of each window.

@@ -498,6 +498,25 @@ def test_fast_paths_avg_against_reference_and_naive(rng, isa, dtype):
                                                               cip), what + " dx vs naive")
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 4, 16), (3, 2, 7, 21), (1, 5, 28, 28), (2, 2, 6, 39)])
+def test_2x2_stride2_plane_kernels_match_naive(rng, isa, shape):
+    """The 2x2 / stride-2 plane kernels (float, rows >= 8 outputs: one block, two overlapping
+    blocks, odd H and W) against the naive kernels, bit for bit: NaN, ties, -0.0."""
+    x = rng.integers(-2, 3, shape).astype(np.float32)  # ties
+    x[rng.random(shape) < 0.1] = -0.0
+    x[rng.random(shape) < 0.05] = np.nan
+    x[0, 0, :2, :2] = -0.0  # a window of -0.0 only: the average is +0.0
+    out = (shape[2] // 2, shape[3] // 2)
+    cfg = ((2, 2), (2, 2), (0, 0), out)
+    for mode in ("max", "min", "avg"):
+        y, idx = _forward(x, mode, cfg, True)
+        y_n, idx_n = _core._pool2d_forward_naive(x, mode, *cfg, True)
+        assert_exact(y, y_n, f"{isa} {mode} {shape} y vs naive")
+        if idx is not None:
+            assert_exact(idx, idx_n, f"{isa} {mode} {shape} indices vs naive")
+    assert np.signbit(_forward(x, "avg", cfg, True)[0][0, 0, 0, 0]) == False  # noqa: E712
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fast_paths_same_bits_on_every_isa(rng, dtype):
     # The vector kernels do the naive per-element operations in the naive order: every ISA

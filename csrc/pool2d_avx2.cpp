@@ -549,6 +549,80 @@ void best2x2_plane(float* y, int64_t* ind, const float* xp, int64_t OH, int64_t 
 template void best2x2_plane<true>(float*, int64_t*, const float*, int64_t, int64_t, int64_t);
 template void best2x2_plane<false>(float*, int64_t*, const float*, int64_t, int64_t, int64_t);
 
+// Rows of 4 outputs, two per vector: lanes (shuffled order) r:0 r:2 q:0 q:2 r:4 r:6 q:4 q:6 of
+// the even columns of rows r and q = r + 1 (in-plane positions 2j); 0xD8 puts row r's 4 outputs
+// first, then q's, as they lie in y.
+struct Rows4 {
+  const float* ta;  // top input row of output row r
+  const float* tb;  // top input row of output row q
+  int64_t pr, pq;   // in-plane positions of those rows' first elements
+};
+inline Rows4 rows4(const float* x, int64_t r, int64_t OH, int64_t H, int64_t W) {
+  const int64_t pr = 2 * (r % OH) * W, pq = 2 * ((r + 1) % OH) * W;
+  return {x + (r / OH) * H * W + pr, x + ((r + 1) / OH) * H * W + pq, pr, pq};
+}
+
+void avg2x2_rows4(float* y, const float* x, int64_t r0, int64_t r1, int64_t OH, int64_t H,
+                  int64_t W) {
+  const __m256 quarter = _mm256_set1_ps(0.25f), zero = _mm256_setzero_ps();
+  for (int64_t r2 = r0; r2 < r1; r2 += 2) {  // output rows r, r + 1
+    const int64_t r = r2 + 2 <= r1 ? r2 : r1 - 2;
+    const Rows4 q = rows4(x, r, OH, H, W);
+    const __m256 a0 = _mm256_loadu_ps(q.ta), a1 = _mm256_loadu_ps(q.tb);
+    const __m256 b0 = _mm256_loadu_ps(q.ta + W), b1 = _mm256_loadu_ps(q.tb + W);
+    __m256 s = _mm256_add_ps(zero, _mm256_shuffle_ps(a0, a1, 0x88));
+    s = _mm256_add_ps(s, _mm256_shuffle_ps(a0, a1, 0xDD));
+    s = _mm256_add_ps(s, _mm256_shuffle_ps(b0, b1, 0x88));
+    s = _mm256_add_ps(s, _mm256_shuffle_ps(b0, b1, 0xDD));
+    s = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), 0xD8));
+    _mm256_storeu_ps(y + r * 4, _mm256_mul_ps(s, quarter));
+  }
+}
+
+template <bool IsMax>
+void best2x2_rows4(float* y, int64_t* ind, const float* x, int64_t r0, int64_t r1, int64_t OH,
+                   int64_t H, int64_t W) {
+  const auto better = [](__m256 v, __m256 best) {
+    const __m256 strict = IsMax ? _mm256_cmp_ps(v, best, _CMP_GT_OQ)
+                                : _mm256_cmp_ps(v, best, _CMP_LT_OQ);
+    const __m256 nan = _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q),
+                                     _mm256_cmp_ps(best, best, _CMP_ORD_Q));
+    return _mm256_or_ps(strict, nan);
+  };
+  for (int64_t r2 = r0; r2 < r1; r2 += 2) {  // output rows r, r + 1
+    const int64_t r = r2 + 2 <= r1 ? r2 : r1 - 2;
+    const Rows4 q = rows4(x, r, OH, H, W);
+    const __m256 a0 = _mm256_loadu_ps(q.ta), a1 = _mm256_loadu_ps(q.tb);
+    const __m256 b0 = _mm256_loadu_ps(q.ta + W), b1 = _mm256_loadu_ps(q.tb + W);
+    const int32_t pr = static_cast<int32_t>(q.pr), pq = static_cast<int32_t>(q.pq);
+    const __m256i p0 = _mm256_setr_epi32(pr, pr + 2, pq, pq + 2, pr + 4, pr + 6, pq + 4, pq + 6);
+    __m256 best = _mm256_shuffle_ps(a0, a1, 0x88);
+    __m256i pos = p0;
+    const __m256 taps[3] = {_mm256_shuffle_ps(a0, a1, 0xDD), _mm256_shuffle_ps(b0, b1, 0x88),
+                            _mm256_shuffle_ps(b0, b1, 0xDD)};
+    const int32_t offs[3] = {1, static_cast<int32_t>(W), static_cast<int32_t>(W + 1)};
+    for (int t = 0; t < 3; ++t) {  // taps (0, 1), (1, 0), (1, 1)
+      const __m256 take = better(taps[t], best);
+      best = _mm256_blendv_ps(best, taps[t], take);
+      pos = _mm256_castps_si256(_mm256_blendv_ps(
+          _mm256_castsi256_ps(pos),
+          _mm256_castsi256_ps(_mm256_add_epi32(p0, _mm256_set1_epi32(offs[t]))), take));
+    }
+    best = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(best), 0xD8));
+    pos = _mm256_permute4x64_epi64(pos, 0xD8);
+    _mm256_storeu_ps(y + r * 4, best);
+    int64_t* io = ind + r * 4;
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(io),
+                        _mm256_cvtepi32_epi64(_mm256_castsi256_si128(pos)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(io + 4),
+                        _mm256_cvtepi32_epi64(_mm256_extracti128_si256(pos, 1)));
+  }
+}
+template void best2x2_rows4<true>(float*, int64_t*, const float*, int64_t, int64_t, int64_t,
+                                  int64_t, int64_t);
+template void best2x2_rows4<false>(float*, int64_t*, const float*, int64_t, int64_t, int64_t,
+                                   int64_t, int64_t);
+
 template <typename T>
 void avg_backward_plane(T* dx, const T* dy, const T* div, const Geo& g) {
   if (g.SW == 2 && g.KW <= 2 && g.SH >= g.KH) {

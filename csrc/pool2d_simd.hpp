@@ -53,6 +53,14 @@ void avg2x2_plane(float* y, const float* xp, int64_t OH, int64_t W, int64_t OW);
 // (ties keep the first, the first NaN wins), ind (OH, OW) = its ih*W + iw; H*W <= INT32_MAX.
 template <bool IsMax>
 void best2x2_plane(float* y, int64_t* ind, const float* xp, int64_t OH, int64_t W, int64_t OW);
+// The same windows on rows of 4 outputs (8 x 8 planes): output rows [r0, r1) of x (all planes,
+// r = plane*OH + oh, r1 - r0 >= 2), two rows per vector (the last pair may overlap the one
+// before it); W >= 8. ind may be null for avg.
+void avg2x2_rows4(float* y, const float* x, int64_t r0, int64_t r1, int64_t OH, int64_t H,
+                  int64_t W);
+template <bool IsMax>
+void best2x2_rows4(float* y, int64_t* ind, const float* x, int64_t r0, int64_t r1, int64_t OH,
+                   int64_t H, int64_t W);
 
 // ---- backward, one plane ---------------------------------------------------------------------
 // Average backward by gathering: dx[i] = 0 + sum, in ascending (oh, ow) order, of

@@ -498,10 +498,12 @@ def test_fast_paths_avg_against_reference_and_naive(rng, isa, dtype):
                                                               cip), what + " dx vs naive")
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 4, 16), (3, 2, 7, 21), (1, 5, 28, 28), (2, 2, 6, 39)])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 16), (3, 2, 7, 21), (1, 5, 28, 28), (2, 2, 6, 39),
+                                   (2, 3, 8, 8), (1, 3, 2, 9), (3, 100, 8, 8), (1, 3, 9, 9)])
 def test_2x2_stride2_plane_kernels_match_naive(rng, isa, shape):
-    """The 2x2 / stride-2 plane kernels (float, rows >= 8 outputs: one block, two overlapping
-    blocks, odd H and W) against the naive kernels, bit for bit: NaN, ties, -0.0."""
+    """The 2x2 / stride-2 kernels (float) against the naive kernels, bit for bit, with NaN,
+    ties and -0.0: rows of >= 8 outputs (one block, overlapping blocks, odd H and W) and rows of
+    4 (two per vector, an odd number of rows, several tasks)."""
     x = rng.integers(-2, 3, shape).astype(np.float32)  # ties
     x[rng.random(shape) < 0.1] = -0.0
     x[rng.random(shape) < 0.05] = np.nan

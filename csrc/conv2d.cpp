@@ -410,8 +410,10 @@ void direct_conv(T* out, const T* in, const T* bias, const DirectProblem& p, con
       kern.rows(r);
       for (int64_t k = 0; k < kb; ++k) {  // out[n, g, co0 + k] (Ho, Wo) <- tile rows of width Wp
         T* o = out + n * p.out_n + g * p.out_g + (co0 + k) * p.Ho * p.Wo;
-        for (int64_t oh = 0; oh < p.Ho; ++oh)
-          std::memcpy(o + oh * p.Wo, tile + k * lenr + oh * Wp, p.Wo * sizeof(T));
+        for (int64_t oh = 0; oh < p.Ho; ++oh) {  // a loop: rows are short for a memcpy call
+          const T* src = tile + k * lenr + oh * Wp;
+          for (int64_t ow = 0; ow < p.Wo; ++ow) o[oh * p.Wo + ow] = src[ow];
+        }
       }
     }
   });

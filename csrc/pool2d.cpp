@@ -35,7 +35,8 @@
 // skip the row machinery: pool_avx2::avg2x2_plane / best2x2_plane run a whole plane with
 // shuffles of 16 consecutive inputs per row (LeNet pool N=64, 1 thread, Zen 1: avg 0.31 ->
 // 0.07 ms, max 0.38 -> 0.16 ms); rows of 4 outputs (8 x 8 planes) go two per vector
-// (avg2x2_rows4 / best2x2_rows4: VGG 256@8 avg 0.54 -> 0.28 ms, max 0.60 -> 0.36 ms).
+// (avg2x2_rows4 / best2x2_rows4: VGG 256@8 avg 0.54 -> 0.28 ms, max 0.60 -> 0.36 ms), and
+// so does their average backward (avg2x2_backward_rows4).
 // Max/min backward is a scalar scatter for every ISA; it checks each index against [0, H*W)
 // as it goes (the binding then raises), so the indices are read once.
 //
@@ -514,6 +515,25 @@ void avg_backward_avx2(T* dx, const T* dy, bool count_include_pad, const PoolDim
 
 template <typename T>
 void pool2d_avg_backward(T* dx, const T* dy, bool count_include_pad, const PoolDims& d) {
+#ifdef CF_POOL_AVX2
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_avx2() && is_2x2_rows4(d)) {  // every window whole: divisor 4
+      const int64_t rows = d.N * d.C * d.OH, blocks = std::max<int64_t>(1, rows / kRows4Block);
+      CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
+      for (int64_t b = 0; b < blocks; ++b) {  // output rows [r0, r1) of all planes
+        const int64_t r0 = b * kRows4Block, r1 = b + 1 == blocks ? rows : r0 + kRows4Block;
+        pool_avx2::avg2x2_backward_rows4(dx, dy, r0, r1, d.OH, d.H, d.W);
+        if (d.H > 2 * d.OH)  // rows in no window: the last of each plane whose rows end here
+          for (int64_t r = r0; r < r1; ++r)
+            if (r % d.OH == d.OH - 1) {
+              T* tail = dx + (r / d.OH + 1) * d.H * d.W - (d.H - 2 * d.OH) * d.W;
+              std::fill(tail, tail + (d.H - 2 * d.OH) * d.W, T(0));
+            }
+      }
+      return;
+    }
+  }
+#endif
   if (simd_avg_backward(d)) {
     avg_backward_avx2(dx, dy, count_include_pad, d);
     return;

@@ -579,6 +579,30 @@ void avg2x2_rows4(float* y, const float* x, int64_t r0, int64_t r1, int64_t OH, 
   }
 }
 
+void avg2x2_backward_rows4(float* dx, const float* dy, int64_t r0, int64_t r1, int64_t OH,
+                           int64_t H, int64_t W) {
+  const __m256 quarter = _mm256_set1_ps(0.25f), zero = _mm256_setzero_ps();
+  const auto put = [&](int64_t r, __m256 row) {  // dx rows of output row r: [v v v v] doubled
+    float* d0 = dx + (r / OH) * H * W + 2 * (r % OH) * W;
+    for (int64_t a = 0; a < 2; ++a) {  // dx row 2oh + a
+      _mm256_storeu_ps(d0 + a * W, row);
+      for (int64_t c = 8; c < W; ++c) d0[a * W + c] = 0.0f;  // columns in no window
+    }
+  };
+  int64_t r = r0;
+  for (; r + 2 <= r1; r += 2) {  // output rows r, r + 1: dy[r*4, r*4 + 8)
+    const __m256 v = _mm256_add_ps(zero, _mm256_mul_ps(_mm256_loadu_ps(dy + r * 4), quarter));
+    const __m256 lo = _mm256_unpacklo_ps(v, v), hi = _mm256_unpackhi_ps(v, v);
+    put(r, _mm256_permute2f128_ps(lo, hi, 0x20));      // v0 v0 v1 v1 v2 v2 v3 v3
+    put(r + 1, _mm256_permute2f128_ps(lo, hi, 0x31));  // v4 v4 .. v7 v7
+  }
+  if (r < r1) {  // the last row alone: 4 values
+    const __m128 v = _mm_add_ps(_mm_setzero_ps(),
+                                _mm_mul_ps(_mm_loadu_ps(dy + r * 4), _mm_set1_ps(0.25f)));
+    put(r, _mm256_set_m128(_mm_unpackhi_ps(v, v), _mm_unpacklo_ps(v, v)));
+  }
+}
+
 template <bool IsMax>
 void best2x2_rows4(float* y, int64_t* ind, const float* x, int64_t r0, int64_t r1, int64_t OH,
                    int64_t H, int64_t W) {

@@ -61,6 +61,11 @@ void avg2x2_rows4(float* y, const float* x, int64_t r0, int64_t r1, int64_t OH, 
 template <bool IsMax>
 void best2x2_rows4(float* y, int64_t* ind, const float* x, int64_t r0, int64_t r1, int64_t OH,
                    int64_t H, int64_t W);
+// Average backward of those windows on rows of 4 outputs: dx rows 2oh, 2oh + 1 of output rows
+// r in [r0, r1) (any r1 - r0 >= 1), dx[2oh + a, 2ow + b] = 0 + dy[oh, ow] * 0.25 (= / 4), the
+// columns past 8 zero; the caller zeroes dx rows in no window (H odd).
+void avg2x2_backward_rows4(float* dx, const float* dy, int64_t r0, int64_t r1, int64_t OH,
+                           int64_t H, int64_t W);
 
 // ---- backward, one plane ---------------------------------------------------------------------
 // Average backward by gathering: dx[i] = 0 + sum, in ascending (oh, ow) order, of

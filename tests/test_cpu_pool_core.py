@@ -503,7 +503,7 @@ def test_fast_paths_avg_against_reference_and_naive(rng, isa, dtype):
 def test_2x2_stride2_plane_kernels_match_naive(rng, isa, shape):
     """The 2x2 / stride-2 kernels (float) against the naive kernels, bit for bit, with NaN,
     ties and -0.0: rows of >= 8 outputs (one block, overlapping blocks, odd H and W) and rows of
-    4 (two per vector, an odd number of rows, several tasks)."""
+    4 (two per vector, an odd number of rows, several tasks); forward and average backward."""
     x = rng.integers(-2, 3, shape).astype(np.float32)  # ties
     x[rng.random(shape) < 0.1] = -0.0
     x[rng.random(shape) < 0.05] = np.nan
@@ -517,6 +517,12 @@ def test_2x2_stride2_plane_kernels_match_naive(rng, isa, shape):
         if idx is not None:
             assert_exact(idx, idx_n, f"{isa} {mode} {shape} indices vs naive")
     assert np.signbit(_forward(x, "avg", cfg, True)[0][0, 0, 0, 0]) == False  # noqa: E712
+    dy = rng.standard_normal((shape[0], shape[1]) + out).astype(np.float32)
+    dy[rng.random(dy.shape) < 0.2] = -0.0
+    dy[rng.random(dy.shape) < 0.05] = np.inf
+    dx = _backward(dy, None, shape, "avg", cfg, True)
+    assert_exact(dx, _core._pool2d_backward_naive(dy, None, shape, "avg", *cfg[:3], True),
+                 f"{isa} avg {shape} dx vs naive")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -36,7 +36,7 @@
 // shuffles of 16 consecutive inputs per row (LeNet pool N=64, 1 thread, Zen 1: avg 0.31 ->
 // 0.07 ms, max 0.38 -> 0.16 ms); rows of 4 outputs (8 x 8 planes) go two per vector
 // (avg2x2_rows4 / best2x2_rows4: VGG 256@8 avg 0.54 -> 0.28 ms, max 0.60 -> 0.36 ms), and
-// so does their average backward (avg2x2_backward_rows4).
+// so does the average backward of both (avg2x2_backward_plane / _rows4).
 // Max/min backward is a scalar scatter for every ISA; it checks each index against [0, H*W)
 // as it goes (the binding then raises), so the indices are read once.
 //
@@ -517,6 +517,14 @@ template <typename T>
 void pool2d_avg_backward(T* dx, const T* dy, bool count_include_pad, const PoolDims& d) {
 #ifdef CF_POOL_AVX2
   if constexpr (std::is_same_v<T, float>) {
+    if (use_avx2() && is_2x2_fast(d)) {  // every window whole: divisor 4
+      const int64_t planes = d.N * d.C;
+      CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
+      for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c): dx (H, W) from dy (OH, OW)
+        pool_avx2::avg2x2_backward_plane(dx + p * d.H * d.W, dy + p * d.OH * d.OW, d.H, d.W,
+                                         d.OH, d.OW);
+      return;
+    }
     if (use_avx2() && is_2x2_rows4(d)) {  // every window whole: divisor 4
       const int64_t rows = d.N * d.C * d.OH, blocks = std::max<int64_t>(1, rows / kRows4Block);
       CF_OMP_FOR(schedule(static) if(worth_parallel(d)))

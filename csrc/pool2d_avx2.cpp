@@ -603,6 +603,28 @@ void avg2x2_backward_rows4(float* dx, const float* dy, int64_t r0, int64_t r1, i
   }
 }
 
+void avg2x2_backward_plane(float* dx, const float* dy, int64_t H, int64_t W, int64_t OH,
+                           int64_t OW) {
+  const __m256 quarter = _mm256_set1_ps(0.25f), zero = _mm256_setzero_ps();
+  for (int64_t oh = 0; oh < OH; ++oh) {  // dx rows 2*oh, 2*oh + 1
+    float* r0 = dx + 2 * oh * W;
+    for (int64_t j0 = 0; j0 < OW; j0 += 8) {  // outputs [j, j + 8): dx columns [2j, 2j + 16)
+      const int64_t j = j0 + 8 <= OW ? j0 : OW - 8;
+      const __m256 v = _mm256_add_ps(zero, _mm256_mul_ps(_mm256_loadu_ps(dy + oh * OW + j),
+                                                         quarter));
+      const __m256 lo = _mm256_unpacklo_ps(v, v), hi = _mm256_unpackhi_ps(v, v);
+      const __m256 c0 = _mm256_permute2f128_ps(lo, hi, 0x20);  // v0 v0 v1 v1 v2 v2 v3 v3
+      const __m256 c1 = _mm256_permute2f128_ps(lo, hi, 0x31);  // v4 v4 .. v7 v7
+      for (int64_t a = 0; a < 2; ++a) {
+        _mm256_storeu_ps(r0 + a * W + 2 * j, c0);
+        _mm256_storeu_ps(r0 + a * W + 2 * j + 8, c1);
+      }
+    }
+    for (int64_t c = 2 * OW; c < W; ++c) r0[c] = r0[W + c] = 0.0f;  // columns in no window
+  }
+  for (int64_t i = 2 * OH * W; i < H * W; ++i) dx[i] = 0.0f;  // rows in no window
+}
+
 template <bool IsMax>
 void best2x2_rows4(float* y, int64_t* ind, const float* x, int64_t r0, int64_t r1, int64_t OH,
                    int64_t H, int64_t W) {

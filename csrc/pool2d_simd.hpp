@@ -66,6 +66,10 @@ void best2x2_rows4(float* y, int64_t* ind, const float* x, int64_t r0, int64_t r
 // columns past 8 zero; the caller zeroes dx rows in no window (H odd).
 void avg2x2_backward_rows4(float* dx, const float* dy, int64_t r0, int64_t r1, int64_t OH,
                            int64_t H, int64_t W);
+// The same on rows of >= 8 outputs, one plane: dx (H, W) from dy (OH, OW), rows and columns in
+// no window zero (the last block of a row overlaps the one before it).
+void avg2x2_backward_plane(float* dx, const float* dy, int64_t H, int64_t W, int64_t OH,
+                           int64_t OW);
 
 // ---- backward, one plane ---------------------------------------------------------------------
 // Average backward by gathering: dx[i] = 0 + sum, in ascending (oh, ow) order, of

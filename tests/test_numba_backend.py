@@ -468,3 +468,20 @@ def test_bad_indices_raise():
     with pytest.raises(TypeError, match="indices"):
         nb.pool2d_backward(dy, bad.astype(np.int32), (1, 1, 4, 4), "max", (2, 2), (2, 2),
                            (0, 0), False)
+
+
+def test_set_num_threads_before_numba_loads():
+    """convforge.set_num_threads(1) before the numba backend is first used still reaches numba
+    (a fresh interpreter: numba not imported yet)."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, convforge as cf; cf.set_num_threads(1); "
+            "import sys; assert 'numba' not in sys.modules; "
+            "x = np.ones((1, 1, 4, 4), np.float32); w = np.ones((1, 1, 3, 3), np.float32); "
+            "cf.F.conv2d(x, w, backend='numba'); import numba; print(numba.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "1"
+

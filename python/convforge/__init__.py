@@ -36,10 +36,17 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# The last set_num_threads(n): the numba backend applies it when it loads its kernels later.
+_requested_threads: int | None = None
+
+
 def set_num_threads(n: int) -> None:
-    """Threads used by the cpu backend (OpenMP) and, once loaded, the numba backend."""
+    """Threads used by the cpu backend (OpenMP) and the numba backend (now if it is loaded, else
+    when it loads)."""
+    global _requested_threads
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
+    _requested_threads = n
     if backends.unavailable_reason("cpu") is None:
         from . import _core
 

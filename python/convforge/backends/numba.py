@@ -40,10 +40,23 @@ def probe() -> str | None:
     return None
 
 
-def _kernels() -> ModuleType:
-    from . import _numba_kernels
+_loaded: ModuleType | None = None
 
-    return _numba_kernels
+
+def _kernels() -> ModuleType:
+    """The kernels module; on first load, numba gets the thread count convforge.set_num_threads
+    asked for before numba was imported."""
+    global _loaded
+    if _loaded is None:
+        import numba
+
+        from .. import _requested_threads
+        from . import _numba_kernels
+
+        if _requested_threads is not None:
+            numba.set_num_threads(min(_requested_threads, numba.config.NUMBA_NUM_THREADS))
+        _loaded = _numba_kernels
+    return _loaded
 
 
 def _c(a: np.ndarray, name: str, dtypes: tuple = (np.float32, np.float64)) -> np.ndarray:

@@ -127,6 +127,16 @@ inline bool is_2x2_rows4(const PoolDims& d) {
   return d.KH == 2 && d.KW == 2 && d.SH == 2 && d.SW == 2 && d.PH == 0 && d.PW == 0 &&
          d.OW == 4 && d.W >= 8 && 2 * d.OH <= d.H && d.N * d.C * d.OH >= 2;
 }
+// body(r0, r1) for the row tasks of is_2x2_rows4: output rows [r0, r1) of all planes.
+template <typename F>
+void rows4_tasks(const PoolDims& d, const F& body) {
+  const int64_t rows = d.N * d.C * d.OH, blocks = std::max<int64_t>(1, rows / kRows4Block);
+  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t r0 = b * kRows4Block;
+    body(r0, b + 1 == blocks ? rows : r0 + kRows4Block);
+  }
+}
 
 // Short rows (float, OW <= 4, every column interior) go two per vector (pool_avx2::best_rows2):
 // the forward then walks pairs of output rows (step 2) and hands a pair to the paired kernel
@@ -325,12 +335,9 @@ void best_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
       return;
     }
     if (use_avx2() && is_2x2_rows4(d) && d.H * d.W <= INT32_MAX) {
-      const int64_t rows = d.N * d.C * d.OH, blocks = std::max<int64_t>(1, rows / kRows4Block);
-      CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
-      for (int64_t b = 0; b < blocks; ++b) {  // output rows [r0, r1) of all planes
-        const int64_t r0 = b * kRows4Block, r1 = b + 1 == blocks ? rows : r0 + kRows4Block;
+      rows4_tasks(d, [&](int64_t r0, int64_t r1) {
         pool_avx2::best2x2_rows4<IsMax>(y, ind, x, r0, r1, d.OH, d.H, d.W);
-      }
+      });
       return;
     }
   }
@@ -406,12 +413,9 @@ void pool2d_avg_forward(T* y, const T* x, bool count_include_pad, const PoolDims
       return;
     }
     if (use_avx2() && is_2x2_rows4(d)) {
-      const int64_t rows = d.N * d.C * d.OH, blocks = std::max<int64_t>(1, rows / kRows4Block);
-      CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
-      for (int64_t b = 0; b < blocks; ++b) {  // output rows [r0, r1) of all planes
-        const int64_t r0 = b * kRows4Block, r1 = b + 1 == blocks ? rows : r0 + kRows4Block;
+      rows4_tasks(d, [&](int64_t r0, int64_t r1) {
         pool_avx2::avg2x2_rows4(y, x, r0, r1, d.OH, d.H, d.W);
-      }
+      });
       return;
     }
   }
@@ -526,18 +530,15 @@ void pool2d_avg_backward(T* dx, const T* dy, bool count_include_pad, const PoolD
       return;
     }
     if (use_avx2() && is_2x2_rows4(d)) {  // every window whole: divisor 4
-      const int64_t rows = d.N * d.C * d.OH, blocks = std::max<int64_t>(1, rows / kRows4Block);
-      CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
-      for (int64_t b = 0; b < blocks; ++b) {  // output rows [r0, r1) of all planes
-        const int64_t r0 = b * kRows4Block, r1 = b + 1 == blocks ? rows : r0 + kRows4Block;
+      const int64_t spare = (d.H - 2 * d.OH) * d.W;  // dx rows in no window, per plane (H odd)
+      rows4_tasks(d, [&](int64_t r0, int64_t r1) {
         pool_avx2::avg2x2_backward_rows4(dx, dy, r0, r1, d.OH, d.H, d.W);
-        if (d.H > 2 * d.OH)  // rows in no window: the last of each plane whose rows end here
-          for (int64_t r = r0; r < r1; ++r)
-            if (r % d.OH == d.OH - 1) {
-              T* tail = dx + (r / d.OH + 1) * d.H * d.W - (d.H - 2 * d.OH) * d.W;
-              std::fill(tail, tail + (d.H - 2 * d.OH) * d.W, T(0));
-            }
-      }
+        for (int64_t r = r0; spare > 0 && r < r1; ++r)  // a plane's last row: zero the spare
+          if (r % d.OH == d.OH - 1) {
+            T* end = dx + (r / d.OH + 1) * d.H * d.W;
+            std::fill(end - spare, end, T(0));
+          }
+      });
       return;
     }
   }

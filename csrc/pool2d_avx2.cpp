@@ -482,76 +482,85 @@ void avg_rows2(float* y, const float* xp, int64_t W, int64_t ha, int64_t hb, int
   else avg_rows2_s<2>(y, xp, W, ha, hb, KH, KW, ws0, OW, div);
 }
 
+// ---- 2x2 windows, stride 2, no padding (float) --------------------------------------------------
+// 8 windows side by side: a0, a1 the 16 inputs of their top row, b0, b1 of their bottom row. The
+// shuffles leave the windows in the lane order (0 1 4 5 2 3 6 7); in_order() restores 0..7.
+struct Taps2x2 {
+  __m256 t[4];  // taps (0, 0), (0, 1), (1, 0), (1, 1): row-major window order
+};
+inline Taps2x2 taps2x2(__m256 a0, __m256 a1, __m256 b0, __m256 b1) {
+  return {{_mm256_shuffle_ps(a0, a1, 0x88), _mm256_shuffle_ps(a0, a1, 0xDD),
+           _mm256_shuffle_ps(b0, b1, 0x88), _mm256_shuffle_ps(b0, b1, 0xDD)}};
+}
+inline __m256 in_order(__m256 v) {
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xD8));
+}
+
+// y[0..8) = ((((0 + t00) + t01) + t10) + t11) * 0.25 (= / 4 exactly): the naive order.
+inline void avg2x2(float* y, const Taps2x2& q) {
+  __m256 s = _mm256_setzero_ps();
+  for (int t = 0; t < 4; ++t) s = _mm256_add_ps(s, q.t[t]);
+  _mm256_storeu_ps(y, _mm256_mul_ps(in_order(s), _mm256_set1_ps(0.25f)));
+}
+
+// y[0..8) = best tap of each window (ties keep the first, the first NaN wins), ind[0..8) = its
+// position; p00: the positions of the (0, 0) taps, in the shuffled lane order.
+template <bool IsMax>
+inline void best2x2(float* y, int64_t* ind, const Taps2x2& q, __m256i p00, int64_t W) {
+  using Vt = V<float>;
+  const int32_t offs[4] = {0, 1, static_cast<int32_t>(W), static_cast<int32_t>(W + 1)};
+  __m256 best = q.t[0];
+  __m256i pos = p00;
+  for (int t = 1; t < 4; ++t) {
+    const Vt::mask take = IsMax ? Vt::better_max(q.t[t], best) : Vt::better_min(q.t[t], best);
+    best = Vt::blend(take, best, q.t[t]);
+    pos = Vt::iblend(take, pos, _mm256_add_epi32(p00, _mm256_set1_epi32(offs[t])));
+  }
+  _mm256_storeu_ps(y, in_order(best));
+  Vt::store_index(ind, Vt::L, _mm256_permute4x64_epi64(pos, 0xD8));
+}
+
+// 0 + dy / 4 of 8 windows, each value twice: the 16 dx values of one row of the windows.
+inline void spread2x2(__m256 dy8, __m256& lo, __m256& hi) {
+  const __m256 v = _mm256_add_ps(_mm256_setzero_ps(), _mm256_mul_ps(dy8, _mm256_set1_ps(0.25f)));
+  V<float>::interleave(v, v, lo, hi);
+}
+
+// Per row of >= 8 outputs: blocks of 8 (the last one overlapping the one before it).
 void avg2x2_plane(float* y, const float* xp, int64_t OH, int64_t W, int64_t OW) {
-  const __m256 quarter = _mm256_set1_ps(0.25f), zero = _mm256_setzero_ps();
   for (int64_t oh = 0; oh < OH; ++oh) {  // output row oh: input rows 2*oh, 2*oh + 1
     const float* a = xp + 2 * oh * W;
-    const float* b = a + W;
-    float* yr = y + oh * OW;
     for (int64_t j0 = 0; j0 < OW; j0 += 8) {  // outputs [j, j + 8): columns [2j, 2j + 16)
       const int64_t j = j0 + 8 <= OW ? j0 : OW - 8;
-      const __m256 a0 = _mm256_loadu_ps(a + 2 * j), a1 = _mm256_loadu_ps(a + 2 * j + 8);
-      const __m256 b0 = _mm256_loadu_ps(b + 2 * j), b1 = _mm256_loadu_ps(b + 2 * j + 8);
-      // even / odd columns, in the lane order (0 1 4 5 2 3 6 7) of the outputs
-      __m256 s = _mm256_add_ps(zero, _mm256_shuffle_ps(a0, a1, 0x88));
-      s = _mm256_add_ps(s, _mm256_shuffle_ps(a0, a1, 0xDD));
-      s = _mm256_add_ps(s, _mm256_shuffle_ps(b0, b1, 0x88));
-      s = _mm256_add_ps(s, _mm256_shuffle_ps(b0, b1, 0xDD));
-      s = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), 0xD8));  // 0..7
-      _mm256_storeu_ps(yr + j, _mm256_mul_ps(s, quarter));
+      const float* t = a + 2 * j;
+      avg2x2(y + oh * OW + j, taps2x2(_mm256_loadu_ps(t), _mm256_loadu_ps(t + 8),
+                                      _mm256_loadu_ps(t + W), _mm256_loadu_ps(t + W + 8)));
     }
   }
 }
 
 template <bool IsMax>
 void best2x2_plane(float* y, int64_t* ind, const float* xp, int64_t OH, int64_t W, int64_t OW) {
-  // Column offsets 2j of the lanes in the shuffled order (0 1 4 5 2 3 6 7).
-  const __m256i lane2j = _mm256_setr_epi32(0, 2, 8, 10, 4, 6, 12, 14);
-  const auto better = [](__m256 v, __m256 best) {  // take v: strictly better, or NaN over a number
-    const __m256 strict = IsMax ? _mm256_cmp_ps(v, best, _CMP_GT_OQ)
-                                : _mm256_cmp_ps(v, best, _CMP_LT_OQ);
-    const __m256 nan = _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q),
-                                     _mm256_cmp_ps(best, best, _CMP_ORD_Q));
-    return _mm256_or_ps(strict, nan);
-  };
+  const __m256i lane2j = _mm256_setr_epi32(0, 2, 8, 10, 4, 6, 12, 14);  // 2j, shuffled order
   for (int64_t oh = 0; oh < OH; ++oh) {  // output row oh: input rows 2*oh, 2*oh + 1
     const float* a = xp + 2 * oh * W;
-    const float* b = a + W;
     for (int64_t j0 = 0; j0 < OW; j0 += 8) {  // outputs [j, j + 8): columns [2j, 2j + 16)
       const int64_t j = j0 + 8 <= OW ? j0 : OW - 8;
-      const __m256 a0 = _mm256_loadu_ps(a + 2 * j), a1 = _mm256_loadu_ps(a + 2 * j + 8);
-      const __m256 b0 = _mm256_loadu_ps(b + 2 * j), b1 = _mm256_loadu_ps(b + 2 * j + 8);
-      const __m256i p0 = _mm256_add_epi32(
-          lane2j, _mm256_set1_epi32(static_cast<int32_t>(2 * oh * W + 2 * j)));  // tap (0, 0)
-      __m256 best = _mm256_shuffle_ps(a0, a1, 0x88);
-      __m256i pos = p0;
-      const __m256 taps[3] = {_mm256_shuffle_ps(a0, a1, 0xDD), _mm256_shuffle_ps(b0, b1, 0x88),
-                              _mm256_shuffle_ps(b0, b1, 0xDD)};
-      const int32_t offs[3] = {1, static_cast<int32_t>(W), static_cast<int32_t>(W + 1)};
-      for (int t = 0; t < 3; ++t) {  // taps (0, 1), (1, 0), (1, 1)
-        const __m256 take = better(taps[t], best);
-        best = _mm256_blendv_ps(best, taps[t], take);
-        pos = _mm256_castps_si256(_mm256_blendv_ps(
-            _mm256_castsi256_ps(pos),
-            _mm256_castsi256_ps(_mm256_add_epi32(p0, _mm256_set1_epi32(offs[t]))), take));
-      }
-      best = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(best), 0xD8));
-      pos = _mm256_permute4x64_epi64(pos, 0xD8);
-      _mm256_storeu_ps(y + oh * OW + j, best);
-      int64_t* io = ind + oh * OW + j;
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(io),
-                          _mm256_cvtepi32_epi64(_mm256_castsi256_si128(pos)));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(io + 4),
-                          _mm256_cvtepi32_epi64(_mm256_extracti128_si256(pos, 1)));
+      const float* t = a + 2 * j;
+      const __m256i p00 = _mm256_add_epi32(
+          lane2j, _mm256_set1_epi32(static_cast<int32_t>(2 * oh * W + 2 * j)));
+      best2x2<IsMax>(y + oh * OW + j, ind + oh * OW + j,
+                     taps2x2(_mm256_loadu_ps(t), _mm256_loadu_ps(t + 8), _mm256_loadu_ps(t + W),
+                             _mm256_loadu_ps(t + W + 8)),
+                     p00, W);
     }
   }
 }
 template void best2x2_plane<true>(float*, int64_t*, const float*, int64_t, int64_t, int64_t);
 template void best2x2_plane<false>(float*, int64_t*, const float*, int64_t, int64_t, int64_t);
 
-// Rows of 4 outputs, two per vector: lanes (shuffled order) r:0 r:2 q:0 q:2 r:4 r:6 q:4 q:6 of
-// the even columns of rows r and q = r + 1 (in-plane positions 2j); 0xD8 puts row r's 4 outputs
-// first, then q's, as they lie in y.
+// Rows of 4 outputs, two per vector: the 8 inputs of output row r's top row, then those of
+// q = r + 1 (the shuffles interleave them; in_order() puts r's 4 outputs first, as in y).
 struct Rows4 {
   const float* ta;  // top input row of output row r
   const float* tb;  // top input row of output row q
@@ -561,28 +570,56 @@ inline Rows4 rows4(const float* x, int64_t r, int64_t OH, int64_t H, int64_t W) 
   const int64_t pr = 2 * (r % OH) * W, pq = 2 * ((r + 1) % OH) * W;
   return {x + (r / OH) * H * W + pr, x + ((r + 1) / OH) * H * W + pq, pr, pq};
 }
+inline Taps2x2 taps_rows4(const Rows4& q, int64_t W) {
+  return taps2x2(_mm256_loadu_ps(q.ta), _mm256_loadu_ps(q.tb), _mm256_loadu_ps(q.ta + W),
+                 _mm256_loadu_ps(q.tb + W));
+}
 
 void avg2x2_rows4(float* y, const float* x, int64_t r0, int64_t r1, int64_t OH, int64_t H,
                   int64_t W) {
-  const __m256 quarter = _mm256_set1_ps(0.25f), zero = _mm256_setzero_ps();
-  for (int64_t r2 = r0; r2 < r1; r2 += 2) {  // output rows r, r + 1
+  for (int64_t r2 = r0; r2 < r1; r2 += 2) {  // output rows r, r + 1 (the last pair may overlap)
+    const int64_t r = r2 + 2 <= r1 ? r2 : r1 - 2;
+    avg2x2(y + r * 4, taps_rows4(rows4(x, r, OH, H, W), W));
+  }
+}
+
+template <bool IsMax>
+void best2x2_rows4(float* y, int64_t* ind, const float* x, int64_t r0, int64_t r1, int64_t OH,
+                   int64_t H, int64_t W) {
+  for (int64_t r2 = r0; r2 < r1; r2 += 2) {  // output rows r, r + 1 (the last pair may overlap)
     const int64_t r = r2 + 2 <= r1 ? r2 : r1 - 2;
     const Rows4 q = rows4(x, r, OH, H, W);
-    const __m256 a0 = _mm256_loadu_ps(q.ta), a1 = _mm256_loadu_ps(q.tb);
-    const __m256 b0 = _mm256_loadu_ps(q.ta + W), b1 = _mm256_loadu_ps(q.tb + W);
-    __m256 s = _mm256_add_ps(zero, _mm256_shuffle_ps(a0, a1, 0x88));
-    s = _mm256_add_ps(s, _mm256_shuffle_ps(a0, a1, 0xDD));
-    s = _mm256_add_ps(s, _mm256_shuffle_ps(b0, b1, 0x88));
-    s = _mm256_add_ps(s, _mm256_shuffle_ps(b0, b1, 0xDD));
-    s = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), 0xD8));
-    _mm256_storeu_ps(y + r * 4, _mm256_mul_ps(s, quarter));
+    const int32_t pr = static_cast<int32_t>(q.pr), pq = static_cast<int32_t>(q.pq);
+    const __m256i p00 = _mm256_setr_epi32(pr, pr + 2, pq, pq + 2, pr + 4, pr + 6, pq + 4, pq + 6);
+    best2x2<IsMax>(y + r * 4, ind + r * 4, taps_rows4(q, W), p00, W);
   }
+}
+template void best2x2_rows4<true>(float*, int64_t*, const float*, int64_t, int64_t, int64_t,
+                                  int64_t, int64_t);
+template void best2x2_rows4<false>(float*, int64_t*, const float*, int64_t, int64_t, int64_t,
+                                   int64_t, int64_t);
+
+void avg2x2_backward_plane(float* dx, const float* dy, int64_t H, int64_t W, int64_t OH,
+                           int64_t OW) {
+  for (int64_t oh = 0; oh < OH; ++oh) {  // dx rows 2*oh, 2*oh + 1
+    float* r0 = dx + 2 * oh * W;
+    for (int64_t j0 = 0; j0 < OW; j0 += 8) {  // outputs [j, j + 8): dx columns [2j, 2j + 16)
+      const int64_t j = j0 + 8 <= OW ? j0 : OW - 8;
+      __m256 lo, hi;
+      spread2x2(_mm256_loadu_ps(dy + oh * OW + j), lo, hi);
+      for (int64_t a = 0; a < 2; ++a) {
+        _mm256_storeu_ps(r0 + a * W + 2 * j, lo);
+        _mm256_storeu_ps(r0 + a * W + 2 * j + 8, hi);
+      }
+    }
+    for (int64_t c = 2 * OW; c < W; ++c) r0[c] = r0[W + c] = 0.0f;  // columns in no window
+  }
+  for (int64_t i = 2 * OH * W; i < H * W; ++i) dx[i] = 0.0f;  // rows in no window
 }
 
 void avg2x2_backward_rows4(float* dx, const float* dy, int64_t r0, int64_t r1, int64_t OH,
                            int64_t H, int64_t W) {
-  const __m256 quarter = _mm256_set1_ps(0.25f), zero = _mm256_setzero_ps();
-  const auto put = [&](int64_t r, __m256 row) {  // dx rows of output row r: [v v v v] doubled
+  const auto put = [&](int64_t r, __m256 row) {  // both dx rows of output row r
     float* d0 = dx + (r / OH) * H * W + 2 * (r % OH) * W;
     for (int64_t a = 0; a < 2; ++a) {  // dx row 2oh + a
       _mm256_storeu_ps(d0 + a * W, row);
@@ -591,83 +628,17 @@ void avg2x2_backward_rows4(float* dx, const float* dy, int64_t r0, int64_t r1, i
   };
   int64_t r = r0;
   for (; r + 2 <= r1; r += 2) {  // output rows r, r + 1: dy[r*4, r*4 + 8)
-    const __m256 v = _mm256_add_ps(zero, _mm256_mul_ps(_mm256_loadu_ps(dy + r * 4), quarter));
-    const __m256 lo = _mm256_unpacklo_ps(v, v), hi = _mm256_unpackhi_ps(v, v);
-    put(r, _mm256_permute2f128_ps(lo, hi, 0x20));      // v0 v0 v1 v1 v2 v2 v3 v3
-    put(r + 1, _mm256_permute2f128_ps(lo, hi, 0x31));  // v4 v4 .. v7 v7
+    __m256 lo, hi;
+    spread2x2(_mm256_loadu_ps(dy + r * 4), lo, hi);
+    put(r, lo);
+    put(r + 1, hi);
   }
-  if (r < r1) {  // the last row alone: 4 values
-    const __m128 v = _mm_add_ps(_mm_setzero_ps(),
-                                _mm_mul_ps(_mm_loadu_ps(dy + r * 4), _mm_set1_ps(0.25f)));
-    put(r, _mm256_set_m128(_mm_unpackhi_ps(v, v), _mm_unpacklo_ps(v, v)));
-  }
-}
-
-void avg2x2_backward_plane(float* dx, const float* dy, int64_t H, int64_t W, int64_t OH,
-                           int64_t OW) {
-  const __m256 quarter = _mm256_set1_ps(0.25f), zero = _mm256_setzero_ps();
-  for (int64_t oh = 0; oh < OH; ++oh) {  // dx rows 2*oh, 2*oh + 1
-    float* r0 = dx + 2 * oh * W;
-    for (int64_t j0 = 0; j0 < OW; j0 += 8) {  // outputs [j, j + 8): dx columns [2j, 2j + 16)
-      const int64_t j = j0 + 8 <= OW ? j0 : OW - 8;
-      const __m256 v = _mm256_add_ps(zero, _mm256_mul_ps(_mm256_loadu_ps(dy + oh * OW + j),
-                                                         quarter));
-      const __m256 lo = _mm256_unpacklo_ps(v, v), hi = _mm256_unpackhi_ps(v, v);
-      const __m256 c0 = _mm256_permute2f128_ps(lo, hi, 0x20);  // v0 v0 v1 v1 v2 v2 v3 v3
-      const __m256 c1 = _mm256_permute2f128_ps(lo, hi, 0x31);  // v4 v4 .. v7 v7
-      for (int64_t a = 0; a < 2; ++a) {
-        _mm256_storeu_ps(r0 + a * W + 2 * j, c0);
-        _mm256_storeu_ps(r0 + a * W + 2 * j + 8, c1);
-      }
-    }
-    for (int64_t c = 2 * OW; c < W; ++c) r0[c] = r0[W + c] = 0.0f;  // columns in no window
-  }
-  for (int64_t i = 2 * OH * W; i < H * W; ++i) dx[i] = 0.0f;  // rows in no window
-}
-
-template <bool IsMax>
-void best2x2_rows4(float* y, int64_t* ind, const float* x, int64_t r0, int64_t r1, int64_t OH,
-                   int64_t H, int64_t W) {
-  const auto better = [](__m256 v, __m256 best) {
-    const __m256 strict = IsMax ? _mm256_cmp_ps(v, best, _CMP_GT_OQ)
-                                : _mm256_cmp_ps(v, best, _CMP_LT_OQ);
-    const __m256 nan = _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q),
-                                     _mm256_cmp_ps(best, best, _CMP_ORD_Q));
-    return _mm256_or_ps(strict, nan);
-  };
-  for (int64_t r2 = r0; r2 < r1; r2 += 2) {  // output rows r, r + 1
-    const int64_t r = r2 + 2 <= r1 ? r2 : r1 - 2;
-    const Rows4 q = rows4(x, r, OH, H, W);
-    const __m256 a0 = _mm256_loadu_ps(q.ta), a1 = _mm256_loadu_ps(q.tb);
-    const __m256 b0 = _mm256_loadu_ps(q.ta + W), b1 = _mm256_loadu_ps(q.tb + W);
-    const int32_t pr = static_cast<int32_t>(q.pr), pq = static_cast<int32_t>(q.pq);
-    const __m256i p0 = _mm256_setr_epi32(pr, pr + 2, pq, pq + 2, pr + 4, pr + 6, pq + 4, pq + 6);
-    __m256 best = _mm256_shuffle_ps(a0, a1, 0x88);
-    __m256i pos = p0;
-    const __m256 taps[3] = {_mm256_shuffle_ps(a0, a1, 0xDD), _mm256_shuffle_ps(b0, b1, 0x88),
-                            _mm256_shuffle_ps(b0, b1, 0xDD)};
-    const int32_t offs[3] = {1, static_cast<int32_t>(W), static_cast<int32_t>(W + 1)};
-    for (int t = 0; t < 3; ++t) {  // taps (0, 1), (1, 0), (1, 1)
-      const __m256 take = better(taps[t], best);
-      best = _mm256_blendv_ps(best, taps[t], take);
-      pos = _mm256_castps_si256(_mm256_blendv_ps(
-          _mm256_castsi256_ps(pos),
-          _mm256_castsi256_ps(_mm256_add_epi32(p0, _mm256_set1_epi32(offs[t]))), take));
-    }
-    best = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(best), 0xD8));
-    pos = _mm256_permute4x64_epi64(pos, 0xD8);
-    _mm256_storeu_ps(y + r * 4, best);
-    int64_t* io = ind + r * 4;
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(io),
-                        _mm256_cvtepi32_epi64(_mm256_castsi256_si128(pos)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(io + 4),
-                        _mm256_cvtepi32_epi64(_mm256_extracti128_si256(pos, 1)));
+  if (r < r1) {  // the last row alone: 4 values (upper lanes zero: no read past dy)
+    __m256 lo, hi;
+    spread2x2(_mm256_insertf128_ps(_mm256_setzero_ps(), _mm_loadu_ps(dy + r * 4), 0), lo, hi);
+    put(r, lo);
   }
 }
-template void best2x2_rows4<true>(float*, int64_t*, const float*, int64_t, int64_t, int64_t,
-                                  int64_t, int64_t);
-template void best2x2_rows4<false>(float*, int64_t*, const float*, int64_t, int64_t, int64_t,
-                                   int64_t, int64_t);
 
 template <typename T>
 void avg_backward_plane(T* dx, const T* dy, const T* div, const Geo& g) {

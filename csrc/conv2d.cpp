@@ -958,6 +958,17 @@ bool kvec_fits(const ConvDims& d, int64_t elem_bytes) {
   return d.Cg() * hq * wq * elem_bytes <= kMaxBlockBytes;
 }
 
+// Vector lanes and register-tile positions (Kernel::vl, ::block) of the current ISA's direct
+// kernels for this element size.
+int64_t direct_lanes(int64_t elem_bytes) {
+  return elem_bytes == 4 ? direct_detail::direct_kernel<float>().vl
+                         : direct_detail::direct_kernel<double>().vl;
+}
+int64_t direct_block(int64_t elem_bytes) {
+  return elem_bytes == 4 ? direct_detail::direct_kernel<float>().block
+                         : direct_detail::direct_kernel<double>().block;
+}
+
 // direct_kvec for the weight gradient: float with a vector ISA, a whole tile of output channels
 // (16 with AVX2, 32 with AVX-512), taps that fill the kernel's tap tile (5 with AVX2, 9 with
 // AVX-512: 3x3, 5x5, 7x7 waste at most 1/8; a 3x1 kernel would waste 2/3 of it, measured 0.5x
@@ -978,8 +989,7 @@ bool kvec_weight_preferred(const ConvDims& d, int64_t elem_bytes) {
 // LeNet C3 (16 channels, 10 of 14 columns): 0.94 vs 1.32 ms; VGG 3->64 at 32 px (32 of 34)
 // and LeNet C1 (6 channels of 8 lanes) stay with direct_small (4.8 vs 5.7, 0.63 vs 1.22 ms).
 bool kvec_forward_preferred(const ConvDims& d, int64_t elem_bytes) {
-  const int64_t vl = elem_bytes == 4 ? direct_detail::direct_kernel<float>().vl
-                                     : direct_detail::direct_kernel<double>().vl;
+  const int64_t vl = direct_lanes(elem_bytes);
   const double lanes = double(d.Kg()) / double(ceil_div(d.Kg(), vl) * vl);
   const double cols = double(d.OW) / double(d.OW + (d.KW - 1) * d.DW);
   return current_isa() != Isa::baseline && lanes >= 1.2 * cols &&
@@ -994,8 +1004,7 @@ bool kvec_forward_preferred(const ConvDims& d, int64_t elem_bytes) {
 // (0.40) 1.15 vs 2.29 ms, 12 px from 10 px 3x3 16->16 (0.60) 1.22 vs 1.70; but 32 px from
 // 28 px 5x5 3 channels (0.68) 6.6 vs 5.8, 'same' 5x5 on 28 px (0.88) 8.7 vs 8.2.
 bool batch_data_preferred(const ConvDims& d, int64_t elem_bytes) {
-  const int64_t blk = elem_bytes == 4 ? direct_detail::direct_kernel<float>().block
-                                      : direct_detail::direct_kernel<double>().block;
+  const int64_t blk = direct_block(elem_bytes);
   const double lanes = double(d.N) / double(ceil_div(d.N, blk) * blk);
   const double useful = double(d.OH * d.OW) / double(d.H * (d.W + (d.KW - 1) * d.DW));
   return d.N >= blk && useful < 0.6 * lanes &&
@@ -1019,7 +1028,8 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
     case ConvAlgo::direct_kvec:
       return dir != ConvDir::data && kvec_fits(d, elem_bytes);
     case ConvAlgo::direct_batch:  // dyt of one block of images: Kg * OH * OW * block
-      return dir == ConvDir::data && d.Kg() * d.OH * d.OW * 64 * elem_bytes <= kMaxBlockBytes;
+      return dir == ConvDir::data &&
+             d.Kg() * d.OH * d.OW * direct_block(elem_bytes) * elem_bytes <= kMaxBlockBytes;
     case ConvAlgo::kCount: break;
   }
   return false;
@@ -1063,12 +1073,11 @@ ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir) {
     const ConvAlgo direct = ConvAlgo::direct_small;
     return conv_algo_applies(direct, dir, d, elem_bytes) ? direct : ConvAlgo::naive;
   }
-  // data with one output plane per group (Cg == 1): one accumulator row per tile, im2col wins.
   if (dir == ConvDir::weight && kvec_weight_preferred(d, elem_bytes))
     return ConvAlgo::direct_kvec;
+  // data with one output plane per group (Cg == 1): one accumulator row per tile, im2col wins.
   if (direct_channels(d, dir) <= kDirectMaxChannels && (dir != ConvDir::data || d.Cg() >= 2) &&
-      conv_algo_applies(ConvAlgo::direct_small, dir, d, elem_bytes))
-  {
+      conv_algo_applies(ConvAlgo::direct_small, dir, d, elem_bytes)) {
     if (dir == ConvDir::forward && kvec_forward_preferred(d, elem_bytes))
       return ConvAlgo::direct_kvec;
     if (dir == ConvDir::data && batch_data_preferred(d, elem_bytes))

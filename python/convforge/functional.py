@@ -31,6 +31,8 @@ __all__ = [
 # --------------------------------------------------------------------------- array checks
 
 def _is_cupy(a) -> bool:
+    if type(a) is np.ndarray:  # the common case, without the module-name test
+        return False
     return type(a).__module__.split(".")[0] == "cupy"
 
 
@@ -57,12 +59,12 @@ def _same_dtype(named: dict):
     """All given arrays share one dtype and one device kind; returns whether they are CuPy."""
     items = [(k, v) for k, v in named.items() if v is not None]
     k0, v0 = items[0]
-    gpu0 = type(v0) is not np.ndarray and _is_cupy(v0)
+    gpu0 = _is_cupy(v0)
     for k, v in items[1:]:
         if v.dtype != v0.dtype:
             raise TypeError(f"{k} has dtype {v.dtype} but {k0} has dtype {v0.dtype}; "
                             "cast one of them explicitly")
-        if (type(v) is not np.ndarray and _is_cupy(v)) != gpu0:
+        if _is_cupy(v) != gpu0:
             raise TypeError(f"{k} and {k0} must both be NumPy or both be CuPy arrays")
     return gpu0
 

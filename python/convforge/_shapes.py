@@ -13,13 +13,39 @@ from typing import Sequence, Tuple, Union
 IntPair = Union[int, Sequence[int]]
 Pad4 = Tuple[int, int, int, int]
 
+# The kernels index with int64. Every size, coordinate and size product they compute must fit:
+# the checks below reject configurations whose extents would not (Python ints never overflow,
+# so this is where the exact test is cheap).
+INT64_MAX = 2**63 - 1
+
 
 def _int(v, name: str) -> int:
-    if type(v) is int:  # the common case, without the abstract-class check below
-        return v
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
-    return int(v)
+    if type(v) is not int:  # the common case skips the abstract-class check below
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
+        v = int(v)
+    if not -INT64_MAX <= v <= INT64_MAX:
+        raise ValueError(f"{name} must fit in a 64-bit integer, got {v!r}")
+    return v
+
+
+def checked_size(shape: Sequence[int], name: str) -> int:
+    """The element count of `shape`; ValueError when it does not fit in int64."""
+    total = 1
+    for d in shape:
+        total *= int(d)
+    if total > INT64_MAX:
+        raise ValueError(f"{name} would have shape {tuple(shape)}: {total} elements do not fit "
+                         "in a 64-bit size")
+    return total
+
+
+def _check_extent(padded: int, step: int, name: str) -> None:
+    """The kernels compute coordinates up to the padded extent plus one stride or dilation
+    step; all of them must fit in int64."""
+    if padded + step > INT64_MAX:
+        raise ValueError(f"{name} {padded} (plus a step of {step}) does not fit in a 64-bit "
+                         "index: reduce the padding, stride or dilation")
 
 
 def pair(v: IntPair, name: str, minimum: int = 1) -> tuple[int, int]:
@@ -86,6 +112,8 @@ def conv_output_size(
     (h, w), (kh, kw) = in_hw, kernel_hw
     (sh, sw), (dh, dw) = stride, dilation
     pt, pb, pl, pr = padding
+    _check_extent(h + pt + pb, max(sh, dh), "the padded input height")
+    _check_extent(w + pl + pr, max(sw, dw), "the padded input width")
     ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     if ekh > h + pt + pb or ekw > w + pl + pr:
         raise ValueError(
@@ -113,6 +141,7 @@ def pool_output_size(
     must start inside the input or its left/top padding."""
     out = []
     for n, k, s, p in zip(in_hw, kernel_hw, stride, padding):
+        _check_extent(n + 2 * p, s, "the padded input extent")
         if k > n + 2 * p:
             raise ValueError(
                 f"kernel_size {kernel_hw} is larger than the padded input "

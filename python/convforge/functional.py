@@ -13,7 +13,14 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import backends as _backends
-from ._shapes import conv_output_size, conv_padding, pair, pool_output_size, pool_padding
+from ._shapes import (
+    checked_size,
+    conv_output_size,
+    conv_padding,
+    pair,
+    pool_output_size,
+    pool_padding,
+)
 
 IntPair = Union[int, Sequence[int]]
 Padding = Union[int, str, Sequence[int]]
@@ -36,8 +43,9 @@ def _is_cupy(a) -> bool:
     return type(a).__module__.split(".")[0] == "cupy"
 
 
-def _array(a, name: str, ndim: int, layout: str):
-    """Checks type, dtype and rank; returns a C-contiguous array (one copy only if needed)."""
+def _array(a, name: str, ndim: int, layout: str, batch: bool = False):
+    """Checks type, dtype and rank; returns a C-contiguous array (one copy only if needed).
+    batch: axis 0 is the batch axis, which may be empty (N = 0); other axes may not."""
     if isinstance(a, np.ndarray):
         xp = np
     elif _is_cupy(a):
@@ -50,7 +58,7 @@ def _array(a, name: str, ndim: int, layout: str):
         )
     if a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {tuple(a.shape)}")
-    if a.size == 0:
+    if 0 in a.shape[1 if batch else 0:]:
         raise ValueError(f"{name} has a zero-size dimension: shape {tuple(a.shape)}")
     return a if a.flags.c_contiguous else xp.ascontiguousarray(a)
 
@@ -82,10 +90,48 @@ def _backend(name: Optional[str], on_gpu: bool):
     return mod
 
 
+def _xp(a):
+    """The array module of `a` (numpy or cupy)."""
+    if _is_cupy(a):
+        import cupy
+
+        return cupy
+    return np
+
+
+def _zeros(like, shape, dtype=None):
+    """Zeros of `shape` on the device of `like` (the results of ops on an empty batch)."""
+    return _xp(like).zeros(shape, like.dtype if dtype is None else dtype)
+
+
+def _unbatched(a, ndim: int) -> bool:
+    """Whether an array (or a shape) is given without its batch axis: one axis short of ndim
+    (PyTorch's unbatched (C, H, W) convention)."""
+    rank = a.ndim if hasattr(a, "ndim") else (len(a) if isinstance(a, (tuple, list)) else None)
+    return rank == ndim - 1
+
+
+def _add_batch(a, ndim: int):
+    """`a` with a leading batch axis of 1 if it lacks one (arrays, shapes, or None)."""
+    if a is None or not _unbatched(a, ndim):
+        return a
+    return (1,) + tuple(a) if isinstance(a, (tuple, list)) else a[None]
+
+
+def _same_batching(named: dict, ndim: dict) -> bool:
+    """Whether the given arrays are unbatched; they must all agree."""
+    flags = {k: _unbatched(v, ndim[k]) for k, v in named.items() if v is not None}
+    if len(set(flags.values())) > 1:
+        shapes = ", ".join(f"{k} {tuple(getattr(v, 'shape', v))}" for k, v in named.items()
+                           if v is not None)
+        raise ValueError(f"either every argument has the batch axis or none has: got {shapes}")
+    return any(flags.values())
+
+
 def _shape4(x, name: str) -> Tuple[int, int, int, int]:
-    """A forward input given as an array or as its shape (for backward ops)."""
+    """A forward input given as an array or as its shape (for backward ops); N may be 0."""
     shape = tuple(int(s) for s in (x.shape if hasattr(x, "shape") else x))
-    if len(shape) != 4 or min(shape) < 1:
+    if len(shape) != 4 or min(shape[1:]) < 1 or shape[0] < 0:
         raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {shape}")
     return shape  # type: ignore[return-value]
 
@@ -117,10 +163,12 @@ def conv2d(x, w, b=None, stride: IntPair = 1, padding: Padding = 0, dilation: In
            groups: int = 1, *, backend: Optional[str] = None):
     """2-D cross-correlation: y[n,k] = b[k] + sum_c,i,j x[n,c,oh*s+i*d-p, ow*s+j*d-p] w[k,c,i,j].
 
-    x (N, C, H, W), w (K, C/groups, KH, KW), b (K,) or None -> y (N, K, OH, OW).
+    x (N, C, H, W) or unbatched (C, H, W), w (K, C/groups, KH, KW), b (K,) or None
+    -> y (N, K, OH, OW) (or (K, OH, OW)). N may be 0.
     padding: int, (h, w), (top, bottom, left, right), 'valid' or 'same'.
     """
-    x = _array(x, "x", 4, "(N, C, H, W)")
+    unbatched = _unbatched(x, 4)
+    x = _array(_add_batch(x, 4), "x", 4, "(N, C, H, W) or (C, H, W)", batch=True)
     w = _array(w, "w", 4, "(K, C/groups, KH, KW)")
     if b is not None:
         b = _array(b, "b", 1, "(K,)")
@@ -128,53 +176,84 @@ def conv2d(x, w, b=None, stride: IntPair = 1, padding: Padding = 0, dilation: In
             raise ValueError(f"b must have shape ({w.shape[0]},) to match w {tuple(w.shape)}, "
                              f"got {tuple(b.shape)}")
     on_gpu = _same_dtype({"x": x, "w": w, "b": b})
-    stride, pad4, dilation, groups, _ = _conv_args(x.shape, w.shape, stride, padding, dilation,
-                                                   groups)
-    return _backend(backend, on_gpu).conv2d(x, w, b, stride, pad4, dilation, groups)
+    stride, pad4, dilation, groups, (oh, ow) = _conv_args(x.shape, w.shape, stride, padding,
+                                                          dilation, groups)
+    shape = (x.shape[0], w.shape[0], oh, ow)
+    checked_size(shape, "the output y")
+    be = _backend(backend, on_gpu)
+    if x.shape[0] == 0:
+        return _zeros(x, shape)
+    y = be.conv2d(x, w, b, stride, pad4, dilation, groups)
+    return y[0] if unbatched else y
 
 
 def conv2d_backward(dy, x, w, stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
                     groups: int = 1, bias: bool = True, *, backend: Optional[str] = None):
-    """Gradients of conv2d: returns (dx, dw, db); db is None when bias=False."""
-    dy = _array(dy, "dy", 4, "(N, K, OH, OW)")
-    x = _array(x, "x", 4, "(N, C, H, W)")
+    """Gradients of conv2d: returns (dx, dw, db); db is None when bias=False. dy and x both
+    with the batch axis (N may be 0: dx is empty, dw and db are zeros) or both without."""
+    unbatched = _same_batching({"dy": dy, "x": x}, {"dy": 4, "x": 4})
+    dy = _array(_add_batch(dy, 4), "dy", 4, "(N, K, OH, OW) or (K, OH, OW)", batch=True)
+    x = _array(_add_batch(x, 4), "x", 4, "(N, C, H, W) or (C, H, W)", batch=True)
     w = _array(w, "w", 4, "(K, C/groups, KH, KW)")
     on_gpu = _same_dtype({"dy": dy, "x": x, "w": w})
     stride, pad4, dilation, groups, (oh, ow) = _conv_args(x.shape, w.shape, stride, padding,
                                                           dilation, groups)
     want = (x.shape[0], w.shape[0], oh, ow)
     if tuple(dy.shape) != want:
-        raise ValueError(f"dy must have shape {want} for x {tuple(x.shape)} and w "
-                         f"{tuple(w.shape)}, got {tuple(dy.shape)}")
-    return _backend(backend, on_gpu).conv2d_backward(dy, x, w, stride, pad4, dilation, groups,
-                                                     bool(bias))
+        raise ValueError(f"dy must have shape {want[1 if unbatched else 0:]} for x "
+                         f"{tuple(x.shape[1 if unbatched else 0:])} and w {tuple(w.shape)}, "
+                         f"got {tuple(dy.shape[1 if unbatched else 0:])}")
+    be = _backend(backend, on_gpu)
+    if x.shape[0] == 0:
+        return (_zeros(x, x.shape), _zeros(w, w.shape),
+                _zeros(w, (w.shape[0],)) if bias else None)
+    dx, dw, db = be.conv2d_backward(dy, x, w, stride, pad4, dilation, groups, bool(bias))
+    return (dx[0] if unbatched else dx), dw, db
 
 
 def im2col(x, kernel_size: IntPair, stride: IntPair = 1, padding: Padding = 0,
            dilation: IntPair = 1, *, backend: Optional[str] = None):
-    """Unfold receptive fields: x (N, C, H, W) -> cols (N, C*KH*KW, OH*OW)."""
-    x = _array(x, "x", 4, "(N, C, H, W)")
+    """Unfold receptive fields: x (N, C, H, W) -> cols (N, C*KH*KW, OH*OW); an unbatched
+    x (C, H, W) gives (C*KH*KW, OH*OW)."""
+    unbatched = _unbatched(x, 4)
+    x = _array(_add_batch(x, 4), "x", 4, "(N, C, H, W) or (C, H, W)", batch=True)
     on_gpu = _same_dtype({"x": x})
     ks = pair(kernel_size, "kernel_size")
-    stride, pad4, dilation, _, _ = _conv_args(x.shape, (1, x.shape[1]) + ks, stride, padding,
-                                              dilation, 1)
-    return _backend(backend, on_gpu).im2col(x, ks, stride, pad4, dilation)
+    stride, pad4, dilation, _, (oh, ow) = _conv_args(x.shape, (1, x.shape[1]) + ks, stride,
+                                                     padding, dilation, 1)
+    shape = (x.shape[0], x.shape[1] * ks[0] * ks[1], oh * ow)
+    checked_size(shape, "the output cols")
+    be = _backend(backend, on_gpu)
+    if x.shape[0] == 0:
+        return _zeros(x, shape)
+    cols = be.im2col(x, ks, stride, pad4, dilation)
+    return cols[0] if unbatched else cols
 
 
 def col2im(cols, input_shape: Sequence[int], kernel_size: IntPair, stride: IntPair = 1,
            padding: Padding = 0, dilation: IntPair = 1, *, backend: Optional[str] = None):
-    """Adjoint of im2col: folds cols (N, C*KH*KW, OH*OW) back to input_shape, summing overlaps."""
-    cols = _array(cols, "cols", 3, "(N, C*KH*KW, OH*OW)")
+    """Adjoint of im2col: folds cols (N, C*KH*KW, OH*OW) back to input_shape, summing overlaps
+    (unbatched: cols (C*KH*KW, OH*OW) and input_shape (C, H, W))."""
+    unbatched = _same_batching({"cols": cols, "input_shape": input_shape},
+                               {"cols": 3, "input_shape": 4})
+    cols = _array(_add_batch(cols, 3), "cols", 3, "(N, C*KH*KW, OH*OW) or (C*KH*KW, OH*OW)",
+                  batch=True)
     on_gpu = _same_dtype({"cols": cols})
-    shape = _shape4(input_shape, "input_shape")
+    shape = _shape4(_add_batch(tuple(input_shape), 4), "input_shape")
     ks = pair(kernel_size, "kernel_size")
     stride, pad4, dilation, _, (oh, ow) = _conv_args(shape, (1, shape[1]) + ks, stride, padding,
                                                      dilation, 1)
     want = (shape[0], shape[1] * ks[0] * ks[1], oh * ow)
     if tuple(cols.shape) != want:
-        raise ValueError(f"cols must have shape {want} for input_shape {shape} and kernel_size "
-                         f"{ks}, got {tuple(cols.shape)}")
-    return _backend(backend, on_gpu).col2im(cols, shape, ks, stride, pad4, dilation)
+        cut = 1 if unbatched else 0
+        raise ValueError(f"cols must have shape {want[cut:]} for input_shape {shape[cut:]} and "
+                         f"kernel_size {ks}, got {tuple(cols.shape[cut:])}")
+    checked_size(shape, "input_shape")
+    be = _backend(backend, on_gpu)
+    if shape[0] == 0:
+        return _zeros(cols, shape)
+    x = be.col2im(cols, shape, ks, stride, pad4, dilation)
+    return x[0] if unbatched else x
 
 
 # --------------------------------------------------------------------------- pooling
@@ -188,32 +267,50 @@ def _pool_args(x_shape, kernel_size, stride, padding, ceil_mode):
 
 
 def _pool(x, mode, kernel_size, stride, padding, ceil_mode, count_include_pad, backend):
-    x = _array(x, "x", 4, "(N, C, H, W)")
+    """(y, indices or None) of a window pooling; unbatched x gives unbatched results."""
+    unbatched = _unbatched(x, 4)
+    x = _array(_add_batch(x, 4), "x", 4, "(N, C, H, W) or (C, H, W)", batch=True)
     on_gpu = _same_dtype({"x": x})
     ks, st, pad, out = _pool_args(x.shape, kernel_size, stride, padding, ceil_mode)
-    return _backend(backend, on_gpu).pool2d(x, mode, ks, st, pad, out, bool(count_include_pad))
+    be = _backend(backend, on_gpu)
+    if x.shape[0] == 0:
+        shape = x.shape[:2] + out
+        return _zeros(x, shape), (None if mode == "avg" else _zeros(x, shape, np.int64))
+    y, idx = be.pool2d(x, mode, ks, st, pad, out, bool(count_include_pad))
+    if unbatched:
+        return y[0], (None if idx is None else idx[0])
+    return y, idx
 
 
 def _pool_backward(dy, x, mode, kernel_size, stride, padding, ceil_mode, count_include_pad,
                    indices, backend):
-    dy = _array(dy, "dy", 4, "(N, C, OH, OW)")
+    unbatched = _same_batching({"dy": dy, "x": x, "indices": indices},
+                               {"dy": 4, "x": 4, "indices": 4})
+    dy = _array(_add_batch(dy, 4), "dy", 4, "(N, C, OH, OW) or (C, OH, OW)", batch=True)
+    x, indices = _add_batch(x, 4), _add_batch(indices, 4)
     # x is the forward input or only its shape; an input must match dy's dtype and kind
     on_gpu = _same_dtype({"dy": dy, "x": x if hasattr(x, "dtype") else None})
     shape = _shape4(x, "x")
     ks, st, pad, out = _pool_args(shape, kernel_size, stride, padding, ceil_mode)
     want = shape[:2] + out
     if tuple(dy.shape) != want:
-        raise ValueError(f"dy must have shape {want} for x of shape {shape}, got "
-                         f"{tuple(dy.shape)}")
+        cut = 1 if unbatched else 0
+        raise ValueError(f"dy must have shape {want[cut:]} for x of shape {shape[cut:]}, got "
+                         f"{tuple(dy.shape[cut:])}")
     be = _backend(backend, on_gpu)
     if mode != "avg":
         if indices is None:
             if not hasattr(x, "shape") or not hasattr(x, "dtype"):
                 raise ValueError(f"{mode}_pool2d_backward needs indices= or the input array x")
-            _, indices = be.pool2d(_array(x, "x", 4, "(N, C, H, W)"), mode, ks, st, pad, out,
-                                   False)
-        indices = _indices(indices, want, dy, shape[2] * shape[3], be)
-    return be.pool2d_backward(dy, indices, shape, mode, ks, st, pad, bool(count_include_pad))
+            if shape[0] > 0:
+                _, indices = be.pool2d(_array(x, "x", 4, "(N, C, H, W)", batch=True), mode, ks,
+                                       st, pad, out, False)
+        if indices is not None:
+            indices = _indices(indices, want, dy, shape[2] * shape[3], be)
+    if shape[0] == 0:
+        return _zeros(dy, shape)
+    dx = be.pool2d_backward(dy, indices, shape, mode, ks, st, pad, bool(count_include_pad))
+    return dx[0] if unbatched else dx
 
 
 def _indices(indices, want, like, plane: int, be):
@@ -230,7 +327,7 @@ def _indices(indices, want, like, plane: int, be):
                         f"{type(indices).__name__} {getattr(indices, 'dtype', '')}")
     if tuple(indices.shape) != tuple(want):
         raise ValueError(f"indices must have shape {tuple(want)}, got {tuple(indices.shape)}")
-    if _is_cupy(indices) or getattr(be, "CHECKS_INDICES", False):
+    if _is_cupy(indices) or getattr(be, "CHECKS_INDICES", False) or indices.size == 0:
         return indices if indices.flags.c_contiguous else indices.copy()
     lo, hi = int(indices.min()), int(indices.max())
     if lo < 0 or hi >= plane:
@@ -243,7 +340,8 @@ def max_pool2d(x, kernel_size: IntPair, stride: Optional[IntPair] = None, paddin
                ceil_mode: bool = False, return_indices: bool = False, *,
                backend: Optional[str] = None):
     """Max over each window; NaN propagates. With return_indices, also the flat index
-    ih*W + iw of each maximum (first occurrence), as int64 (N, C, OH, OW)."""
+    ih*W + iw of each maximum (first occurrence), as int64 (N, C, OH, OW).
+    x (N, C, H, W) (N may be 0) or unbatched (C, H, W)."""
     y, idx = _pool(x, "max", kernel_size, stride, padding, ceil_mode, False, backend)
     return (y, idx) if return_indices else y
 
@@ -287,33 +385,54 @@ def avg_pool2d_backward(dy, x, kernel_size: IntPair, stride: Optional[IntPair] =
                           count_include_pad, None, backend)
 
 
+def _global(x, mode, backend):
+    """(y, indices) of a global pooling: (N, C, H, W) -> (N, C), (C, H, W) -> (C,)."""
+    unbatched = _unbatched(x, 4)
+    x = _array(_add_batch(x, 4), "x", 4, "(N, C, H, W) or (C, H, W)", batch=True)
+    be = _backend(backend, _same_dtype({"x": x}))
+    if x.shape[0] == 0:
+        return _zeros(x, x.shape[:2]), _zeros(x, x.shape[:2], np.int64)
+    y, idx = be.global_pool2d(x, mode)
+    if unbatched:
+        return y[0], (None if idx is None else idx[0])
+    return y, idx
+
+
 def global_avg_pool2d(x, *, backend: Optional[str] = None):
-    """Mean over H and W: (N, C, H, W) -> (N, C)."""
-    x = _array(x, "x", 4, "(N, C, H, W)")
-    return _backend(backend, _same_dtype({"x": x})).global_pool2d(x, "avg")[0]
+    """Mean over H and W: (N, C, H, W) -> (N, C); unbatched (C, H, W) -> (C,)."""
+    return _global(x, "avg", backend)[0]
 
 
 def global_max_pool2d(x, return_indices: bool = False, *, backend: Optional[str] = None):
     """Max over H and W: (N, C, H, W) -> (N, C) (and flat indices h*W + w)."""
-    x = _array(x, "x", 4, "(N, C, H, W)")
-    y, idx = _backend(backend, _same_dtype({"x": x})).global_pool2d(x, "max")
+    y, idx = _global(x, "max", backend)
     return (y, idx) if return_indices else y
 
 
 def _global_backward(dy, x, mode, indices, backend):
-    dy = _array(dy, "dy", 2, "(N, C)")
+    unbatched = _same_batching({"dy": dy, "x": x, "indices": indices},
+                               {"dy": 2, "x": 4, "indices": 2})
+    dy = _array(_add_batch(dy, 2), "dy", 2, "(N, C) or (C,)", batch=True)
+    x, indices = _add_batch(x, 4), _add_batch(indices, 2)
     shape = _shape4(x, "x")
     if tuple(dy.shape) != shape[:2]:
-        raise ValueError(f"dy must have shape {shape[:2]} for x of shape {shape}, got "
-                         f"{tuple(dy.shape)}")
+        cut = 1 if unbatched else 0
+        raise ValueError(f"dy must have shape {shape[cut:2]} for x of shape {shape[cut:]}, got "
+                         f"{tuple(dy.shape[cut:])}")
     be = _backend(backend, _same_dtype({"dy": dy, "x": x if hasattr(x, "dtype") else None}))
     if mode == "max":
         if indices is None:
             if not hasattr(x, "dtype"):
                 raise ValueError("global_max_pool2d_backward needs indices= or the input array x")
-            indices = be.global_pool2d(_array(x, "x", 4, "(N, C, H, W)"), "max")[1]
-        indices = _indices(indices, shape[:2], dy, shape[2] * shape[3], be)
-    return be.global_pool2d_backward(dy, indices, shape, mode)
+            if shape[0] > 0:
+                indices = be.global_pool2d(_array(x, "x", 4, "(N, C, H, W)", batch=True),
+                                           "max")[1]
+        if indices is not None:
+            indices = _indices(indices, shape[:2], dy, shape[2] * shape[3], be)
+    if shape[0] == 0:
+        return _zeros(dy, shape)
+    dx = be.global_pool2d_backward(dy, indices, shape, mode)
+    return dx[0] if unbatched else dx
 
 
 def global_avg_pool2d_backward(dy, x, *, backend: Optional[str] = None):

@@ -18,10 +18,13 @@ def _out_size(n, k, s, p0, p1, d):
     return (n + p0 + p1 - d * (k - 1) - 1) // s + 1
 
 
-def _window(xp, i, j, stride, dilation, oh, ow):
-    """View of padded x at kernel tap (i, j) for every output position: (N, C, OH, OW)."""
-    (sh, sw), (dh, dw) = stride, dilation
-    return xp[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw]
+def _taps(n_out, s, p0, i, d, n_in):
+    """For kernel tap i along one axis: the output positions whose input coordinate
+    o*s - p0 + i*d lies inside the input, and those coordinates. Indexing by coordinates (no
+    padded copy of x) keeps any padding cheap, however large."""
+    coord = np.arange(n_out, dtype=np.int64) * s - p0 + i * d          # (n_out,)
+    inside = np.nonzero((coord >= 0) & (coord < n_in))[0]
+    return inside, coord[inside]
 
 
 def im2col(x, kernel_size, stride, padding, dilation):
@@ -29,11 +32,15 @@ def im2col(x, kernel_size, stride, padding, dilation):
     (kh, kw), (pt, pb, pl, pr) = kernel_size, padding
     oh = _out_size(h, kh, stride[0], pt, pb, dilation[0])
     ow = _out_size(w, kw, stride[1], pl, pr, dilation[1])
-    xp = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    cols = np.empty((n, c, kh, kw, oh, ow))
+    x64 = np.asarray(x, np.float64)
+    cols = np.zeros((n, c, kh, kw, oh, ow))
     for i in range(kh):
+        orow, irow = _taps(oh, stride[0], pt, i, dilation[0], h)
         for j in range(kw):
-            cols[:, :, i, j] = _window(xp, i, j, stride, dilation, oh, ow)
+            ocol, icol = _taps(ow, stride[1], pl, j, dilation[1], w)
+            # cols[n, c, i, j, oh, ow] = x[n, c, oh*sh - pt + i*dh, ow*sw - pl + j*dw]
+            cols[:, :, i, j, orow[:, None], ocol[None, :]] = x64[:, :, irow[:, None],
+                                                                  icol[None, :]]
     return cols.reshape(n, c * kh * kw, oh * ow).astype(x.dtype, copy=False)
 
 
@@ -43,11 +50,15 @@ def col2im(cols, input_shape, kernel_size, stride, padding, dilation):
     oh = _out_size(h, kh, stride[0], pt, pb, dilation[0])
     ow = _out_size(w, kw, stride[1], pl, pr, dilation[1])
     cols6 = np.asarray(cols, np.float64).reshape(n, c, kh, kw, oh, ow)
-    xp = np.zeros((n, c, h + pt + pb, w + pl + pr))
+    x = np.zeros((n, c, h, w))
     for i in range(kh):
+        orow, irow = _taps(oh, stride[0], pt, i, dilation[0], h)
         for j in range(kw):
-            _window(xp, i, j, stride, dilation, oh, ow)[...] += cols6[:, :, i, j]
-    return xp[:, :, pt: pt + h, pl: pl + w].astype(cols.dtype)
+            ocol, icol = _taps(ow, stride[1], pl, j, dilation[1], w)
+            # one tap reaches each input element at most once, so += adds no duplicates
+            x[:, :, irow[:, None], icol[None, :]] += cols6[:, :, i, j, orow[:, None],
+                                                           ocol[None, :]]
+    return x.astype(cols.dtype)
 
 
 def conv2d(x, w, b, stride, padding, dilation, groups):

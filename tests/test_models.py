@@ -52,7 +52,9 @@ def test_lenet5_runs_on_uint8_images():
     assert logits.shape == (3, 10) and logits.dtype == np.float32
     ref = m(x.astype(np.float32))                     # Rescaling(1/255) is inside the model
     assert np.array_equal(logits, ref)
-    p = m.predict(x)
+    assert np.array_equal(m.predict(x), logits)       # uncompiled: raw outputs
+    m.compile("adam", "sparse_categorical_crossentropy")
+    p = m.predict(x)                                  # compiled from logits: probabilities
     assert np.allclose(p.sum(axis=1), 1, atol=1e-6)
 
 

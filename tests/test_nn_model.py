@@ -283,10 +283,14 @@ def test_evaluate_predict_and_errors(rng):
     model = small_cnn()
     with pytest.raises(ValueError, match="compiled"):
         model.evaluate(x, y)
-    p = model.predict(x, batch_size=3)               # uncompiled: softmax of the logits
+    raw = model.predict(x, batch_size=3)             # uncompiled: the raw outputs (logits)
+    assert raw.shape == (10, 3) and raw.dtype == np.float32
+    assert np.array_equal(raw, model(x))
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    p = model.predict(x, batch_size=3)               # compiled from logits: probabilities
     assert p.shape == (10, 3) and p.dtype == np.float32
     assert_within(p.sum(axis=1), np.ones(10), 1e-6, 0, "probabilities")
-    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    assert np.array_equal(model.predict(x, batch_size=3, raw=True), raw)
     res = model.evaluate(x, y, batch_size=4)
     assert set(res) == {"loss", "accuracy"}
     logits = model(x)
@@ -466,7 +470,7 @@ def test_save_load_round_trip(ext, rng, tmp_path):
     b.load_weights(str(path))
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         assert wa.dtype == wb.dtype and np.array_equal(wa, wb)
-    assert np.array_equal(a.predict(x), b.predict(x))
+    assert np.array_equal(a.predict(x, raw=True), b.predict(x))   # b: uncompiled, raw
     names = [f"{la.name}/{p.name}" for la in b.layers for p in la.params]
     assert "batch_normalization/moving_mean" in names
     other = nn.Sequential([nn.Dense(3, input_shape=(4,))])

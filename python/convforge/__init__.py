@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = ["F", "functional", "backends", "available", "set_backend", "use_backend",
            "set_num_threads", "get_num_threads", "set_autotune", "autotune_enabled", "info",
-           "__version__"]
+           "set_seed", "__version__"]
 
 
 _LAZY = ("nn", "models", "optim", "losses", "data", "viz", "cli")
@@ -34,6 +34,17 @@ def __getattr__(name: str):
 
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def set_seed(seed: int | None) -> None:
+    """Seeds every random draw convforge makes: weight initialisation, Dropout masks (layers
+    created afterwards), and the shuffling and augmentation of fit calls made without seed=.
+    The same seed, code, machine, thread count and backend then give bit-identical weights.
+    None reseeds from fresh entropy. (data.Batches/StreamingBatches and fit(seed=...) take
+    their own seeds.)"""
+    from .nn import base
+
+    base.set_seed(seed)
 
 
 # The last set_num_threads(n): the numba backend applies it when it loads its kernels later.

@@ -5,7 +5,15 @@
     convforge info
     convforge bench [args for bench/compare.py]
 
-`train` writes DIR/metrics.json, DIR/weights.npz and DIR/curves.png.
+`train` writes DIR/metrics.json, DIR/weights.npz and DIR/curves.png (each atomically: a crash
+never leaves a truncated file). --seed S (default 0) calls convforge.set_seed(S) and seeds the
+data order and augmentation: the same command on the same machine, thread count and backend
+gives bit-identical weights and metrics (times aside).
+
+Errors (bad options, unreadable or corrupt data, an unusable --out) end with one line on
+stderr and exit status 2 (usage) or 1. SIGINT (Ctrl-C) or SIGTERM during training stops after
+the current batch, writes metrics.json ("interrupted": true, no test metrics), the weights and
+the curves of the epochs done, and exits with 130 or 143; a second Ctrl-C aborts at once.
 """
 
 from __future__ import annotations
@@ -15,8 +23,12 @@ import contextlib
 import importlib
 import inspect
 import json
+import math
+import os
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -148,7 +160,17 @@ def _load_dataset(name: str, path: str | None):
     try:
         return loaders[name](path)
     except FileNotFoundError as e:
-        raise CLIError(str(e)) from None
+        hint = "" if "--data" in str(e) else " (give its location with --data PATH)"
+        raise CLIError(f"{e}{hint}") from None
+    except (ValueError, OSError) as e:   # data.DataError / ChecksumError: corrupt, truncated
+        raise CLIError(f"cannot load {name}: {e}") from None
+
+
+def _data_error() -> type:
+    """convforge.data.DataError (corrupt/crafted data files), or a never-raised stand-in."""
+    from . import data
+
+    return getattr(data, "DataError", CLIError)
 
 
 def _to_32(x: np.ndarray) -> np.ndarray:
@@ -170,8 +192,10 @@ def _make_optimizer(name: str, lr: float):
 
 def _build_model(models_mod, name: str, num_classes: int, input_shape: tuple[int, ...],
                  seed: int):
+    import convforge
+
     factory = getattr(models_mod, name)
-    np.random.seed(seed)  # for initialisers that draw from NumPy's global generator
+    convforge.set_seed(seed)  # weights and Dropout masks (fit gets seed= for the rest)
     kwargs: dict[str, Any] = {"num_classes": num_classes, "input_shape": tuple(input_shape)}
     if "seed" in inspect.signature(factory).parameters:  # seeded initialisers when offered
         kwargs["seed"] = seed
@@ -206,6 +230,13 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise CLIError(f"--val-split must be in [0, 1), got {a.val_split}", 2)
     if a.stream and dataset != "cifar10":
         raise CLIError("--stream works with --dataset cifar10 (the JPEG tree or archive)", 2)
+    if a.lr is not None and not (math.isfinite(a.lr) and a.lr > 0):
+        raise CLIError(f"--lr must be a finite number > 0, got {a.lr}", 2)
+    if a.seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {a.seed}", 2)
+    for opt, v in (("--limit", a.limit), ("--test-limit", a.test_limit)):
+        if v is not None and v < 1:
+            raise CLIError(f"{opt} must be >= 1, got {v}", 2)
     try:
         augment = data.Augment.from_spec(a.augment) if a.augment else None
     except ValueError as e:
@@ -220,9 +251,80 @@ def cmd_train(a: argparse.Namespace) -> int:
                   if a.backend in convforge.backends.NAMES else "unknown backend")
         raise CLIError(f"--backend {a.backend} cannot run here ({reason}); available: "
                        f"{convforge.available()}", 2)
+    _check_out_dir(Path(a.out or f"runs/{a.model}-{dataset}"))
     scope = convforge.use_backend(a.backend) if a.backend else contextlib.nullcontext()
     with scope:  # the backend choice ends with the command (main() may run in-process)
         return _train(a, dataset, augment, models_mod)
+
+
+def _check_out_dir(out: Path) -> None:
+    """--out must be a folder we can create files in: checked before any data is loaded (a
+    training run must not end in 'cannot write')."""
+    created = [p for p in (out, *out.parents) if not p.exists()]   # deepest first
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".convforge-write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+        for p in created:   # made again when the results are written: no empty folders left
+            p.rmdir()       # behind by a run that fails later (missing data, say)
+    except OSError as e:
+        why = "it is a file, not a folder" if out.exists() and not out.is_dir() else \
+            (e.strerror or str(e))
+        raise CLIError(f"--out {out}: cannot write there ({why})", 2) from None
+
+
+class _Interrupt:
+    """SIGINT/SIGTERM during training: the handler records the signal and asks the model to
+    stop after the current batch (fit checks model.stop_training after each batch); a second
+    SIGINT raises KeyboardInterrupt at once. Handlers are installed only on the main thread
+    (signal.signal refuses elsewhere) and restored on exit."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.model = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        if self.model is not None:
+            self.model.stop_training = True
+
+    def __enter__(self) -> _Interrupt:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                num = getattr(signal, name, None)
+                if num is not None:
+                    self._old[num] = signal.signal(num, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for num, old in self._old.items():
+            signal.signal(num, old)
+        self._old.clear()
+
+    def callback(self):
+        """A fit callback re-raising the stop at train/epoch begin (fit resets stop_training
+        when it starts, which would drop a signal that came just before)."""
+        from .nn import Callback
+
+        intr = self
+
+        class _StopOnSignal(Callback):
+            def on_train_begin(self, logs=None):
+                if intr.signum is not None:
+                    self.model.stop_training = True
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.on_train_begin(logs)
+
+        return _StopOnSignal()
 
 
 def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
@@ -294,53 +396,78 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
           f"{a.batch_size}, backend {backend}, augment {augment.spec() if augment else 'none'}")
     print(f"validation: {validation}")
 
-    # ---- train, evaluate
+    # ---- train (SIGINT/SIGTERM stop it after the current batch), evaluate
     t0 = time.perf_counter()
-    history = model.fit(train_src, None, epochs=a.epochs, validation_data=val_data,
-                        verbose=verbose, seed=a.seed)
-    train_seconds = time.perf_counter() - t0
-    if test_src is not None:
-        test = _evaluate_stream(model, test_src)
-    else:
-        test = model.evaluate(x_test, y_test, batch_size=256, verbose=0, return_dict=True)
-    hist = _history_dict(history)
-    epochs_run = len(getattr(history, "epoch", [])) or a.epochs
+    with _Interrupt() as intr:
+        intr.model = model
+        try:
+            history = model.fit(train_src, None, epochs=a.epochs, validation_data=val_data,
+                                verbose=verbose, seed=a.seed, callbacks=[intr.callback()])
+        except _data_error() as e:   # a corrupt image met while streaming
+            raise CLIError(f"bad training data: {e}") from None
+        train_seconds = time.perf_counter() - t0
+        interrupted = intr.signum
+        if interrupted is not None:   # no test evaluation: stop promptly, as asked
+            test = {"accuracy": None, "loss": None}
+            print(f"interrupted by {signal.Signals(interrupted).name}: saving the weights of "
+                  "the last batch", file=sys.stderr)
+        elif test_src is not None:
+            test = _evaluate_stream(model, test_src)
+        else:
+            test = model.evaluate(x_test, y_test, batch_size=256, verbose=0, return_dict=True)
+        hist = _history_dict(history)
+        epochs_run = len(getattr(history, "epoch", []))
 
-    # ---- write outputs
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = {
-        "test_accuracy": float(test["accuracy"]),
-        "test_loss": float(test["loss"]),
-        "epochs": epochs_run,
-        "train_seconds": train_seconds,
-        "images_per_second": n_train * epochs_run / train_seconds,
-        "backend": backend,
-        "model": a.model,
-        "dataset": dataset,
-        "seed": a.seed,
-        "history": hist,
-        "train_images": n_train,
-        "test_images": n_test,
-        "validation": validation,
-        "batch_size": a.batch_size,
-        "optimizer": a.optimizer,
-        "learning_rate": lr,
-        "augment": augment.spec() if augment else "none",
-        "params": int(model.count_params()),
-        "note": "train_seconds is the wall time of model.fit (per-epoch validation included)",
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    model.save_weights(str(out / "weights.npz"))
+        # ---- write outputs (each file atomically; a signal now waits until they are written)
+        metrics = {
+            "test_accuracy": None if test["accuracy"] is None else float(test["accuracy"]),
+            "test_loss": None if test["loss"] is None else float(test["loss"]),
+            "epochs": epochs_run,
+            "interrupted": interrupted is not None,
+            "train_seconds": train_seconds,
+            "images_per_second": n_train * epochs_run / train_seconds if epochs_run else None,
+            "backend": backend,
+            "model": a.model,
+            "dataset": dataset,
+            "seed": a.seed,
+            "history": hist,
+            "train_images": n_train,
+            "test_images": n_test,
+            "validation": validation,
+            "batch_size": a.batch_size,
+            "optimizer": a.optimizer,
+            "learning_rate": lr,
+            "augment": augment.spec() if augment else "none",
+            "params": int(model.count_params()),
+            "note": "train_seconds is the wall time of model.fit (per-epoch validation included)",
+        }
+        _write_outputs(out, model, metrics, hist)
+    if interrupted is not None:
+        print(f"wrote {out}/metrics.json (interrupted), weights.npz", file=sys.stderr)
+        return 128 + int(interrupted)
+    print(f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}, "
+          f"{metrics['images_per_second']:.0f} images/s; wrote {out}/metrics.json, "
+          "weights.npz, curves.png")
+    return 0
+
+
+def _write_outputs(out: Path, model, metrics: dict[str, Any], hist: dict) -> None:
+    from ._io_atomic import write_text
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_weights(str(out / "weights.npz"))
+        write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    except OSError as e:
+        raise CLIError(f"cannot write the results to {out}: {e}") from None
+    if not hist.get("loss"):
+        return   # interrupted before the first epoch ended: no curve to draw
     try:
         from .viz import plot_history
 
         plot_history(hist, out / "curves.png")
     except ImportError as e:
         print(f"warning: curves.png not written: {e}", file=sys.stderr)
-    print(f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}, "
-          f"{metrics['images_per_second']:.0f} images/s; wrote {out}/metrics.json, "
-          "weights.npz, curves.png")
-    return 0
 
 
 def _find_stream_source(path: str | None) -> Path:
@@ -372,6 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as e:
         print(f"convforge {a.command}: error: {e}", file=sys.stderr)
         return e.status
+    except KeyboardInterrupt:   # Ctrl-C outside training, or twice: nothing (more) written
+        print(f"convforge {a.command}: interrupted", file=sys.stderr)
+        return 128 + int(signal.SIGINT)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,15 +1,18 @@
 """Losses: mean over the batch, with the gradient w.r.t. the model output computed in one pass.
 
 Each loss has `loss(y_true, y_pred) -> scalar` and `forward_backward(y_true, y_pred)
--> (scalar, dy_pred)`, and `link(y_pred)` turning model outputs into predictions (softmax,
-sigmoid or identity; used by Model.predict). Scalars are 0-d arrays of the input's module, so
-the CuPy path does not synchronise per batch. For the same reason the sparse cross-entropy
-checks the range of integer class ids only when they are NumPy arrays: Model checks labels on
-the host before moving them to the GPU (`check_targets`), and labels already on the GPU once
-per fit/evaluate call, not per batch.
+-> (scalar, dy_pred)`, and `link(y_pred)` turning model outputs into predictions (softmax
+over (N, classes) logits, sigmoid or identity; used by Model.predict). Scalars are 0-d arrays
+of the input's module, so the CuPy path does not synchronise per batch. For the same reason
+the sparse cross-entropy checks the range of integer class ids only when they are NumPy
+arrays: Model checks labels on the host before moving them to the GPU (`check_targets`), and
+labels already on the GPU once per fit/evaluate call, not per batch.
 
 Cross-entropies take logits by default (from_logits=True) and use a stable log-softmax /
 log-sigmoid: no exp of a large positive number is ever taken. Class axis: 1 for (N, K).
+
+An empty batch (N = 0) gives a NaN loss (the mean over zero samples, as in PyTorch), without a
+warning, and an empty gradient of y_pred's shape, so it adds nothing to parameter gradients.
 """
 
 from __future__ import annotations
@@ -37,6 +40,15 @@ def _pred(y_pred, name: str = "y_pred"):
         raise TypeError(f"{name} must be a float array, got {type(y_pred).__name__} "
                         f"{getattr(y_pred, 'dtype', '')}")
     return y_pred
+
+
+def _mean(v, total=None):
+    """v.mean() (or total / v.size when `total` is given); NaN for an empty v, without
+    NumPy's 'mean of empty slice' warning."""
+    xp = _xp(v)
+    if v.size == 0:
+        return xp.asarray(xp.nan, dtype=v.dtype if v.dtype.kind == "f" else np.float64)
+    return v.mean() if total is None else total / v.size
 
 
 def _log_softmax(z):
@@ -102,6 +114,8 @@ def _class_ids(y, k: int, what: str):
             raise TypeError(f"y_true must hold integer class ids, got dtype {y.dtype}")
         y = yi
     y = y.astype(np.int64, copy=False)
+    if y.size == 0:                                                  # no ids to check
+        return y
     lo, hi = int(y.min()), int(y.max())
     if lo < 0 or hi >= k:
         raise ValueError(f"y_true class ids must lie in [0, {k}) for {what}, got values in "
@@ -140,18 +154,19 @@ class SparseCategoricalCrossentropy(Loss):
         rows = xp.arange(n)
         if self.from_logits:
             logp = _log_softmax(y_pred)                              # (N, K)
-            loss = -logp[rows, y].mean()
+            loss = -_mean(logp[rows, y])
             grad = xp.exp(logp)
             grad[rows, y] -= 1
-            return loss, grad / n
+            return loss, grad / max(n, 1)
         p = xp.clip(y_pred, _EPS, 1 - _EPS)
-        loss = -xp.log(p[rows, y]).mean()
+        loss = -_mean(xp.log(p[rows, y]))
         grad = xp.zeros_like(y_pred)
         grad[rows, y] = -1 / (p[rows, y] * n)
         return loss, grad
 
     def link(self, y_pred):
-        return xp_softmax(y_pred) if self.from_logits else y_pred
+        # softmax over the classes of (N, classes) logits only: other shapes pass unchanged
+        return xp_softmax(y_pred) if self.from_logits and y_pred.ndim == 2 else y_pred
 
 
 class CategoricalCrossentropy(Loss):
@@ -164,17 +179,19 @@ class CategoricalCrossentropy(Loss):
         y = xp.asarray(y_true).astype(y_pred.dtype, copy=False)
         _check_2d(y_pred, y.shape, tuple(y_pred.shape))
         n = y_pred.shape[0]
+        rows = y_pred[:, 0]                                          # (N,): for _mean's size
         if self.from_logits:
             logp = _log_softmax(y_pred)
-            loss = -(y * logp).sum() / n
+            loss = -_mean(rows, (y * logp).sum())
             grad = xp.exp(logp) * y.sum(axis=1, keepdims=True) - y
-            return loss, grad / n
+            return loss, grad / max(n, 1)
         p = xp.clip(y_pred, _EPS, 1 - _EPS)
-        loss = -(y * xp.log(p)).sum() / n
-        return loss, -y / (p * n)
+        loss = -_mean(rows, (y * xp.log(p)).sum())
+        return loss, -y / (p * max(n, 1))
 
     def link(self, y_pred):
-        return xp_softmax(y_pred) if self.from_logits else y_pred
+        # softmax over the classes of (N, classes) logits only: other shapes pass unchanged
+        return xp_softmax(y_pred) if self.from_logits and y_pred.ndim == 2 else y_pred
 
 
 class BinaryCrossentropy(Loss):
@@ -196,11 +213,11 @@ class BinaryCrossentropy(Loss):
         if self.from_logits:
             z = y_pred
             # max(z, 0) - z*y + log(1 + exp(-|z|)) == -[y log s(z) + (1-y) log(1-s(z))]
-            loss = (xp.maximum(z, 0) - z * y + xp.log1p(xp.exp(-xp.abs(z)))).mean()
-            return loss, (_sigmoid(z) - y) / m
+            loss = _mean(xp.maximum(z, 0) - z * y + xp.log1p(xp.exp(-xp.abs(z))))
+            return loss, (_sigmoid(z) - y) / max(m, 1)
         p = xp.clip(y_pred, _EPS, 1 - _EPS)
-        loss = -(y * xp.log(p) + (1 - y) * xp.log(1 - p)).mean()
-        return loss, (p - y) / (p * (1 - p) * m)
+        loss = -_mean(y * xp.log(p) + (1 - y) * xp.log(1 - p))
+        return loss, (p - y) / (p * (1 - p) * max(m, 1))
 
     def link(self, y_pred):
         return _sigmoid(y_pred) if self.from_logits else y_pred
@@ -223,7 +240,7 @@ class MeanSquaredError(Loss):
             raise ValueError(f"y_true must have the shape of y_pred {tuple(y_pred.shape)}, got "
                              f"{tuple(y.shape)}")
         d = y_pred - y
-        return (d * d).mean(), d * (2.0 / y_pred.size)
+        return _mean(d * d), d * (2.0 / max(y_pred.size, 1))
 
     def __repr__(self) -> str:
         return "MeanSquaredError()"

@@ -16,6 +16,8 @@ from typing import Any, Union
 
 import numpy as np
 
+from ._io_atomic import atomic_write
+
 __all__ = ["plot_history", "show_activations", "show_filters"]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -34,9 +36,13 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path: PathLike) -> Path:
+    """Writes the figure atomically (temporary file + os.replace: a crash never leaves a
+    truncated image); the format comes from the suffix (png when there is none)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
+    fmt = path.suffix[1:].lower() or "png"
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format=fmt, bbox_inches="tight")
     return path
 
 
@@ -143,10 +149,15 @@ def _layer_index(layers: Sequence[Any], layer: int | str) -> int:
 
 
 def _run_layer(lyr: Any, x):
-    """Inference-mode forward of one layer: forward(x, training=False), forward(x) or lyr(x)."""
+    """Inference-mode forward of one layer: forward(x, training=False), forward(x) or lyr(x).
+    convforge layers run inside nn's inference(): nothing is cached on them (a fit running on
+    another thread is not disturbed)."""
     if hasattr(lyr, "forward"):
         if "training" in inspect.signature(lyr.forward).parameters:
-            return lyr.forward(x, training=False)
+            from .nn.base import inference
+
+            with inference():
+                return lyr.forward(x, training=False)
         return lyr.forward(x)
     if callable(lyr):
         return lyr(x)

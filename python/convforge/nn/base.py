@@ -8,32 +8,62 @@ A layer's parameters are created when it is built (from the first input shape it
 values are drawn lazily, on first access, from a seed taken at creation from the global
 generator (`set_seed`). So architectures (e.g. VGG-16 at 224x224) can be summarised and counted
 without allocating their weights, and the values never depend on the order of access.
+
+Threads: what a forward keeps for backward (`Layer._cache`) is stored per thread, and nothing
+at all is kept inside `inference()` (Model.predict / evaluate run there). So predict/evaluate
+in one thread never disturb a fit running in another on the same model; see Model's docstring.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
 from . import initializers
 
-__all__ = ["Parameter", "Layer", "SymbolicTensor", "Input", "set_seed", "array_module",
-           "to_host", "to_numpy"]
+__all__ = ["Parameter", "Layer", "SymbolicTensor", "Input", "set_seed", "inference",
+           "array_module", "to_host", "to_numpy"]
 
 _global_rng = np.random.default_rng()
+_seed_lock = threading.Lock()   # draws from _global_rng come one at a time, in call order
 _NOT_RUN = object()
+_tls = threading.local()        # .no_record: True inside inference() on this thread
 
 
 def set_seed(seed: Optional[int]) -> None:
-    """Seeds the generator behind weight initialisation and Dropout masks (None: fresh entropy)."""
+    """Seeds the generator behind weight initialisation, Dropout masks and fit's default
+    shuffling/augmentation seed (None: fresh entropy). convforge.set_seed calls it."""
     global _global_rng
-    _global_rng = np.random.default_rng(seed)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or seed < 0):
+        raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
+    with _seed_lock:
+        _global_rng = np.random.default_rng(None if seed is None else int(seed))
 
 
 def _new_seed() -> int:
-    return int(_global_rng.integers(2**63 - 1))
+    """A seed for one consumer (a parameter, a Dropout layer, a fit call) from the global
+    generator: after set_seed(s) the same sequence of model building and fit calls gets the
+    same seeds."""
+    with _seed_lock:
+        return int(_global_rng.integers(2**63 - 1))
+
+
+@contextlib.contextmanager
+def inference():
+    """Within this block (on this thread), layer forwards keep nothing for backward: nothing
+    is written on the layers, so concurrent training on another thread is not disturbed.
+    Model.predict and Model.evaluate run in it."""
+    old = getattr(_tls, "no_record", False)
+    _tls.no_record = True
+    try:
+        yield
+    finally:
+        _tls.no_record = old
 
 
 def array_module(a) -> Any:
@@ -210,7 +240,27 @@ class Layer:
         self._params: dict[str, Parameter] = {}
         self.input = None     # the SymbolicTensor(s) of the latest symbolic call
         self.output = None
-        self._cache: Any = _NOT_RUN   # what the latest forward kept for backward
+        self._local = threading.local()   # .cache: what this thread's latest forward kept
+
+    # ---- what forward keeps for backward: per thread, and nothing inside inference()
+    @property
+    def _cache(self) -> Any:
+        return getattr(self._local, "cache", _NOT_RUN)
+
+    @_cache.setter
+    def _cache(self, value: Any) -> None:
+        if not getattr(_tls, "no_record", False):
+            self._local.cache = value
+
+    def __getstate__(self) -> dict:
+        # copy/deepcopy/pickle of a layer: the per-thread cache does not travel
+        state = dict(self.__dict__)
+        state.pop("_local", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     # ---- parameters
     def add_weight(self, name: str, shape: Sequence[int],
@@ -348,7 +398,8 @@ class Layer:
     def backward(self, dy):
         """Gradient of the loss w.r.t. the input, given dy w.r.t. the output."""
         if self._cache is _NOT_RUN:
-            raise RuntimeError(f"layer {self.label}: backward called before forward")
+            raise RuntimeError(f"layer {self.label}: backward called before forward (on this "
+                               "thread, outside inference())")
         return self._backward(dy)
 
     def _forward(self, x, training: bool):

@@ -60,7 +60,10 @@ class Initializer:
 
     def __call__(self, shape: Sequence[int], dtype="float32",
                  rng: Optional[np.random.Generator] = None) -> np.ndarray:
-        rng = np.random.default_rng() if rng is None else rng
+        if rng is None:   # a seed from the generator convforge.set_seed seeds
+            from .base import _new_seed
+
+            rng = np.random.default_rng(_new_seed())
         return np.asarray(self.sample(tuple(int(s) for s in shape), rng), dtype=dtype)
 
     def sample(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:

@@ -8,12 +8,13 @@ parameter gradients into `Parameter.grad` while the layer is trainable.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
 from .. import functional as F
 from .._shapes import conv_output_size, conv_padding, pair, pool_output_size, pool_padding
+from .activations import ACTIVATIONS, _activation, _softmax, _softmax_grad
 from .base import Layer, _new_seed, array_module
 
 __all__ = ["Conv2D", "Dense", "MaxPooling2D", "AveragePooling2D", "MinPooling2D",
@@ -22,69 +23,7 @@ __all__ = ["Conv2D", "Dense", "MaxPooling2D", "AveragePooling2D", "MinPooling2D"
            "Add", "ACTIVATIONS"]
 
 
-# --------------------------------------------------------------------------- activations
-# Each activation is (forward(x) -> y, backward(y, dy) -> dx); backward needs only the output.
-
-def _relu(x):
-    return array_module(x).maximum(x, 0)
-
-
-def _relu_grad(y, dy):
-    return dy * (y > 0)
-
-
-def _sigmoid(x):
-    xp = array_module(x)
-    e = xp.exp(-xp.abs(x))                       # in (0, 1]: no overflow for any x
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
-def _sigmoid_grad(y, dy):
-    return dy * y * (1 - y)
-
-
-def _tanh(x):
-    return array_module(x).tanh(x)
-
-
-def _tanh_grad(y, dy):
-    return dy * (1 - y * y)
-
-
-def _softmax(x, axis: int = 1):
-    xp = array_module(x)
-    e = xp.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def _softmax_grad(y, dy, axis: int = 1):
-    return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
-
-
-def _linear(x):
-    return x
-
-
-def _linear_grad(y, dy):
-    return dy
-
-
-ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
-    "linear": (_linear, _linear_grad),
-    "relu": (_relu, _relu_grad),
-    "sigmoid": (_sigmoid, _sigmoid_grad),
-    "tanh": (_tanh, _tanh_grad),
-    "softmax": (_softmax, _softmax_grad),   # over axis 1 (classes / channels)
-}
-
-
-def _activation(name: Optional[str]) -> str:
-    if name is None:
-        return "linear"
-    if not isinstance(name, str) or name.lower() not in ACTIVATIONS:
-        raise ValueError(f"activation must be None or one of {sorted(ACTIVATIONS)}, got {name!r}")
-    return name.lower()
-
+# --------------------------------------------------------------------------- helpers
 
 def _positive_int(v, name: str) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -412,7 +351,8 @@ class Flatten(Layer):
 
     def _forward(self, x, training):
         self._cache = x.shape
-        return x.reshape(x.shape[0], -1)
+        # explicit feature count: reshape(0, -1) is ambiguous for an empty batch
+        return x.reshape(x.shape[0], int(np.prod(x.shape[1:], dtype=np.int64)))
 
     def _backward(self, dy):
         return dy.reshape(self._cache)
@@ -555,7 +495,7 @@ class BatchNormalization(Layer):
     (biased) variance over N, H, W; the moving statistics follow
     moving = momentum * moving + (1 - momentum) * batch (Keras' rule and defaults).
     Inference, or while the layer is frozen (trainable=False, as in Keras), uses the moving
-    statistics.
+    statistics; so does an empty batch (N = 0), which leaves them unchanged.
     """
 
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
@@ -591,7 +531,9 @@ class BatchNormalization(Layer):
         xp = array_module(x)
         axes = (0,) if x.ndim == 2 else (0, 2, 3)
         bshape = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
-        batch_stats = training and self.trainable
+        # An empty batch has no statistics: it is normalised with the moving ones, which it
+        # leaves unchanged (a mean over zero values would turn them into NaN).
+        batch_stats = training and self.trainable and x.shape[0] > 0
         if batch_stats:
             mean, var = x.mean(axis=axes), x.var(axis=axes)          # (C,) each
             m = self.momentum

@@ -9,9 +9,10 @@ predict / summary / save_weights / load_weights.
 
 A model has one input; it may have several outputs for forward/backward (e.g. an inner
 activation and the logits, for Grad-CAM) but fit/evaluate/predict need exactly one. Each layer
-may appear once in a model (shared layers are not supported). Models output logits; the loss
-given to compile decides what predict returns (softmax for the categorical cross-entropies,
-sigmoid for binary cross-entropy from logits, the raw output otherwise).
+may appear once in a model (shared layers are not supported). forward/__call__ return the raw
+outputs. predict returns them too, except for a model compiled with a loss from logits: then
+(N, classes) logits become softmax probabilities (categorical cross-entropies) and binary
+cross-entropy logits sigmoid probabilities; predict(x, raw=True) always gives raw outputs.
 
 Devices: batches go to the array module of the input (NumPy or CuPy); NumPy batches are moved
 to the GPU when the cuda backend is chosen (set_backend/use_backend/$CONVFORGE_BACKEND), once
@@ -30,20 +31,33 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from .. import backends as _backends
 from .. import losses as _losses
 from .. import optim as _optim
+from . import _summary
 from . import metrics as _metrics
+from . import saving as _saving
+from ._loop import (
+    POSTFIX_SECONDS,
+    LinePrinter,
+    array_batches,
+    check_xy,
+    is_batch_source,
+    positive,
+    progress_class,
+    wants_batch_logs,
+)
+from ._loop import (
+    device_module as _device_module,  # a module attribute: tests patch it
+)
 from .base import (
-    Input,
     Layer,
     Parameter,
     SymbolicTensor,
-    _float_dtype,
+    _new_seed,
     _snake,
     array_module,
+    inference,
     to_host,
-    to_numpy,
 )
 from .callbacks import Callback, History
 
@@ -51,25 +65,6 @@ __all__ = ["Model", "Sequential"]
 
 
 # --------------------------------------------------------------------------- helpers
-
-def _is_batch_source(x) -> bool:
-    """An object yielding (xb, yb) batches per epoch, with len() = number of batches."""
-    return not hasattr(x, "shape") and hasattr(x, "__iter__") and hasattr(x, "__len__") \
-        and not isinstance(x, (list, tuple))
-
-
-def _device_module(a):
-    """Where a batch runs: its own module if CuPy; CuPy when the cuda backend is chosen."""
-    xp = array_module(a)
-    if xp is np and _backends.chosen(on_gpu=False) == "cuda":
-        import cupy
-
-        return cupy
-    return xp
-
-
-_POSTFIX_SECONDS = 0.5   # fit's progress bar shows the running logs at most this often
-
 
 class _RunningMeans:
     """Sample-weighted running means of the loss and metrics over the batches of an epoch (or
@@ -93,18 +88,6 @@ class _RunningMeans:
         return {k: float(s) / self.count for k, s in zip(self.names, host)}
 
 
-def _wants_batch_logs(cb: Callback) -> bool:
-    """Whether a callback overrides on_train_batch_end (it then gets host logs every batch)."""
-    return type(cb).on_train_batch_end is not Callback.on_train_batch_end or \
-        "on_train_batch_end" in vars(cb)
-
-
-def _index_on(a, idx):
-    """A host index array on the device of `a` (moved once, not once per batch)."""
-    xp = array_module(a)
-    return idx if xp is np else xp.asarray(idx)
-
-
 def _unique_name(base: str, used: set) -> str:
     name, i = base, 0
     while name in used:
@@ -118,7 +101,16 @@ def _shape_str(shape) -> str:
 
 
 class Model:
-    """A graph of layer calls from one Input to one or more outputs."""
+    """A graph of layer calls from one Input to one or more outputs.
+
+    Threads: calls on different models are independent. On one model, predict and evaluate
+    write nothing on it (no cached activations, no moving-statistic updates, no random draws),
+    so any number of them may run at once, also beside a fit on another thread: they then see
+    the weights as they are mid-training (possibly halfway through one optimiser step), and
+    the fit gives bit for bit the weights it gives alone. What forward(x, training) keeps for
+    backward is kept per thread. Two fits (or train_on_batch, load_weights, set_weights) on
+    one model at the same time are not supported.
+    """
 
     def __init__(self, inputs: Union[SymbolicTensor, Sequence[SymbolicTensor]],
                  outputs: Union[SymbolicTensor, Sequence[SymbolicTensor]],
@@ -400,45 +392,19 @@ class Model:
         """One optimiser step on one batch; returns the batch loss and metrics."""
         self._require_compiled()
         xb, yb = self._to_device(*self._batch(x, y))
+        if len(xb) == 0:
+            raise ValueError(f"train_on_batch needs a non-empty batch, got x of shape "
+                             f"{tuple(xb.shape)} (an optimiser step without data would still "
+                             "move weights with momentum)")
         loss, out = self._train_step(xb, yb)
         running = _RunningMeans(["loss"] + [name for name, _ in self.metrics])
         running.add(self._step_values(loss, yb, out), 1)
         return running.means()
 
     # ------------------------------------------------------------------ batching
-    @staticmethod
-    def _check_xy(x, y, what: str = "x"):
-        if y is None:
-            raise ValueError(f"y is required when {what} is an array (only a batch source "
-                             "yields its own labels)")
-        if not hasattr(x, "shape"):
-            x = np.asarray(x)
-        if not hasattr(y, "shape"):
-            y = np.asarray(y)
-        if len(x) != len(y):
-            raise ValueError(f"{what} and y must have the same number of samples, got "
-                             f"{what} {tuple(x.shape)} and y {tuple(y.shape)}")
-        if len(x) == 0:
-            raise ValueError(f"{what} is empty: shape {tuple(x.shape)}")
-        return x, y
-
-    @staticmethod
-    def _array_batches(x, y, batch_size: int, order=None):
-        n = len(x)
-        if order is not None:   # the permutation goes to each array's device once per epoch
-            ox, oy = _index_on(x, order), (None if y is None else _index_on(y, order))
-        for s in range(0, n, batch_size):
-            if order is None:
-                sl = slice(s, s + batch_size)
-                yield x[sl], (None if y is None else y[sl])
-            else:
-                yield x[ox[s:s + batch_size]], (None if y is None else y[oy[s:s + batch_size]])
-
-    @staticmethod
-    def _positive(v, name):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-        return int(v)
+    _check_xy = staticmethod(check_xy)
+    _array_batches = staticmethod(array_batches)
+    _positive = staticmethod(positive)
 
     # ------------------------------------------------------------------ fit
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, validation_data=None,
@@ -453,13 +419,17 @@ class Model:
         rescaled) with labels y, or a batch source (iterable of (xb, yb) per epoch with len()
         = number of batches; then y=None). validation_split holds out the last fraction of
         x (before shuffling). augment(x_batch, rng) runs on each training batch after the
-        cast, with a Generator seeded from `seed` (which also seeds shuffling).
+        cast, with a Generator seeded from `seed` (which also seeds shuffling; None: a seed
+        drawn from the generator that convforge.set_seed seeds, so runs after set_seed(s) are
+        reproducible). Empty batches from a batch source are skipped.
+        A stop requested mid-epoch (model.stop_training = True, e.g. by a callback or a signal
+        handler) ends the epoch after the current batch, without validating that part-epoch.
         verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         """
         self._require_compiled()
         batch_size = self._positive(batch_size, "batch_size")
         epochs = self._positive(epochs, "epochs")
-        source = _is_batch_source(x)
+        source = is_batch_source(x)
         if source:
             if y is not None:
                 raise ValueError("y must be None when x is a batch source yielding (xb, yb)")
@@ -477,6 +447,8 @@ class Model:
                                      f"no validation samples out of {len(x)}")
                 validation_data = (x[split:], y[split:])
                 x, y = x[:split], y[:split]
+        if seed is None:
+            seed = _new_seed()
         shuffle_rng, aug_rng = (np.random.default_rng(s)
                                 for s in np.random.SeedSequence(seed).spawn(2))
 
@@ -487,8 +459,8 @@ class Model:
         self.stop_training = False
         for cb in cbs:
             cb.on_train_begin({})
-        bar_cls = self._progress_class(verbose)
-        batch_cbs = [cb for cb in cbs if _wants_batch_logs(cb)]
+        bar_cls = progress_class(verbose)
+        batch_cbs = [cb for cb in cbs if wants_batch_logs(cb)]
         names = ["loss"] + [name for name, _ in self.metrics]
         for epoch in range(initial_epoch, epochs):
             for cb in cbs:
@@ -505,8 +477,11 @@ class Model:
             shown = time.monotonic()
             running = _RunningMeans(names)
             logs: dict[str, float] = {}
+            cut_short = False   # stopped before the last batch: no validation of a part-epoch
             for i, (xb, yb) in enumerate(batches):
                 xb, yb = self._batch(xb, yb)
+                if len(xb) == 0:   # nothing to learn from (and no optimiser step)
+                    continue
                 if augment is not None:
                     xb = augment(xb, aug_rng)
                     if xb.dtype != self.dtype:
@@ -515,8 +490,8 @@ class Model:
                 loss, out = self._train_step(xb, yb)
                 running.add(self._step_values(loss, yb, out), len(xb))
                 # Host logs mid-epoch only for callbacks that ask for them (every batch) and
-                # for a live progress bar (every _POSTFIX_SECONDS): each is a GPU sync.
-                if batch_cbs or (live_bar and time.monotonic() - shown >= _POSTFIX_SECONDS):
+                # for a live progress bar (every POSTFIX_SECONDS): each is a GPU sync.
+                if batch_cbs or (live_bar and time.monotonic() - shown >= POSTFIX_SECONDS):
                     logs = running.means()
                     bar.set_postfix(logs, refresh=False)  # drawn by update's rate limit
                     shown = time.monotonic()
@@ -524,18 +499,19 @@ class Model:
                 for cb in batch_cbs:
                     cb.on_train_batch_end(i, logs)
                 if self.stop_training:
+                    cut_short = i + 1 < n_batches
                     break
             if running.count == 0:
                 bar.close()
                 raise ValueError("the training data yielded no batches")
             logs = running.means()
             bar.set_postfix(logs, refresh=False)
-            if validation_data is not None:
+            if validation_data is not None and not cut_short:
                 val = self._evaluate(validation_data, batch_size)
                 logs.update({f"val_{k}": v for k, v in val.items()})
                 bar.set_postfix(logs)
             bar.close()
-            if verbose == 2 or (verbose == 1 and bar_cls is _LinePrinter):
+            if verbose == 2 or (verbose == 1 and bar_cls is LinePrinter):
                 print(f"Epoch {epoch + 1}/{epochs} - " +
                       " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
             for cb in cbs:
@@ -546,23 +522,11 @@ class Model:
             cb.on_train_end({})
         return history
 
-    @staticmethod
-    def _progress_class(verbose: int):
-        if verbose == 1:
-            try:
-                from tqdm.auto import tqdm
-
-                return lambda total, desc: tqdm(total=total, desc=desc, unit="batch",
-                                                leave=True, dynamic_ncols=True)
-            except ImportError:
-                return _LinePrinter
-        return _NoBar
-
     # ------------------------------------------------------------------ evaluate / predict
     def _evaluate(self, data, batch_size: int, verbose: int = 0,
                   what: str = "x_val") -> dict[str, float]:
         """Loss and metrics over `data` ((x, y) arrays or a batch source), inference mode."""
-        if _is_batch_source(data):
+        if is_batch_source(data):
             batches, total = iter(data), len(data)
         else:
             if not isinstance(data, (tuple, list)) or len(data) != 2:
@@ -570,249 +534,97 @@ class Model:
             x, y = self._check_xy(*data, what=what)
             self._check_device_targets(x, y)
             batches, total = self._array_batches(x, y, batch_size), math.ceil(len(x) / batch_size)
-        bar = self._progress_class(verbose)(total=total, desc="evaluate")
+        bar = progress_class(verbose)(total=total, desc="evaluate")
         running = _RunningMeans(["loss"] + [name for name, _ in self.metrics])
-        for xb, yb in batches:
-            xb, yb = self._to_device(*self._batch(xb, yb))
-            out = self.forward(xb, training=False)
-            running.add(self._step_values(self.loss(yb, out), yb, out), len(xb))
-            bar.update(1)
+        with inference():   # writes nothing on the layers: safe beside a fit on another thread
+            for xb, yb in batches:
+                xb, yb = self._to_device(*self._batch(xb, yb))
+                bar.update(1)
+                if len(xb) == 0:   # adds nothing to sample-weighted means (NaN * 0 would)
+                    continue
+                out = self.forward(xb, training=False)
+                running.add(self._step_values(self.loss(yb, out), yb, out), len(xb))
         bar.close()
         if running.count == 0:
-            raise ValueError("the evaluation data yielded no batches")
+            raise ValueError("the evaluation data holds no samples: a mean loss over zero "
+                             "samples is undefined")
         return running.means()
 
     def evaluate(self, x, y=None, batch_size: int = 256, verbose: int = 0,
                  return_dict: bool = True):
         """Mean loss and metrics in inference mode: {"loss": ..., "accuracy": ...}, or
-        [loss, *metrics] with return_dict=False."""
+        [loss, *metrics] with return_dict=False. Zero samples raise ValueError (the mean of
+        nothing is undefined). Writes nothing on the model (safe beside a running fit)."""
         self._require_compiled()
         batch_size = self._positive(batch_size, "batch_size")
-        data = x if _is_batch_source(x) else (x, y)
-        if _is_batch_source(x) and y is not None:
+        data = x if is_batch_source(x) else (x, y)
+        if is_batch_source(x) and y is not None:
             raise ValueError("y must be None when x is a batch source")
         result = self._evaluate(data, batch_size, verbose, what="x")
         return result if return_dict else list(result.values())
 
-    def predict(self, x, batch_size: int = 256, verbose: int = 0):
-        """Predictions in inference mode: softmax probabilities (N, classes) for models compiled
-        with a categorical cross-entropy (and for uncompiled models), sigmoid for binary
-        cross-entropy from logits, raw outputs for MSE. Returned in the batches' array module."""
+    def predict(self, x, batch_size: int = 256, verbose: int = 0, raw: bool = False):
+        """The model's outputs in inference mode, batch by batch, in the batches' array module.
+
+        What comes back is what the model outputs (as in Keras), with one exception: a model
+        compiled with a loss that takes logits returns that loss's predictions from (N, classes)
+        logits, i.e. softmax probabilities for the categorical cross-entropies and the sigmoid
+        for binary cross-entropy (any shape). Outputs of any other shape (feature maps of a
+        Conv2D model, say), uncompiled models, MSE, and `raw=True` give the raw outputs; use
+        `forward(x)` for one raw batch. x of N = 0 samples gives an empty (0, ...) array.
+        Writes nothing on the model (safe beside a running fit; see the class docstring).
+        """
         batch_size = self._positive(batch_size, "batch_size")
         if self._multi_output:
             raise ValueError("predict needs a model with a single output")
-        link = self.loss.link if self.loss is not None else _losses.xp_softmax
-        if _is_batch_source(x):
+        link = self.loss.link if (self.loss is not None and not raw) else None
+        if is_batch_source(x):
             batches, total = ((b[0] if isinstance(b, (tuple, list)) else b) for b in x), len(x)
         else:
             if not hasattr(x, "shape"):
                 x = np.asarray(x)
             batches = (xb for xb, _ in self._array_batches(x, None, batch_size))
             total = math.ceil(len(x) / batch_size)
-        bar = self._progress_class(verbose)(total=total, desc="predict")
+        bar = progress_class(verbose)(total=total, desc="predict")
         outs = []
-        for xb in batches:
-            xb, _ = self._to_device(*self._batch(xb, None))
-            outs.append(link(self.forward(xb, training=False)))
-            bar.update(1)
+        with inference():   # writes nothing on the layers: safe beside a fit on another thread
+            for xb in batches:
+                xb, _ = self._to_device(*self._batch(xb, None))
+                out = self.forward(xb, training=False)
+                outs.append(out if link is None else link(out))
+                bar.update(1)
         bar.close()
         if not outs:
-            raise ValueError("x holds no samples")
+            if hasattr(x, "shape"):   # N = 0: an empty batch of the output's shape
+                self._ensure_built_for(x)
+                xp = _device_module(x)
+                return xp.empty((0,) + tuple(self.outputs[0].shape), self.outputs[0].dtype)
+            raise ValueError("the batch source yielded no batches")
         return array_module(outs[0]).concatenate(outs, axis=0)
 
     # ------------------------------------------------------------------ summary
     def summary(self, print_fn: Optional[Callable[[str], Any]] = print) -> str:
         """Prints (with print_fn; None: no printing) and returns a table of layers, output
         shapes and parameter counts, with totals and forward FLOPs per sample."""
-        self._require_built()
-        functional = not isinstance(self, Sequential)
-        head = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if functional
-                                                               else [])
-        rows = []
-        if functional:
-            rows.append([f"{self.input.name} (InputLayer)", _shape_str(self.input.shape), "0",
-                         ""])
-        for n in self._nodes:
-            la = n.layer
-            row = [f"{la.name} ({type(la).__name__})", _shape_str(n.output.shape),
-                   f"{la.count_params():,}"]
-            if functional:
-                row.append(", ".join(t.node.layer.name if t.node else t.name for t in n.inputs))
-            rows.append(row)
-        widths = [max(len(r[i]) for r in rows + [head]) + 3 for i in range(len(head))]
-        total = sum(widths)
-
-        def line(cells):
-            return "".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-
-        trainable = sum(p.size for p in self.trainable_params)
-        count = self.count_params()
-        out = [f'Model: "{self.name}"', "_" * total, line(head), "=" * total]
-        for i, r in enumerate(rows):
-            out.append(line(r))
-            out.append("_" * total if i < len(rows) - 1 else "=" * total)
-        out += [f"Total params: {count:,}", f"Trainable params: {trainable:,}",
-                f"Non-trainable params: {count - trainable:,}",
-                f"Forward FLOPs per sample: {self.count_flops():,}", "_" * total]
-        text = "\n".join(out)
-        if print_fn is not None:
-            print_fn(text)
-        return text
+        return _summary.summary(self, print_fn)
 
     # ------------------------------------------------------------------ weights I/O
     def _weight_items(self) -> list[tuple[str, Parameter]]:
-        self._require_built()
-        return [(f"{la.name}/{p.name}", p) for la in self.layers for p in la.params]
+        return _saving.weight_items(self)
 
     def save_weights(self, path: Union[str, os.PathLike]) -> None:
         """Writes every parameter (moving statistics included) as "<layer>/<param>" arrays to
-        a .npz file, or to a .safetensors file when the `safetensors` package is installed."""
-        path = os.fspath(path)
-        tensors = {k: np.ascontiguousarray(to_numpy(p.data)) for k, p in self._weight_items()}
-        if path.endswith(".npz"):
-            with open(path, "wb") as f:
-                np.savez(f, **tensors)
-        elif path.endswith(".safetensors"):
-            try:
-                from safetensors.numpy import save_file
-            except ImportError as e:
-                raise ImportError("saving .safetensors needs the `safetensors` package; "
-                                  "use a .npz path instead") from e
-            save_file(tensors, path)
-        else:
-            raise ValueError(f"path must end in .npz or .safetensors, got {path!r}")
+        a .npz file, or to a .safetensors file when the `safetensors` package is installed.
+        The write is atomic: a crash or error leaves any previous file at `path` whole."""
+        _saving.save_weights(self, path)
 
     def load_weights(self, path: Union[str, os.PathLike]) -> None:
-        """Loads weights written by save_weights; names and shapes must match exactly."""
-        path = os.fspath(path)
-        if path.endswith(".npz"):
-            with np.load(path, allow_pickle=False) as f:
-                tensors = {k: f[k] for k in f.files}
-        elif path.endswith(".safetensors"):
-            try:
-                from safetensors.numpy import load_file
-            except ImportError as e:
-                raise ImportError("loading .safetensors needs the `safetensors` package") from e
-            tensors = load_file(path)
-        else:
-            raise ValueError(f"path must end in .npz or .safetensors, got {path!r}")
-        items = self._weight_items()
-        names = {k for k, _ in items}
-        missing, unexpected = sorted(names - set(tensors)), sorted(set(tensors) - names)
-        if missing or unexpected:
-            raise ValueError(f"weights in {path!r} do not match model {self.name!r}: missing "
-                             f"{missing}, unexpected {unexpected}")
-        for k, p in items:
-            if tuple(tensors[k].shape) != p.shape:
-                raise ValueError(f"weight {k!r} has shape {tuple(tensors[k].shape)} in "
-                                 f"{path!r} but {p.shape} in the model")
-        for k, p in items:
-            xp = array_module(p._data) if p._data is not None else np
-            p.data = xp.ascontiguousarray(xp.asarray(tensors[k]).astype(p.dtype))
+        """Loads weights written by save_weights; names and shapes must match exactly and the
+        arrays must be real floats. All or nothing: on any error the model is unchanged."""
+        _saving.load_weights(self, path)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, layers={len(self.layers)})"
 
 
-class Sequential(Model):
-    """A plain stack of layers. The input shape comes from the first layer's input_shape=, an
-    Input(...) given as the first element, build(input_shape), or the first batch it sees.
-    dtype (default float32, or the first layer's dtype) is the model's compute dtype."""
-
-    def __init__(self, layers: Optional[Sequence[Union[Layer, SymbolicTensor]]] = None,
-                 name: Optional[str] = None, dtype=None):
-        self.name = name or "sequential"
-        self._init_state()
-        self._layers: list[Layer] = []
-        self._input: Optional[SymbolicTensor] = None
-        self._dtype = None if dtype is None else _float_dtype(dtype)
-        for la in layers or []:
-            self.add(la)
-
-    def add(self, layer: Union[Layer, SymbolicTensor]) -> None:
-        if isinstance(layer, SymbolicTensor):
-            if self._layers or self._input is not None or layer.node is not None:
-                raise ValueError("an Input may only be the first element of a Sequential")
-            self._input = layer
-            return
-        if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential takes layers, got {type(layer).__name__}")
-        if layer.multi_input:
-            raise ValueError(f"layer {layer.label} takes several inputs; use Model for it")
-        if any(la is layer for la in self._layers):
-            raise ValueError(f"layer {layer.label} is already in this model")
-        if layer.name is not None and any(la.name == layer.name for la in self._layers):
-            raise ValueError(f"two layers in one model are named {layer.name!r}")
-        if layer.name is None:
-            layer.name = _unique_name(_snake(layer.default_name()),
-                                      {la.name for la in self._layers})
-        self._layers.append(layer)
-        if self._input is None and len(self._layers) == 1 and layer.input_shape is not None:
-            self._input = Input(layer.input_shape, self._resolved_dtype())
-        if self._input is not None:
-            self._rebuild()
-
-    def _resolved_dtype(self):
-        if self._dtype is not None:
-            return self._dtype
-        if self._layers and self._layers[0].dtype is not None:
-            return self._layers[0].dtype
-        return np.dtype(np.float32)
-
-    def _rebuild(self) -> None:
-        t = self._input
-        for la in self._layers:
-            t = la(t)
-        self._set_graph(self._input, t)
-
-    def build(self, input_shape: Sequence[Optional[int]]) -> None:
-        """Builds for per-sample input_shape (C, H, W) (a leading None batch axis is ignored)."""
-        shape = tuple(input_shape)
-        if shape and shape[0] is None:
-            shape = shape[1:]
-        if self._input is not None and self._input.shape != shape:
-            raise ValueError(f"model {self.name!r} is built for {_shape_str(self._input.shape)}, "
-                             f"not {_shape_str(shape)}")
-        if not self._layers:
-            raise ValueError("Sequential has no layers")
-        self._input = self._input or Input(shape, self._resolved_dtype())
-        self._rebuild()
-
-    def _ensure_built_for(self, x) -> None:
-        if not self.built:
-            self.build(tuple(x.shape[1:]))
-
-    @property
-    def layers(self) -> list[Layer]:
-        return list(self._layers)
-
-    def pop(self) -> Layer:
-        """Removes and returns the last layer."""
-        if not self._layers:
-            raise ValueError("Sequential has no layers to pop")
-        la = self._layers.pop()
-        if self._input is not None and self._layers:
-            self._rebuild()
-        elif not self._layers:
-            self.inputs, self.outputs, self._nodes = [], [], []
-        return la
-
-
-class _NoBar:
-    shows_postfix = False   # fit skips computing mid-epoch logs for it
-
-    def __init__(self, total=None, desc=None):
-        pass
-
-    def update(self, n=1):
-        pass
-
-    def set_postfix(self, logs, refresh=True):
-        pass
-
-    def close(self):
-        pass
-
-
-class _LinePrinter(_NoBar):
-    """verbose=1 without tqdm: fit prints one line per epoch instead of a bar."""
+from .sequential import Sequential  # noqa: E402  (Sequential subclasses Model)

@@ -1,0 +1,107 @@
+"""Pieces of Model's training and inference loops: batch sources, devices, progress bars."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backends as _backends
+from .base import array_module
+from .callbacks import Callback
+
+POSTFIX_SECONDS = 0.5   # fit's progress bar shows the running logs at most this often
+
+
+def is_batch_source(x) -> bool:
+    """An object yielding (xb, yb) batches per epoch, with len() = number of batches."""
+    return not hasattr(x, "shape") and hasattr(x, "__iter__") and hasattr(x, "__len__") \
+        and not isinstance(x, (list, tuple))
+
+
+def device_module(a):
+    """Where a batch runs: its own module if CuPy; CuPy when the cuda backend is chosen."""
+    xp = array_module(a)
+    if xp is np and _backends.chosen(on_gpu=False) == "cuda":
+        import cupy
+
+        return cupy
+    return xp
+
+
+
+def wants_batch_logs(cb: Callback) -> bool:
+    """Whether a callback overrides on_train_batch_end (it then gets host logs every batch)."""
+    return type(cb).on_train_batch_end is not Callback.on_train_batch_end or \
+        "on_train_batch_end" in vars(cb)
+
+
+def index_on(a, idx):
+    """A host index array on the device of `a` (moved once, not once per batch)."""
+    xp = array_module(a)
+    return idx if xp is np else xp.asarray(idx)
+
+
+
+def progress_class(verbose: int):
+    """A progress bar factory (total, desc) for verbose 0 (none), 1 (tqdm, else one line per
+    epoch) or 2 (none: fit prints one line per epoch)."""
+    if verbose == 1:
+        try:
+            from tqdm.auto import tqdm
+
+            return lambda total, desc: tqdm(total=total, desc=desc, unit="batch",
+                                            leave=True, dynamic_ncols=True)
+        except ImportError:
+            return LinePrinter
+    return NoBar
+
+
+class NoBar:
+    shows_postfix = False   # fit skips computing mid-epoch logs for it
+
+    def __init__(self, total=None, desc=None):
+        pass
+
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, logs, refresh=True):
+        pass
+
+    def close(self):
+        pass
+
+
+class LinePrinter(NoBar):
+    """verbose=1 without tqdm: fit prints one line per epoch instead of a bar."""
+
+
+def check_xy(x, y, what: str = "x"):
+    if y is None:
+        raise ValueError(f"y is required when {what} is an array (only a batch source "
+                         "yields its own labels)")
+    if not hasattr(x, "shape"):
+        x = np.asarray(x)
+    if not hasattr(y, "shape"):
+        y = np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"{what} and y must have the same number of samples, got "
+                         f"{what} {tuple(x.shape)} and y {tuple(y.shape)}")
+    if len(x) == 0:
+        raise ValueError(f"{what} is empty: shape {tuple(x.shape)}")
+    return x, y
+
+def array_batches(x, y, batch_size: int, order=None):
+    n = len(x)
+    if order is not None:   # the permutation goes to each array's device once per epoch
+        ox, oy = index_on(x, order), (None if y is None else index_on(y, order))
+    for s in range(0, n, batch_size):
+        if order is None:
+            sl = slice(s, s + batch_size)
+            yield x[sl], (None if y is None else y[sl])
+        else:
+            yield x[ox[s:s + batch_size]], (None if y is None else y[oy[s:s + batch_size]])
+
+def positive(v, name):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name} must be a positive int, got {v!r}")
+    return int(v)

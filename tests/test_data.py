@@ -22,6 +22,7 @@ from convforge.data import (
     Batches,
     ChecksumError,
     StreamingBatches,
+    _images,
     datasets,
     download,
     load_cifar10,
@@ -346,7 +347,7 @@ def test_image_tree_folder_tar_and_cache(tmp_path, rng, monkeypatch):
     def no_decoding(*args):
         raise AssertionError("should load the cached arrays")
 
-    monkeypatch.setattr(datasets, "_decode_tree_tar", no_decoding)
+    monkeypatch.setattr(_images, "decode_tree_tar", no_decoding)
     (tr, _), _ = load_image_tree(archive)
     np.testing.assert_array_equal(tr[0], want["train"][0])
 

@@ -7,7 +7,8 @@
     for xb, yb in Batches(x_train, y_train, batch_size=64, seed=0, augment=aug): ...
 
 Where the files are searched for (path=, $CONVFORGE_DATA, user cache, system dirs, download):
-see convforge.data.datasets.
+see convforge.data.datasets. Corrupt, crafted or oversized data files raise DataError (a
+ValueError subclass; ChecksumError is one) with a one-line message naming the file.
 """
 
 from .augment import (
@@ -28,6 +29,7 @@ from .datasets import (
     CIFAR10_CLASSES,
     FASHION_MNIST_CLASSES,
     ChecksumError,
+    DataError,
     cache_dir,
     data_roots,
     download,
@@ -55,6 +57,7 @@ __all__ = [
     "Batches",
     "ChecksumError",
     "Cutout",
+    "DataError",
     "GaussianNoise",
     "RandomCrop",
     "RandomFlip",

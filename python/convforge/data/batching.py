@@ -10,18 +10,28 @@ as model.fit does; without one, x keeps its dtype unless `dtype` is given.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .datasets import IMAGE_SUFFIXES, _decode_image, _say, _split_class_file, cache_dir
+from ._images import IMAGE_SUFFIXES, split_class_file
+from ._paths import cache_dir, say, sha256_file
+from ._safety import (
+    FS_ERRORS,
+    MAX_IMAGE_PIXELS,
+    MAX_MEMBER_BYTES,
+    READ_ERRORS,
+    DataError,
+    atomic_output,
+    corrupt,
+    decode_image,
+    iter_tar_members,
+)
 
 __all__ = ["Batches", "StreamingBatches", "random_subset", "train_val_split"]
 
@@ -130,11 +140,17 @@ def random_subset(x, y, n: int, seed: int | None = None):
 class StreamingBatches:
     """Mini-batches decoded from disk per batch: an image tree `<split>/<class>/<image>`.
 
-    `source` is a folder holding `train/` and `test/`, an uncompressed .tar, or a .tar.gz. Only
-    file names, labels and (for tar) byte offsets are kept in memory; each batch reads and decodes
-    its own images, so the decoded set is never held whole. A .tar.gz cannot be read at random
-    offsets, so it is decompressed once into the user cache dir as a plain .tar (keyed by the
-    archive's SHA-256) and read from there.
+    `source` is a folder holding `train/` and `test/`, an uncompressed .tar, or a .tar.gz
+    (.tar.bz2, .tar.xz). Only file names, labels and (for tar) byte offsets are kept in memory;
+    each batch reads and decodes its own images, so the decoded set is never held whole. A
+    compressed tar cannot be read at random offsets, so its image members are copied once into
+    the user cache dir as a plain .tar (keyed by the archive's SHA-256) and read from there.
+
+    Limits (DataError, checked before the bytes they bound are read or written): every image
+    file/member at most MAX_MEMBER_BYTES; the decompressed archive at most
+    convforge.data._safety.inflate_limit(archive size), so the cache never grows past it;
+    every image `image_size` (H, W) when given, else the first image's size, with at most
+    `max_image_pixels` pixels, checked from its header before decoding.
 
     Labels index the sorted class-folder names of `train/` (`classes`), as load_cifar10 does.
     `limit` keeps a seeded random subset of that many images. `color_mode`: 'rgb' or 'grayscale'.
@@ -143,43 +159,49 @@ class StreamingBatches:
     def __init__(self, source: str | os.PathLike[str], split: str = "train",
                  batch_size: int = 32, shuffle: bool = True, seed: int | None = None,
                  augment: Augmenter | None = None, dtype=None, drop_last: bool = False,
-                 limit: int | None = None, color_mode: str = "rgb"):
+                 limit: int | None = None, color_mode: str = "rgb",
+                 image_size: tuple[int, int] | None = None,
+                 max_image_pixels: int = MAX_IMAGE_PIXELS):
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         if color_mode not in ("rgb", "grayscale"):
             raise ValueError(f"color_mode must be 'rgb' or 'grayscale', got {color_mode!r}")
+        if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
+            raise ValueError(f"image_size must be (H, W) >= 1, got {image_size!r}")
         self.dtype = _check_batch_args(batch_size, augment, dtype)
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.augment = augment
         self.drop_last = bool(drop_last)
         self.mode = "RGB" if color_mode == "rgb" else "L"
+        self.max_image_pixels = int(max_image_pixels)
         self.rng = np.random.default_rng(seed)
         self.split = split
         src = Path(source)
         self._tar: Path | None = None
         if src.is_dir():
-            entries = [(_split_class_file(str(p.relative_to(src))), p)
-                       for p in sorted(src.glob("*/*/*")) if p.is_file()]
+            entries = []
+            for p in sorted(src.glob("*/*/*")):
+                key = split_class_file(str(p.relative_to(src))) if p.is_file() else None
+                if key is not None:
+                    _check_member_size(p.stat().st_size, str(p))
+                    entries.append((key, p))
         elif src.is_file():
             self._tar = self._plain_tar(src)
-            with tarfile.open(self._tar, "r:") as tar:
-                entries = [(_split_class_file(m.name), (m.offset_data, m.size))
-                           for m in tar if m.isfile()]
+            entries = self._tar_entries(self._tar)
         else:
             raise FileNotFoundError(f"source: {src} is neither a folder nor an archive")
-        entries = [(k, loc) for k, loc in entries if k is not None]
         self.classes: list[str] = sorted({k[1] for k, _ in entries if k[0] == "train"})
         if not self.classes:
-            raise ValueError(f"{src}: no images under train/<class>/ "
-                             f"(image suffixes {IMAGE_SUFFIXES})")
+            raise DataError(f"{src}: no images under train/<class>/ "
+                            f"(image suffixes {IMAGE_SUFFIXES})")
         index = {c: i for i, c in enumerate(self.classes)}
         chosen = sorted((k[1], k[2], loc) for k, loc in entries if k[0] == split)
         if not chosen:
-            raise ValueError(f"{src}: no images under {split}/<class>/")
+            raise DataError(f"{src}: no images under {split}/<class>/")
         missing = sorted({c for c, _, _ in chosen} - set(index))
         if missing:
-            raise ValueError(f"{src}: classes {missing} are in {split}/ but not in train/")
+            raise DataError(f"{src}: classes {missing} are in {split}/ but not in train/")
         self._locs = [loc for _, _, loc in chosen]
         self.labels = np.array([index[c] for c, _, _ in chosen], dtype=np.int64)  # (N,)
         self._keep = np.arange(len(self._locs))
@@ -188,49 +210,66 @@ class StreamingBatches:
                 raise ValueError(f"limit must be in 1..{len(self._locs)}, got {limit}")
             self._keep = np.sort(self.rng.permutation(len(self._locs))[:limit])
         self.source = src
-        self.sample_shape = self._read(int(self._keep[0])).shape        # (C, H, W)
+        self._size = None if image_size is None else tuple(int(v) for v in image_size)
+        first = self._read(int(self._keep[0]))
+        self._size = first.shape[1:]   # every later image must match, checked from its header
+        self.sample_shape = first.shape                                  # (C, H, W)
+
+    @staticmethod
+    def _tar_entries(plain: Path) -> list:
+        """(key, (offset, size)) of the image members of an uncompressed tar, sizes checked."""
+        entries = []
+        try:
+            with tarfile.open(plain, "r:") as tar:
+                for m in tar:
+                    key = split_class_file(m.name) if m.isfile() else None
+                    if key is not None:
+                        _check_member_size(m.size, f"{plain}:{m.name}")
+                        entries.append((key, (m.offset_data, m.size)))
+        except FS_ERRORS:
+            raise
+        except READ_ERRORS as e:
+            raise corrupt(str(plain), e) from None
+        return entries
 
     @staticmethod
     def _plain_tar(archive: Path) -> Path:
+        """`archive` itself when uncompressed; else a plain tar of its image members in the
+        cache dir, written once. Each member's declared size is checked before it is read and
+        written, and the decompressed stream is bounded (see the class docstring)."""
         with open(archive, "rb") as f:
-            gz = f.read(2) == b"\x1f\x8b"
-        if not gz:
+            head = f.read(6)
+        if head[:2] != b"\x1f\x8b" and head[:3] != b"BZh" and head != b"\xfd7zXZ\x00":
             return archive
-        h = hashlib.sha256()
-        with open(archive, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        plain = cache_dir() / f"stream-{archive.name.split('.')[0]}-{h.hexdigest()[:16]}.tar"
-        if not plain.is_file():
-            import gzip
-            import shutil
-
-            _say(f"decompressing {archive} once to {plain} for random access")
-            plain.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=plain.parent, suffix=".tar.part")
-            try:
-                with os.fdopen(fd, "wb") as out, gzip.open(archive, "rb") as inp:
-                    shutil.copyfileobj(inp, out, 1 << 20)
-                os.replace(tmp, plain)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+        key = sha256_file(archive)
+        plain = cache_dir() / f"stream-{archive.name.split('.')[0]}-{key[:16]}.tar"
+        if plain.is_file():
+            return plain
+        say(f"decompressing {archive} once to {plain} for random access")
+        with atomic_output(plain) as out, tarfile.open(fileobj=out, mode="w",
+                                                       format=tarfile.PAX_FORMAT) as tar:
+            for m, data in iter_tar_members(archive, lambda n: split_class_file(n) is not None):
+                info = tarfile.TarInfo(m.name)     # name and size only: no links, modes, owners
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
         return plain
 
     def _read(self, i: int, handle: io.BufferedReader | None = None) -> np.ndarray:
-        """Decodes sample i -> uint8 (C, H, W)."""
+        """Decodes sample i -> uint8 (C, H, W), its header checked first."""
         loc = self._locs[i]
         if self._tar is None:
-            return _decode_image(Path(loc).read_bytes(), str(loc), self.mode)
-        offset, size = loc
-        if handle is None:
-            with open(self._tar, "rb") as f:
-                f.seek(offset)
-                data = f.read(size)
+            data, where = Path(loc).read_bytes(), str(loc)
         else:
-            handle.seek(offset)
-            data = handle.read(size)
-        return _decode_image(data, f"{self.source} at byte {offset}", self.mode)
+            offset, size = loc
+            if handle is None:
+                with open(self._tar, "rb") as f:
+                    f.seek(offset)
+                    data = f.read(size)
+            else:
+                handle.seek(offset)
+                data = handle.read(size)
+            where = f"{self.source} at byte {offset}"
+        return decode_image(data, where, self.mode, self._size, self.max_image_pixels)
 
     def __len__(self) -> int:
         return _n_batches(len(self._keep), self.batch_size, self.drop_last)
@@ -247,14 +286,16 @@ class StreamingBatches:
                 idx = order[b * self.batch_size:(b + 1) * self.batch_size]    # (B,)
                 xb = np.empty((len(idx), *self.sample_shape), dtype=np.uint8)  # (B, C, H, W)
                 for k, i in enumerate(idx):
-                    img = self._read(int(i), handle)
-                    if img.shape != self.sample_shape:
-                        raise ValueError(f"{self.source}: sample {int(i)} has shape {img.shape},"
-                                         f" the first has {self.sample_shape}")
-                    xb[k] = img
+                    xb[k] = self._read(int(i), handle)   # (C, H, W): size checked in _read
                 yb = self.labels[idx]
                 if self.dtype is not None:
                     xb = xb.astype(self.dtype)
                 if self.augment is not None:
                     xb = self.augment(xb, self.rng)
                 yield xb, yb
+
+
+def _check_member_size(size: int, where: str) -> None:
+    if size > MAX_MEMBER_BYTES:
+        raise DataError(f"{where}: {size} bytes, more than the {MAX_MEMBER_BYTES} allowed for "
+                        "one image file")

@@ -21,19 +21,19 @@ Checksums: IDX files are checked on the *decompressed* bytes (gzip headers diffe
 copies of the same data: the shared MNIST train images and Debian's Fashion-MNIST files are
 re-compressed originals). `verify=False` skips the check for local files; downloads are
 always checked.
+
+Safety: files are untrusted. CIFAR-10 pickles are read by a restricted unpickler that runs
+nothing (convforge.data._cifar_pickle); IDX headers, tar member sizes and image sizes are
+checked before anything is inflated or decoded (convforge.data._safety). Corrupt, crafted or
+oversized data raises DataError (a ValueError; ChecksumError is one) naming the file.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import os
-import pickle
 import shutil
 import sys
-import tarfile
-import tempfile
 import urllib.request
 import zipfile
 from collections.abc import Sequence
@@ -43,6 +43,13 @@ from typing import Union
 
 import numpy as np
 
+from ._cifar_pickle import MAX_BATCH_BYTES, load_cifar_batch
+from ._idx import read_idx, write_idx
+from ._images import IMAGE_SUFFIXES, load_image_tree
+from ._paths import cache_dir, sha256_file, verify_file
+from ._paths import say as _say
+from ._safety import ChecksumError, DataError, atomic_output, decode_image, iter_tar_members
+
 PathLike = Union[str, "os.PathLike[str]"]
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -50,6 +57,7 @@ __all__ = [
     "CIFAR10_CLASSES",
     "FASHION_MNIST_CLASSES",
     "ChecksumError",
+    "DataError",
     "cache_dir",
     "data_roots",
     "download",
@@ -71,92 +79,11 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 SYSTEM_DIRS = (Path("/usr/share/datasets"), Path("/usr/local/share/datasets"))
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DOWNLOAD_TIMEOUT_S = 10.0
-
-
-class ChecksumError(ValueError):
-    """A file's SHA-256 (or MD5) is not the expected one."""
-
-
-# --------------------------------------------------------------------------- IDX format
-
-# IDX type byte -> big-endian dtype (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT")
-_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-_IDX_CODES = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_DTYPES.items()}
-
-
-def _read_maybe_gzip(path: Path) -> bytes:
-    """The file's bytes, gunzipped when it starts with the gzip magic (whatever its name)."""
-    with open(path, "rb") as f:
-        head = f.read(2)
-    if head == b"\x1f\x8b":
-        with gzip.open(path, "rb") as f:
-            return f.read()
-    return path.read_bytes()
-
-
-def _parse_idx(data: bytes, source: str) -> np.ndarray:
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise ValueError(f"{source}: not an IDX file (header bytes {data[:4]!r})")
-    dtype = np.dtype(_IDX_DTYPES[data[2]])
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ValueError(f"{source}: IDX header says {ndim} dims but the file has "
-                         f"{len(data)} bytes")
-    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(data) != expected:
-        raise ValueError(f"{source}: IDX shape {shape} of {dtype} needs {expected} bytes, "
-                         f"the file has {len(data)}")
-    arr = np.frombuffer(data, dtype, offset=header).reshape(shape)
-    return arr.astype(dtype.newbyteorder("="))  # native byte order, own writable memory
-
-
-def read_idx(path: PathLike, sha256: str | None = None) -> np.ndarray:
-    """Reads an IDX file (raw or gzip) into a native-endian array.
-
-    With `sha256`, the decompressed bytes must have that digest (ChecksumError otherwise).
-    """
-    path = Path(path)
-    data = _read_maybe_gzip(path)
-    if sha256 is not None:
-        got = hashlib.sha256(data).hexdigest()
-        if got != sha256:
-            raise ChecksumError(f"{path}: SHA-256 of the decompressed content is {got}, "
-                                f"expected {sha256} (corrupt or different file; pass "
-                                "verify=False to load it anyway)")
-    return _parse_idx(data, str(path))
-
-
-def write_idx(path: PathLike, array: np.ndarray) -> None:
-    """Writes `array` as an IDX file; gzip-compressed when `path` ends with .gz."""
-    a = np.asarray(array)
-    native = a.dtype.newbyteorder("=")
-    if native not in _IDX_CODES:
-        raise TypeError(f"array: IDX cannot store dtype {a.dtype}; use one of "
-                        f"{sorted(str(d) for d in _IDX_CODES)}")
-    if a.ndim == 0 or a.ndim > 255:
-        raise ValueError(f"array: IDX needs 1 to 255 dims, got shape {a.shape}")
-    code = _IDX_CODES[native]
-    header = bytes([0, 0, code, a.ndim]) + np.asarray(a.shape, ">u4").tobytes()
-    body = np.ascontiguousarray(a, dtype=_IDX_DTYPES[code]).tobytes()
-    path = Path(path)
-    if path.suffix == ".gz":
-        with gzip.GzipFile(path, "wb", mtime=0) as f:
-            f.write(header + body)
-    else:
-        path.write_bytes(header + body)
+MAX_DOWNLOAD_BYTES = 1 << 30   # the largest official file (NIST's EMNIST zip) is 562 MB
 
 
 # --------------------------------------------------------------------------- places, hashes
-
-def cache_dir() -> Path:
-    """`$XDG_CACHE_HOME/convforge`, else `~/.cache/convforge` (not created here)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "convforge"
-
 
 def data_roots() -> list[tuple[str, Path]]:
     """(label, folder) pairs searched after an explicit path: $CONVFORGE_DATA, cache, system."""
@@ -170,58 +97,36 @@ def data_roots() -> list[tuple[str, Path]]:
     return roots
 
 
-def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _md5_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verify_file(path: PathLike, sha256: str | None = None, md5: str | None = None) -> None:
-    """Raises ChecksumError unless the file has the given SHA-256 (and/or MD5) digest."""
-    path = Path(path)
-    if sha256 is not None:
-        got = sha256_file(path)
-        if got != sha256.lower():
-            raise ChecksumError(f"{path}: SHA-256 is {got}, expected {sha256}")
-    if md5 is not None:
-        got = _md5_file(path)
-        if got != md5.lower():
-            raise ChecksumError(f"{path}: MD5 is {got}, expected {md5}")
-
-
 def _downloads_enabled(download: bool) -> bool:
     return download and os.environ.get("CONVFORGE_NO_DOWNLOAD", "") in ("", "0")
 
 
 def download(url: str, dest: PathLike, sha256: str | None = None, md5: str | None = None,
-             timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
+             timeout: float = DOWNLOAD_TIMEOUT_S, max_bytes: int = MAX_DOWNLOAD_BYTES) -> Path:
     """Downloads `url` to `dest` via a temporary file; checks the digest before moving it in place.
 
-    On a checksum mismatch the temporary file is deleted and ChecksumError is raised; network
-    errors propagate (urllib's URLError/OSError), so no partial file is ever left at `dest`.
+    On a checksum mismatch the temporary file is deleted and ChecksumError is raised; more than
+    `max_bytes` raises DataError; network errors propagate (urllib's URLError/OSError), so no
+    partial file is ever left at `dest`.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            shutil.copyfileobj(resp, out, 1 << 20)
-        verify_file(tmp, sha256=sha256, md5=md5)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    digests = {name: hashlib.new(name) for name, want in (("sha256", sha256), ("md5", md5))
+               if want is not None}
+    with atomic_output(dest) as out:   # replaces dest only if the block below completes
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            n = 0
+            for block in iter(lambda: resp.read(1 << 20), b""):
+                n += len(block)
+                if n > max_bytes:
+                    raise DataError(f"{url}: more than {max_bytes} bytes, not the expected file")
+                out.write(block)
+                for h in digests.values():
+                    h.update(block)
+        for name, want in (("sha256", sha256), ("md5", md5)):
+            if want is not None and digests[name].hexdigest() != want.lower():
+                raise ChecksumError(f"{url}: {name.upper().replace('SHA256', 'SHA-256')} is "
+                                    f"{digests[name].hexdigest()}, expected {want} (corrupt or "
+                                    "different file)")
     return dest
 
 
@@ -229,13 +134,10 @@ def _not_found(what: str, tried: Sequence[str], hint: str) -> FileNotFoundError:
     lines = "\n".join(f"  - {t}" for t in tried)
     return FileNotFoundError(
         f"{what} not found. Looked in:\n{lines}\n{hint}\n"
-        "Set CONVFORGE_DATA to a folder holding it, put it in the user cache dir "
-        f"({cache_dir()}), or pass path=."
+        "Pass its folder as path= (CLI: --data PATH), set CONVFORGE_DATA to a folder holding "
+        f"it, or put it in the user cache dir ({cache_dir()}) or a system dir "
+        f"({', '.join(str(d) for d in SYSTEM_DIRS)})."
     )
-
-
-def _say(msg: str) -> None:
-    print(f"convforge.data: {msg}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- IDX datasets
@@ -248,8 +150,13 @@ class _IdxDataset:
     folder: str
     # role -> (file stem without .gz, SHA-256 of the decompressed file)
     files: dict[str, tuple[str, str]]
+    # samples per split in the official files: an IDX header declaring more is rejected before
+    # its payload is read (a decompression bomb or another dataset)
+    counts: tuple[int, int]
     mirrors: tuple[str, ...] = ()  # base URLs holding <stem>.gz
     archive: tuple[str, str, str] | None = None  # (zip URL, md5, folder in the zip)
+    image_hw: tuple[int, int] = (28, 28)
+    label_range: tuple[int, int] = (0, 9)
 
 
 _MNIST = _IdxDataset(
@@ -264,6 +171,7 @@ _MNIST = _IdxDataset(
         "test_labels": ("t10k-labels-idx1-ubyte",
                         "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
     },
+    (60000, 10000),
     mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/",
              "https://storage.googleapis.com/cvdf-datasets/mnist/"),
 )
@@ -282,6 +190,7 @@ _FASHION_MNIST = _IdxDataset(
         "test_labels": ("t10k-labels-idx1-ubyte",
                         "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
     },
+    (60000, 10000),
     mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
 )
 
@@ -297,9 +206,11 @@ _EMNIST_LETTERS = _IdxDataset(
         "test_labels": ("emnist-letters-test-labels-idx1-ubyte",
                         "22dbcde0a929a7f166bdac863b9195b2994d840a1e082f8f6daaeac5606376a6"),
     },
+    (124800, 20800),
     # NIST's only distribution is one 562 MB zip of every EMNIST split (published MD5)
     archive=("https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip",
              "58c8d27c78d21e728a6bc7b3cc06412e", "gzip/"),
+    label_range=(1, 26),
 )
 
 
@@ -323,15 +234,19 @@ def _download_idx(ds: _IdxDataset, dest: Path) -> None:
         zip_path = dest / Path(url).name
         _say(f"downloading {url} (large) to {zip_path}")
         download(url, zip_path, md5=md5)
-        with zipfile.ZipFile(zip_path) as z:
-            for stem, sha in ds.files.values():
-                data = z.read(inner + stem + ".gz")
-                if hashlib.sha256(gzip.decompress(data)).hexdigest() != sha:
-                    raise ChecksumError(f"{url}: {stem}.gz has unexpected content")
-                (dest / (stem + ".gz")).write_bytes(data)
+        with zipfile.ZipFile(zip_path) as z:   # MD5-checked above
+            for role, (stem, sha) in ds.files.items():
+                target = dest / (stem + ".gz")
+                with z.open(inner + stem + ".gz") as src, atomic_output(target) as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                try:
+                    _read_idx_checked(ds, role, target, sha)
+                except DataError:
+                    target.unlink()
+                    raise
         zip_path.unlink()
         return
-    for stem, sha in ds.files.values():
+    for role, (stem, sha) in ds.files.items():
         target = dest / (stem + ".gz")
         if target.is_file():
             continue
@@ -342,7 +257,8 @@ def _download_idx(ds: _IdxDataset, dest: Path) -> None:
             try:
                 _say(f"downloading {url}")
                 download(url, unchecked)
-                read_idx(unchecked, sha256=sha)  # content check (gzip headers vary by mirror)
+                # content check (gzip headers vary by mirror)
+                _read_idx_checked(ds, role, unchecked, sha)
                 os.replace(unchecked, target)
                 break
             except Exception as e:  # noqa: BLE001 - try the next mirror, report all at the end
@@ -388,19 +304,42 @@ def _idx_hint(ds: _IdxDataset) -> str:
     return f"Expected a folder '{ds.folder}/' holding {names}."
 
 
+def _read_idx_checked(ds: _IdxDataset, role: str, path: Path, sha: str | None) -> np.ndarray:
+    """read_idx with `ds`'s limits: uint8, (N, H, W) images or (N,) labels, N at most the
+    official count; checked on the header, before the payload is inflated."""
+    n_max = ds.counts[0 if role.startswith("train") else 1]
+    want = (n_max, *ds.image_hw) if role.endswith("images") else (n_max,)
+
+    want_text = "(N,)" if len(want) == 1 else "(N, {}, {})".format(*ds.image_hw)
+
+    def check(dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        if dtype != np.uint8 or len(shape) != len(want) or shape[1:] != want[1:] \
+                or shape[0] > n_max:
+            raise DataError(f"{path}: IDX header declares {dtype} {shape}; {ds.title} "
+                            f"{role.replace('_', ' ')} are uint8 {want_text} with N <= {n_max}")
+
+    a = read_idx(path, sha256=sha, check=check)
+    lo, hi = ds.label_range
+    if role.endswith("labels") and a.size and (a.min() < lo or a.max() > hi):
+        raise DataError(f"{path}: {ds.title} labels must be {lo}..{hi}, got "
+                        f"{a.min()}..{a.max()}")
+    return a
+
+
 def _load_idx_dataset(ds: _IdxDataset, path: PathLike | None, verify: bool,
                       download: bool) -> tuple[Split, Split]:
     folder = _find_idx(ds, path, download)
     arrays = {}
     for role, (stem, sha) in ds.files.items():
-        arrays[role] = read_idx(_idx_file(folder, stem), sha256=sha if verify else None)
+        arrays[role] = _read_idx_checked(ds, role, _idx_file(folder, stem),
+                                         sha if verify else None)
     out = []
     for split in ("train", "test"):
         x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
-            raise ValueError(f"{ds.title} {split}: images {x.shape} and labels {y.shape} "
-                             "do not match (expected (N, H, W) and (N,))")
-        out.append((x[:, None, :, :].astype(np.uint8), y.astype(np.int64)))
+        if x.shape[0] != y.shape[0]:
+            raise DataError(f"{folder}: {ds.title} {split} has {x.shape[0]} images but "
+                            f"{y.shape[0]} labels")
+        out.append((x[:, None, :, :], y.astype(np.int64)))
     return out[0], out[1]
 
 
@@ -424,11 +363,8 @@ def load_emnist_letters(path: PathLike | None = None, *, verify: bool = True,
     letters come back upright and label 0 is 'A'.
     """
     (xtr, ytr), (xte, yte) = _load_idx_dataset(_EMNIST_LETTERS, path, verify, download)
-    out = []
-    for x, y in ((xtr, ytr), (xte, yte)):
-        if y.size and (y.min() < 1 or y.max() > 26):
-            raise ValueError(f"EMNIST letters labels must be 1..26, got {y.min()}..{y.max()}")
-        out.append((np.ascontiguousarray(x.transpose(0, 1, 3, 2)), y - 1))
+    out = [(np.ascontiguousarray(x.transpose(0, 1, 3, 2)), y - 1)   # labels 1..26 checked
+           for x, y in ((xtr, ytr), (xte, yte))]
     return out[0], out[1]
 
 
@@ -446,48 +382,50 @@ _CIFAR_JPG_ARCHIVE = "cifar10-jpg.tar.gz"
 _CIFAR_JPG_SHA256 = "caee4964ee157074cd166f19fc57801edbb2493096149057c636738291eee788"
 
 
-def _cifar_batches_from_dict(d: dict, source: str) -> Split:
-    data = np.asarray(d[b"data"], dtype=np.uint8)
-    labels = np.asarray(d[b"labels"], dtype=np.int64)
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
-        raise ValueError(f"{source}: data {data.shape} / labels {labels.shape} are not a "
-                         "CIFAR-10 batch ((N, 3072) and (N,))")
-    return data.reshape(-1, 3, 32, 32), labels
-
-
-def _load_cifar_pickles(read) -> tuple[Split, Split]:
-    """`read(name) -> bytes` gives one batch file; pickles come only from checked/local files."""
-    parts = {}
-    for name in _CIFAR_PY_FILES:
-        parts[name] = _cifar_batches_from_dict(pickle.loads(read(name), encoding="bytes"), name)
+def _load_cifar_batches(read) -> tuple[Split, Split]:
+    """`read(name) -> (bytes, source)` gives one batch file, parsed by the restricted unpickler
+    (convforge.data._cifar_pickle: runs nothing a file names)."""
+    parts = {name: load_cifar_batch(*read(name)) for name in _CIFAR_PY_FILES}
     xtr = np.concatenate([parts[n][0] for n in _CIFAR_PY_FILES[:5]])
     ytr = np.concatenate([parts[n][1] for n in _CIFAR_PY_FILES[:5]])
     return (xtr, ytr), parts["test_batch"]
 
 
 def _cifar_pickle_dir(folder: Path) -> tuple[Split, Split]:
-    return _load_cifar_pickles(lambda name: (folder / name).read_bytes())
+    def read(name: str) -> tuple[bytes, str]:
+        p = folder / name
+        n = p.stat().st_size
+        if n > MAX_BATCH_BYTES:   # checked before reading it into memory
+            raise DataError(f"{p}: {n} bytes, more than a CIFAR-10 batch "
+                            f"({MAX_BATCH_BYTES} at most)")
+        return p.read_bytes(), str(p)
+
+    return _load_cifar_batches(read)
 
 
 def _cifar_pickle_tar(archive: Path) -> tuple[Split, Split]:
-    with tarfile.open(archive, "r:*") as tar:
-        members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
-
-        def read(name: str) -> bytes:
-            if name not in members:
-                raise ValueError(f"{archive}: no member {name!r}")
-            return tar.extractfile(members[name]).read()
-
-        return _load_cifar_pickles(read)
+    """One sequential pass over the archive, keeping the first member named like each batch."""
+    found: dict[str, tuple[bytes, str]] = {}
+    wanted = set(_CIFAR_PY_FILES)
+    for m, data in iter_tar_members(archive, lambda n: Path(n).name in wanted - set(found),
+                                    max_member_bytes=MAX_BATCH_BYTES):
+        found[Path(m.name).name] = (data, f"{archive}:{m.name}")
+        if len(found) == len(wanted):
+            break
+    missing = [n for n in _CIFAR_PY_FILES if n not in found]
+    if missing:
+        raise DataError(f"{archive}: no member(s) {', '.join(missing)} (not a CIFAR-10 python "
+                        "archive)")
+    return _load_cifar_batches(found.__getitem__)
 
 
 def _is_pickle_tar(archive: Path) -> bool:
-    with tarfile.open(archive, "r:*") as tar:
-        for m in tar:
-            if Path(m.name).name == "data_batch_1":
-                return True
-            if Path(m.name).suffix.lower() in IMAGE_SUFFIXES:
-                return False
+    """Whether the first batch file or image member met is a batch (names only, no reading)."""
+    def marker(name: str) -> bool:
+        return Path(name).name == "data_batch_1" or Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+    for m, _ in iter_tar_members(archive, marker, read=False):
+        return Path(m.name).name == "data_batch_1"
     return False
 
 
@@ -551,147 +489,16 @@ def _download_cifar10(dest: Path) -> None:
     archive = dest.parent / "cifar-10-python.tar.gz"
     _say(f"downloading {_CIFAR_PY_URL} (163 MB) to {archive}")
     download(_CIFAR_PY_URL, archive, sha256=_CIFAR_PY_SHA256, md5=_CIFAR_PY_MD5)
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive, "r:gz") as tar:
-        for m in tar.getmembers():
-            name = Path(m.name).name
-            if m.isfile() and name in _CIFAR_PY_FILES + ("batches.meta",):
-                (dest / name).write_bytes(tar.extractfile(m).read())  # no path from the archive
+    names = set(_CIFAR_PY_FILES + ("batches.meta",))
+    for m, data in iter_tar_members(archive, lambda n: Path(n).name in names,
+                                    max_member_bytes=MAX_BATCH_BYTES):
+        with atomic_output(dest / Path(m.name).name) as out:  # no path from the archive
+            out.write(data)
     archive.unlink()
 
 
-def _decode_image(data: bytes, source: str, mode: str) -> np.ndarray:
-    """Encoded image bytes -> uint8 (C, H, W); mode 'RGB' (C=3) or 'L' (C=1)."""
-    try:
-        from PIL import Image
-    except ImportError as e:
-        raise ImportError("decoding JPEG/PNG images needs Pillow: pip install pillow") from e
-    with Image.open(io.BytesIO(data)) as im:
-        arr = np.asarray(im.convert(mode), dtype=np.uint8)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.size == 0:
-        raise ValueError(f"{source}: empty image")
-    return arr.transpose(2, 0, 1)
-
-
-def _split_class_file(rel: str) -> tuple[str, str, str] | None:
-    """'train/cat/0001.jpg' (any leading folders) -> ('train', 'cat', '0001.jpg'), else None."""
-    parts = Path(rel).parts
-    if len(parts) < 3 or Path(parts[-1]).suffix.lower() not in IMAGE_SUFFIXES:
-        return None
-    if parts[-3] not in ("train", "test") or parts[-1].startswith("."):
-        return None
-    return parts[-3], parts[-2], parts[-1]
-
-
-def _stack_tree(items: list[tuple[str, str, str, np.ndarray]],
-                source: str) -> tuple[dict[str, Split], list[str]]:
-    """(split, class, file, image) items -> per split sorted (x, y) and the sorted classes."""
-    classes = sorted({c for s, c, _, _ in items if s == "train"})
-    if not classes:
-        raise ValueError(f"{source}: no images under train/<class>/")
-    index = {c: i for i, c in enumerate(classes)}
-    shape = items[0][3].shape
-    out = {}
-    for split in ("train", "test"):
-        chosen = sorted((c, f, img) for s, c, f, img in items if s == split)
-        if not chosen:
-            raise ValueError(f"{source}: no images under {split}/<class>/")
-        for c, f, img in chosen:
-            if c not in index:
-                raise ValueError(f"{source}: class {c!r} is in {split}/ but not in train/")
-            if img.shape != shape:
-                raise ValueError(f"{source}: {split}/{c}/{f} has shape {img.shape} (C, H, W), "
-                                 f"others have {shape}")
-        x = np.stack([img for _, _, img in chosen])
-        y = np.array([index[c] for c, _, _ in chosen], dtype=np.int64)
-        out[split] = (x, y)
-    return out, classes
-
-
-def _decode_tree_folder(folder: Path, mode: str) -> tuple[dict[str, Split], list[str]]:
-    items = []
-    for split in ("train", "test"):
-        for p in sorted((folder / split).glob("*/*")):
-            key = _split_class_file(str(p.relative_to(folder)))
-            if key is not None and p.is_file():
-                items.append(key + (_decode_image(p.read_bytes(), str(p), mode),))
-    if not items:
-        raise ValueError(f"{folder}: no images under train/<class>/ or test/<class>/")
-    return _stack_tree(items, str(folder))
-
-
-def _decode_tree_tar(archive: Path, mode: str) -> tuple[dict[str, Split], list[str]]:
-    items = []
-    with tarfile.open(archive, "r|*") as tar:  # one sequential pass: fast for .tar.gz
-        for m in tar:
-            key = _split_class_file(m.name) if m.isfile() else None
-            if key is not None:
-                data = tar.extractfile(m).read()
-                items.append(key + (_decode_image(data, f"{archive}:{m.name}", mode),))
-    if not items:
-        raise ValueError(f"{archive}: no members train/<class>/<image> or test/<class>/<image>")
-    return _stack_tree(items, str(archive))
-
-
-def _tree_fingerprint(folder: Path) -> str:
-    """Hash of every image's relative path, size and mtime (cheap; no decoding)."""
-    h = hashlib.sha256()
-    for split in ("train", "test"):
-        for p in sorted((folder / split).glob("*/*")):
-            st = p.stat()
-            h.update(f"{p.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
-
-
-def load_image_tree(source: PathLike, *, mode: str = "RGB", cache: bool = True,
-                    expected_sha256: str | None = None
-                    ) -> tuple[tuple[Split, Split], list[str]]:
-    """Decodes a `train/<class>/*`, `test/<class>/*` image tree (folder, .tar or .tar.gz).
-
-    Returns `((x_train, y_train), (x_test, y_test)), classes`: x uint8 (N, C, H, W), labels are
-    indices into the sorted class-folder names, samples sorted by (class, file name).
-    Decoding tens of thousands of JPEGs takes a while, so with `cache=True` the arrays are
-    stored as an .npz in the user cache dir, keyed by the archive's SHA-256 (for a folder:
-    by its file names, sizes and mtimes), and later calls load that instead.
-    """
-    source = Path(source)
-    if mode not in ("RGB", "L"):
-        raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
-    if source.is_file():
-        key = sha256_file(source)
-        if expected_sha256 is not None and key != expected_sha256:
-            raise ChecksumError(f"{source}: SHA-256 is {key}, expected {expected_sha256} "
-                                "(pass verify=False to load it anyway)")
-    elif source.is_dir():
-        key = _tree_fingerprint(source)
-    else:
-        raise FileNotFoundError(f"source: {source} is neither a folder nor an archive")
-    npz = cache_dir() / f"imagetree-{source.name.split('.')[0]}-{mode}-{key[:16]}.npz"
-    if cache and npz.is_file():
-        with np.load(npz) as z:
-            classes = [str(c) for c in z["classes"]]
-            return ((z["x_train"], z["y_train"]), (z["x_test"], z["y_test"])), classes
-    _say(f"decoding the images in {source} once (CIFAR-10's 60,000 JPEGs take 30-60 s)")
-    if source.is_file():
-        splits, classes = _decode_tree_tar(source, mode)
-    else:
-        splits, classes = _decode_tree_folder(source, mode)
-    if cache:
-        npz.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=npz.parent, suffix=".npz.part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, x_train=splits["train"][0], y_train=splits["train"][1],
-                         x_test=splits["test"][0], y_test=splits["test"][1],
-                         classes=np.array(classes))
-            os.replace(tmp, npz)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        _say(f"cached the decoded arrays in {npz} (delete it to decode again)")
-    return (splits["train"], splits["test"]), classes
+# kept under their old names for batching and existing callers
+_decode_image = decode_image
 
 
 def find_cifar10_images(path: PathLike | None = None) -> Path:
@@ -714,9 +521,10 @@ def load_cifar10(path: PathLike | None = None, *, verify: bool = True, download:
             verify_file(src, sha256=_CIFAR_PY_SHA256)
         return _cifar_pickle_tar(src)
     expected = _CIFAR_JPG_SHA256 if (verify and src.name == _CIFAR_JPG_ARCHIVE) else None
-    splits, classes = load_image_tree(src, mode="RGB", cache=cache, expected_sha256=expected)
+    splits, classes = load_image_tree(src, mode="RGB", cache=cache, expected_sha256=expected,
+                                      image_size=(32, 32))
     if len(classes) != 10:
-        raise ValueError(f"{src}: CIFAR-10 needs 10 class folders, found {classes}")
+        raise DataError(f"{src}: CIFAR-10 needs 10 class folders, found {classes}")
     return splits
 
 

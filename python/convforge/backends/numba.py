@@ -9,7 +9,9 @@ Results do not depend on numba's thread count (see _numba_kernels).
 
 from __future__ import annotations
 
-from types import ModuleType
+import os
+import sys
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 
@@ -43,19 +45,81 @@ def probe() -> str | None:
 _loaded: ModuleType | None = None
 
 
-def _kernels() -> ModuleType:
-    """The kernels module; on first load, numba gets the thread count convforge.set_num_threads
-    asked for before numba was imported."""
+def _choose_fork_safe_layer(numba: ModuleType) -> None:
+    """Ask numba for a fork-safe threading layer (tbb when installed, else workqueue) unless the
+    user chose one (NUMBA_THREADING_LAYER or numba.config.THREADING_LAYER) or numba already
+    started its threads. Numba's default prefers the GNU OpenMP layer, which terminates any
+    fork() child that runs a parallel kernel ("fork() called from a process already using GNU
+    OpenMP"), so multiprocessing's fork workers never return. The kernels hold the GIL, so two
+    Python threads never run them at once: workqueue's lack of thread safety does not matter.
+    The choice is process-wide: it also applies to the user's own parallel numba code."""
+    from numba.np.ufunc import parallel
+
+    if ("NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default"
+            and not parallel._is_initialized):
+        numba.config.THREADING_LAYER = "forksafe"
+
+
+def set_num_threads(n: int) -> None:
+    """numba's thread count (capped by NUMBA_NUM_THREADS); picks the threading layer first, as
+    numba starts its threads on the first set_num_threads."""
+    import numba
+
+    _choose_fork_safe_layer(numba)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+# True in a fork() child whose parent had started numba's GNU OpenMP layer (the user chose it, or
+# ran parallel numba code before convforge's kernels loaded): every parallel kernel would end the
+# process there, so the kernels run as serial compilations of the same Python functions.
+_serial_after_fork = False
+_serial: SimpleNamespace | None = None
+_KERNEL_NAMES = ("im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_forward_panels",
+                 "conv2d_backward_weight_panels", "pool2d_forward", "pool2d_backward")
+
+
+def _after_fork_in_child() -> None:
+    global _serial_after_fork
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    if (parallel is not None and parallel._is_initialized
+            and parallel._threading_layer == "omp"):
+        _serial_after_fork = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _serial_kernels(parallel_kernels: ModuleType) -> SimpleNamespace:
+    """The kernels compiled without parallel=True (prange runs as range: same loops, same order,
+    same results), once per process on first use."""
+    global _serial
+    if _serial is None:
+        import numba
+
+        jit = numba.njit(**parallel_kernels._FLAGS)
+        _serial = SimpleNamespace(**{name: jit(getattr(parallel_kernels, name).py_func)
+                                     for name in _KERNEL_NAMES})
+    return _serial
+
+
+def _kernels():
+    """The kernels module. On first load: a fork-safe threading layer, and the thread count
+    convforge.set_num_threads asked for before numba was imported."""
     global _loaded
     if _loaded is None:
         import numba
 
         from .. import _requested_threads
+
+        _choose_fork_safe_layer(numba)
         from . import _numba_kernels
 
         if _requested_threads is not None:
-            numba.set_num_threads(min(_requested_threads, numba.config.NUMBA_NUM_THREADS))
+            set_num_threads(_requested_threads)
         _loaded = _numba_kernels
+    if _serial_after_fork:
+        return _serial_kernels(_loaded)
     return _loaded
 
 

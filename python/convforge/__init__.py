@@ -13,10 +13,14 @@ import platform
 import warnings
 from typing import Any
 
-from . import backends, functional
+from . import _threads, backends, functional
 from . import functional as F
 from .backends import available, set_backend, use_backend
 from .backends._autotune import autotune_enabled, set_autotune
+
+# Loads the compiled core with convforge's OpenMP wait policy and thread default: before any
+# other code can load it (the imports above do not).
+_threads.configure()
 
 __version__ = "0.1.0"
 
@@ -84,7 +88,7 @@ def get_num_threads() -> int:
         import numba
 
         return numba.get_num_threads()
-    return _requested_threads or os.cpu_count() or 1
+    return _requested_threads or _threads.default_num_threads()
 
 
 def _cpu_name() -> str:
@@ -118,4 +122,9 @@ def info() -> dict[str, Any]:
         out.update(isa=_core.isa(), detected_isa=_core.detected_isa(),
                    has_openmp=bool(_core.has_openmp), num_threads=_core.get_num_threads(),
                    autotune=autotune_enabled(), fork_child=_core.in_fork_child())
+    # default_num_threads: affinity and cgroup quota (or OMP_NUM_THREADS); omp_wait_policy:
+    # what the OpenMP runtime was started with and who chose it (see convforge._threads).
+    out.update(default_num_threads=_threads.state["default_num_threads"],
+               omp_wait_policy=_threads.state["wait_policy"],
+               omp_wait_policy_source=_threads.state["wait_policy_source"])
     return out

@@ -104,19 +104,22 @@ def _serial_kernels(parallel_kernels: ModuleType) -> SimpleNamespace:
 
 
 def _kernels():
-    """The kernels module. On first load: a fork-safe threading layer, and the thread count
-    convforge.set_num_threads asked for before numba was imported."""
+    """The kernels module. On first load: a fork-safe threading layer, and convforge's thread
+    count (set_num_threads, else its default unless NUMBA_NUM_THREADS is set)."""
     global _loaded
     if _loaded is None:
         import numba
 
-        from .. import _requested_threads
+        from .. import _requested_threads, _threads
 
         _choose_fork_safe_layer(numba)
         from . import _numba_kernels
 
-        if _requested_threads is not None:
-            set_num_threads(_requested_threads)
+        n = _requested_threads
+        if n is None and "NUMBA_NUM_THREADS" not in os.environ:
+            n = _threads.state["default_num_threads"] or _threads.default_num_threads()
+        if n is not None:
+            set_num_threads(n)
         _loaded = _numba_kernels
     if _serial_after_fork:
         return _serial_kernels(_loaded)

@@ -50,8 +50,9 @@ def SAME(a, b):
                                     for u, v in zip(a, b))
 
 
-cf.set_num_threads(2)
-PARENT = RESULTS()
+def START():
+    cf.set_num_threads(2)
+    return RESULTS()
 """
 
 
@@ -84,6 +85,7 @@ BACKENDS = ("cpu", "numba")
 @pytest.mark.parametrize("name", BACKENDS)
 def test_fork_pool_workers_get_the_parents_results(name):
     out = _run("""
+        PARENT = START()
         import multiprocessing as mp
         with mp.get_context("fork").Pool(2) as pool:
             got = pool.map(RESULTS, range(4))
@@ -99,6 +101,7 @@ def test_fork_pool_workers_get_the_parents_results(name):
 @pytest.mark.parametrize("name", BACKENDS)
 def test_os_fork_child_and_grandchild(name):
     out = _run("""
+        PARENT = START()
         def child_checks():
             # kernels, then set_num_threads in the child (no hang, same results), then a fork
             # from the child: the grandchild also gets the results
@@ -128,6 +131,7 @@ def test_cpu_fork_child_runs_one_thread_and_says_so():
     """In the child the cpu backend uses 1 thread whatever set_num_threads asks (libgomp
     cannot start a team there); set_num_threads(2) warns; info() reports it."""
     out = _run("""
+        PARENT = START()
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -158,6 +162,7 @@ def test_numba_gnu_openmp_layer_chosen_by_user_still_works_after_fork():
     except ImportError:
         pytest.skip("numba has no OpenMP threading layer here")
     out = _run("""
+        PARENT = START()
         import multiprocessing as mp
         from numba.np.ufunc import parallel
         assert parallel.threading_layer() == "omp", parallel.threading_layer()
@@ -171,7 +176,37 @@ def test_numba_gnu_openmp_layer_chosen_by_user_still_works_after_fork():
 
 def test_numba_default_threading_layer_is_fork_safe():
     out = _run("""
+        START()
         from numba.np.ufunc import parallel
         print(parallel.threading_layer())
     """, "numba", unset=("NUMBA_THREADING_LAYER",))
     assert out.strip() in ("workqueue", "tbb")
+
+
+def test_numba_omp_layer_started_by_user_code_only():
+    """The parent ran only its own parallel numba code (GNU OpenMP layer) before forking; the
+    children use convforge's numba backend for the first time and get the parent's results."""
+    try:
+        from numba.np.ufunc import omppool  # noqa: F401
+    except ImportError:
+        pytest.skip("numba has no OpenMP threading layer here")
+    out = _run("""
+        import multiprocessing as mp
+        import numba
+        from numba.np.ufunc import parallel
+
+        @numba.njit(parallel=True)
+        def total(a):
+            s = 0.0
+            for i in numba.prange(a.size):
+                s += a[i]
+            return s
+
+        assert total(np.ones(1000)) == 1000.0 and parallel.threading_layer() == "omp"
+        with mp.get_context("fork").Pool(2) as pool:
+            got = pool.map(RESULTS, range(2))
+        PARENT = RESULTS()
+        assert all(SAME(g, PARENT) for g in got)
+        print("ok")
+    """, "numba", unset=("NUMBA_THREADING_LAYER",))
+    assert out.strip() == "ok"

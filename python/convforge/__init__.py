@@ -65,7 +65,7 @@ def set_num_threads(n: int) -> None:
         if n > 1 and _core.in_fork_child():
             warnings.warn(f"set_num_threads({n}): this process was created by fork(), where "
                           "OpenMP cannot start threads; the cpu backend runs on 1 thread "
-                          "(start workers with the 'spawn' or 'forkserver' method for more)",
+                          "(multiprocessing's 'spawn' start method gives workers more)",
                           RuntimeWarning, stacklevel=2)
     import sys
 

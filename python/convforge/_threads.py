@@ -26,8 +26,25 @@ from typing import Callable, Mapping, MutableMapping, Optional
 # The wait policy convforge sets when the user set none (see the module docstring).
 DEFAULT_WAIT_POLICY = "PASSIVE"
 
-# What configure() did, for convforge.info().
-state: dict = {"wait_policy": None, "wait_policy_source": None, "default_num_threads": None}
+# What configure() did, for convforge.info(); numba_omp_inherited: set in a fork() child whose
+# parent had started numba's GNU OpenMP threading layer (read by backends/numba.py).
+state: dict = {"wait_policy": None, "wait_policy_source": None, "default_num_threads": None,
+               "numba_omp_inherited": False}
+
+
+def _after_fork_in_child() -> None:
+    """Notes whether numba's GNU OpenMP layer came from the parent: it ends any fork() child that
+    runs a parallel kernel. Registered here, at convforge's import, so that it also covers a
+    parent that ran only its own numba code before forking."""
+    import sys
+
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    if parallel is not None and parallel._is_initialized and parallel._threading_layer == "omp":
+        state["numba_omp_inherited"] = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _read(path: str) -> Optional[str]:

@@ -10,11 +10,11 @@ Results do not depend on numba's thread count (see _numba_kernels).
 from __future__ import annotations
 
 import os
-import sys
 from types import ModuleType, SimpleNamespace
 
 import numpy as np
 
+from .. import _threads
 from .._shapes import conv_output_size
 
 # Images unfolded at once by conv2d (cols buffer of about this many elements, >= 1 image).
@@ -69,25 +69,12 @@ def set_num_threads(n: int) -> None:
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
-# True in a fork() child whose parent had started numba's GNU OpenMP layer (the user chose it, or
-# ran parallel numba code before convforge's kernels loaded): every parallel kernel would end the
-# process there, so the kernels run as serial compilations of the same Python functions.
-_serial_after_fork = False
+# In a fork() child whose parent had started numba's GNU OpenMP layer (the user chose it, or ran
+# parallel numba code before convforge's kernels loaded; see convforge._threads) every parallel
+# kernel would end the process, so the kernels run as serial compilations of the same functions.
 _serial: SimpleNamespace | None = None
 _KERNEL_NAMES = ("im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_forward_panels",
                  "conv2d_backward_weight_panels", "pool2d_forward", "pool2d_backward")
-
-
-def _after_fork_in_child() -> None:
-    global _serial_after_fork
-    parallel = sys.modules.get("numba.np.ufunc.parallel")
-    if (parallel is not None and parallel._is_initialized
-            and parallel._threading_layer == "omp"):
-        _serial_after_fork = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _serial_kernels(parallel_kernels: ModuleType) -> SimpleNamespace:
@@ -110,7 +97,7 @@ def _kernels():
     if _loaded is None:
         import numba
 
-        from .. import _requested_threads, _threads
+        from .. import _requested_threads
 
         _choose_fork_safe_layer(numba)
         from . import _numba_kernels
@@ -121,7 +108,7 @@ def _kernels():
         if n is not None:
             set_num_threads(n)
         _loaded = _numba_kernels
-    if _serial_after_fork:
+    if _threads.state["numba_omp_inherited"]:
         return _serial_kernels(_loaded)
     return _loaded
 

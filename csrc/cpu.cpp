@@ -1,10 +1,15 @@
 // CPU feature detection, ISA selection and thread control for the whole library.
 #include "convforge/cpu.hpp"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #ifdef CONVFORGE_OPENMP
 #include <omp.h>
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define CONVFORGE_HAS_ATFORK 1
 #endif
 
 namespace convforge {
@@ -52,13 +57,43 @@ const char* isa_name(Isa isa) {
   }
 }
 
+namespace {
+
+// Atomic: set_num_threads may run on one Python thread while another starts a kernel.
 #ifdef CONVFORGE_OPENMP
-int g_threads = omp_get_max_threads();  // OMP_NUM_THREADS or the core count, read at load
+std::atomic<int> g_threads{omp_get_max_threads()};  // OMP_NUM_THREADS or the cores, at load
 #endif
+
+// True in the child of a fork() of a process that had this library loaded. GNU libgomp keeps the
+// worker threads of a parallel team in a pool owned by the thread that started it; fork() copies
+// the pool's bookkeeping but not its threads, so the child's next team with more than one thread
+// waits forever for workers that do not exist (libgomp has no fork handler and cannot start a
+// second pool for the same thread). A region with num_threads(1) returns before touching the
+// pool, so the child runs every kernel on one thread: same results (no kernel's result depends
+// on the thread count), no hang. Set in any fork child, not only when a team ran in the parent,
+// because other libraries sharing libgomp (numba's omp layer) may have started one.
+std::atomic<bool> g_fork_child{false};
+
+#ifdef CONVFORGE_HAS_ATFORK
+void on_fork_child() { g_fork_child.store(true, std::memory_order_relaxed); }
+// Registered once when the library loads; the handler runs in the child only.
+const int g_atfork_registered = pthread_atfork(nullptr, nullptr, on_fork_child);
+#endif
+
+}  // namespace
 
 int max_threads() {
 #ifdef CONVFORGE_OPENMP
-  return g_threads;
+  if (g_fork_child.load(std::memory_order_relaxed)) return 1;
+  return g_threads.load(std::memory_order_relaxed);
+#else
+  return 1;
+#endif
+}
+
+int requested_threads() {
+#ifdef CONVFORGE_OPENMP
+  return g_threads.load(std::memory_order_relaxed);
 #else
   return 1;
 #endif
@@ -66,11 +101,13 @@ int max_threads() {
 
 void set_num_threads(int n) {
 #ifdef CONVFORGE_OPENMP
-  if (n >= 1) g_threads = n;
+  if (n >= 1) g_threads.store(n, std::memory_order_relaxed);
 #else
   (void)n;
 #endif
 }
+
+bool in_fork_child() { return g_fork_child.load(std::memory_order_relaxed); }
 
 bool has_openmp() {
 #ifdef CONVFORGE_OPENMP

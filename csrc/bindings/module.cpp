@@ -33,7 +33,12 @@ PYBIND11_MODULE(_core, m) {
     if (!set_isa(isa))
       throw py::value_error("this CPU does not support isa '" + name + "'");
   }, py::arg("name"), "Force a (lower) instruction set, e.g. to test every code path.");
-  m.def("get_num_threads", &max_threads);
+  m.def("get_num_threads", &max_threads,
+        "Threads the kernels use now (1 in a fork child, see in_fork_child).");
+  m.def("requested_num_threads", &requested_threads,
+        "The count last set by set_num_threads (or the load-time default).");
+  m.def("in_fork_child", &in_fork_child,
+        "True in a child of fork(): OpenMP teams would hang there, kernels run on one thread.");
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw py::value_error("num_threads must be >= 1, got " + std::to_string(n));
     set_num_threads(n);

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import os
 import platform
+import warnings
 from typing import Any
 
-from . import backends, functional
+from . import _threads, backends, functional
 from . import functional as F
 from .backends import available, set_backend, use_backend
 from .backends._autotune import autotune_enabled, set_autotune
+
+# Loads the compiled core with convforge's OpenMP wait policy and thread default: before any
+# other code can load it (the imports above do not).
+_threads.configure()
 
 __version__ = "0.1.0"
 
@@ -53,7 +58,13 @@ _requested_threads: int | None = None
 
 def set_num_threads(n: int) -> None:
     """Threads used by the cpu backend (OpenMP) and the numba backend (now if it is loaded, else
-    when it loads)."""
+    when it loads). Results do not depend on it.
+
+    In a child process created by fork() (multiprocessing's "fork" start method, DataLoader-style
+    workers) the cpu backend runs on one thread whatever is set: GNU OpenMP cannot start threads
+    again after fork. The numba backend uses n threads there too (its threading layer is
+    fork-safe).
+    """
     global _requested_threads
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
@@ -62,20 +73,33 @@ def set_num_threads(n: int) -> None:
         from . import _core
 
         _core.set_num_threads(n)
+        if n > 1 and _core.in_fork_child():
+            warnings.warn(f"set_num_threads({n}): this process was created by fork(), where "
+                          "OpenMP cannot start threads; the cpu backend runs on 1 thread "
+                          "(multiprocessing's 'spawn' start method gives workers more)",
+                          RuntimeWarning, stacklevel=2)
     import sys
 
-    if "numba" in sys.modules:
-        import numba
+    if "numba" in sys.modules:  # else the numba backend applies n when it loads
+        from .backends import numba as numba_backend
 
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        numba_backend.set_num_threads(n)
 
 
 def get_num_threads() -> int:
+    """Threads the cpu backend uses now (1 in a fork child, see set_num_threads); without the
+    cpu backend, the count the numba backend uses (or will use when it loads)."""
     if backends.unavailable_reason("cpu") is None:
         from . import _core
 
         return _core.get_num_threads()
-    return os.cpu_count() or 1
+    import sys
+
+    if "numba" in sys.modules and backends.get("numba")._loaded is not None:
+        import numba
+
+        return numba.get_num_threads()
+    return _requested_threads or _threads.default_num_threads()
 
 
 def _cpu_name() -> str:
@@ -108,5 +132,10 @@ def info() -> dict[str, Any]:
 
         out.update(isa=_core.isa(), detected_isa=_core.detected_isa(),
                    has_openmp=bool(_core.has_openmp), num_threads=_core.get_num_threads(),
-                   autotune=autotune_enabled())
+                   autotune=autotune_enabled(), fork_child=_core.in_fork_child())
+    # default_num_threads: affinity and cgroup quota (or OMP_NUM_THREADS); omp_wait_policy:
+    # what the OpenMP runtime was started with and who chose it (see convforge._threads).
+    out.update(default_num_threads=_threads.state["default_num_threads"],
+               omp_wait_policy=_threads.state["wait_policy"],
+               omp_wait_policy_source=_threads.state["wait_policy_source"])
     return out

@@ -17,8 +17,14 @@ const char* isa_name(Isa isa);
 // Threads every parallel region uses (1 without OpenMP). convforge keeps its own count instead of
 // relying on OpenMP's per-thread ICV, which other libraries sharing libgomp (numba's omp layer,
 // PyTorch) may reset; each region passes it explicitly through CF_OMP_FOR.
+// In the child of a fork() (see in_fork_child) max_threads() is 1 whatever was set.
 int max_threads();
 void set_num_threads(int n);
+// The count last set (or the load-time default), also in a fork child where it is not used.
+int requested_threads();
+// True in a process created by fork() from one that had convforge loaded: OpenMP teams of more
+// than one thread would hang there (GNU libgomp), so kernels run on one thread.
+bool in_fork_child();
 bool has_openmp();
 
 }  // namespace convforge

@@ -9,10 +9,12 @@ Results do not depend on numba's thread count (see _numba_kernels).
 
 from __future__ import annotations
 
-from types import ModuleType
+import os
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 
+from .. import _threads
 from .._shapes import conv_output_size
 
 # Images unfolded at once by conv2d (cols buffer of about this many elements, >= 1 image).
@@ -43,19 +45,71 @@ def probe() -> str | None:
 _loaded: ModuleType | None = None
 
 
-def _kernels() -> ModuleType:
-    """The kernels module; on first load, numba gets the thread count convforge.set_num_threads
-    asked for before numba was imported."""
+def _choose_fork_safe_layer(numba: ModuleType) -> None:
+    """Ask numba for a fork-safe threading layer (tbb when installed, else workqueue) unless the
+    user chose one (NUMBA_THREADING_LAYER or numba.config.THREADING_LAYER) or numba already
+    started its threads. Numba's default prefers the GNU OpenMP layer, which terminates any
+    fork() child that runs a parallel kernel ("fork() called from a process already using GNU
+    OpenMP"), so multiprocessing's fork workers never return. The kernels hold the GIL, so two
+    Python threads never run them at once: workqueue's lack of thread safety does not matter.
+    The choice is process-wide: it also applies to the user's own parallel numba code."""
+    from numba.np.ufunc import parallel
+
+    if ("NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default"
+            and not parallel._is_initialized):
+        numba.config.THREADING_LAYER = "forksafe"
+
+
+def set_num_threads(n: int) -> None:
+    """numba's thread count (capped by NUMBA_NUM_THREADS); picks the threading layer first, as
+    numba starts its threads on the first set_num_threads."""
+    import numba
+
+    _choose_fork_safe_layer(numba)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+# In a fork() child whose parent had started numba's GNU OpenMP layer (the user chose it, or ran
+# parallel numba code before convforge's kernels loaded; see convforge._threads) every parallel
+# kernel would end the process, so the kernels run as serial compilations of the same functions.
+_serial: SimpleNamespace | None = None
+_KERNEL_NAMES = ("im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_forward_panels",
+                 "conv2d_backward_weight_panels", "pool2d_forward", "pool2d_backward")
+
+
+def _serial_kernels(parallel_kernels: ModuleType) -> SimpleNamespace:
+    """The kernels compiled without parallel=True (prange runs as range: same loops, same order,
+    same results), once per process on first use."""
+    global _serial
+    if _serial is None:
+        import numba
+
+        jit = numba.njit(**parallel_kernels._FLAGS)
+        _serial = SimpleNamespace(**{name: jit(getattr(parallel_kernels, name).py_func)
+                                     for name in _KERNEL_NAMES})
+    return _serial
+
+
+def _kernels():
+    """The kernels module. On first load: a fork-safe threading layer, and convforge's thread
+    count (set_num_threads, else its default unless NUMBA_NUM_THREADS is set)."""
     global _loaded
     if _loaded is None:
         import numba
 
         from .. import _requested_threads
+
+        _choose_fork_safe_layer(numba)
         from . import _numba_kernels
 
-        if _requested_threads is not None:
-            numba.set_num_threads(min(_requested_threads, numba.config.NUMBA_NUM_THREADS))
+        n = _requested_threads
+        if n is None and "NUMBA_NUM_THREADS" not in os.environ:
+            n = _threads.state["default_num_threads"] or _threads.default_num_threads()
+        if n is not None:
+            set_num_threads(n)
         _loaded = _numba_kernels
+    if _threads.state["numba_omp_inherited"]:
+        return _serial_kernels(_loaded)
     return _loaded
 
 

@@ -18,36 +18,48 @@ def _out_size(n, k, s, p0, p1, d):
     return (n + p0 + p1 - d * (k - 1) - 1) // s + 1
 
 
-def _window(xp, i, j, stride, dilation, oh, ow):
-    """View of padded x at kernel tap (i, j) for every output position: (N, C, OH, OW)."""
-    (sh, sw), (dh, dw) = stride, dilation
-    return xp[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw]
+def _taps(n, o, k, s, p, d):
+    """Input coordinate of output o and tap i along one axis, and whether it lies inside:
+    (K, O) int64 arrays. Computed as (o*s + i*d) - p, each term at most the padded extent, so
+    that huge paddings, strides and dilations (validated to fit int64) never overflow, and
+    nothing padded is ever materialised."""
+    pos = np.arange(o, dtype=np.int64)[None, :] * np.int64(s) \
+        + np.arange(k, dtype=np.int64)[:, None] * np.int64(d) - np.int64(p)
+    inside = (pos >= 0) & (pos < n)
+    return np.where(inside, pos, 0), inside
+
+
+def _unfold_index(h, w, kernel_size, stride, padding, dilation):
+    """Flat input index (ih*W + iw) and validity of every (tap i, tap j, oh, ow):
+    (KH, KW, OH, OW) each, the output size (OH, OW)."""
+    (kh, kw), (pt, pb, pl, pr) = kernel_size, padding
+    oh = _out_size(h, kh, stride[0], pt, pb, dilation[0])
+    ow = _out_size(w, kw, stride[1], pl, pr, dilation[1])
+    ih, vh = _taps(h, oh, kh, stride[0], pt, dilation[0])                # (KH, OH)
+    iw, vw = _taps(w, ow, kw, stride[1], pl, dilation[1])                # (KW, OW)
+    flat = ih[:, None, :, None] * w + iw[None, :, None, :]               # (KH, KW, OH, OW)
+    valid = vh[:, None, :, None] & vw[None, :, None, :]
+    return flat, valid, (oh, ow)
 
 
 def im2col(x, kernel_size, stride, padding, dilation):
     n, c, h, w = x.shape
-    (kh, kw), (pt, pb, pl, pr) = kernel_size, padding
-    oh = _out_size(h, kh, stride[0], pt, pb, dilation[0])
-    ow = _out_size(w, kw, stride[1], pl, pr, dilation[1])
-    xp = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    cols = np.empty((n, c, kh, kw, oh, ow))
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, :, i, j] = _window(xp, i, j, stride, dilation, oh, ow)
+    kh, kw = kernel_size
+    flat, valid, (oh, ow) = _unfold_index(h, w, kernel_size, stride, padding, dilation)
+    xf = np.asarray(x, np.float64).reshape(n, c, h * w)
+    cols = np.where(valid, xf[:, :, flat], 0.0)                          # (N, C, KH, KW, OH, OW)
     return cols.reshape(n, c * kh * kw, oh * ow).astype(x.dtype, copy=False)
 
 
 def col2im(cols, input_shape, kernel_size, stride, padding, dilation):
     n, c, h, w = input_shape
-    (kh, kw), (pt, pb, pl, pr) = kernel_size, padding
-    oh = _out_size(h, kh, stride[0], pt, pb, dilation[0])
-    ow = _out_size(w, kw, stride[1], pl, pr, dilation[1])
+    kh, kw = kernel_size
+    flat, valid, (oh, ow) = _unfold_index(h, w, kernel_size, stride, padding, dilation)
     cols6 = np.asarray(cols, np.float64).reshape(n, c, kh, kw, oh, ow)
-    xp = np.zeros((n, c, h + pt + pb, w + pl + pr))
-    for i in range(kh):
-        for j in range(kw):
-            _window(xp, i, j, stride, dilation, oh, ow)[...] += cols6[:, :, i, j]
-    return xp[:, :, pt: pt + h, pl: pl + w].astype(cols.dtype)
+    xf = np.zeros((n * c, h * w))
+    # every valid entry summed into the x element it was read from (entries over padding dropped)
+    np.add.at(xf, (slice(None), flat[valid]), cols6.reshape(n * c, kh, kw, oh, ow)[:, valid])
+    return xf.reshape(n, c, h, w).astype(cols.dtype)
 
 
 def conv2d(x, w, b, stride, padding, dilation, groups):

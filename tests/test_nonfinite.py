@@ -177,3 +177,23 @@ def test_cpu_pool_nan_index_every_isa(restore_isa, isa):
                                                      **kw)
             _, idx = cf.F.max_pool2d(x, return_indices=True, backend="cpu", **kw)
             np.testing.assert_array_equal(idx, want.numpy(), err_msg=f"{isa} {kw}")
+
+
+def test_set_conv_exact_avoids_winograd(monkeypatch):
+    """The exact path: with set_conv_exact(True) a Winograd layer runs the im2col GEMM path
+    (bit-identical to forcing it), and autotune cannot bring Winograd back."""
+    from convforge.backends import _autotune, cpu
+
+    x, w, dy = (a.astype(np.float32) for a in _problem(CASES["winograd"], np.float32, "dy"))
+    x = np.random.default_rng(2).standard_normal(x.shape).astype(np.float32)
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    gemm = core.conv2d_forward(x, w, None, *args, algo="im2col_gemm")
+    assert not np.array_equal(core.conv2d_forward(x, w, None, *args), gemm)  # auto: Winograd
+    monkeypatch.setattr(cpu, "_exact", False)
+    cpu.set_conv_exact(True)
+    monkeypatch.setattr(_autotune, "_enabled", True)
+    np.testing.assert_array_equal(cpu.conv2d(x, w, None, *args), gemm)
+    dy = np.random.default_rng(3).standard_normal(gemm.shape).astype(np.float32)
+    dx = cpu.conv2d_backward(dy, x, w, *args, False)[0]
+    np.testing.assert_array_equal(
+        dx, core.conv2d_backward_data(dy, w, x.shape, *args, algo="im2col_gemm"))

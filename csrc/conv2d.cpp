@@ -62,8 +62,10 @@
 #include <utility>
 #include <vector>
 
+#include "convforge/checked.hpp"
 #include "convforge/conv2d_direct.hpp"
 #include "convforge/cpu.hpp"
+#include "convforge/finite.hpp"
 #include "convforge/gemm.hpp"
 #include "convforge/tasks.hpp"
 #include "convforge/winograd.hpp"
@@ -932,10 +934,22 @@ bool is_pointwise(const ConvDims& d) {
 }
 
 // Smallest blocks the im2col path needs: forward (C*KH*KW, kMinCols), data (KH*KW, OH*OW).
+// Sizes in checked arithmetic (checked.hpp): an overflowing size does not fit.
 bool im2col_fits(const ConvDims& d, int64_t elem_bytes) {
-  const int64_t taps = d.KH * d.KW, L = d.OH * d.OW;
-  const int64_t smallest = std::max(d.C * taps * std::min(kMinCols, L), taps * L);
-  return smallest * elem_bytes <= kMaxBlockBytes;
+  const int64_t taps = d.KH * d.KW, L = d.OH * d.OW;  // both fit: make_conv_dims
+  return product_within(kMaxBlockBytes, {d.C, taps, std::min(kMinCols, L), elem_bytes}) &&
+         product_within(kMaxBlockBytes, {taps, L, elem_bytes});
+}
+
+// A zero-padded copy of the input (direct_small, direct_kvec) must stay within the scratch
+// budget and in proportion to the data: at most 4x the input plus output planes, plus 64 Ki
+// elements. Huge padding, stride or dilation with a small output (stride = padding = 2**61 on
+// a 5x6 image: 3x3 outputs) would otherwise allocate a plane of mostly zeros, or overflow; such
+// problems run on im2col (workspace bounded by the output) or naive.
+bool padded_plane_ok(int64_t plane, int64_t channels, const ConvDims& d, int64_t elem_bytes) {
+  const int64_t data = add_sat(mul_sat(d.H, d.W), mul_sat(d.OH, d.OW));
+  return plane <= add_sat(mul_sat(4, data), int64_t(1) << 16) &&
+         product_within(kMaxBlockBytes, {channels, plane, elem_bytes});
 }
 
 // Input channels per group the direct kernel loops over in a direction (forward: Cg, data: Kg).
@@ -947,15 +961,16 @@ int64_t direct_channels(const ConvDims& d, ConvDir dir) {
 bool direct_fits(const ConvDims& d, ConvDir dir, int64_t elem_bytes) {
   const int64_t ci = direct_channels(d, dir);
   const int64_t ho = dir == ConvDir::data ? d.H : d.OH, wo = dir == ConvDir::data ? d.W : d.OW;
-  const int64_t plane = (ho + (d.KH - 1) * d.DH) * (wo + (d.KW - 1) * d.DW);
-  return (ci + 8) * plane * elem_bytes <= kMaxBlockBytes;
+  const int64_t plane = mul_sat(add_sat(ho, mul_sat(d.KH - 1, d.DH)),
+                                add_sat(wo, mul_sat(d.KW - 1, d.DW)));
+  return padded_plane_ok(plane, ci + 8, d, elem_bytes);
 }
 
 // The channel-vector kernel's padded plane (tiles of at most 24 rows and 8 columns) fits.
 bool kvec_fits(const ConvDims& d, int64_t elem_bytes) {
-  const int64_t hq = (d.OH + 24) * d.SH + (d.KH - 1) * d.DH + 1;
-  const int64_t wq = (d.OW + 8) * d.SW + (d.KW - 1) * d.DW + 1;
-  return d.Cg() * hq * wq * elem_bytes <= kMaxBlockBytes;
+  const int64_t hq = add_sat(mul_sat(d.OH + 24, d.SH), add_sat(mul_sat(d.KH - 1, d.DH), 1));
+  const int64_t wq = add_sat(mul_sat(d.OW + 8, d.SW), add_sat(mul_sat(d.KW - 1, d.DW), 1));
+  return padded_plane_ok(mul_sat(hq, wq), d.Cg(), d, elem_bytes);
 }
 
 // Vector lanes and register-tile positions (Kernel::vl, ::block) of the current ISA's direct
@@ -1029,7 +1044,8 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
       return dir != ConvDir::data && kvec_fits(d, elem_bytes);
     case ConvAlgo::direct_batch:  // dyt of one block of images: Kg * OH * OW * block
       return dir == ConvDir::data &&
-             d.Kg() * d.OH * d.OW * direct_block(elem_bytes) * elem_bytes <= kMaxBlockBytes;
+             product_within(kMaxBlockBytes, {d.Kg(), d.OH, d.OW, direct_block(elem_bytes),
+                                             elem_bytes});
     case ConvAlgo::kCount: break;
   }
   return false;
@@ -1132,34 +1148,14 @@ void require_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_by
       std::to_string(d.DW) + "), groups " + std::to_string(d.G));
 }
 
-template <typename U, typename T>
-bool all_finite_bits(const T* p, int64_t n, U exp_mask) {
-  static_assert(sizeof(U) == sizeof(T), "bits of T");
-  constexpr int64_t kBlock = 4096;
-  const int64_t blocks = ceil_div(n, kBlock);
-  int ok = 1;
-CF_OMP_FOR(schedule(static) reduction(min : ok) if(n >= 16 * kBlock))
-  for (int64_t b = 0; b < blocks; ++b) {  // elements [b*kBlock, min(n, (b+1)*kBlock))
-    const int64_t i0 = b * kBlock, i1 = std::min(n, i0 + kBlock);
-    U bad = 0;
-    for (int64_t i = i0; i < i1; ++i) {
-      U bits;
-      std::memcpy(&bits, p + i, sizeof(U));
-      bad |= static_cast<U>((bits & exp_mask) == exp_mask);
-    }
-    if (bad) ok = 0;
-  }
-  return ok == 1;
-}
-
-// Tests the exponent bits (all ones: inf or NaN) with integer operations, which vectorise, a
-// block at a time (an early exit per block); parallel over blocks for large arrays.
-bool all_finite(const float* p, int64_t n) { return all_finite_bits<uint32_t>(p, n, 0x7f800000u); }
-bool all_finite(const double* p, int64_t n) {
-  return all_finite_bits<uint64_t>(p, n, 0x7ff0000000000000ull);
-}
-
 }  // namespace
+
+// The exact path (im2col GEMM, naive when an im2col block would not fit) that replaces an
+// algorithm which would change which outputs are non-finite (see the dispatchers below).
+ConvAlgo conv_exact_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir) {
+  if (!im2col_fits(d, elem_bytes)) return ConvAlgo::naive;
+  return dir == ConvDir::weight && d.N >= 2 ? ConvAlgo::im2col_gemm_batch : ConvAlgo::im2col_gemm;
+}
 
 // ---------------------------------------------------------------- public kernels
 
@@ -1186,6 +1182,10 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d)
 template <typename T>
 void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d, ConvAlgo algo) {
   require_applies(algo, ConvDir::data, d, sizeof(T));
+  // direct_small multiplies dy's zero padding by w: with an inf/NaN weight it would put NaN
+  // where the exact computation has none. (Winograd checks its inputs itself: winograd.cpp.)
+  if (algo == ConvAlgo::direct_small && !all_finite(w, d.K * d.Cg() * d.KH * d.KW))
+    algo = conv_exact_algo(d, sizeof(T), ConvDir::data);
   switch (algo) {
     case ConvAlgo::naive: conv2d_backward_data_naive(dx, dy, w, d); break;
     case ConvAlgo::direct_depthwise: backward_data_depthwise(dx, dy, w, d); break;
@@ -1200,16 +1200,17 @@ void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d, Con
 
 template <typename T>
 void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d) {
-  ConvAlgo algo = choose_conv_algo(d, sizeof(T), ConvDir::data);
-  if (algo == ConvAlgo::direct_small && !all_finite(w, d.K * d.Cg() * d.KH * d.KW))
-    algo = im2col_fits(d, sizeof(T)) ? ConvAlgo::im2col_gemm : ConvAlgo::naive;
-  conv2d_backward_data(dx, dy, w, d, algo);
+  conv2d_backward_data(dx, dy, w, d, choose_conv_algo(d, sizeof(T), ConvDir::data));
 }
 
 template <typename T>
 void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d,
                             ConvAlgo algo) {
   require_applies(algo, ConvDir::weight, d, sizeof(T));
+  // direct_small multiplies x's junk columns by zeros of dy: with an inf/NaN in x it would
+  // spread NaN over dw where the exact computation has none.
+  if (algo == ConvAlgo::direct_small && !all_finite(x, d.N * d.C * d.H * d.W))
+    algo = conv_exact_algo(d, sizeof(T), ConvDir::weight);
   switch (algo) {
     case ConvAlgo::naive: conv2d_backward_weight_naive(dw, db, dy, x, d); return;
     case ConvAlgo::direct_depthwise: backward_weight_depthwise(dw, dy, x, d); break;
@@ -1231,12 +1232,7 @@ void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDim
 
 template <typename T>
 void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d) {
-  ConvAlgo algo = choose_conv_algo(d, sizeof(T), ConvDir::weight);
-  if (algo == ConvAlgo::direct_small && !all_finite(x, d.N * d.C * d.H * d.W))
-    algo = !im2col_fits(d, sizeof(T)) ? ConvAlgo::naive
-           : d.N >= 2                  ? ConvAlgo::im2col_gemm_batch
-                                       : ConvAlgo::im2col_gemm;
-  conv2d_backward_weight(dw, db, dy, x, d, algo);
+  conv2d_backward_weight(dw, db, dy, x, d, choose_conv_algo(d, sizeof(T), ConvDir::weight));
 }
 
 // ---------------------------------------------------------------- naive kernels

@@ -8,7 +8,8 @@
 // [ws, ws + KW) with ws = ow*SW - PW, clipped to [0, W). The caller guarantees each clipped
 // window is non-empty.
 //   max/min: y = best element of the window in row-major window order; ties keep the first
-//            occurrence; a NaN wins and the first NaN is kept. ind = its ih*W + iw.
+//            occurrence; a NaN wins and the last NaN is kept (PyTorch's choice: its CPU
+//            kernels take `v > best || isnan(v)`). ind = its ih*W + iw.
 //   avg:     y = (sum of the clipped window) / divisor, the sum taken in row-major window order
 //            in T, divisor = count_include_pad ? (min(hs+KH, H+PH) - hs) * (min(ws+KW, W+PW) - ws)
 //                                              : clipped row count * clipped column count.
@@ -168,11 +169,11 @@ inline pool_avx2::Geo plane_geo(const PoolDims& d, Span cols) {
   return {d.H, d.W, d.KH, d.KW, d.SH, d.SW, d.PH, d.PW, d.OH, d.OW, cols.lo, cols.hi};
 }
 
-// Does v replace best? Strictly better, or v is a NaN and best is not (the first NaN is kept).
-// Bitwise operators (no branches) let the compiler vectorise the sweeps below.
+// Does v replace best? Strictly better, or v is a NaN (so the last NaN in window order is kept,
+// as in PyTorch). Bitwise operators (no branches) let the compiler vectorise the sweeps below.
 template <bool IsMax, typename T>
 inline bool better(T v, T best) {
-  return (IsMax ? v > best : v < best) | ((v != v) & (best == best));
+  return (IsMax ? v > best : v < best) | (v != v);
 }
 
 // ---- naive per-window pieces (the fallback, the border columns, the second reference) -----

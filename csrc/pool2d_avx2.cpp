@@ -11,8 +11,8 @@
 //   tap (ih, kw) in row-major order load the L inputs x[ih, ws0 + j*SW + kw] (SW = 1: one load;
 //   SW = 2: two loads and an even-element shuffle) and update
 //     max/min: best = take ? v : best, pos = take ? ih*W + iw : pos, where
-//              take = (v > best) | (isnan(v) & !isnan(best))   (ties keep the first, a NaN wins
-//              and the first NaN stays); pos is held in int32 lanes, widened to int64 on store;
+//              take = (v > best) | isnan(v)   (ties keep the first, a NaN wins and the last
+//              NaN stays, as in PyTorch); pos is held in int32 lanes, widened to int64 on store;
 //     avg:     acc = acc + v from acc = 0, then y = acc / div.
 //   The taps run in the naive kernel's order, so results are bit-identical to it.
 //
@@ -85,10 +85,8 @@ struct V<float> {
   static reg blend(mask m, reg a, reg b) { return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(m)); }
   static mask better_max(reg v, reg best) { return better(_mm256_cmp_ps(v, best, _CMP_GT_OQ), v, best); }
   static mask better_min(reg v, reg best) { return better(_mm256_cmp_ps(v, best, _CMP_LT_OQ), v, best); }
-  static mask better(reg cmp, reg v, reg best) {  // cmp | (isnan(v) & !isnan(best))
-    const reg nan_v = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
-    const reg num_best = _mm256_cmp_ps(best, best, _CMP_ORD_Q);
-    return _mm256_castps_si256(_mm256_or_ps(cmp, _mm256_and_ps(nan_v, num_best)));
+  static mask better(reg cmp, reg v, reg) {  // cmp | isnan(v): the last NaN stays
+    return _mm256_castps_si256(_mm256_or_ps(cmp, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
   }
   // Even elements 0, 2, .., 2L-2 of the 2L elements at p; only elements e < n2 are read.
   static reg load_even(const float* p, int64_t n2) {
@@ -149,10 +147,8 @@ struct V<double> {
   static reg blend(mask m, reg a, reg b) { return _mm256_blendv_pd(a, b, _mm256_castsi256_pd(m)); }
   static mask better_max(reg v, reg best) { return better(_mm256_cmp_pd(v, best, _CMP_GT_OQ), v, best); }
   static mask better_min(reg v, reg best) { return better(_mm256_cmp_pd(v, best, _CMP_LT_OQ), v, best); }
-  static mask better(reg cmp, reg v, reg best) {
-    const reg nan_v = _mm256_cmp_pd(v, v, _CMP_UNORD_Q);
-    const reg num_best = _mm256_cmp_pd(best, best, _CMP_ORD_Q);
-    return _mm256_castpd_si256(_mm256_or_pd(cmp, _mm256_and_pd(nan_v, num_best)));
+  static mask better(reg cmp, reg v, reg) {  // cmp | isnan(v): the last NaN stays
+    return _mm256_castpd_si256(_mm256_or_pd(cmp, _mm256_cmp_pd(v, v, _CMP_UNORD_Q)));
   }
   static reg load_even(const double* p, int64_t n2) {
     const reg a = n2 >= 2 * L ? loadu(p) : load(below(n2), p);
@@ -503,7 +499,7 @@ inline void avg2x2(float* y, const Taps2x2& q) {
   _mm256_storeu_ps(y, _mm256_mul_ps(in_order(s), _mm256_set1_ps(0.25f)));
 }
 
-// y[0..8) = best tap of each window (ties keep the first, the first NaN wins), ind[0..8) = its
+// y[0..8) = best tap of each window (ties keep the first, the last NaN wins), ind[0..8) = its
 // position; p00: the positions of the (0, 0) taps, in the shuffled lane order.
 template <bool IsMax>
 inline void best2x2(float* y, int64_t* ind, const Taps2x2& q, __m256i p00, int64_t W) {

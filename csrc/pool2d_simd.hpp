@@ -20,7 +20,7 @@ struct Geo {
 // ---- forward, interior columns of one output row -------------------------------------------
 // Output columns j in [0, n) with window columns [ws0 + j*SW, ws0 + j*SW + KW) inside [0, W)
 // and window rows [h0, h1) inside [0, H); xp: x[n, c] (H, W). SW is 1 or 2; H*W <= INT32_MAX.
-// y (n,) = best element (first in row-major window order; the first NaN wins), ind (n,) = its
+// y (n,) = best element (first in row-major window order; the last NaN wins), ind (n,) = its
 // ih*W + iw. IsMax: max, else min.
 // HW: elements in the plane (no read goes past it).
 template <bool IsMax, typename T>
@@ -50,7 +50,7 @@ void avg_rows2(float* y, const float* xp, int64_t W, int64_t ha, int64_t hb, int
 // last block of a row overlaps the one before it (same values stored twice), so no masked tail.
 void avg2x2_plane(float* y, const float* xp, int64_t OH, int64_t W, int64_t OW);
 // The same windows for max (IsMax) / min: y (OH, OW) = best of the 4 taps in row-major order
-// (ties keep the first, the first NaN wins), ind (OH, OW) = its ih*W + iw; H*W <= INT32_MAX.
+// (ties keep the first, the last NaN wins), ind (OH, OW) = its ih*W + iw; H*W <= INT32_MAX.
 template <bool IsMax>
 void best2x2_plane(float* y, int64_t* ind, const float* xp, int64_t OH, int64_t W, int64_t OW);
 // The same windows on rows of 4 outputs (8 x 8 planes): output rows [r0, r1) of x (all planes,

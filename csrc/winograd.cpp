@@ -43,9 +43,11 @@
 // thread (64 tiles); 512->512 at 14x14: U 37.7 MB + 2.4 MB (one chunk of 16 tiles). float64 512->512
 // (U 75 MB) is over the cap: not applicable, im2col GEMM runs it.
 //
-// Non-finite values: a NaN/inf anywhere in a 6x6 patch reaches every output of the 4x4 tile
-// (the transforms mix the patch), unlike direct convolution; the heuristic only picks
-// Winograd for wide layers (C, K >= kMinChannels), never on the tiny NaN tests' shapes.
+// Non-finite values: a NaN/inf anywhere in a 6x6 patch would reach every output of the 4x4
+// tile (the transforms mix the patch), unlike direct convolution. So both public kernels first
+// scan their inputs (all_finite, finite.hpp: a read of x/dy and w, small next to the
+// transforms) and run the exact path (conv_exact_algo: im2col GEMM) when any is inf or NaN:
+// the non-finite outputs are then exactly the reference's, forced, autotuned or auto.
 //
 // Accuracy (float32, He-scaled weights, normal x; max |err| vs the float64 reference divided by
 // max |reference|; AVX2 machine): Winograd forward / backward data vs the im2col GEMM path
@@ -71,7 +73,10 @@
 #include <new>
 #include <type_traits>
 
+#include "convforge/checked.hpp"
+#include "convforge/conv2d.hpp"
 #include "convforge/cpu.hpp"
+#include "convforge/finite.hpp"
 #include "convforge/gemm.hpp"
 #include "convforge/tasks.hpp"
 
@@ -206,7 +211,7 @@ void winograd_run(T* out, const T* in, const T* U, int64_t ld_u, const T* bias,
 bool winograd_applicable(const ConvDims& d, int64_t elem_bytes) {
   return d.KH == 3 && d.KW == 3 && d.SH == 1 && d.SW == 1 && d.DH == 1 && d.DW == 1 &&
          d.G == 1 && d.N >= 1 && d.C >= 1 && d.K >= 1 && d.OH >= 1 && d.OW >= 1 &&
-         36 * d.K * d.C * elem_bytes <= kMaxWeightBytes;
+         product_within(kMaxWeightBytes, {36, d.K, d.C, elem_bytes});
 }
 
 bool winograd_preferred(const ConvDims& d, int64_t elem_bytes) {
@@ -226,6 +231,10 @@ bool winograd_preferred(const ConvDims& d, int64_t elem_bytes) {
 
 template <typename T>
 void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
+  if (!all_finite(x, d.N * d.C * d.H * d.W) || !all_finite(w, d.K * d.C * 9)) {
+    conv2d_forward(y, x, w, b, d, conv_exact_algo(d, sizeof(T), ConvDir::forward));
+    return;
+  }
   const WgDims s{d.N, d.C, d.H, d.W, d.K, d.OH, d.OW, d.PH, d.PW, ceil_div(d.OH, 4),
                  ceil_div(d.OW, 4)};
   const int64_t ld_u = matrix_stride(d.K * d.C);
@@ -236,6 +245,10 @@ void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* b, const Con
 
 template <typename T>
 void winograd_conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d) {
+  if (!all_finite(dy, d.N * d.K * d.OH * d.OW) || !all_finite(w, d.K * d.C * 9)) {
+    conv2d_backward_data(dx, dy, w, d, conv_exact_algo(d, sizeof(T), ConvDir::data));
+    return;
+  }
   // dx (N, C, H, W) = correlation of dy (N, K, OH, OW) with rot180(w) (C, K, 3, 3), top/left
   // padding 2 - PH / 2 - PW; the output size H x W fixes the bottom/right padding.
   const WgDims s{d.N, d.K, d.OH, d.OW, d.C, d.H, d.W, 2 - d.PH, 2 - d.PW, ceil_div(d.H, 4),

@@ -165,14 +165,14 @@ def test_maxmin_nan_and_inf(rng, dtype, mode):
                         [np.isnan(y)]).all()
 
 
-def test_first_nan_wins():
-    # One window of 2x3 with two NaNs: the first in row-major order is chosen.
+def test_last_nan_wins():
+    # One window of 2x3 with two NaNs: the last in row-major order is chosen (PyTorch's index).
     x = np.array([[[[1.0, 5.0, 2.0], [np.nan, 9.0, np.nan]]]])
     for mode in ("max", "min"):
         y, idx = _core.pool2d_forward(x, mode, (2, 3), (1, 1), (0, 0), (1, 1), False)
-        assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 3
+        assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 5
     y, idx = _core.global_pool2d_forward(x, "max")
-    assert np.isnan(y[0, 0]) and idx[0, 0] == 3
+    assert np.isnan(y[0, 0]) and idx[0, 0] == 5
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

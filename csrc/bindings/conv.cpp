@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "convforge/checked.hpp"
 #include "convforge/conv2d.hpp"
 #include "convforge/gemm.hpp"
 
@@ -261,9 +262,14 @@ py::tuple conv2d_backward_py(const py::array& dy, const py::array& x, const py::
 
 // ---------------------------------------------------------------- im2col / col2im
 
+// Checks that cols (N, C*KH*KW, OH*OW) has a size (in bytes) that fits in int64.
+void check_cols_size(const ConvDims& d) {
+  product_checked({d.N, d.C, d.KH, d.KW, d.OH, d.OW, 8}, "cols (N, C*KH*KW, OH*OW) size in bytes");
+}
+
 template <typename T>
 py::array im2col_t(const py::array& x, const ConvDims& d) {
-  auto cols = empty<T>({d.N, d.C * d.KH * d.KW, d.OH * d.OW});
+  auto cols = empty<T>({d.N, d.C * d.KH * d.KW, d.OH * d.OW});  // size: check_cols_size
   T* cp = cols.mutable_data();
   const T* xp = ptr<T>(x);
   {
@@ -277,6 +283,7 @@ py::array im2col_py(const py::array& x, const I2& kernel_size, const I2& stride,
                     const I2& dilation) {
   const bool f32 = check_input(x, "x", 4);
   const ConvDims d = unfold_dims("im2col", shape4(x), kernel_size, stride, padding, dilation, "x");
+  check_cols_size(d);
   return f32 ? im2col_t<float>(x, d) : im2col_t<double>(x, d);
 }
 
@@ -297,6 +304,7 @@ py::array col2im_py(const py::array& cols, const I4& input_shape, const I2& kern
   const bool f32 = check_input(cols, "cols", 3);
   const ConvDims d =
       unfold_dims("col2im", input_shape, kernel_size, stride, padding, dilation, "input_shape");
+  check_cols_size(d);
   check_shape(cols, "cols", {d.N, d.C * d.KH * d.KW, d.OH * d.OW});
   return f32 ? col2im_t<float>(cols, d) : col2im_t<double>(cols, d);
 }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common.hpp"
+#include "convforge/checked.hpp"
 #include "convforge/pool2d.hpp"
 
 namespace convforge::bind {
@@ -46,6 +47,12 @@ PoolDims make_pool_dims(const I4& in, const I2& ks, const I2& st, const I2& pad,
   // The first one always reaches it since PH <= KH/2 < KH.
   if (out[0] - 1 > (in[2] + pad[0] - 1) / st[0] || out[1] - 1 > (in[3] + pad[1] - 1) / st[1])
     throw py::value_error("out_size too large: the last window holds no input element" + where);
+  try {  // sizes of x and y (and the index planes) in bytes fit in int64
+    product_checked({in[0], in[1], in[2], in[3], 8}, "input size in bytes");
+    product_checked({in[0], in[1], out[0], out[1], 8}, "output size in bytes");
+  } catch (const SizeOverflow& e) {
+    throw py::value_error(e.what() + where);
+  }
   return PoolDims{in[0], in[1], in[2], in[3], ks[0], ks[1], st[0], st[1],
                   pad[0], pad[1], out[0], out[1]};
 }

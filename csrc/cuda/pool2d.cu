@@ -8,7 +8,7 @@
 // columns). OH/OW come from the caller with ceil_mode already applied, so every window holds at
 // least one input element. Rules (those of the float64 reference):
 //   max / min: the first extreme in row-major window order wins ties; a NaN beats any number and
-//              the first NaN is kept (so NaN propagates);
+//              the last NaN is kept (so NaN propagates; PyTorch's index);
 //   avg:       sum / divisor, divisor = count_include_pad ? (he - hs)*(we - ws) with the window
 //              end clipped to the padded input (he = min(hs+KH, H+PH)) : the clipped window size
 //              (PyTorch's rule).
@@ -31,14 +31,15 @@
 #include "common.cuh"
 
 // True when candidate (v, i) should replace (best, bi) in a max (IS_MAX) or min search: a NaN
-// beats a number, then the more extreme value, then (equal values, or two NaNs) the lower index.
+// beats a number and of two NaNs the higher index wins (the last NaN, as in PyTorch), then the
+// more extreme value, then (equal values) the lower index.
 // bi < 0 marks an empty slot. The order is total, so any reduction tree gives the same winner.
 template <typename T, bool IS_MAX>
 __device__ __forceinline__ bool cf_pool_takes(T v, i64 i, T best, i64 bi) {
   if (i < 0) return false;
   if (bi < 0) return true;
   const bool vn = cf_isnan(v), bn = cf_isnan(best);
-  if (vn || bn) return vn && (!bn || i < bi);
+  if (vn || bn) return vn && (!bn || i > bi);
   if (IS_MAX ? v > best : v < best) return true;
   return v == best && i < bi;
 }
@@ -64,14 +65,14 @@ __device__ void pool2d_extreme_forward(T* __restrict__ y, i64* __restrict__ idx,
     const i64 w0 = cf_max(ws, 0), w1 = cf_min(ws + d.KW, d.W);
     T best = x_nc[h0 * d.W + w0];
     i64 bi = h0 * d.W + w0;
-    // (ih, iw): the clipped window in row-major order; stop at the first NaN
-    for (i64 ih = h0; ih < h1 && !cf_isnan(best); ++ih) {
+    // (ih, iw): the clipped window in row-major order; every NaN replaces best, so the last
+    // NaN is kept (PyTorch's choice)
+    for (i64 ih = h0; ih < h1; ++ih) {
       for (i64 iw = w0; iw < w1; ++iw) {
         const T v = x_nc[ih * d.W + iw];
         if (cf_isnan(v) || (IS_MAX ? v > best : v < best)) {
           best = v;
           bi = ih * d.W + iw;
-          if (cf_isnan(v)) break;
         }
       }
     }

@@ -41,6 +41,11 @@ enum class ConvDir { forward, data, weight };
 ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir = ConvDir::forward);
 bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_bytes);
 const char* conv_algo_name(ConvAlgo a);
+// The exact path for a problem and direction: im2col_gemm (im2col_gemm_batch for the weight
+// with N >= 2), naive when an im2col block would not fit. Every algorithm gives the
+// reference's non-finite pattern; winograd and direct_small would not on some inf/NaN inputs,
+// so they run this one instead there (a data-dependent check in their dispatch).
+ConvAlgo conv_exact_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir);
 const char* conv_dir_name(ConvDir dir);
 
 // y[n,k,oh,ow] = b[k] + sum_{c,i,j} x[n, g*Cg+c, oh*SH-PH+i*DH, ow*SW-PW+j*DW] * w[k,c,i,j]

@@ -51,7 +51,7 @@ int64_t pool2d_first_bad_index(const int64_t* ind, int64_t count, int64_t limit)
 // y (N, C), x (N, C, H, W); the mean is accumulated in double.
 template <typename T>
 void global_pool2d_avg_forward(T* y, const T* x, const PoolDims& d);
-// y (N, C), ind (N, C) = h*W + w of the first maximum (the first NaN if any).
+// y (N, C), ind (N, C) = h*W + w of the first maximum (the last NaN if any, as in PyTorch).
 template <typename T>
 void global_pool2d_max_forward(T* y, int64_t* ind, const T* x, const PoolDims& d);
 // dx (N, C, H, W) = dy / (H*W) broadcast, dy (N, C). Global max backward is

@@ -256,7 +256,8 @@ def _pack_transposed(bp, a, k0, k1):
 @_helper
 def _window_arg(xc, h0, h1, w0, w1, mode):
     """(value, ih*W + iw) of the max (mode MAX) or min of xc[h0:h1, w0:w1] in row-major scan:
-    the first occurrence wins ties, the first NaN wins over everything."""
+    the first occurrence wins ties, a NaN wins over everything and the last NaN is kept (the
+    index PyTorch picks)."""
     # xc: x[n, c] (H, W)
     W = xc.shape[1]
     best = xc[h0, w0]
@@ -264,9 +265,7 @@ def _window_arg(xc, h0, h1, w0, w1, mode):
     for ih in range(h0, h1):
         for iw in range(w0, w1):
             v = xc[ih, iw]
-            if np.isnan(v):
-                return v, ih * W + iw
-            if (v > best) if mode == MAX else (v < best):
+            if np.isnan(v) or ((v > best) if mode == MAX else (v < best)):
                 best = v
                 at = ih * W + iw
     return best, at

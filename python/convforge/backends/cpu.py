@@ -3,10 +3,27 @@ re-validates shapes and dtypes, allocates outputs and releases the GIL around ea
 
 from __future__ import annotations
 
+import os
+
 from . import _autotune
 
 # pool backward checks that every index lies in [0, H*W) itself (functional skips its pass)
 CHECKS_INDICES = True
+
+_exact = os.environ.get("CONVFORGE_CONV_EXACT", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def set_conv_exact(enabled: bool) -> None:
+    """Never run the Winograd convolution (also CONVFORGE_CONV_EXACT=1): every conv then has the
+    im2col GEMM / direct paths' float32 accuracy (about 3e-7 relative instead of Winograd's
+    about 1e-5 on VGG layers); slower on 3x3 layers with many channels. Takes precedence over
+    autotuning."""
+    global _exact
+    _exact = bool(enabled)
+
+
+def conv_exact() -> bool:
+    return _exact
 
 
 def probe():
@@ -28,7 +45,14 @@ def _key(direction, x_shape, w_shape, dtype, stride, padding, dilation, groups):
 
 
 def _algo(direction, x_shape, w_shape, dtype, args, call):
-    """The algorithm for one direction: "auto" unless autotuning is on (see _autotune)."""
+    """The algorithm for one direction: "auto" unless autotuning is on (see _autotune) or the
+    exact path is asked for (set_conv_exact)."""
+    if _exact and direction != "weight":
+        # Winograd (forward and data only) is the one algorithm whose float32 rounding error is
+        # well above the GEMM path's (about 1e-5 vs 3e-7 relative): the heuristic's choice,
+        # with Winograd replaced by the im2col GEMM path. Autotune is bypassed.
+        auto = _core().conv2d_algorithm(x_shape, w_shape, *args, str(dtype), direction)
+        return "im2col_gemm" if auto == "winograd" else "auto"
     if not _autotune.autotune_enabled():
         return "auto"  # no key to build: this runs on every call
     key = _key(direction, x_shape, w_shape, dtype, *args)

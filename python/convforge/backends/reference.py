@@ -104,6 +104,15 @@ def _pool_windows(in_hw, kernel_size, stride, padding, out_size):
                 (he - hs) * (we - ws)
 
 
+def _best(win, mode):
+    """Index of the max / min along the last axis: the first occurrence of the extreme, but
+    the last NaN when there is one (PyTorch's choice: its kernels take `v > best || isnan(v)`)."""
+    a = win.argmax(-1) if mode == "max" else win.argmin(-1)
+    nan = np.isnan(win)
+    last_nan = win.shape[-1] - 1 - nan[..., ::-1].argmax(-1)
+    return np.where(nan.any(-1), last_nan, a)
+
+
 def pool2d(x, mode, kernel_size, stride, padding, out_size, count_include_pad):
     n, c, h, w = x.shape
     x64 = np.asarray(x, np.float64)
@@ -114,8 +123,7 @@ def pool2d(x, mode, kernel_size, stride, padding, out_size, count_include_pad):
         if mode == "avg":
             y[:, :, i, j] = win.sum(-1) / (area if count_include_pad else win.shape[-1])
         else:
-            # argmax/argmin return the first occurrence, and the first NaN if there is one.
-            a = win.argmax(-1) if mode == "max" else win.argmin(-1)
+            a = _best(win, mode)
             y[:, :, i, j] = np.take_along_axis(win, a[..., None], -1)[..., 0]
             idx[:, :, i, j] = (h0 + a // (w1 - w0)) * w + (w0 + a % (w1 - w0))
     return y.astype(x.dtype), idx
@@ -143,7 +151,7 @@ def global_pool2d(x, mode):
     flat = np.asarray(x, np.float64).reshape(n, c, -1)
     if mode == "avg":
         return flat.mean(-1).astype(x.dtype), None
-    idx = flat.argmax(-1)
+    idx = _best(flat, "max")
     return np.take_along_axis(flat, idx[..., None], -1)[..., 0].astype(x.dtype), idx
 
 

@@ -1,23 +1,25 @@
 """LeNet-5 training throughput on a quiet machine and next to busy processes, for several OpenMP
 wait settings (issue 11 item 6).
 
-Spinning OpenMP workers (OMP_WAIT_POLICY=active, or libgomp's default spin of 300,000 pause
-iterations per wait) take the cores that the rest of the work needs when another process is
-busy. convforge now starts OpenMP with OMP_WAIT_POLICY=PASSIVE unless the user chose a policy
-(convforge._threads). This script measures each setting in a fresh subprocess (the policy is
-read once, when libgomp loads), first with the machine quiet, then with --competitors spinning
-Python processes started by the script, and prints images/s per setting and the machine line.
+OpenMP workers that wait for each other at every parallel region fall apart when another
+process takes one of the cores. convforge's default (convforge._threads) follows the load: it
+measures the CPU time other processes take and uses only the cores they leave, with libgomp's
+fast spinning wait. This script measures each setting in a fresh subprocess (libgomp reads its
+settings once, when it loads), first with the machine quiet, then with --competitors spinning
+Python processes started by the script; rounds interleave the settings; it prints the median
+images/s per setting and the machine line.
 
     python bench/contention.py                       # every setting, quiet and busy
-    python bench/contention.py --steps 20 --configs default,active --loads busy
+    python bench/contention.py --steps 20 --configs default,fixed-2 --loads busy
 
 Settings (environment of the measuring subprocess; the rest of the environment is kept, minus
 the variables below):
-    default        convforge's default (passive wait unless the user set a policy)
-    libgomp-spin   GOMP_SPINCOUNT=300000: libgomp's own default, convforge's before this change
-    active         OMP_WAIT_POLICY=active: spin until work arrives
-    short-spin     GOMP_SPINCOUNT=10000: a short spin, then sleep
+    default        convforge's default: threads follow the load, libgomp's spinning wait
+    fixed-2        CONVFORGE_DYNAMIC_THREADS=0: always the default count (2 here), spinning
+    passive        the same with OMP_WAIT_POLICY=passive (workers sleep at once)
+    spin-1000      the same with GOMP_SPINCOUNT=1000 (a short spin, then sleep)
     1-thread       OMP_NUM_THREADS=1 (the reference point under contention)
+The timed steps start after --warmup-seconds of steps (the default samples the load every 0.5 s).
 Do not run it on a machine where others are working: it loads every core on purpose.
 """
 
@@ -27,19 +29,21 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
 
 CONFIGS = {
     "default": {},
-    "libgomp-spin": {"GOMP_SPINCOUNT": "300000"},
-    "active": {"OMP_WAIT_POLICY": "active"},
-    "short-spin": {"GOMP_SPINCOUNT": "10000"},
+    "fixed-2": {"CONVFORGE_DYNAMIC_THREADS": "0"},
+    "passive": {"CONVFORGE_DYNAMIC_THREADS": "0", "OMP_WAIT_POLICY": "passive"},
+    "spin-1000": {"CONVFORGE_DYNAMIC_THREADS": "0", "GOMP_SPINCOUNT": "1000"},
     "1-thread": {"OMP_NUM_THREADS": "1"},
 }
 # Removed from the environment of every measuring subprocess before a setting's own are added.
-CONTROLLED = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS")
+CONTROLLED = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS",
+              "CONVFORGE_DYNAMIC_THREADS")
 SPINNER = "while True:\n    pass\n"
 
 
@@ -60,7 +64,8 @@ def worker(args: argparse.Namespace) -> None:
     model = models.lenet5()
     model.compile("adam", "sparse_categorical_crossentropy")
     with convforge.use_backend(args.backend):
-        for _ in range(args.warmup):
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < args.warmup_seconds:
             model.train_on_batch(x, y)
         t0 = time.perf_counter()
         for _ in range(args.steps):
@@ -76,7 +81,7 @@ def _measure(args: argparse.Namespace, config: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in CONTROLLED}
     env.update(CONFIGS[config])
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--steps", str(args.steps),
-           "--warmup", str(args.warmup), "--batch-size", str(args.batch_size),
+           "--warmup-seconds", str(args.warmup_seconds), "--batch-size", str(args.batch_size),
            "--backend", args.backend, "--threads", str(args.threads or 0)]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
     if r.returncode != 0:
@@ -102,7 +107,7 @@ def _machine_line(info: dict, args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=100, help="timed steps (100 x 64 = 6400 images)")
-    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--warmup-seconds", type=float, default=1.5)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=0,
                    help="convforge threads (0: its default; 1-thread setting: always 1)")
@@ -111,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
                    help=f"comma-separated, from {','.join(CONFIGS)}")
     p.add_argument("--loads", default="quiet,busy", help="quiet, busy or both")
     p.add_argument("--competitors", type=int, default=1, help="busy processes when 'busy'")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="rounds over the settings (interleaved); the table shows medians")
     p.add_argument("--timeout", type=float, default=900, help="seconds per measurement")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -125,7 +132,10 @@ def main(argv: list[str] | None = None) -> None:
         if load not in ("quiet", "busy"):
             p.error(f"--loads: unknown load {load!r}; choose quiet and/or busy")
 
-    rows, info = [], {}
+    # results[(load, setting)]: images/s of each round; rounds interleave the settings so that
+    # drifts of this noisy VM spread over all of them alike
+    results: dict = {}
+    threads, waits, info = {}, {}, {}
     for load in loads:
         spinners = []
         if load == "busy":
@@ -133,23 +143,26 @@ def main(argv: list[str] | None = None) -> None:
                         for _ in range(args.competitors)]
             time.sleep(0.5)  # let them reach their loop
         try:
-            for name in configs:
-                res = _measure(args, name)
-                if not info or name == "default":  # the machine line shows the default's info
-                    info = res["info"]
-                rows.append((load, name, res))
-                print(f"{load:5s}  {name:12s}  {res['images_per_s']:9.1f} images/s  "
-                      f"threads {res['threads']}  wait {res['wait_policy']}", flush=True)
+            for _ in range(args.repeats):
+                for name in configs:
+                    res = _measure(args, name)
+                    if not info or name == "default":  # the machine line shows the default's
+                        info = res["info"]
+                    results.setdefault((load, name), []).append(res["images_per_s"])
+                    threads[load, name], waits[name] = res["threads"], res["wait_policy"]
+                    print(f"{load:5s}  {name:12s}  {res['images_per_s']:9.1f} images/s  "
+                          f"threads {res['threads']}  wait {res['wait_policy']}", flush=True)
         finally:
             for s in spinners:
                 s.kill()
                 s.wait()
     print()
-    print("| load | setting | images/s | threads | OpenMP wait |")
-    print("|---|---|---:|---:|---|")
-    for load, name, res in rows:
-        print(f"| {load} | {name} | {res['images_per_s']:.0f} | {res['threads']} | "
-              f"{res['wait_policy']} |")
+    print(f"| load | setting | images/s (median of {args.repeats}) | min - max | threads | "
+          "OpenMP wait |")
+    print("|---|---|---:|---|---:|---|")
+    for (load, name), v in results.items():
+        print(f"| {load} | {name} | {statistics.median(v):.0f} | {min(v):.0f} - {max(v):.0f} | "
+              f"{threads[load, name]} | {waits[name]} |")
     print()
     print(_machine_line(info, args))
 

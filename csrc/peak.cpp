@@ -122,7 +122,7 @@ CF_OMP(omp parallel num_threads(threads))
 
 PeakResult fma_peak(bool f64, double seconds, int threads) {
   namespace pd = peak_detail;
-  if (threads <= 0) threads = max_threads();
+  if (threads <= 0 || in_fork_child()) threads = max_threads();  // 1 after fork(): see cpu.hpp
 #ifndef CONVFORGE_OPENMP
   threads = 1;
 #endif

@@ -1,6 +1,8 @@
 """Thread defaults (issue 11 item 6): the default thread count respects the affinity mask, the
 cgroup CPU quota (v1 and v2, fake files here) and OMP_NUM_THREADS, for the cpu and the numba
-backend; the OpenMP runtime starts with a passive wait policy unless the user chose one."""
+backend; by default the cpu backend's count follows the load of other processes (a busy process
+takes a core away, within seconds, and gives it back when it stops); convforge leaves the OpenMP
+wait policy to the user."""
 
 from __future__ import annotations
 
@@ -94,27 +96,66 @@ def test_affinity_count_uses_the_mask():
 
 
 def test_configure_gives_the_core_the_default(monkeypatch):
-    """configure() sets the compiled core's count from the quota (OpenMP ignores quotas) and
-    leaves the wait policy variable it set out of the environment afterwards."""
+    """configure() sets the compiled core's count from the quota (OpenMP ignores quotas); the
+    count follows the load unless it was given or CONVFORGE_DYNAMIC_THREADS=0."""
     if convforge.backends.unavailable_reason("cpu") is not None:
         pytest.skip("cpu backend unavailable")
     from convforge import _core
 
     before, state = _core.get_num_threads(), dict(_threads.state)
     monkeypatch.setattr(_threads, "cgroup_cpu_limit", lambda *a: 1.0)
-    monkeypatch.setattr(_threads, "_libgomp_loaded", lambda: False)
-    env = {}
     try:
-        _threads.configure(env)
+        _threads.configure({})
         assert _core.get_num_threads() == 1
         assert _threads.state["default_num_threads"] == 1
-        assert env == {}  # OMP_WAIT_POLICY was set only while the core loaded
-        assert _threads.state["wait_policy"] == "passive"
-        _threads.configure({"OMP_WAIT_POLICY": "active"})
+        assert _threads.state["wait_policy"] == "runtime default"
+        assert _threads.state["dynamic"] is True
+        _threads.configure({"OMP_WAIT_POLICY": "active", "OMP_NUM_THREADS": "1"})
         assert _threads.state["wait_policy"] == "OMP_WAIT_POLICY=active"
+        assert _threads.state["dynamic"] is False
+        _threads.configure({"CONVFORGE_DYNAMIC_THREADS": "0"})
+        assert _threads.state["dynamic"] is False
+        _threads.configure({"CONVFORGE_DYNAMIC_THREADS": "1", "OMP_NUM_THREADS": "2"})
+        assert _threads.state["dynamic"] is True
     finally:
         _core.set_num_threads(before)
         _threads.state.update(state)
+        _threads.set_dynamic(state["dynamic"], before)
+
+
+# --------------------------------------------------------------------------- load of others
+
+STAT = """cpu  400 0 200 1000 0 0 0 0 0 0
+cpu0 100 5 50 500 7 1 2 3 0 0
+cpu1 300 0 150 500 0 0 0 0 0 0
+intr 12345
+"""
+
+
+def test_busy_seconds_reads_the_affinity_cpus():
+    # busy = user + nice + system + irq + softirq + steal (idle and iowait are not)
+    assert _threads.busy_seconds(STAT, {0}, 0.01) == pytest.approx(1.61)
+    assert _threads.busy_seconds(STAT, {1}, 0.01) == pytest.approx(4.5)
+    assert _threads.busy_seconds(STAT, {0, 1}, 0.01) == pytest.approx(6.11)
+    assert _threads.busy_seconds(STAT, {7}, 0.01) == 0
+
+
+@pytest.mark.parametrize("prev,now,want", [
+    ((0.0, 10.0, 5.0), (0.5, 11.0, 6.0), 0.0),    # all the busy time was ours
+    ((0.0, 10.0, 5.0), (0.5, 11.0, 5.5), 1.0),    # another process took one core
+    ((0.0, 10.0, 5.0), (0.5, 10.9, 6.0), 0.0),    # tick rounding: never negative
+    ((1.0, 10.0, 5.0), (1.0, 12.0, 5.0), 0.0),    # no time passed
+])
+def test_foreign_load(prev, now, want):
+    assert _threads.foreign_load(prev, now) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("load,cpus,maximum,want", [
+    (0.0, 2, 2, 2), (0.4, 2, 2, 2), (0.6, 2, 2, 1), (1.0, 2, 2, 1), (5.0, 2, 2, 1),
+    (1.0, 8, 4, 4), (5.2, 8, 4, 3), (0.0, 8, 1, 1),
+])
+def test_threads_for(load, cpus, maximum, want):
+    assert _threads.threads_for(load, cpus, maximum) == want
 
 
 # --------------------------------------------------------------------------- real processes
@@ -130,16 +171,45 @@ def _python(code: str, env: dict) -> subprocess.CompletedProcess:
     return r
 
 
-def test_openmp_starts_passive_and_the_environment_stays_clean():
+_FOLLOW = """
+import subprocess, sys, time
+import numpy as np
+import convforge as cf
+x, w = np.ones((8, 4, 16, 16), np.float32), np.ones((8, 4, 3, 3), np.float32)
+
+def run_until(cond, seconds=8.0):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        cf.F.conv2d(x, w)
+        time.sleep(0.01)
+        if cond(cf.get_num_threads()):
+            return True
+    return False
+
+full = cf.get_num_threads()
+quiet = run_until(lambda n: False, 1.2) or cf.get_num_threads() == full
+spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+try:
+    dropped = run_until(lambda n: n < full)
+finally:
+    spinner.kill()
+    spinner.wait()
+back = run_until(lambda n: n == full)
+print(full, quiet, dropped, back)
+"""
+
+
+def test_thread_count_follows_a_busy_process():
+    """A spinning process takes a core from the default count, and gives it back when it stops;
+    with the count fixed (OMP_NUM_THREADS) nothing changes."""
     if convforge.backends.unavailable_reason("cpu") is not None:
         pytest.skip("cpu backend unavailable")
-    r = _python("import os, convforge; print('OMP_WAIT_POLICY' in os.environ)",
-                {"OMP_DISPLAY_ENV": "verbose"})
-    if "GOMP_SPINCOUNT" not in r.stderr:
-        pytest.skip("the OpenMP runtime is not GNU libgomp (no GOMP_SPINCOUNT in its display)")
-    assert "OMP_WAIT_POLICY = 'PASSIVE'" in r.stderr and "GOMP_SPINCOUNT = '0'" in r.stderr, \
-        r.stderr
-    assert r.stdout.strip() == "False"  # child processes do not inherit convforge's choice
+    if _threads.default_num_threads({}) < 2 or not os.path.exists("/proc/stat"):
+        pytest.skip("needs 2 CPUs and /proc/stat")
+    full, quiet, dropped, back = _python(_FOLLOW, {}).stdout.split()
+    assert (quiet, dropped, back) == ("True", "True", "True"), (full, quiet, dropped, back)
+    fixed = _python(_FOLLOW.replace("seconds=8.0", "seconds=2.0"), {"OMP_NUM_THREADS": "2"})
+    assert fixed.stdout.split()[2] == "False"  # never dropped
 
 
 @pytest.mark.parametrize("env,expect", [({"OMP_WAIT_POLICY": "active"}, "'ACTIVE'"),

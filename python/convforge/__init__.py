@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = ["F", "functional", "backends", "available", "set_backend", "use_backend",
            "set_num_threads", "get_num_threads", "set_autotune", "autotune_enabled", "info",
-           "set_seed", "__version__"]
+           "set_seed", "set_conv_exact", "__version__"]
 
 
 _LAZY = ("nn", "models", "optim", "losses", "data", "viz", "cli")
@@ -58,7 +58,8 @@ _requested_threads: int | None = None
 
 def set_num_threads(n: int) -> None:
     """Threads used by the cpu backend (OpenMP) and the numba backend (now if it is loaded, else
-    when it loads). Results do not depend on it.
+    when it loads). Results do not depend on it. A count set here is kept as it is; by default
+    the cpu backend uses the cores other processes leave free (see convforge._threads).
 
     In a child process created by fork() (multiprocessing's "fork" start method, DataLoader-style
     workers) the cpu backend runs on one thread whatever is set: GNU OpenMP cannot start threads
@@ -72,6 +73,7 @@ def set_num_threads(n: int) -> None:
     if backends.unavailable_reason("cpu") is None:
         from . import _core
 
+        _threads.set_dynamic(False, n)
         _core.set_num_threads(n)
         if n > 1 and _core.in_fork_child():
             warnings.warn(f"set_num_threads({n}): this process was created by fork(), where "
@@ -84,6 +86,15 @@ def set_num_threads(n: int) -> None:
         from .backends import numba as numba_backend
 
         numba_backend.set_num_threads(n)
+
+
+def set_conv_exact(enabled: bool) -> None:
+    """Never run the Winograd convolution on the cpu backend (also CONVFORGE_CONV_EXACT=1):
+    float32 results then have the GEMM path's accuracy (about 3e-7 relative instead of about
+    1e-5 on VGG layers); slower on 3x3 layers with many channels."""
+    from .backends import cpu
+
+    cpu.set_conv_exact(enabled)
 
 
 def get_num_threads() -> int:
@@ -133,9 +144,9 @@ def info() -> dict[str, Any]:
         out.update(isa=_core.isa(), detected_isa=_core.detected_isa(),
                    has_openmp=bool(_core.has_openmp), num_threads=_core.get_num_threads(),
                    autotune=autotune_enabled(), fork_child=_core.in_fork_child())
-    # default_num_threads: affinity and cgroup quota (or OMP_NUM_THREADS); omp_wait_policy:
-    # what the OpenMP runtime was started with and who chose it (see convforge._threads).
+    # default_num_threads: affinity and cgroup quota (or OMP_NUM_THREADS); dynamic_threads:
+    # whether the cpu backend's count follows the load (see convforge._threads)
     out.update(default_num_threads=_threads.state["default_num_threads"],
-               omp_wait_policy=_threads.state["wait_policy"],
-               omp_wait_policy_source=_threads.state["wait_policy_source"])
+               dynamic_threads=_threads.state["dynamic"],
+               omp_wait_policy=_threads.state["wait_policy"])
     return out

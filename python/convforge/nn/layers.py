@@ -126,7 +126,7 @@ def _gemm_core():
 def _matmul(a, b, trans_a: bool = False, trans_b: bool = False):
     """op(a) @ op(b). NumPy float arrays go through the compiled core's blocked GEMM: it runs on
     convforge's OpenMP threads (NumPy's OpenBLAS threads keep spinning after a call and, on a
-    small machine, steal the cores from the conv kernels that follow: up to 2x slower layers)
+    small machine, steal the cores from the conv kernels that follow and slow them down)
     and its sums do not depend on the batch size or thread count. Anything else: `@`."""
     core = _gemm_core() if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) else None
     if (core is not None and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)

@@ -168,9 +168,31 @@ def ref(op: str, *args, **kwargs):
 # --------------------------------------------------------------------------- data
 
 @pytest.fixture
-def rng() -> np.random.Generator:
-    """A fresh generator with a fixed seed for every test."""
-    return np.random.default_rng(20240607)
+def rng(request) -> np.random.Generator:
+    """A fresh generator with a fixed seed for every test: the test module's RNG_SEED if it
+    sets one (each module keeps the data its tolerances were written for), else 20240607."""
+    return np.random.default_rng(getattr(request.module, "RNG_SEED", 20240607))
+
+
+# --------------------------------------------------------------------------- compiled core
+
+ISAS = ("baseline", "avx2", "avx512")   # the compiled core's ISA levels, lowest first
+
+
+def available_isas(core) -> tuple[str, ...]:
+    """The ISA levels this machine runs: those up to core.detected_isa()."""
+    return ISAS[: ISAS.index(core.detected_isa()) + 1]
+
+
+@pytest.fixture
+def restore_core():
+    """Put the compiled core's ISA and thread count back after a test that changes them."""
+    from convforge import _core as core
+
+    isa, threads = core.isa(), core.get_num_threads()
+    yield
+    core.set_isa(isa)
+    core.set_num_threads(threads)
 
 
 def randn(rng: np.random.Generator, shape, dtype=np.float64) -> np.ndarray:

@@ -13,10 +13,13 @@ import pytest
 
 from convforge.backends import reference as ref
 
+from conftest import available_isas
+
 core = pytest.importorskip("convforge._core")
 
-ISAS = ("baseline", "avx2", "avx512")
-AVAILABLE_ISAS = ISAS[: ISAS.index(core.detected_isa()) + 1]
+RNG_SEED = 20240617   # the seed of the `rng` fixture (conftest) in this module
+
+AVAILABLE_ISAS = available_isas(core)
 DTYPES = (np.float32, np.float64)
 
 # (x_shape, w_shape, stride, padding (top, bottom, left, right), dilation, groups)
@@ -39,20 +42,6 @@ GRID = [
     ((3, 3, 11, 13), (5, 3, 4, 5), (2, 3), (3, 0, 0, 4), (2, 1), 1),        # odd everything
 ]
 IDS = [f"x{s[0]}-w{s[1]}-s{s[2]}-p{s[3]}-d{s[4]}-g{s[5]}".replace(" ", "") for s in GRID]
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(20240617)
-
-
-@pytest.fixture
-def restore_core():
-    """Put the ISA and the thread count back after a test that changes them."""
-    isa, threads = core.isa(), core.get_num_threads()
-    yield
-    core.set_isa(isa)
-    core.set_num_threads(threads)
 
 
 def out_shape(xs, ws, stride, pad, dil):

@@ -18,16 +18,13 @@ from convforge.backends import reference as ref
 
 _core = pytest.importorskip("convforge._core")
 
+RNG_SEED = 20240611   # the seed of the `rng` fixture (conftest) in this module
+
 DTYPES = (np.float32, np.float64)
 SHAPES = ((2, 3, 7, 9), (1, 2, 4, 7), (1, 1, 1, 5))
 KERNELS = (1, 2, 3, (2, 3))
 STRIDES = (1, 2, (1, 2))  # run-time strides (3) are covered by the wide-row and thread tests
 PADDINGS = (0, 1)
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(20240611)
 
 
 def _pair(v):

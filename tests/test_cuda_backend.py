@@ -15,17 +15,14 @@ import convforge as cf
 from convforge import backends
 from convforge._shapes import conv_output_size, conv_padding, pair
 
+RNG_SEED = 20240611   # the seed of the `rng` fixture (conftest) in this module
+
 pytestmark = pytest.mark.skipif("cuda" not in backends.available(),
                                 reason="cuda backend unavailable: "
                                 f"{backends.unavailable_reason('cuda')}")
 
 DTYPES = [np.float32, np.float64]
 F = cf.functional
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(20240611)
 
 
 def gpu(a):

@@ -25,11 +25,6 @@ DTYPES = (np.float32, np.float64)
 TOL_C = 16.0
 
 
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng(20240607)
-
-
 def _f64(a):
     return a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
 

@@ -16,6 +16,10 @@ Helpers (import them with `from conftest import ...`):
   assert_close   element-wise comparison, tolerance scaled by dtype and reduction length,
                  prints the worst mismatch
   assert_exact   bit-for-bit comparison (NaN == NaN), prints the worst mismatch
+  as_f64         a float array cast to float64 (what ref does to its arguments)
+  ISAS, available_isas(core)   the compiled core's ISA levels, and those this machine runs
+Fixtures: rng (seeded with the test module's RNG_SEED, else 20240607), restore_core (puts the
+compiled core's ISA and thread count back), backend / any_backend (parametrized Backend).
 """
 
 from __future__ import annotations
@@ -152,7 +156,8 @@ def _available_backend(name: str) -> Backend:
     return Backend(name)
 
 
-def _f64(a):
+def as_f64(a):
+    """A float array as float64 (other arguments unchanged): the reference runs in float64."""
     if isinstance(a, np.ndarray) and a.dtype.kind == "f":
         return a.astype(np.float64)
     return a
@@ -161,8 +166,8 @@ def _f64(a):
 def ref(op: str, *args, **kwargs):
     """The op on the float64 oracle: float arguments cast to float64 (int arrays untouched)."""
     fn = getattr(F, op)
-    return fn(*[_f64(a) for a in args], backend="reference",
-              **{k: _f64(v) for k, v in kwargs.items()})
+    return fn(*[as_f64(a) for a in args], backend="reference",
+              **{k: as_f64(v) for k, v in kwargs.items()})
 
 
 # --------------------------------------------------------------------------- data
@@ -237,11 +242,12 @@ def _check_kind(actual, expected, dtype, what: str) -> None:
         assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}, want {dtype}"
 
 
-def assert_close(actual, expected, dtype, red_len: int, scale: Optional[float] = None,
-                 what: str = "result") -> None:
+def assert_close(actual, expected, dtype, red_len: int, what: str = "result", *,
+                 scale: Optional[float] = None) -> None:
     """Element-wise: |actual - expected| <= TOL_C * eps(dtype) * sqrt(red_len) * (|expected| +
-    scale), scale defaulting to max |expected|; NaNs must sit at the same places. The check also
-    needs actual.dtype == dtype and equal shapes."""
+    scale), scale defaulting to max |expected| (finite values; 1 when none is non-zero); NaNs must
+    sit at the same places, equal values (infinities too) always pass. The check also needs
+    actual.dtype == dtype and equal shapes."""
     _check_kind(actual, expected, dtype, what)
     act = actual.astype(np.float64)
     exp = np.asarray(expected, np.float64)
@@ -251,9 +257,10 @@ def assert_close(actual, expected, dtype, red_len: int, scale: Optional[float] =
         scale = scale or 1.0
     eps_term = TOL_C * float(np.finfo(dtype).eps) * math.sqrt(max(red_len, 1))
     tol = eps_term * (np.abs(np.nan_to_num(exp)) + scale)
-    err = np.abs(act - exp)
+    with np.errstate(invalid="ignore"):
+        err = np.abs(act - exp)                                      # inf - inf: NaN
     nan_a, nan_e = np.isnan(act), np.isnan(exp)
-    bad = (nan_a != nan_e) | (~nan_e & ~(err <= tol))
+    bad = (nan_a != nan_e) | (~nan_e & (act != exp) & ~(err <= tol))
     if bad.any():
         pytest.fail(_worst(act, exp, bad, err, tol,
                            f"{what} ({np.dtype(dtype).name}, reduction {red_len})"),

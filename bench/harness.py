@@ -132,8 +132,7 @@ def fma_peak_gflops(threads: int) -> Optional[float]:
     if not hasattr(_core, "fma_peak"):
         return None
     convforge.set_num_threads(threads)
-    res = _core.fma_peak("float32")
-    return float(res["gflops"] if isinstance(res, dict) else res)
+    return float(_core.fma_peak("float32")["gflops"])
 
 
 def machine_line(threads: int, fma: Optional[float], sgemm: float) -> str:

@@ -16,6 +16,10 @@ Helpers (import them with `from conftest import ...`):
   assert_close   element-wise comparison, tolerance scaled by dtype and reduction length,
                  prints the worst mismatch
   assert_exact   bit-for-bit comparison (NaN == NaN), prints the worst mismatch
+  as_f64         a float array cast to float64 (what ref does to its arguments)
+  ISAS, available_isas(core)   the compiled core's ISA levels, and those this machine runs
+Fixtures: rng (seeded with the test module's RNG_SEED, else 20240607), restore_core (puts the
+compiled core's ISA and thread count back), backend / any_backend (parametrized Backend).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import pytest
 import convforge
 import convforge.backends
 from convforge import functional as F
+from convforge._array import is_cupy
 
 DEFAULT_BACKENDS = ("cpu", "numba", "cuda")
 DTYPES = (np.float32, np.float64)
@@ -92,10 +97,6 @@ def pytest_report_header(config):
            f"(available here: {convforge.backends.available()})"
 
 
-def _is_cupy(a) -> bool:
-    return type(a).__module__.split(".")[0] == "cupy"
-
-
 class Backend:
     """One backend under test. `be("conv2d", x, w, ...)` calls `convforge.functional.conv2d` with
     backend=be.name, moving NumPy arguments to the device first (cuda) and every array result
@@ -123,7 +124,7 @@ class Backend:
         if a is None:
             return None
         if self.on_gpu:
-            assert _is_cupy(a), f"cuda backend returned {type(a).__name__}, want cupy.ndarray"
+            assert is_cupy(a), f"cuda backend returned {type(a).__name__}, want cupy.ndarray"
             return a.get()
         assert isinstance(a, np.ndarray), \
             f"{self.name} backend returned {type(a).__name__}, want numpy.ndarray"
@@ -155,7 +156,8 @@ def _available_backend(name: str) -> Backend:
     return Backend(name)
 
 
-def _f64(a):
+def as_f64(a):
+    """A float array as float64 (other arguments unchanged): the reference runs in float64."""
     if isinstance(a, np.ndarray) and a.dtype.kind == "f":
         return a.astype(np.float64)
     return a
@@ -164,16 +166,38 @@ def _f64(a):
 def ref(op: str, *args, **kwargs):
     """The op on the float64 oracle: float arguments cast to float64 (int arrays untouched)."""
     fn = getattr(F, op)
-    return fn(*[_f64(a) for a in args], backend="reference",
-              **{k: _f64(v) for k, v in kwargs.items()})
+    return fn(*[as_f64(a) for a in args], backend="reference",
+              **{k: as_f64(v) for k, v in kwargs.items()})
 
 
 # --------------------------------------------------------------------------- data
 
 @pytest.fixture
-def rng() -> np.random.Generator:
-    """A fresh generator with a fixed seed for every test."""
-    return np.random.default_rng(20240607)
+def rng(request) -> np.random.Generator:
+    """A fresh generator with a fixed seed for every test: the test module's RNG_SEED if it
+    sets one (each module keeps the data its tolerances were written for), else 20240607."""
+    return np.random.default_rng(getattr(request.module, "RNG_SEED", 20240607))
+
+
+# --------------------------------------------------------------------------- compiled core
+
+ISAS = ("baseline", "avx2", "avx512")   # the compiled core's ISA levels, lowest first
+
+
+def available_isas(core) -> tuple[str, ...]:
+    """The ISA levels this machine runs: those up to core.detected_isa()."""
+    return ISAS[: ISAS.index(core.detected_isa()) + 1]
+
+
+@pytest.fixture
+def restore_core():
+    """Put the compiled core's ISA and thread count back after a test that changes them."""
+    from convforge import _core as core
+
+    isa, threads = core.isa(), core.get_num_threads()
+    yield
+    core.set_isa(isa)
+    core.set_num_threads(threads)
 
 
 def randn(rng: np.random.Generator, shape, dtype=np.float64) -> np.ndarray:
@@ -218,11 +242,12 @@ def _check_kind(actual, expected, dtype, what: str) -> None:
         assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}, want {dtype}"
 
 
-def assert_close(actual, expected, dtype, red_len: int, scale: Optional[float] = None,
-                 what: str = "result") -> None:
+def assert_close(actual, expected, dtype, red_len: int, what: str = "result", *,
+                 scale: Optional[float] = None) -> None:
     """Element-wise: |actual - expected| <= TOL_C * eps(dtype) * sqrt(red_len) * (|expected| +
-    scale), scale defaulting to max |expected|; NaNs must sit at the same places. The check also
-    needs actual.dtype == dtype and equal shapes."""
+    scale), scale defaulting to max |expected| (finite values; 1 when none is non-zero); NaNs must
+    sit at the same places, equal values (infinities too) always pass. The check also needs
+    actual.dtype == dtype and equal shapes."""
     _check_kind(actual, expected, dtype, what)
     act = actual.astype(np.float64)
     exp = np.asarray(expected, np.float64)
@@ -232,9 +257,10 @@ def assert_close(actual, expected, dtype, red_len: int, scale: Optional[float] =
         scale = scale or 1.0
     eps_term = TOL_C * float(np.finfo(dtype).eps) * math.sqrt(max(red_len, 1))
     tol = eps_term * (np.abs(np.nan_to_num(exp)) + scale)
-    err = np.abs(act - exp)
+    with np.errstate(invalid="ignore"):
+        err = np.abs(act - exp)                                      # inf - inf: NaN
     nan_a, nan_e = np.isnan(act), np.isnan(exp)
-    bad = (nan_a != nan_e) | (~nan_e & ~(err <= tol))
+    bad = (nan_a != nan_e) | (~nan_e & (act != exp) & ~(err <= tol))
     if bad.any():
         pytest.fail(_worst(act, exp, bad, err, tol,
                            f"{what} ({np.dtype(dtype).name}, reduction {red_len})"),

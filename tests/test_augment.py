@@ -16,10 +16,7 @@ from convforge.data import (
     affine_resample,
 )
 
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)
+RNG_SEED = 1234   # the seed of the `rng` fixture (conftest) in this module
 
 
 def batch(rng, n=6, c=3, h=8, w=8, dtype=np.float32):

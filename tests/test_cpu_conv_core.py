@@ -13,10 +13,13 @@ import pytest
 
 from convforge.backends import reference as ref
 
+from conftest import available_isas
+
 core = pytest.importorskip("convforge._core")
 
-ISAS = ("baseline", "avx2", "avx512")
-AVAILABLE_ISAS = ISAS[: ISAS.index(core.detected_isa()) + 1]
+RNG_SEED = 20240617   # the seed of the `rng` fixture (conftest) in this module
+
+AVAILABLE_ISAS = available_isas(core)
 DTYPES = (np.float32, np.float64)
 
 # (x_shape, w_shape, stride, padding (top, bottom, left, right), dilation, groups)
@@ -41,27 +44,13 @@ GRID = [
 IDS = [f"x{s[0]}-w{s[1]}-s{s[2]}-p{s[3]}-d{s[4]}-g{s[5]}".replace(" ", "") for s in GRID]
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(20240617)
-
-
-@pytest.fixture
-def restore_core():
-    """Put the ISA and the thread count back after a test that changes them."""
-    isa, threads = core.isa(), core.get_num_threads()
-    yield
-    core.set_isa(isa)
-    core.set_num_threads(threads)
-
-
 def out_shape(xs, ws, stride, pad, dil):
     oh = (xs[2] + pad[0] + pad[1] - dil[0] * (ws[2] - 1) - 1) // stride[0] + 1
     ow = (xs[3] + pad[2] + pad[3] - dil[1] * (ws[3] - 1) - 1) // stride[1] + 1
     return (xs[0], ws[0], oh, ow)
 
 
-def assert_close(name, got, want, mag, n, dtype):
+def assert_within_mag(name, got, want, mag, n, dtype):
     """|got - want| <= 4 * eps(dtype) * (n + 2) * mag element-wise, where mag is the same op on
     absolute values (a bound on the sum of |terms|) and n the reduction length."""
     assert got.shape == want.shape, f"{name}: shape {got.shape} != {want.shape}"
@@ -105,20 +94,20 @@ def check_conv(case, dtype, x, w, b, dy, naive):
     ax, aw, ab, ady = (np.abs(a.astype(np.float64)) for a in (x, w, b, dy))
 
     y = fwd(x, w, b, *args)
-    assert_close(f"forward {tag}", y, ref.conv2d(x, w, b, *args),
+    assert_within_mag(f"forward {tag}", y, ref.conv2d(x, w, b, *args),
                  ref.conv2d(ax, aw, ab, *args), ws[1] * ws[2] * ws[3] + 1, dtype)
     y_nb = fwd(x, w, None, *args)
-    assert_close(f"forward no bias {tag}", y_nb, ref.conv2d(x, w, None, *args),
+    assert_within_mag(f"forward no bias {tag}", y_nb, ref.conv2d(x, w, None, *args),
                  ref.conv2d(ax, aw, None, *args), ws[1] * ws[2] * ws[3], dtype)
 
     dx_r, dw_r, db_r = ref.conv2d_backward(dy, x, w, *args, True)
     mdx, mdw, mdb = ref.conv2d_backward(ady, ax, aw, *args, True)
     dx = bwd_data(dy, w, xs, *args)
-    assert_close(f"backward data {tag}", dx, dx_r, mdx, (ws[0] // g) * ws[2] * ws[3], dtype)
+    assert_within_mag(f"backward data {tag}", dx, dx_r, mdx, (ws[0] // g) * ws[2] * ws[3], dtype)
     dw, db = bwd_weight(dy, x, ws, *args, True)
     n_sum = dy.shape[0] * dy.shape[2] * dy.shape[3]
-    assert_close(f"backward weight {tag}", dw, dw_r, mdw, n_sum, dtype)
-    assert_close(f"bias grad {tag}", db, db_r, mdb, n_sum, dtype)
+    assert_within_mag(f"backward weight {tag}", dw, dw_r, mdw, n_sum, dtype)
+    assert_within_mag(f"bias grad {tag}", db, db_r, mdb, n_sum, dtype)
     dw2, none = bwd_weight(dy, x, ws, *args, False)
     assert none is None
     np.testing.assert_array_equal(dw2, dw)
@@ -209,20 +198,20 @@ def test_every_forced_algorithm(rng, restore_core, case, dtype):
         core.set_isa(isa)
         for a in fwd_algos:
             tag = f"forward algo={a} {isa} {np.dtype(dtype).name} {case}"
-            assert_close(tag, core.conv2d_forward(x, w, b, *args, algo=a), y_r,
+            assert_within_mag(tag, core.conv2d_forward(x, w, b, *args, algo=a), y_r,
                          algo_mag(a, y_m), n_fwd, dtype)
-            assert_close(tag + " no bias", core.conv2d_forward(x, w, None, *args, algo=a),
+            assert_within_mag(tag + " no bias", core.conv2d_forward(x, w, None, *args, algo=a),
                          ref.conv2d(x, w, None, *args),
                          algo_mag(a, ref.conv2d(ax, aw, None, *args)), n_fwd, dtype)
         for a in data_algos:
             tag = f"data algo={a} {isa} {np.dtype(dtype).name} {case}"
-            assert_close(tag, core.conv2d_backward_data(dy, w, xs, *args, algo=a), dx_r,
+            assert_within_mag(tag, core.conv2d_backward_data(dy, w, xs, *args, algo=a), dx_r,
                          algo_mag(a, mdx), n_data, dtype)
         for a in weight_algos:
             tag = f"weight algo={a} {isa} {np.dtype(dtype).name} {case}"
             dw, db = core.conv2d_backward_weight(dy, x, ws, *args, True, algo=a)
-            assert_close(tag, dw, dw_r, mdw, n_sum, dtype)
-            assert_close(tag + " db", db, db_r, mdb, n_sum, dtype)
+            assert_within_mag(tag, dw, dw_r, mdw, n_sum, dtype)
+            assert_within_mag(tag + " db", db, db_r, mdb, n_sum, dtype)
             dw2, none = core.conv2d_backward_weight(dy, x, ws, *args, False, algo=a)
             assert none is None
             np.testing.assert_array_equal(dw2, dw)
@@ -406,7 +395,7 @@ def test_im2col_col2im(rng, restore_core, case, dtype):
         assert got.dtype == dtype
         np.testing.assert_array_equal(got, want)  # a pure copy: exact
         back = core.col2im(cols, xs, ks, stride, pad, dil)
-        assert_close(f"col2im {case}", back, back_r, back_m, ks[0] * ks[1], dtype)
+        assert_within_mag(f"col2im {case}", back, back_r, back_m, ks[0] * ks[1], dtype)
 
 
 # ---------------------------------------------------------------- determinism and exactness
@@ -589,12 +578,12 @@ def test_gemm(rng, restore_core, mnk, dtype):
                 b64 = (b.T if tb else b).astype(np.float64)
                 want, mag = a64 @ b64, np.abs(a64) @ np.abs(b64)
                 tag = f"gemm {isa} ta={ta} tb={tb} {mnk}"
-                assert_close(tag, core.gemm(a, b, ta, tb), want, mag, k, dtype)
+                assert_within_mag(tag, core.gemm(a, b, ta, tb), want, mag, k, dtype)
                 c = rng.standard_normal((m, n)).astype(dtype)
-                assert_close(tag + " +c", core.gemm(a, b, ta, tb, c=c), want + c,
+                assert_within_mag(tag + " +c", core.gemm(a, b, ta, tb, c=c), want + c,
                              mag + np.abs(c), k + 1, dtype)
                 bias = rng.standard_normal(m).astype(dtype)
-                assert_close(tag + " +bias", core.gemm(a, b, ta, tb, row_bias=bias),
+                assert_within_mag(tag + " +bias", core.gemm(a, b, ta, tb, row_bias=bias),
                              want + bias[:, None], mag + np.abs(bias)[:, None], k + 1, dtype)
 
 

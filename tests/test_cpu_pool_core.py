@@ -18,16 +18,13 @@ from convforge.backends import reference as ref
 
 _core = pytest.importorskip("convforge._core")
 
+RNG_SEED = 20240611   # the seed of the `rng` fixture (conftest) in this module
+
 DTYPES = (np.float32, np.float64)
 SHAPES = ((2, 3, 7, 9), (1, 2, 4, 7), (1, 1, 1, 5))
 KERNELS = (1, 2, 3, (2, 3))
 STRIDES = (1, 2, (1, 2))  # run-time strides (3) are covered by the wide-row and thread tests
 PADDINGS = (0, 1)
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(20240611)
 
 
 def _pair(v):
@@ -51,7 +48,7 @@ def _fmt(cfg):
     return f"kernel {ks} stride {st} padding {pad} out {out}"
 
 
-def assert_close(got, want, red_len, what):
+def assert_close_rel(got, want, red_len, what):
     """Element-wise |got - want| <= 4 * eps * red_len * (1 + |want|); NaN must match NaN."""
     assert got.shape == want.shape and got.dtype == want.dtype, \
         f"{what}: got {got.shape} {got.dtype}, want {want.shape} {want.dtype}"
@@ -118,7 +115,7 @@ def test_maxmin_forward_backward_grid(rng, dtype, mode):
             dy = rng.standard_normal(y.shape).astype(dtype)
             dx = _backward(dy, idx, shape, mode, cfg, False)
             dx_ref = ref.pool2d_backward(dy, idx_ref, shape, mode, *cfg[:3], False)
-            assert_close(dx, dx_ref, overlap(cfg[0], cfg[1]), what + " dx")
+            assert_close_rel(dx, dx_ref, overlap(cfg[0], cfg[1]), what + " dx")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -132,14 +129,14 @@ def test_avg_forward_backward_grid(rng, dtype, cip):
             y, idx = _forward(x, "avg", cfg, cip)
             assert idx is None
             y_ref, _ = ref.pool2d(x, "avg", *cfg[:3], cfg[3], cip)
-            assert_close(y, y_ref, ks[0] * ks[1], what + " y")
+            assert_close_rel(y, y_ref, ks[0] * ks[1], what + " y")
             y_n, _ = _core._pool2d_forward_naive(x, "avg", *cfg, cip)
             assert_exact(y, y_n, what + " y vs naive")
 
             dy = rng.standard_normal(y.shape).astype(dtype)
             dx = _backward(dy, None, shape, "avg", cfg, cip)
             dx_ref = ref.pool2d_backward(dy, None, shape, "avg", *cfg[:3], cip)
-            assert_close(dx, dx_ref, overlap(ks, st), what + " dx")
+            assert_close_rel(dx, dx_ref, overlap(ks, st), what + " dx")
             dx_n = _core._pool2d_backward_naive(dy, None, shape, "avg", *cfg[:3], cip)
             assert_exact(dx, dx_n, what + " dx vs naive")
 
@@ -224,13 +221,13 @@ def test_wide_rows_exercise_vector_loops(rng, dtype):
                 what = f"{mode} cip={cip} {np.dtype(dtype).name} {_fmt(cfg)}"
                 y, idx = _forward(x, mode, cfg, cip)
                 y_ref, idx_ref = ref.pool2d(x, mode, *cfg[:3], cfg[3], cip)
-                assert_close(y, y_ref, ks[0] * ks[1], what + " y")
+                assert_close_rel(y, y_ref, ks[0] * ks[1], what + " y")
                 if mode != "avg":
                     assert_exact(idx, idx_ref, what + " indices")
                 dy = rng.standard_normal(y.shape).astype(dtype)
                 dx = _backward(dy, idx, shape, mode, cfg, cip)
                 dx_ref = ref.pool2d_backward(dy, idx_ref, shape, mode, *cfg[:3], cip)
-                assert_close(dx, dx_ref, overlap(ks, st), what + " dx")
+                assert_close_rel(dx, dx_ref, overlap(ks, st), what + " dx")
 
 
 # --------------------------------------------------------------------------- global pooling
@@ -243,7 +240,7 @@ def test_global_pool(rng, dtype, shape):
     y, idx = _core.global_pool2d_forward(x, "avg")
     y_ref, _ = ref.global_pool2d(x, "avg")
     assert idx is None
-    assert_close(y, y_ref, hw, f"global avg {shape} y")
+    assert_close_rel(y, y_ref, hw, f"global avg {shape} y")
     dy = rng.standard_normal(y.shape).astype(dtype)
     assert_exact(_core.global_pool2d_backward(dy, None, shape, "avg"),
                  ref.global_pool2d_backward(dy, None, shape, "avg"), f"global avg {shape} dx")
@@ -486,13 +483,13 @@ def test_fast_paths_avg_against_reference_and_naive(rng, isa, dtype):
             for cip in (True, False):
                 what = f"{isa} avg cip={cip} {np.dtype(dtype).name} x{shape} {_fmt(cfg)}"
                 y, _ = _forward(x, "avg", cfg, cip)
-                assert_close(y, ref.pool2d(x, "avg", *cfg[:3], cfg[3], cip)[0], ks[0] * ks[1],
+                assert_close_rel(y, ref.pool2d(x, "avg", *cfg[:3], cfg[3], cip)[0], ks[0] * ks[1],
                              what + " y")
                 assert_exact(y, _core._pool2d_forward_naive(x, "avg", *cfg, cip)[0],
                              what + " y vs naive")
                 dy = rng.standard_normal(y.shape).astype(dtype)
                 dx = _backward(dy, None, shape, "avg", cfg, cip)
-                assert_close(dx, ref.pool2d_backward(dy, None, shape, "avg", *cfg[:3], cip),
+                assert_close_rel(dx, ref.pool2d_backward(dy, None, shape, "avg", *cfg[:3], cip),
                              overlap(ks, st), what + " dx")
                 assert_exact(dx, _core._pool2d_backward_naive(dy, None, shape, "avg", *cfg[:3],
                                                               cip), what + " dx vs naive")

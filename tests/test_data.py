@@ -38,6 +38,8 @@ from convforge.data import (
     write_idx,
 )
 
+RNG_SEED = 20240611   # the seed of the `rng` fixture (conftest) in this module
+
 _SHARED_ENV = os.environ.get("CONVFORGE_DATA")  # read before the fixture clears it
 
 
@@ -62,11 +64,6 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("CONVFORGE_DATA", raising=False)
     monkeypatch.setenv("CONVFORGE_NO_DOWNLOAD", "1")
     monkeypatch.setattr(datasets, "SYSTEM_DIRS", (tmp_path / "system",))
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(20240611)
 
 
 def use_shared(monkeypatch, folder):

@@ -35,6 +35,8 @@ from convforge.data import (
     write_idx,
 )
 
+RNG_SEED = 11   # the seed of the `rng` fixture (conftest) in this module
+
 MiB = 1 << 20
 
 
@@ -45,11 +47,6 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("CONVFORGE_DATA", raising=False)
     monkeypatch.setenv("CONVFORGE_NO_DOWNLOAD", "1")
     monkeypatch.setattr(datasets, "SYSTEM_DIRS", (tmp_path / "system",))
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(11)
 
 
 class Zeros(io.RawIOBase):

@@ -20,10 +20,13 @@ import math
 import numpy as np
 import pytest
 
+from conftest import available_isas
+
 core = pytest.importorskip("convforge._core")
 
-ISAS = ("baseline", "avx2", "avx512")
-AVAILABLE_ISAS = ISAS[: ISAS.index(core.detected_isa()) + 1]
+RNG_SEED = 20261201   # the seed of the `rng` fixture (conftest) in this module
+
+AVAILABLE_ISAS = available_isas(core)
 DTYPES = (np.float32, np.float64)
 TRANS = [(False, False), (True, False), (False, True), (True, True)]
 
@@ -40,20 +43,6 @@ LARGE = [
     (64, 576, 600),     # a conv's backward-weight shape
     (150, 300, 5),
 ]
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(20261201)
-
-
-@pytest.fixture
-def restore_core():
-    """Put the ISA and the thread count back after a test that changes them."""
-    isa, threads = core.isa(), core.get_num_threads()
-    yield
-    core.set_isa(isa)
-    core.set_num_threads(threads)
 
 
 def operands(rng, m, n, k, ta, tb, dtype):

@@ -1,5 +1,5 @@
-"""The golden examples of /work/shared/DESIGN.md ("Golden examples from the lecture material"),
-reproduced exactly on every backend under test, in float32 and float64.
+"""The golden examples of the lecture material: small conv and pooling cases whose exact results
+are written out below, reproduced exactly on every backend under test, in float32 and float64.
 (The LeNet-5 parameter count belongs to the nn suite.)"""
 
 from __future__ import annotations

@@ -10,10 +10,11 @@ import pytest
 
 from convforge.backends import reference as ref
 
+from conftest import available_isas
+
 core = pytest.importorskip("convforge._core")
 
-ISAS = ("baseline", "avx2", "avx512")
-AVAILABLE_ISAS = ISAS[: ISAS.index(core.detected_isa()) + 1]
+AVAILABLE_ISAS = available_isas(core)
 
 # (x_shape, w_shape, stride, padding (t, b, l, r), dilation, groups)
 CASES = {

@@ -9,8 +9,6 @@ ones (exact on integers), and results bit-identical for 1, 2 and 3 threads.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -21,44 +19,14 @@ from convforge import F  # noqa: E402
 from convforge.backends import numba as nb  # noqa: E402
 from convforge.backends import reference as ref  # noqa: E402
 
+from conftest import as_f64, assert_close  # noqa: E402
+
 DTYPES = (np.float32, np.float64)
-TOL_C = 16.0
-
-
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng(20240607)
-
-
-def _f64(a):
-    return a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
 
 
 def ref_call(fn, *args):
     """A reference backend function on float64 copies of the float arrays."""
-    return fn(*[_f64(a) for a in args])
-
-
-def assert_close(actual, expected, dtype, red_len: int, what: str) -> None:
-    """|actual - expected| <= TOL_C * eps(dtype) * sqrt(red_len) * (|expected| + max|expected|)
-    element-wise, NaN at the same places, dtype and shape as expected; prints the worst."""
-    assert isinstance(actual, np.ndarray), f"{what}: got {type(actual).__name__}"
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}, want {dtype}"
-    act, exp = actual.astype(np.float64), np.asarray(expected, np.float64)
-    finite = np.abs(exp[np.isfinite(exp)])
-    scale = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    tol = TOL_C * float(np.finfo(dtype).eps) * math.sqrt(max(red_len, 1)) * (
-        np.abs(np.nan_to_num(exp)) + scale)
-    with np.errstate(invalid="ignore"):
-        err = np.abs(act - exp)                                      # inf - inf: NaN
-    bad = (np.isnan(act) != np.isnan(exp)) | (~np.isnan(exp) & (act != exp) & ~(err <= tol))
-    if bad.any():
-        i = int(np.argmax(np.where(bad.ravel(), np.nan_to_num(err.ravel(), nan=np.inf), -1.0)))
-        at = tuple(int(j) for j in np.unravel_index(i, act.shape))
-        pytest.fail(f"{what} ({np.dtype(dtype).name}): {int(bad.sum())} of {bad.size} differ; "
-                    f"worst at {at}: actual {act.ravel()[i]!r}, expected {exp.ravel()[i]!r}, "
-                    f"tolerance {tol.ravel()[i]:.3e}", pytrace=False)
+    return fn(*[as_f64(a) for a in args])
 
 
 def assert_same(actual, expected, what: str) -> None:

@@ -12,12 +12,13 @@ import pytest
 import convforge
 from convforge import functional as F
 
-from conftest import assert_close, assert_exact, randint, randn
+from conftest import assert_close, assert_exact, available_isas, randint, randn
 
 core = pytest.importorskip("convforge._core")
 
-ISAS = ("baseline", "avx2", "avx512")
-AVAILABLE_ISAS = ISAS[: ISAS.index(core.detected_isa()) + 1]
+RNG_SEED = 20241201   # the seed of the `rng` fixture (conftest) in this module
+
+AVAILABLE_ISAS = available_isas(core)
 DTYPES = (np.float32, np.float64)
 
 # (N, C, K, H, W, padding (top, bottom, left, right))
@@ -33,20 +34,6 @@ GRID = [
     (2, 20, 24, 7, 30, (0, 2, 2, 0)),     # wide image, one-sided padding
 ]
 IDS = [f"N{c[0]}-C{c[1]}-K{c[2]}-{c[3]}x{c[4]}-p{c[5]}".replace(" ", "") for c in GRID]
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(20241201)
-
-
-@pytest.fixture
-def restore_core():
-    """Put the ISA and the thread count back after a test that changes them."""
-    isa, threads = core.isa(), core.get_num_threads()
-    yield
-    core.set_isa(isa)
-    core.set_num_threads(threads)
 
 
 def out_hw(h, w, pad):

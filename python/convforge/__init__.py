@@ -15,6 +15,7 @@ from typing import Any
 
 from . import _threads, backends, functional
 from . import functional as F
+from ._array import positive_int
 from .backends import available, set_backend, use_backend
 from .backends._autotune import autotune_enabled, set_autotune
 
@@ -67,9 +68,7 @@ def set_num_threads(n: int) -> None:
     fork-safe).
     """
     global _requested_threads
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    _requested_threads = n
+    _requested_threads = n = positive_int(n, "n")
     if backends.unavailable_reason("cpu") is None:
         from . import _core
 

@@ -7,26 +7,12 @@ pool padding -> (h, w) (symmetric). Bad values raise ValueError/TypeError naming
 
 from __future__ import annotations
 
-import numbers
 from typing import Sequence, Tuple, Union
+
+from ._array import INT64_MAX, int64
 
 IntPair = Union[int, Sequence[int]]
 Pad4 = Tuple[int, int, int, int]
-
-# The kernels index with int64. Every size, coordinate and size product they compute must fit:
-# the checks below reject configurations whose extents would not (Python ints never overflow,
-# so this is where the exact test is cheap).
-INT64_MAX = 2**63 - 1
-
-
-def _int(v, name: str) -> int:
-    if type(v) is not int:  # the common case skips the abstract-class check below
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-            raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
-        v = int(v)
-    if not -INT64_MAX <= v <= INT64_MAX:
-        raise ValueError(f"{name} must fit in a 64-bit integer, got {v!r}")
-    return v
 
 
 def checked_size(shape: Sequence[int], name: str) -> int:
@@ -53,9 +39,9 @@ def pair(v: IntPair, name: str, minimum: int = 1) -> tuple[int, int]:
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
             raise ValueError(f"{name} must be an int or a pair (h, w), got {v!r}")
-        out = (_int(v[0], name), _int(v[1], name))
+        out = (int64(v[0], name), int64(v[1], name))
     else:
-        i = _int(v, name)
+        i = int64(v, name)
         out = (i, i)
     if min(out) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {v!r}")
@@ -85,10 +71,10 @@ def conv_padding(
         raise ValueError(f"padding must be 'valid' or 'same' when a string, got {padding!r}")
     if isinstance(padding, (tuple, list)):
         if len(padding) == 2:
-            ph, pw = (_int(p, "padding") for p in padding)
+            ph, pw = (int64(p, "padding") for p in padding)
             pads4 = (ph, ph, pw, pw)
         elif len(padding) == 4:
-            t, b, l, r = (_int(p, "padding") for p in padding)
+            t, b, l, r = (int64(p, "padding") for p in padding)
             pads4 = (t, b, l, r)
         else:
             raise ValueError(
@@ -96,7 +82,7 @@ def conv_padding(
                 f"got {padding!r}"
             )
     else:
-        p = _int(padding, "padding")
+        p = int64(padding, "padding")
         pads4 = (p, p, p, p)
     if min(pads4) < 0:
         raise ValueError(f"padding must be >= 0, got {padding!r}")

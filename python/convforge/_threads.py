@@ -6,13 +6,13 @@ cgroup CPU quota (containers, systemd slices: cgroup v2 `cpu.max`, v1 `cpu.cfs_q
 OMP_NUM_THREADS, when set to a positive count, wins (as it does for OpenMP itself).
 
 Contention: OpenMP workers that wait for each other at the end of every parallel region fall
-apart when another process takes one of the cores (LeNet-5 training on 2 cores next to one busy
-process: 6,642 images/s on 2 threads with libgomp's spinning wait, 15,964 on 1 thread; waiting
-passively instead costs 37% on a quiet machine: bench/README.md). So, unless the thread count
-was given (OMP_NUM_THREADS, convforge.set_num_threads) or CONVFORGE_DYNAMIC_THREADS=0, the cpu
-backend measures every half second how much CPU time other processes took on this process's
-CPUs (/proc/stat minus this process's own CPU time) and uses only the cores left: on a quiet
-machine all of them, with libgomp's fast spinning wait. No result depends on the thread count.
+apart when another process takes one of the cores, and waiting passively instead slows a quiet
+machine down (bench/contention.py measures both; its results are in bench/README.md). So, unless
+the thread count was given (OMP_NUM_THREADS, convforge.set_num_threads) or
+CONVFORGE_DYNAMIC_THREADS=0, the cpu backend measures every half second how much CPU time other
+processes took on this process's CPUs (/proc/stat minus this process's own CPU time) and uses
+only the cores left: on a quiet machine all of them, with libgomp's fast spinning wait. No
+result depends on the thread count.
 The numba backend keeps its count.
 
 configure() runs once, from convforge/__init__.py, before anything else loads the core.

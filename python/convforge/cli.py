@@ -166,13 +166,6 @@ def _load_dataset(name: str, path: str | None):
         raise CLIError(f"cannot load {name}: {e}") from None
 
 
-def _data_error() -> type:
-    """convforge.data.DataError (corrupt/crafted data files), or a never-raised stand-in."""
-    from . import data
-
-    return getattr(data, "DataError", CLIError)
-
-
 def _to_32(x: np.ndarray) -> np.ndarray:
     """28x28 datasets are zero-padded to 32x32 (LeNet-5's input; vgg_small expects 32 too)."""
     from .data import pad_images
@@ -280,7 +273,7 @@ class _Interrupt:
     SIGINT raises KeyboardInterrupt at once. Handlers are installed only on the main thread
     (signal.signal refuses elsewhere) and restored on exit."""
 
-    SIGNALS = ("SIGINT", "SIGTERM")
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)   # both exist on every platform, Windows too
 
     def __init__(self):
         self.signum: int | None = None
@@ -298,10 +291,8 @@ class _Interrupt:
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            for name in self.SIGNALS:
-                num = getattr(signal, name, None)
-                if num is not None:
-                    self._old[num] = signal.signal(num, self._handle)
+            for num in self.SIGNALS:
+                self._old[num] = signal.signal(num, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -403,7 +394,7 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
         try:
             history = model.fit(train_src, None, epochs=a.epochs, validation_data=val_data,
                                 verbose=verbose, seed=a.seed, callbacks=[intr.callback()])
-        except _data_error() as e:   # a corrupt image met while streaming
+        except data.DataError as e:   # a corrupt image met while streaming
             raise CLIError(f"bad training data: {e}") from None
         train_seconds = time.perf_counter() - t0
         interrupted = intr.signum
@@ -483,8 +474,8 @@ def _find_stream_source(path: str | None) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:  # everything after `bench` (options too) goes to compare.py
-        return cmd_bench(argv[1:])
+    if argv[:1] == ["bench"]:  # everything after `bench` (options too) goes to compare.py;
+        return cmd_bench(argv[1:])  # the parser's `bench` entry only documents it in --help
     parser = build_parser()
     a = parser.parse_args(argv)
     if a.command is None:
@@ -493,8 +484,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if a.command == "info":
             return cmd_info()
-        if a.command == "bench":
-            return cmd_bench(a.args)
         return cmd_train(a)
     except CLIError as e:
         print(f"convforge {a.command}: error: {e}", file=sys.stderr)

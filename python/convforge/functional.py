@@ -4,6 +4,18 @@ Arrays: NCHW activations, OIHW weights (K, C/groups, KH, KW), float32 or float64
 NumPy in -> NumPy out (cpu, numba, reference backends); CuPy in -> CuPy out (cuda backend).
 Inputs are never modified. Non-contiguous, Fortran-order or read-only inputs are copied once,
 here, into C order (no dtype conversion ever happens silently: mixed dtypes raise).
+
+Validation contract (one layer validates, the others trust it):
+- This module normalises and validates every argument once, with the messages users see:
+  array kind (all NumPy or all CuPy), float32/float64 and one dtype for all, ranks and shapes
+  that agree with each other, ints (via convforge._array and convforge._shapes), sizes that fit
+  in int64, and the backend that takes this kind of array. Calls with N = 0 return here.
+- Backends (convforge.backends) receive only such normalised arguments and do not check them
+  again. A backend checks only what its kernels' memory safety needs and nothing upstream
+  covers: the max/min pool backward's index range, data that no shape check sees (a backend
+  whose kernels check it in their own pass sets CHECKS_INDICES; see _indices).
+- The compiled bindings (convforge._core), which tests and benchmarks also call directly,
+  check shapes against buffer sizes and dtypes: what memory safety needs.
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import backends as _backends
+from ._array import FLOAT_DTYPES, array_module, is_cupy, positive_int
 from ._shapes import (
     checked_size,
     conv_output_size,
@@ -37,22 +50,12 @@ __all__ = [
 
 # --------------------------------------------------------------------------- array checks
 
-def _is_cupy(a) -> bool:
-    if type(a) is np.ndarray:  # the common case, without the module-name test
-        return False
-    return type(a).__module__.split(".")[0] == "cupy"
-
-
 def _array(a, name: str, ndim: int, layout: str, batch: bool = False):
     """Checks type, dtype and rank; returns a C-contiguous array (one copy only if needed).
     batch: axis 0 is the batch axis, which may be empty (N = 0); other axes may not."""
-    if isinstance(a, np.ndarray):
-        xp = np
-    elif _is_cupy(a):
-        import cupy as xp
-    else:
+    if not (isinstance(a, np.ndarray) or is_cupy(a)):
         raise TypeError(f"{name} must be a numpy.ndarray or cupy.ndarray, got {type(a).__name__}")
-    if a.dtype not in (np.float32, np.float64):
+    if a.dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"{name} must have dtype float32 or float64, got {a.dtype} with shape {tuple(a.shape)}"
         )
@@ -60,19 +63,19 @@ def _array(a, name: str, ndim: int, layout: str, batch: bool = False):
         raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {tuple(a.shape)}")
     if 0 in a.shape[1 if batch else 0:]:
         raise ValueError(f"{name} has a zero-size dimension: shape {tuple(a.shape)}")
-    return a if a.flags.c_contiguous else xp.ascontiguousarray(a)
+    return a if a.flags.c_contiguous else array_module(a).ascontiguousarray(a)
 
 
 def _same_dtype(named: dict):
     """All given arrays share one dtype and one device kind; returns whether they are CuPy."""
     items = [(k, v) for k, v in named.items() if v is not None]
     k0, v0 = items[0]
-    gpu0 = _is_cupy(v0)
+    gpu0 = is_cupy(v0)
     for k, v in items[1:]:
         if v.dtype != v0.dtype:
             raise TypeError(f"{k} has dtype {v.dtype} but {k0} has dtype {v0.dtype}; "
                             "cast one of them explicitly")
-        if _is_cupy(v) != gpu0:
+        if is_cupy(v) != gpu0:
             raise TypeError(f"{k} and {k0} must both be NumPy or both be CuPy arrays")
     return gpu0
 
@@ -90,18 +93,9 @@ def _backend(name: Optional[str], on_gpu: bool):
     return mod
 
 
-def _xp(a):
-    """The array module of `a` (numpy or cupy)."""
-    if _is_cupy(a):
-        import cupy
-
-        return cupy
-    return np
-
-
 def _zeros(like, shape, dtype=None):
     """Zeros of `shape` on the device of `like` (the results of ops on an empty batch)."""
-    return _xp(like).zeros(shape, like.dtype if dtype is None else dtype)
+    return array_module(like).zeros(shape, like.dtype if dtype is None else dtype)
 
 
 def _unbatched(a, ndim: int) -> bool:
@@ -143,9 +137,7 @@ def _conv_args(x_shape, w_shape, stride, padding, dilation, groups):
     n, c, h, w_ = x_shape
     k, cg, kh, kw = w_shape
     stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
-    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-        raise ValueError(f"groups must be a positive int, got {groups!r}")
-    groups = int(groups)
+    groups = positive_int(groups, "groups")
     if c % groups or k % groups:
         raise ValueError(f"groups={groups} must divide in_channels={c} and out_channels={k} "
                          f"(x {tuple(x_shape)}, w {tuple(w_shape)})")
@@ -317,17 +309,19 @@ def _indices(indices, want, like, plane: int, be):
     """Checks user-supplied pooling indices: int64, right shape, each in [0, H*W).
 
     The value range is checked here for NumPy indices only, and only for backends that do not
-    check it themselves (`CHECKS_INDICES`: the cpu and numba backends check inside the pass
-    that uses the indices, which saves a full NumPy min/max pass per call). The
-    CUDA kernels never do (each dx element gathers the windows whose index equals its own
-    position, so an out-of-range index is never matched), and reading CuPy values here would
-    synchronise the device on every pooling backward, i.e. per layer per training batch."""
+    check it themselves (`CHECKS_INDICES`), so that it is checked once: the cpu backend checks
+    each index inside the scatter that uses it (no extra pass), the numba backend with its own
+    NumPy min/max pass before its kernel (it needs the check for memory safety when called
+    directly too). The CUDA kernels need none (each dx element gathers the windows whose index
+    equals its own position, so an out-of-range index is never matched), and reading CuPy
+    values here would synchronise the device on every pooling backward, i.e. per layer per
+    training batch."""
     if type(indices) is not type(like) or indices.dtype != np.int64:
         raise TypeError(f"indices must be an int64 array of the same kind as dy, got "
                         f"{type(indices).__name__} {getattr(indices, 'dtype', '')}")
     if tuple(indices.shape) != tuple(want):
         raise ValueError(f"indices must have shape {tuple(want)}, got {tuple(indices.shape)}")
-    if _is_cupy(indices) or getattr(be, "CHECKS_INDICES", False) or indices.size == 0:
+    if is_cupy(indices) or getattr(be, "CHECKS_INDICES", False) or indices.size == 0:
         return indices if indices.flags.c_contiguous else indices.copy()
     lo, hi = int(indices.min()), int(indices.max())
     if lo < 0 or hi >= plane:

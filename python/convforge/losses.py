@@ -21,18 +21,12 @@ from typing import Union
 
 import numpy as np
 
+from ._array import array_module
+
 __all__ = ["Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy",
            "BinaryCrossentropy", "MeanSquaredError", "get"]
 
 _EPS = 1e-7   # probability clip when from_logits=False (Keras' epsilon)
-
-
-def _xp(a):
-    if type(a).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy
-    return np
 
 
 def _pred(y_pred, name: str = "y_pred"):
@@ -45,7 +39,7 @@ def _pred(y_pred, name: str = "y_pred"):
 def _mean(v, total=None):
     """v.mean() (or total / v.size when `total` is given); NaN for an empty v, without
     NumPy's 'mean of empty slice' warning."""
-    xp = _xp(v)
+    xp = array_module(v)
     if v.size == 0:
         return xp.asarray(xp.nan, dtype=v.dtype if v.dtype.kind == "f" else np.float64)
     return v.mean() if total is None else total / v.size
@@ -53,13 +47,13 @@ def _mean(v, total=None):
 
 def _log_softmax(z):
     """log softmax over axis 1, stable: z - max - log(sum(exp(z - max)))."""
-    xp = _xp(z)
+    xp = array_module(z)
     s = z - z.max(axis=1, keepdims=True)
     return s - xp.log(xp.exp(s).sum(axis=1, keepdims=True))
 
 
 def _sigmoid(z):
-    xp = _xp(z)
+    xp = array_module(z)
     e = xp.exp(-xp.abs(z))
     return xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
@@ -133,10 +127,10 @@ class SparseCategoricalCrossentropy(Loss):
         """int64 class ids (N,) on y_pred's device. NumPy labels (and float labels anywhere) are
         checked here; integer CuPy labels are not (min/max would synchronise every batch): Model
         checks them once per fit/evaluate call, or on the host before moving them."""
-        xp = _xp(y_pred)
+        xp = array_module(y_pred)
         y = _flat_labels(y_true)
         _check_2d(y_pred, y.shape, (y_pred.shape[0],))
-        if _xp(y) is np or y.dtype.kind not in "iu":
+        if array_module(y) is np or y.dtype.kind not in "iu":
             y = _class_ids(y, y_pred.shape[1], f"y_pred of shape {tuple(y_pred.shape)}")
         return xp.asarray(y).astype(np.int64, copy=False)
 
@@ -148,7 +142,7 @@ class SparseCategoricalCrossentropy(Loss):
         return _class_ids(y, int(out_shape[0]), f"outputs of shape {(None,) + tuple(out_shape)}")
 
     def forward_backward(self, y_true, y_pred):
-        xp = _xp(_pred(y_pred))
+        xp = array_module(_pred(y_pred))
         y = self.labels(y_true, y_pred)
         n = y_pred.shape[0]
         rows = xp.arange(n)
@@ -175,7 +169,7 @@ class CategoricalCrossentropy(Loss):
     name = "categorical_crossentropy"
 
     def forward_backward(self, y_true, y_pred):
-        xp = _xp(_pred(y_pred))
+        xp = array_module(_pred(y_pred))
         y = xp.asarray(y_true).astype(y_pred.dtype, copy=False)
         _check_2d(y_pred, y.shape, tuple(y_pred.shape))
         n = y_pred.shape[0]
@@ -201,7 +195,7 @@ class BinaryCrossentropy(Loss):
     name = "binary_crossentropy"
 
     def forward_backward(self, y_true, y_pred):
-        xp = _xp(_pred(y_pred))
+        xp = array_module(_pred(y_pred))
         y = xp.asarray(y_true).astype(y_pred.dtype, copy=False)
         if y.shape != y_pred.shape and y.size == y_pred.size and y_pred.ndim == 2 \
                 and y_pred.shape[1] == 1:
@@ -232,7 +226,7 @@ class MeanSquaredError(Loss):
         super().__init__(from_logits=False)
 
     def forward_backward(self, y_true, y_pred):
-        xp = _xp(_pred(y_pred))
+        xp = array_module(_pred(y_pred))
         y = xp.asarray(y_true).astype(y_pred.dtype, copy=False)
         if y.shape != y_pred.shape and y.size == y_pred.size:
             y = y.reshape(y_pred.shape)
@@ -248,7 +242,7 @@ class MeanSquaredError(Loss):
 
 def xp_softmax(z):
     """softmax over axis 1 (for NumPy or CuPy arrays)."""
-    return _xp(z).exp(_log_softmax(z))
+    return array_module(z).exp(_log_softmax(z))
 
 
 _NAMES = {

@@ -26,17 +26,9 @@ import math
 import weakref
 from typing import Iterable, Union
 
-import numpy as np
+from ._array import array_module
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "get"]
-
-
-def _xp(a):
-    if type(a).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy
-    return np
 
 
 def _nonneg(v, name: str) -> float:
@@ -119,7 +111,7 @@ class RMSprop(Optimizer):
         self.epsilon, self.centered = _nonneg(epsilon, "epsilon"), bool(centered)
 
     def _update(self, p, state):
-        xp = _xp(p.data)
+        xp = array_module(p.data)
         g = self._grad(p)
         if not state:
             state["square_avg"] = xp.zeros_like(p.data)
@@ -161,7 +153,7 @@ class Adam(Optimizer):
         self.epsilon, self.amsgrad = _nonneg(epsilon, "epsilon"), bool(amsgrad)
 
     def _update(self, p, state):
-        xp = _xp(p.data)
+        xp = array_module(p.data)
         if not state:
             state["step"] = 0
             state["m"] = xp.zeros_like(p.data)

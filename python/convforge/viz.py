@@ -16,6 +16,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from ._array import is_cupy
 from ._io_atomic import atomic_write
 
 __all__ = ["plot_history", "show_activations", "show_filters"]
@@ -48,7 +49,7 @@ def _save(fig, path: PathLike) -> Path:
 
 def _host(a) -> np.ndarray:
     """NumPy copy of a NumPy/CuPy array (or anything array-like)."""
-    if hasattr(a, "get") and type(a).__module__.split(".")[0] == "cupy":
+    if is_cupy(a):
         a = a.get()
     return np.asarray(a)
 

@@ -1,7 +1,15 @@
 """Backend registry: one signature set, several implementations.
 
 Every backend module (cpu, cuda, numba, reference) defines the same functions on *normalised*
-arguments (contiguous arrays of one float dtype, tuples of ints, checked by convforge.functional):
+arguments (contiguous arrays of one float dtype, tuples of ints, checked by convforge.functional).
+
+The contract (see convforge.functional's docstring): functional normalises and validates once;
+backends trust what they receive and do not validate it again. A backend checks only what its
+kernels' memory safety needs beyond that (the numba backend: max/min pool backward indices; the
+cpu backend: the compiled bindings' buffer checks). `CHECKS_INDICES = True` in a backend tells
+functional that the backend checks the pool backward index range itself.
+
+The functions:
 
     conv2d(x, w, b, stride, padding, dilation, groups) -> y
         x (N, C, H, W), w (K, C/G, KH, KW), b (K,) or None, stride (SH, SW),

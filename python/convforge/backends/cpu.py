@@ -1,5 +1,6 @@
-"""The compiled C++/OpenMP backend (convforge._core). Arguments arrive normalised; the binding
-re-validates shapes and dtypes, allocates outputs and releases the GIL around each kernel."""
+"""The compiled C++/OpenMP backend (convforge._core). Arguments arrive normalised and validated
+by convforge.functional (see its docstring); the binding checks what memory safety needs
+(shapes against buffers, dtypes), allocates outputs and releases the GIL around each kernel."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 from .. import _threads
 from . import _autotune
 
-# pool backward checks that every index lies in [0, H*W) itself (functional skips its pass)
+# pool backward checks every index against [0, H*W) inside its scatter (functional skips its pass)
 CHECKS_INDICES = True
 
 _exact = os.environ.get("CONVFORGE_CONV_EXACT", "0").strip().lower() in ("1", "true", "yes", "on")

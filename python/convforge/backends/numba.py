@@ -1,10 +1,17 @@
 """The numba backend: the registry's signature set on NumPy arrays, run by the @njit(parallel)
 kernels of `_numba_kernels` (compiled on first use per dtype, cached on disk when writable).
 
-Arguments arrive normalised by convforge.functional. Here we only make sure every array is
-C-contiguous and writeable (so each kernel compiles once per dtype), allocate the outputs and
-call the kernel. numba is imported lazily: probe() tries it, the kernels load on the first op.
-Results do not depend on numba's thread count (see _numba_kernels).
+Arguments arrive normalised and validated by convforge.functional (see its docstring and the
+registry's, convforge.backends): NumPy arrays of one float dtype with consistent shapes, tuples
+of ints. This backend trusts them and does not check them again. It only makes every array
+C-contiguous and writeable (so each kernel compiles once per dtype), allocates the outputs and
+calls the kernel. The kernels write only inside the outputs allocated here, at coordinates
+bounded by those outputs' own shapes, with one exception: the max/min pool backward scatters dy
+to offsets read from `indices`. Those indices are the one thing checked here
+(_checked_indices: dtype, shape and range), because a wrong one would write outside dx and
+functional leaves the range check to this backend (CHECKS_INDICES).
+numba is imported lazily: probe() tries it, the kernels load on the first op. Results do not
+depend on numba's thread count (see _numba_kernels).
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ _DW_PANEL_MIN_CHANNELS = 32
 _MODES = {"avg": 0, "max": 1, "min": 2}
 
 
-# pool backward checks that every index lies in [0, H*W) itself (functional skips its pass)
+# pool backward checks that every index lies in [0, H*W) itself, with one NumPy min/max pass
+# (_checked_indices; the kernel needs it for memory safety), so functional does not do it too
 CHECKS_INDICES = True
 
 
@@ -113,29 +121,34 @@ def _kernels():
     return _loaded
 
 
-def _c(a: np.ndarray, name: str, dtypes: tuple = (np.float32, np.float64)) -> np.ndarray:
+def _c(a: np.ndarray) -> np.ndarray:
     """a itself if C-contiguous and writeable, else a C-contiguous copy (one compiled kernel per
     dtype: numba would compile again for other layouts and for read-only arrays)."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype not in dtypes:
-        names = " or ".join(np.dtype(d).name for d in dtypes)
-        raise TypeError(f"{name} must have dtype {names}, got {a.dtype} with shape {a.shape}")
     if a.flags.c_contiguous and a.flags.writeable:
         return a
     return np.array(a, order="C", copy=True)
 
 
-def _same_dtype(named: dict) -> np.dtype:
-    k0, v0 = next(iter(named.items()))
-    for k, v in named.items():
-        if v.dtype != v0.dtype:
-            raise TypeError(f"{k} has dtype {v.dtype} but {k0} has dtype {v0.dtype} "
-                            f"(shapes {v.shape}, {v0.shape})")
-    return v0.dtype
+def _checked_indices(indices, dy: np.ndarray, input_shape) -> np.ndarray:
+    """The max/min pool backward's indices, checked for memory safety: the kernel reads one
+    int64 index per dy element and adds dy there in its (H, W) plane of dx, so the indices must
+    be int64, have dy's shape and lie in [0, H*W). This is the only check of this backend (see
+    the module docstring)."""
+    if not isinstance(indices, np.ndarray) or indices.dtype != np.int64:
+        raise TypeError(f"indices must be an int64 numpy.ndarray, got {type(indices).__name__} "
+                        f"{getattr(indices, 'dtype', '')}")
+    if indices.shape != dy.shape:
+        raise ValueError(f"indices must have the shape of dy {dy.shape}, got {indices.shape}")
+    plane = int(input_shape[2]) * int(input_shape[3])
+    lo, hi = int(indices.min()), int(indices.max())
+    if lo < 0 or hi >= plane:
+        raise ValueError(f"indices must lie in [0, H*W) = [0, {plane}), got values in "
+                         f"[{lo}, {hi}]")
+    return _c(indices)
 
 
 def _mode(mode: str, allowed: tuple) -> int:
+    """The kernels' code for `mode` (the registry's names; ValueError for another)."""
     if mode not in allowed:
         raise ValueError(f"mode must be one of {allowed}, got {mode!r}")
     return _MODES[mode]
@@ -165,11 +178,11 @@ def _forward(y, x, w, bias, stride, pad_top, pad_left, dilation, groups, naive=F
 def conv2d(x, w, b, stride, padding, dilation, groups, naive=False):
     """x (N, C, H, W), w (K, C/G, KH, KW), b (K,) or None -> y (N, K, OH, OW).
     naive=True: the naive tile kernels (a second reference for tests)."""
-    x, w = _c(x, "x"), _c(w, "w")
-    dtype = _same_dtype({"x": x, "w": w} if b is None else {"x": x, "w": w, "b": b})
+    x, w = _c(x), _c(w)
+    dtype = x.dtype
     n, k, kh, kw = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
     oh, ow = conv_output_size(x.shape[2:], (kh, kw), stride, padding, dilation)
-    bias = np.zeros(k, dtype) if b is None else _c(b, "b")
+    bias = np.zeros(k, dtype) if b is None else _c(b)
     y = np.empty((n, k, oh, ow), dtype)
     _forward(y, x, w, bias, stride, padding[0], padding[2], dilation, groups, naive)
     return y
@@ -194,8 +207,8 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, naive=Fal
     channels, everything with naive=True) use the naive tile kernel. The choice depends on the
     shapes only, never on the thread count.
     """
-    dy, x, w = _c(dy, "dy"), _c(x, "x"), _c(w, "w")
-    dtype = _same_dtype({"dy": dy, "x": x, "w": w})
+    dy, x, w = _c(dy), _c(x), _c(w)
+    dtype = x.dtype
     k, cg, kh, kw = w.shape
     n, c = x.shape[:2]
     oh, ow = dy.shape[2], dy.shape[3]
@@ -223,7 +236,7 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, naive=Fal
 
 def im2col(x, kernel_size, stride, padding, dilation):
     """x (N, C, H, W) -> cols (N, C*KH*KW, OH*OW), zeros where a tap falls in the padding."""
-    x = _c(x, "x")
+    x = _c(x)
     (n, c, h, w), (kh, kw) = x.shape, kernel_size
     oh, ow = conv_output_size((h, w), (kh, kw), stride, padding, dilation)
     cols = np.empty((n, c * kh * kw, oh * ow), x.dtype)
@@ -234,12 +247,9 @@ def im2col(x, kernel_size, stride, padding, dilation):
 
 def col2im(cols, input_shape, kernel_size, stride, padding, dilation):
     """Adjoint of im2col: cols (N, C*KH*KW, OH*OW) -> x (N, C, H, W), overlaps summed."""
-    cols = _c(cols, "cols")
+    cols = _c(cols)
     (n, c, h, w), (kh, kw) = tuple(input_shape), kernel_size
     oh, ow = conv_output_size((h, w), (kh, kw), stride, padding, dilation)
-    if cols.shape != (n, c * kh * kw, oh * ow):
-        raise ValueError(f"cols must have shape {(n, c * kh * kw, oh * ow)} for input_shape "
-                         f"{tuple(input_shape)}, got {cols.shape}")
     x = np.empty((n, c, h, w), cols.dtype)
     _kernels().col2im(x, cols, kh, kw, stride[0], stride[1], padding[0], padding[2],
                       dilation[0], dilation[1], oh, ow)
@@ -250,7 +260,7 @@ def col2im(cols, input_shape, kernel_size, stride, padding, dilation):
 
 def pool2d(x, mode, kernel_size, stride, padding, out_size, count_include_pad):
     """x (N, C, H, W) -> (y (N, C, OH, OW), indices int64 (N, C, OH, OW) or None for 'avg')."""
-    x = _c(x, "x")
+    x = _c(x)
     code = _mode(mode, ("max", "min", "avg"))
     n, c = x.shape[:2]
     oh, ow = out_size
@@ -264,20 +274,12 @@ def pool2d(x, mode, kernel_size, stride, padding, out_size, count_include_pad):
 def pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding,
                     count_include_pad):
     """dx (N, C, H, W) of pool2d. indices: the forward's (max/min), ignored for 'avg'."""
-    dy = _c(dy, "dy")
+    dy = _c(dy)
     code = _mode(mode, ("max", "min", "avg"))
     if mode == "avg":
         indices = np.empty((0, 0, 0, 0), np.int64)
     else:
-        indices = _c(indices, "indices", (np.int64,))
-        if indices.shape != dy.shape:
-            raise ValueError(f"indices must have the shape of dy {dy.shape}, got "
-                             f"{indices.shape}")
-        # The kernel writes dx at these offsets: out-of-range ones would corrupt memory.
-        plane = int(input_shape[2]) * int(input_shape[3])
-        if int(indices.min()) < 0 or int(indices.max()) >= plane:
-            raise ValueError(f"indices must lie in [0, H*W) = [0, {plane}), got values in "
-                             f"[{int(indices.min())}, {int(indices.max())}]")
+        indices = _checked_indices(indices, dy, input_shape)
     dx = np.empty(tuple(input_shape), dy.dtype)
     _kernels().pool2d_backward(dx, dy, indices, code, kernel_size[0], kernel_size[1], stride[0],
                                stride[1], padding[0], padding[1], bool(count_include_pad))
@@ -296,6 +298,6 @@ def global_pool2d_backward(dy, indices, input_shape, mode):
     """dx (N, C, H, W) of global_pool2d."""
     _mode(mode, ("max", "avg"))
     n, c, h, w = tuple(input_shape)
-    dy4 = _c(dy, "dy").reshape(n, c, 1, 1)
-    idx4 = None if mode == "avg" else _c(indices, "indices", (np.int64,)).reshape(n, c, 1, 1)
+    dy4 = _c(dy).reshape(n, c, 1, 1)
+    idx4 = None if mode == "avg" else indices.reshape(n, c, 1, 1)  # checked by pool2d_backward
     return pool2d_backward(dy4, idx4, (n, c, h, w), mode, (h, w), (1, 1), (0, 0), True)

@@ -28,6 +28,8 @@ from typing import Union
 
 import numpy as np
 
+from .._array import array_module, int_at_least
+
 __all__ = [
     "FILL_MODES",
     "Augment",
@@ -45,14 +47,6 @@ __all__ = [
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 INTERPOLATIONS = ("nearest", "bilinear")
 Range = Union[float, tuple[float, float]]
-
-
-def _xp(x):
-    if type(x).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy
-    return np
 
 
 def _check_batch(x, name: str = "x") -> None:
@@ -123,7 +117,7 @@ def affine_resample(x, matrices, fill_mode: str = "constant", cval: float = 0.0,
     if m.ndim != 3 or m.shape[0] != N or m.shape[1:] not in ((2, 3), (3, 3)):
         raise ValueError(f"matrices must have shape (N, 2, 3) or (N, 3, 3) with N={N}, "
                          f"got {m.shape}")
-    xp = _xp(x)
+    xp = array_module(x)
     rows, cols = np.meshgrid(np.arange(H, dtype=np.float64), np.arange(W, dtype=np.float64),
                              indexing="ij")
     grid = xp.asarray(np.stack([rows.ravel(), cols.ravel(), np.ones(H * W)]))  # (3, P)
@@ -227,7 +221,7 @@ class RandomFlip(Step):
         self.p = float(p)
 
     def _apply(self, x, rng):
-        xp = _xp(x)
+        xp = array_module(x)
         out = x
         for axis, active in ((3, self.mode != "vertical"), (2, self.mode != "horizontal")):
             if active:
@@ -313,8 +307,7 @@ class RandomCrop(Step):
     """
 
     def __init__(self, padding: int = 4, fill_mode: str = "constant", cval: float = 0.0):
-        if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
-            raise ValueError(f"padding must be an int >= 0, got {padding!r}")
+        int_at_least(padding, "padding", 0)
         _check_fill(fill_mode, "nearest")
         self.padding = int(padding)
         self.fill_mode = fill_mode
@@ -342,7 +335,7 @@ class GaussianNoise(Step):
         self.clip = None if clip is None else (float(clip[0]), float(clip[1]))
 
     def _apply(self, x, rng):
-        xp = _xp(x)
+        xp = array_module(x)
         noise = rng.standard_normal(x.shape, dtype=x.dtype.type)  # host draw: same on CuPy
         out = x + xp.asarray(noise) * x.dtype.type(self.std)
         if self.clip is not None:
@@ -360,8 +353,7 @@ class Cutout(Step):
     """
 
     def __init__(self, size: int = 8, value: float = 0.0, p: float = 1.0):
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-            raise ValueError(f"size must be an int >= 1, got {size!r}")
+        int_at_least(size, "size", 1)
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be in [0, 1], got {p}")
         self.size = int(size)
@@ -369,7 +361,7 @@ class Cutout(Step):
         self.p = float(p)
 
     def _apply(self, x, rng):
-        xp = _xp(x)
+        xp = array_module(x)
         N, _, H, W = x.shape
         if self.size > H or self.size > W:
             raise ValueError(f"Cutout size {self.size} does not fit images of shape {x.shape}")

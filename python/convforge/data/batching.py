@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from .._array import array_module, positive_int
 from ._images import IMAGE_SUFFIXES, split_class_file
 from ._paths import cache_dir, say, sha256_file
 from ._safety import (
@@ -38,18 +39,8 @@ __all__ = ["Batches", "StreamingBatches", "random_subset", "train_val_split"]
 Augmenter = Callable[[object, np.random.Generator], object]
 
 
-def _xp(x):
-    if type(x).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy
-    return np
-
-
 def _check_batch_args(batch_size: int, augment, dtype) -> np.dtype | None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    positive_int(batch_size, "batch_size")
     if augment is not None and not callable(augment):
         raise TypeError(f"augment must be callable (x, rng) -> x, got {type(augment).__name__}")
     if dtype is None:
@@ -112,7 +103,7 @@ class Batches:
 
 def _on_device_of(a, idx: np.ndarray):
     """The host index array idx, moved to a's device when a is a CuPy array."""
-    xp = _xp(a)
+    xp = array_module(a)
     return idx if xp is np else xp.asarray(idx)
 
 

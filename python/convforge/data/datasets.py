@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
 import urllib.request
 import zipfile
 from collections.abc import Sequence
@@ -43,6 +42,7 @@ from typing import Union
 
 import numpy as np
 
+from .._array import array_module
 from ._cifar_pickle import MAX_BATCH_BYTES, load_cifar_batch
 from ._idx import read_idx, write_idx
 from ._images import IMAGE_SUFFIXES, load_image_tree
@@ -540,5 +540,4 @@ def pad_images(x: np.ndarray, pad: int | tuple[int, int]) -> np.ndarray:
         raise ValueError(f"pad must be >= 0, got {pad!r}")
     if getattr(x, "ndim", None) != 4:
         raise ValueError(f"x must be 4-D NCHW, got shape {getattr(x, 'shape', None)}")
-    xp = sys.modules["cupy"] if type(x).__module__.split(".")[0] == "cupy" else np
-    return xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    return array_module(x).pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backends as _backends
-from .base import array_module
+from .._array import array_module
 from .callbacks import Callback
 
 POSTFIX_SECONDS = 0.5   # fit's progress bar shows the running logs at most this often
@@ -101,7 +101,3 @@ def array_batches(x, y, batch_size: int, order=None):
         else:
             yield x[ox[s:s + batch_size]], (None if y is None else y[oy[s:s + batch_size]])
 
-def positive(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive int, got {v!r}")
-    return int(v)

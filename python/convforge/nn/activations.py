@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from .base import array_module
+from .._array import array_module
 
 __all__ = ["ACTIVATIONS"]
 

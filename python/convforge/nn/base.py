@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from .._array import array_module, is_cupy, is_int, xp_of
 from . import initializers
 
 __all__ = ["Parameter", "Layer", "SymbolicTensor", "Input", "set_seed", "inference",
@@ -38,8 +39,7 @@ def set_seed(seed: Optional[int]) -> None:
     """Seeds the generator behind weight initialisation, Dropout masks and fit's default
     shuffling/augmentation seed (None: fresh entropy). convforge.set_seed calls it."""
     global _global_rng
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                             or seed < 0):
+    if seed is not None and (not is_int(seed) or seed < 0):
         raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
     with _seed_lock:
         _global_rng = np.random.default_rng(None if seed is None else int(seed))
@@ -66,15 +66,6 @@ def inference():
         _tls.no_record = old
 
 
-def array_module(a) -> Any:
-    """numpy, or cupy when `a` is a CuPy array."""
-    if type(a).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy
-    return np
-
-
 def to_host(a) -> np.ndarray:
     """A NumPy view/copy of a NumPy or CuPy array, or of a list of 0-d arrays / numbers
     (stacked on their device first, so the list costs one copy).
@@ -85,13 +76,12 @@ def to_host(a) -> np.ndarray:
     train_on_batch, never per batch or per layer (tests/test_cuda_train.py counts the calls).
     """
     if isinstance(a, (list, tuple)):
-        arrays = [v for v in a if array_module(v) is not np]
-        if arrays:
-            xp = array_module(arrays[0])
+        xp = xp_of(*a)
+        if xp is not np:
             a = xp.stack([xp.asarray(v, dtype=xp.float64) for v in a])
         else:
             a = np.array([np.asarray(v, dtype=np.float64) for v in a])
-    return a.get() if array_module(a) is not np else np.asarray(a)
+    return a.get() if is_cupy(a) else np.asarray(a)
 
 
 def to_numpy(a) -> np.ndarray:

@@ -13,9 +13,10 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from .. import functional as F
+from .._array import array_module, positive_int
 from .._shapes import conv_output_size, conv_padding, pair, pool_output_size, pool_padding
 from .activations import ACTIVATIONS, _activation, _softmax, _softmax_grad
-from .base import Layer, _new_seed, array_module
+from .base import Layer, _new_seed
 
 __all__ = ["Conv2D", "Dense", "MaxPooling2D", "AveragePooling2D", "MinPooling2D",
            "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Dropout", "Activation",
@@ -24,12 +25,6 @@ __all__ = ["Conv2D", "Dense", "MaxPooling2D", "AveragePooling2D", "MinPooling2D"
 
 
 # --------------------------------------------------------------------------- helpers
-
-def _positive_int(v, name: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive int, got {v!r}")
-    return int(v)
-
 
 def _need_rank(layer: Layer, input_shape, rank: int, layout: str) -> None:
     if len(input_shape) != rank:
@@ -53,11 +48,11 @@ class Conv2D(Layer):
                  bias_initializer="zeros", input_shape=None, name=None, dtype=None,
                  trainable: bool = True):
         super().__init__(name, trainable, dtype, input_shape)
-        self.filters = _positive_int(filters, "filters")
+        self.filters = positive_int(filters, "filters")
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.strides = pair(strides, "strides")
         self.dilation_rate = pair(dilation_rate, "dilation_rate")
-        self.groups = _positive_int(groups, "groups")
+        self.groups = positive_int(groups, "groups")
         if isinstance(padding, str) and padding.lower() not in ("valid", "same"):
             raise ValueError(f"padding must be 'valid', 'same', an int or a tuple, got {padding!r}")
         self.padding = padding.lower() if isinstance(padding, str) else padding
@@ -131,7 +126,7 @@ def _gemm_core():
 def _matmul(a, b, trans_a: bool = False, trans_b: bool = False):
     """op(a) @ op(b). NumPy float arrays go through the compiled core's blocked GEMM: it runs on
     convforge's OpenMP threads (NumPy's OpenBLAS threads keep spinning after a call and, on a
-    small machine, steal the cores from the conv kernels that follow: up to 2x slower layers)
+    small machine, steal the cores from the conv kernels that follow and slow them down)
     and its sums do not depend on the batch size or thread count. Anything else: `@`."""
     core = _gemm_core() if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) else None
     if (core is not None and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
@@ -147,7 +142,7 @@ class Dense(Layer):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  input_shape=None, name=None, dtype=None, trainable: bool = True):
         super().__init__(name, trainable, dtype, input_shape)
-        self.units = _positive_int(units, "units")
+        self.units = positive_int(units, "units")
         self.activation = _activation(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable, Union
 
 from .. import losses as L
-from .base import array_module
+from .._array import array_module
 
 # An empty batch (N = 0) gives NaN (a mean over zero samples) without NumPy's warning.
 _mean = L._mean

@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import losses as _losses
 from .. import optim as _optim
+from .._array import positive_int
 from . import _summary
 from . import metrics as _metrics
 from . import saving as _saving
@@ -42,7 +43,6 @@ from ._loop import (
     array_batches,
     check_xy,
     is_batch_source,
-    positive,
     progress_class,
     wants_batch_logs,
 )
@@ -404,7 +404,7 @@ class Model:
     # ------------------------------------------------------------------ batching
     _check_xy = staticmethod(check_xy)
     _array_batches = staticmethod(array_batches)
-    _positive = staticmethod(positive)
+    _positive = staticmethod(positive_int)
 
     # ------------------------------------------------------------------ fit
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, validation_data=None,

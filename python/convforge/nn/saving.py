@@ -15,8 +15,9 @@ from typing import Union
 
 import numpy as np
 
+from .._array import array_module
 from .._io_atomic import atomic_write, write_bytes
-from .base import Parameter, array_module, to_numpy
+from .base import Parameter, to_numpy
 
 __all__ = ["save_weights", "load_weights"]
 

@@ -1,6 +1,6 @@
 // Blocked, packed GEMM for the CPU kernels: C = op(A) op(B) (+ C), row-major, float and double.
 //
-// One source body (csrc/gemm_kernel.inc) is compiled three times: baseline x86-64 (gemm.cpp),
+// One source body (csrc/gemm/gemm_kernel.inc) is compiled three times: baseline x86-64 (gemm.cpp),
 // AVX2+FMA (gemm_avx2.cpp) and AVX-512 (gemm_avx512.cpp). gemm() picks one of them at run time
 // from current_isa(), in select_kernel() in gemm.cpp, and nowhere else.
 //

@@ -76,9 +76,9 @@
 #include "convforge/checked.hpp"
 #include "convforge/conv2d.hpp"
 #include "convforge/cpu.hpp"
-#include "convforge/finite.hpp"
 #include "convforge/gemm.hpp"
-#include "convforge/tasks.hpp"
+#include "runtime/finite.hpp"
+#include "runtime/tasks.hpp"
 
 // Baseline copy of the tile transforms (the AVX2 / AVX-512 copies live in winograd_avx2.cpp
 // and winograd_avx512.cpp).
@@ -126,7 +126,7 @@ Transforms<T> select_transforms() {
   }
 }
 
-// scratch<T, Tag> and run_tasks: convforge/tasks.hpp. Tags: weights 0, V 1, M 2.
+// scratch<T, Tag> and run_tasks: runtime/tasks.hpp. Tags: weights 0, V 1, M 2.
 
 // Tiles per chunk: V (36, C, TB) + M (36, K, TB) of about kChunkBytes, a multiple of
 // kTileAlign in [kTileAlign, kMaxChunk]; never more than the batch's tiles (rounded up to the

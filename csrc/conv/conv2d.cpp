@@ -62,13 +62,13 @@
 #include <utility>
 #include <vector>
 
+#include "conv2d_direct.hpp"
 #include "convforge/checked.hpp"
-#include "convforge/conv2d_direct.hpp"
 #include "convforge/cpu.hpp"
-#include "convforge/finite.hpp"
 #include "convforge/gemm.hpp"
-#include "convforge/tasks.hpp"
 #include "convforge/winograd.hpp"
+#include "runtime/finite.hpp"
+#include "runtime/tasks.hpp"
 
 namespace convforge {
 namespace {
@@ -111,7 +111,7 @@ int64_t forward_column_block(int64_t rows, int64_t L) {
   return ceil_div(L, ceil_div(L, target));
 }
 
-// scratch<T, Tag> and run_tasks: convforge/tasks.hpp. Scratch tags of this file:
+// scratch<T, Tag> and run_tasks: runtime/tasks.hpp. Scratch tags of this file:
 constexpr int TaskTag = 0;  // per-task work buffers
 constexpr int PartTag = 1;  // dw partials held by the caller while tasks run
 

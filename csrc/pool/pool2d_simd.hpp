@@ -1,5 +1,5 @@
-// Private interface between csrc/pool2d.cpp (baseline x86-64, dispatch, borders, OpenMP) and
-// csrc/pool2d_avx2.cpp (AVX2 row and plane kernels). Declarations only: no inline code may
+// Private interface between csrc/pool/pool2d.cpp (baseline x86-64, dispatch, borders, OpenMP) and
+// csrc/pool/pool2d_avx2.cpp (AVX2 row and plane kernels). Declarations only: no inline code may
 // be shared between translation units compiled for different instruction sets.
 //
 // Every function here is called only when current_isa() is avx2 or avx512, and only on the

@@ -1,6 +1,6 @@
 // Per-ISA micro-kernels of the direct small-channel convolution (conv2d.cpp, ConvAlgo::direct_small).
 //
-// One source body (csrc/conv2d_direct_kernel.inc) is compiled three times: baseline x86-64
+// One source body (csrc/conv/conv2d_direct_kernel.inc) is compiled three times: baseline x86-64
 // (conv2d_direct.cpp), AVX2+FMA (conv2d_direct_avx2.cpp) and AVX-512 (conv2d_direct_avx512.cpp).
 // direct_kernel<T>() in conv2d_direct.cpp picks one from current_isa(), and nowhere else.
 //

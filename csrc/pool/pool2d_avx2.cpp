@@ -1,6 +1,6 @@
 // AVX2 kernels of the 2-D pooling family (CMake compiles *_avx2.cpp with -mavx2 -mfma). Called
-// only from csrc/pool2d.cpp, only when current_isa() is avx2 or better; interface and
-// preconditions: csrc/pool2d_simd.hpp. No header-only code is shared with the baseline unit:
+// only from csrc/pool/pool2d.cpp, only when current_isa() is avx2 or better; interface and
+// preconditions: csrc/pool/pool2d_simd.hpp. No header-only code is shared with the baseline unit:
 // every helper here has internal linkage and no standard-library template is used.
 //
 // Algorithms (L = 8 float or 4 double lanes; a block of fewer than L lanes at the end of a row

@@ -247,7 +247,7 @@ def test_avx512_copy_exact_with_avx2_codegen(tmp_path):
     root = Path(__file__).resolve().parents[1]
     exe = tmp_path / "gemm_geometry_check"
     cmd = [cxx, "-std=gnu++17", "-O1", "-mavx2", "-mfma", "-Wno-psabi",
-           f"-I{root / 'csrc' / 'include'}", "-DCF_CHECK_ISA=avx512",
+           f"-I{root / 'csrc' / 'include'}", f"-I{root / 'csrc'}", "-DCF_CHECK_ISA=avx512",
            str(root / "csrc" / "gemm" / "gemm_avx512.cpp"),
            str(root / "tests" / "cpp" / "gemm_geometry_check.cpp"), "-o", str(exe)]
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)

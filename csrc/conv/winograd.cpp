@@ -71,20 +71,20 @@
 #include <cstdlib>
 #include <exception>
 #include <new>
-#include <type_traits>
 
 #include "convforge/checked.hpp"
 #include "convforge/conv2d.hpp"
 #include "convforge/cpu.hpp"
 #include "convforge/gemm.hpp"
 #include "runtime/finite.hpp"
+#include "runtime/isa.hpp"
 #include "runtime/tasks.hpp"
 
 // Baseline copy of the tile transforms (the AVX2 / AVX-512 copies live in winograd_avx2.cpp
 // and winograd_avx512.cpp).
-#define CF_WG_ISA baseline
+#define CF_ISA baseline
 #include "winograd_kernel.inc"
-#undef CF_WG_ISA
+#undef CF_ISA
 
 namespace convforge {
 namespace {
@@ -114,16 +114,8 @@ int64_t matrix_stride(int64_t n) { return ceil_div(n, 16) * 16 + 16; }
 template <typename T>
 Transforms<T> select_transforms() {
   namespace wd = winograd_detail;
-  const Isa isa = current_isa();
-  if constexpr (std::is_same_v<T, float>) {
-    if (isa == Isa::avx512) return wd::avx512::transforms_f32();
-    if (isa == Isa::avx2) return wd::avx2::transforms_f32();
-    return wd::baseline::transforms_f32();
-  } else {
-    if (isa == Isa::avx512) return wd::avx512::transforms_f64();
-    if (isa == Isa::avx2) return wd::avx2::transforms_f64();
-    return wd::baseline::transforms_f64();
-  }
+  return select_isa(&wd::baseline::transforms<T>, &wd::avx2::transforms<T>,
+                    &wd::avx512::transforms<T>);
 }
 
 // scratch<T, Tag> and run_tasks: runtime/tasks.hpp. Tags: weights 0, V 1, M 2.

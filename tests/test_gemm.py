@@ -6,7 +6,7 @@ combination, with accumulate (c) and row_bias, in float32 and float64, on every 
 has. Bit-identical results for 1, 2 and 3 threads. fma_peak: documented keys, positive finite
 rates, argument checks.
 
-Blocking of each ISA copy (csrc/gemm_*.cpp): register tile MR x NR (float / double), depth
+Blocking of each ISA copy (csrc/gemm/gemm_*.cpp): register tile MR x NR (float / double), depth
 slice at most KC (balanced: ceil(K / KC) equal slices), row block MC, column block NC:
   baseline  6 x 8  / 6 x 4    KC 256   MC 96 / 72    NC 2048 / 1024
   avx2      6 x 16 / 6 x 8    KC 320   MC 96 / 72    NC 2048 / 1024
@@ -221,7 +221,7 @@ def test_fma_peak_rejects_bad_arguments():
 # ----------------------------------------------------- the AVX-512 copy without AVX-512
 
 def test_avx512_copy_exact_with_avx2_codegen(tmp_path):
-    """csrc/gemm_avx512.cpp compiled with AVX2 flags only (GCC splits its 64-byte vectors):
+    """csrc/gemm/gemm_avx512.cpp compiled with AVX2 flags only (GCC splits its 64-byte vectors):
     the AVX-512 copy's tiles, blocking and edges checked exactly on a machine without AVX-512
     (the CPU-side tests above only reach it where the CPU has AVX-512)."""
     import shutil
@@ -236,8 +236,8 @@ def test_avx512_copy_exact_with_avx2_codegen(tmp_path):
     root = Path(__file__).resolve().parents[1]
     exe = tmp_path / "gemm_geometry_check"
     cmd = [cxx, "-std=gnu++17", "-O1", "-mavx2", "-mfma", "-Wno-psabi",
-           f"-I{root / 'csrc' / 'include'}", "-DCF_CHECK_ISA=avx512",
-           str(root / "csrc" / "gemm_avx512.cpp"),
+           f"-I{root / 'csrc' / 'include'}", f"-I{root / 'csrc'}", "-DCF_CHECK_ISA=avx512",
+           str(root / "csrc" / "gemm" / "gemm_avx512.cpp"),
            str(root / "tests" / "cpp" / "gemm_geometry_check.cpp"), "-o", str(exe)]
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)

@@ -1,4 +1,4 @@
-"""Winograd F(4x4, 3x3) kernels of the compiled core (csrc/winograd.cpp) against the float64
+"""Winograd F(4x4, 3x3) kernels of the compiled core (csrc/conv/winograd.cpp) against the float64
 reference: forward and backward data on a grid of shapes and per-side paddings, float32 and
 float64, bias or not, every ISA path this CPU has; thread-count invariance; argument checks;
 that choose_conv_algo picks Winograd for VGG layers and the public functional API still agrees

@@ -1,5 +1,5 @@
-// Python bindings of the pooling family (csrc/pool2d.cpp): validate, allocate, release the GIL,
-// dispatch float/double. Called by python/convforge/backends/cpu.py with normalised arguments;
+// Python bindings of the pooling family (csrc/pool/pool2d.cpp): validate, allocate, release the
+// GIL, dispatch float/double. Called by python/convforge/backends/cpu.py with normalised arguments;
 // every check is repeated here because a bad index or window would otherwise read or write out
 // of bounds.
 #include <string>

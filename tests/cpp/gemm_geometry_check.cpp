@@ -1,5 +1,5 @@
-// Exactness check of one ISA copy of the blocked GEMM (csrc/gemm_kernel.inc), for tests that
-// need no such CPU: tests/test_gemm.py compiles csrc/gemm_avx512.cpp with AVX2 flags only
+// Exactness check of one ISA copy of the blocked GEMM (csrc/gemm/gemm_kernel.inc), for tests that
+// need no such CPU: tests/test_gemm.py compiles csrc/gemm/gemm_avx512.cpp with AVX2 flags only
 // (GCC then splits its 64-byte vectors into 32-byte ones), links this driver and runs it, so
 // the AVX-512 copy's tile geometry (MR 12, NR 32 / 16), blocking and edge handling run on any
 // AVX2 machine. Build with -DCF_CHECK_ISA=avx512 (or avx2 / baseline).
@@ -12,7 +12,7 @@
 #include <cstdlib>
 #include <vector>
 
-#include "convforge/gemm.hpp"
+#include "gemm/gemm_kernel.hpp"
 
 #ifndef CF_CHECK_ISA
 #define CF_CHECK_ISA avx512
@@ -64,8 +64,8 @@ int main() {
           if (M * N * K > 30000000) continue;
           const bool acc = (M + N + K + t) % 3 == 0, bias = !acc && (M + t) % 2 == 0;
           const unsigned seed = unsigned(cases);
-          bad += check(isa::kernel_f32(), M, N, K, t & 1, t & 2, acc, bias, seed) > 0;
-          bad += check(isa::kernel_f64(), M, N, K, t & 1, t & 2, acc, bias, seed) > 0;
+          bad += check(isa::kernel<float>(), M, N, K, t & 1, t & 2, acc, bias, seed) > 0;
+          bad += check(isa::kernel<double>(), M, N, K, t & 1, t & 2, acc, bias, seed) > 0;
           cases += 2;
         }
   std::printf("%d cases, %d bad\n", cases, bad);

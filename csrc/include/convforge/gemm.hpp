@@ -1,8 +1,8 @@
 // Blocked, packed GEMM for the CPU kernels: C = op(A) op(B) (+ C), row-major, float and double.
 //
-// One source body (csrc/gemm_kernel.inc) is compiled three times: baseline x86-64 (gemm.cpp),
-// AVX2+FMA (gemm_avx2.cpp) and AVX-512 (gemm_avx512.cpp). gemm() picks one of them at run time
-// from current_isa(), in select_kernel() in gemm.cpp, and nowhere else.
+// One source body (csrc/gemm/gemm_kernel.inc) is compiled three times: baseline x86-64
+// (gemm.cpp), AVX2+FMA (gemm_avx2.cpp) and AVX-512 (gemm_avx512.cpp); gemm() picks one at run time
+// (csrc/runtime/isa.hpp). The per-ISA interface is private: csrc/gemm/gemm_kernel.hpp.
 //
 // Determinism: every element of C is summed in the same order whatever the thread count and
 // however the work is split (the depth blocking is fixed per ISA and dtype; threads only own
@@ -33,31 +33,4 @@ void gemm(T* C, const T* A, const T* B, const T* row_bias, const GemmDims& g, bo
 // Name of the ISA whose micro-kernel gemm() uses now (for info and tests).
 const char* gemm_isa_name();
 
-namespace gemm_detail {
-
-// One ISA's sequential blocked GEMM over the whole of C, its register-tile size and the
-// sizes of the pack buffers it needs (ap, bp: 64-byte aligned, owned by the caller, one pair
-// per thread).
-template <typename T>
-struct Kernel {
-  void (*run)(T* C, const T* A, const T* B, const T* row_bias, const GemmDims& g, T* ap, T* bp);
-  int64_t MR, NR;              // register tile rows / columns (work is split in multiples)
-  int64_t pack_a, pack_b;      // elements of the A and B pack buffers
-};
-
-// Defined once per ISA by gemm_kernel.inc.
-namespace baseline {
-Kernel<float> kernel_f32();
-Kernel<double> kernel_f64();
-}  // namespace baseline
-namespace avx2 {
-Kernel<float> kernel_f32();
-Kernel<double> kernel_f64();
-}  // namespace avx2
-namespace avx512 {
-Kernel<float> kernel_f32();
-Kernel<double> kernel_f64();
-}  // namespace avx512
-
-}  // namespace gemm_detail
 }  // namespace convforge

@@ -1,4 +1,4 @@
-// 2-D pooling kernels (max, min, average, global): declarations. See csrc/pool2d.cpp for the
+// 2-D pooling kernels (max, min, average, global): declarations. See csrc/pool/pool2d.cpp for the
 // layouts, formulas and parallel axes. Every kernel overwrites its outputs; float and double
 // instantiations exist for each. Arguments: outputs first, then inputs, then options, then dims.
 #pragma once

@@ -18,7 +18,7 @@
 
 #include "convforge/cpu.hpp"
 #include "convforge/peak.hpp"
-#include "convforge/peak_chains.hpp"
+#include "peak_chains.hpp"
 
 namespace convforge {
 

@@ -1,6 +1,6 @@
 // AVX2 kernels of the 2-D pooling family (CMake compiles *_avx2.cpp with -mavx2 -mfma). Called
-// only from csrc/pool2d.cpp, only when current_isa() is avx2 or better; interface and
-// preconditions: csrc/pool2d_simd.hpp. No header-only code is shared with the baseline unit:
+// only from csrc/pool/pool2d.cpp, only when current_isa() is avx2 or better; interface and
+// preconditions: csrc/pool/pool2d_simd.hpp. No header-only code is shared with the baseline unit:
 // every helper here has internal linkage and no standard-library template is used.
 //
 // Algorithms (L = 8 float or 4 double lanes; a block of fewer than L lanes at the end of a row
@@ -16,23 +16,22 @@
 //     avg:     acc = acc + v from acc = 0, then y = acc / div.
 //   The taps run in the naive kernel's order, so results are bit-identical to it.
 //
-//   backward (one plane, gathered per input row: each dx element is computed in registers and
-//   written once; no zero-fill pass over the plane and no scatter):
-//     SW = 1:  input column iw lies in the windows ow = iw + PW - kw, kw = KW-1 .. 0 (ascending
-//              ow), of the output rows oh that cover row ih (ascending). For each such tap the L
-//              lanes load dy[oh, ow] (avg: dy / div) and, for max/min, ind[oh, ow]; lanes whose
-//              ow lies outside [0, OW) are masked off. acc = 0, then acc += value where
-//              ind == ih*W + iw (max/min) or everywhere valid (avg).
-//     SW = 2, KW <= 2: windows do not overlap along a row; lane j of output column ow gives the
-//              two dx columns ws and ws + 1 (interleaved by shuffles): dy where the index
-//              matches (max/min) or dy / div (avg). Border columns (clipped windows) are done
-//              one element at a time; columns in no window stay 0.
+//   average backward (one plane; max/min backward is the scalar scatter of pool2d.cpp on every
+//   ISA): g = dy / div, then each dx element is summed in registers and written once:
+//     SW = 2, KW <= 2, SH >= KH (avg_plane_direct): no two windows overlap; each output row
+//              gives one dx row, 0 + g in the columns of its windows (lane j of output column ow
+//              gives dx columns ws and ws + 1, interleaved by shuffles; clipped border windows
+//              one element at a time) and 0 elsewhere, copied to the input rows it covers; input
+//              rows in no window are zeroed.
+//     otherwise (avg_plane_gather; SW = 1, or SW = 2 with KW <= 2): g is copied into
+//              zero-padded rows, and each input row ih sums, from acc = 0, over the output rows
+//              that cover it (ascending oh) and, with SW = 1, the windows ow = iw + PW - kw,
+//              kw = KW-1 .. 0 (ascending ow) of each column iw (L columns per vector; the zero
+//              padding stands for ow outside [0, OW)); with SW = 2 each output row adds its one
+//              window per column as in the direct case.
 //   Each dx element receives its contributions in ascending (oh, ow) order starting from +0.0,
-//   exactly as dx = 0, dx[ind] += dy (max/min) and the naive average backward do; the extra
-//   additions of +0.0 (masked-off lanes) change nothing because such a partial sum is never
-//   -0.0. The max/min gather also counts the indices it found inside their own window; the
-//   caller redoes a plane with the scatter when that count is short (user-supplied indices that
-//   point elsewhere in the plane).
+//   exactly as the naive average backward does; the extra additions of +0.0 (padding, masked-off
+//   lanes) change nothing because such a partial sum is never -0.0.
 #include "pool2d_simd.hpp"
 
 // Built only where CMake gives this unit the AVX2 flags (GCC/Clang on x86-64); pool2d.cpp calls
@@ -70,9 +69,9 @@ struct V<float> {
   static __m256i lane() { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
   static mask below(int64_t n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32(clamp_lanes(n, L)), lane()); }
   static reg load(mask m, const float* p) { return _mm256_maskload_ps(p, m); }
-  // Stores the first n lanes (n <= L).
   static reg loadu(const float* p) { return _mm256_loadu_ps(p); }
   static void storeu(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  // Stores the first n lanes (all L when n >= L).
   static void store(float* p, int64_t n, reg v) {
     if (n >= L) return _mm256_storeu_ps(p, v);
     alignas(32) float t[L];

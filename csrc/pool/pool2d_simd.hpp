@@ -1,10 +1,11 @@
-// Private interface between csrc/pool2d.cpp (baseline x86-64, dispatch, borders, OpenMP) and
-// csrc/pool2d_avx2.cpp (AVX2 row and plane kernels). Declarations only: no inline code may
+// Private interface between csrc/pool/pool2d.cpp (baseline x86-64, dispatch, borders, OpenMP) and
+// csrc/pool/pool2d_avx2.cpp (AVX2 row and plane kernels). Declarations only: no inline code may
 // be shared between translation units compiled for different instruction sets.
 //
 // Every function here is called only when current_isa() is avx2 or avx512, and only on the
-// shapes its comment allows; the callers in pool2d.cpp check those conditions. Results are bit-identical to
-// the naive kernels of pool2d.cpp (same operations on every element, in the same order).
+// shapes its comment allows; the callers in pool2d.cpp check those conditions. Results are
+// bit-identical to the naive kernels of pool2d.cpp (same operations on every element, in the
+// same order).
 #pragma once
 #include <cstdint>
 
@@ -36,8 +37,8 @@ void avg_row(T* y, const T* xp, int64_t W, int64_t HW, int64_t h0, int64_t h1, i
 // (window columns ws0 + j*SW + [0, KW) inside [0, W)), both rows' windows unclipped: rows
 // [ha, ha + KH) and [hb, hb + KH) inside [0, H); SW is 1 or 2; the loads read up to 4*SW - 1
 // elements past the last window element, which must lie in x (they may be the next plane's):
-// (hb + KH - 1)*W + ws0 + KW - 1 + 4*SW <= elements of x from xp on. y, ind (2*OW,) = row a then row b (contiguous
-// in y when b = a + 1). Same results as best_row / avg_row on each row.
+// (hb + KH - 1)*W + ws0 + KW - 1 + 4*SW <= elements of x from xp on. y, ind (2*OW,) = row a
+// then row b (contiguous in y when b = a + 1). Same results as best_row / avg_row on each row.
 template <bool IsMax>
 void best_rows2(float* y, int64_t* ind, const float* xp, int64_t W, int64_t ha, int64_t hb,
                 int64_t KH, int64_t KW, int64_t ws0, int64_t OW, int64_t SW);
@@ -55,7 +56,7 @@ template <bool IsMax>
 void best2x2_plane(float* y, int64_t* ind, const float* xp, int64_t OH, int64_t W, int64_t OW);
 // The same windows on rows of 4 outputs (8 x 8 planes): output rows [r0, r1) of x (all planes,
 // r = plane*OH + oh, r1 - r0 >= 2), two rows per vector (the last pair may overlap the one
-// before it); W >= 8. ind may be null for avg.
+// before it); W >= 8.
 void avg2x2_rows4(float* y, const float* x, int64_t r0, int64_t r1, int64_t OH, int64_t H,
                   int64_t W);
 template <bool IsMax>

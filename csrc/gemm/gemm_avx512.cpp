@@ -5,8 +5,8 @@
 // re-tuned for speed: the machine the AVX2 copy was tuned on (Zen 3) has no AVX-512. Note that
 // the B micro-panel is then 32 KB (256 x 32 floats), the whole of a Zen 4 L1D.
 // Layouts, algorithm and determinism: see gemm_kernel.inc.
-#define CF_GEMM_ISA avx512
+#define CF_ISA avx512
 #define CF_VEC_BYTES 64
-#define CF_MR_F32 12
-#define CF_MR_F64 12
+#define CF_GEMM_MR_F32 12
+#define CF_GEMM_MR_F64 12
 #include "gemm_kernel.inc"

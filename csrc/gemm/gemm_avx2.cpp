@@ -5,10 +5,10 @@
 // 1024 (double) columns of B (L3); B packed 8 panels at a time (L2).
 // Called only through gemm() in gemm.cpp, and only when current_isa() is avx2.
 // Layouts, algorithm and determinism: see gemm_kernel.inc.
-#define CF_GEMM_ISA avx2
+#define CF_ISA avx2
 #define CF_VEC_BYTES 32
-#define CF_MR_F32 6
-#define CF_MR_F64 6
-#define CF_KC_F32 320
-#define CF_KC_F64 320
+#define CF_GEMM_MR_F32 6
+#define CF_GEMM_MR_F64 6
+#define CF_GEMM_KC_F32 320
+#define CF_GEMM_KC_F64 320
 #include "gemm_kernel.inc"

@@ -8,19 +8,19 @@
 // Each tile runs the sequential blocked algorithm with the same depth blocking, so every element
 // of C is summed in the same order for any thread count. C is overwritten unless
 // g.accumulate is set.
-#define CF_GEMM_ISA baseline
+#define CF_ISA baseline
 #define CF_VEC_BYTES 16
-#define CF_MR_F32 6
-#define CF_MR_F64 6
+#define CF_GEMM_MR_F32 6
+#define CF_GEMM_MR_F64 6
 #include "gemm_kernel.inc"
 
 #include <algorithm>
 #include <cstdlib>
 #include <exception>
 #include <new>
-#include <type_traits>
 
 #include "convforge/cpu.hpp"
+#include "runtime/isa.hpp"
 
 namespace convforge {
 namespace {
@@ -32,16 +32,7 @@ constexpr int64_t kMinParallelWork = int64_t(1) << 17;
 template <typename T>
 gemm_detail::Kernel<T> select_kernel() {
   namespace gd = gemm_detail;
-  const Isa isa = current_isa();
-  if constexpr (std::is_same_v<T, float>) {
-    if (isa == Isa::avx512) return gd::avx512::kernel_f32();
-    if (isa == Isa::avx2) return gd::avx2::kernel_f32();
-    return gd::baseline::kernel_f32();
-  } else {
-    if (isa == Isa::avx512) return gd::avx512::kernel_f64();
-    if (isa == Isa::avx2) return gd::avx2::kernel_f64();
-    return gd::baseline::kernel_f64();
-  }
+  return select_isa(&gd::baseline::kernel<T>, &gd::avx2::kernel<T>, &gd::avx512::kernel<T>);
 }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }

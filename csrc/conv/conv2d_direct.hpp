@@ -1,8 +1,10 @@
-// Per-ISA micro-kernels of the direct small-channel convolution (conv2d.cpp, ConvAlgo::direct_small).
+// Per-ISA micro-kernels of the direct convolutions of conv2d.cpp: ConvAlgo::direct_small (Rows,
+// DwRows), direct_kvec (KvecTile, KvecDwTile) and direct_batch (BatchTile).
 //
-// One source body (csrc/conv2d_direct_kernel.inc) is compiled three times: baseline x86-64
+// One source body (csrc/conv/conv2d_direct_kernel.inc) is compiled three times: baseline x86-64
 // (conv2d_direct.cpp), AVX2+FMA (conv2d_direct_avx2.cpp) and AVX-512 (conv2d_direct_avx512.cpp).
-// direct_kernel<T>() in conv2d_direct.cpp picks one from current_isa(), and nowhere else.
+// direct_kernel<T>() in conv2d_direct.cpp picks one (select_isa, csrc/runtime/isa.hpp), and
+// nowhere else.
 //
 // The kernel works on "flattened padded planes": a stride-1 correlation of a zero-padded input
 // plane (Hp, Wp) with a (KH, KW) kernel, where the output is computed on the full padded width
@@ -11,9 +13,11 @@
 // offs[t] = i*DH*Wp + j*DW, for every p: the inner loop is a plain vector loop over p.
 //
 // Declarations only: this header is included by translation units compiled with different -m
-// flags (see gemm.hpp).
+// flags (see csrc/runtime/isa.hpp).
 #pragma once
 #include <cstdint>
+
+#include "runtime/isa.hpp"
 
 namespace convforge::direct_detail {
 
@@ -132,18 +136,9 @@ struct Kernel {
   void (*batch)(const BatchTile<T>& q);  // kb <= kb_max channels x block images
 };
 
-namespace baseline {
-Kernel<float> kernel_f32();
-Kernel<double> kernel_f64();
-}  // namespace baseline
-namespace avx2 {
-Kernel<float> kernel_f32();
-Kernel<double> kernel_f64();
-}  // namespace avx2
-namespace avx512 {
-Kernel<float> kernel_f32();
-Kernel<double> kernel_f64();
-}  // namespace avx512
+// The table of each ISA copy (float and double: specialisations at the end of
+// conv2d_direct_kernel.inc).
+CF_PER_ISA(template <typename T> Kernel<T> kernel();)
 
 // The kernel of the current ISA (conv2d_direct.cpp).
 template <typename T>

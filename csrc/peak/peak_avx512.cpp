@@ -3,7 +3,7 @@
 // avx512. (The 256-bit measurement under AVX-512 uses the AVX2 copy: same instructions.)
 #include <immintrin.h>
 
-#include "convforge/peak_chains.hpp"
+#include "peak_chains.hpp"
 
 namespace convforge::peak_detail::avx512 {
 #include "peak_chains.inc"

@@ -34,10 +34,9 @@
 // planes); same per-element operations and order, so every ISA gives the same bits.
 // 2x2 windows with stride 2 and no padding on rows of >= 8 outputs (LeNet's and VGG's pools)
 // skip the row machinery: pool_avx2::avg2x2_plane / best2x2_plane run a whole plane with
-// shuffles of 16 consecutive inputs per row (LeNet pool N=64, 1 thread, Zen 1: avg 0.31 ->
-// 0.07 ms, max 0.38 -> 0.16 ms); rows of 4 outputs (8 x 8 planes) go two per vector
-// (avg2x2_rows4 / best2x2_rows4: VGG 256@8 avg 0.54 -> 0.28 ms, max 0.60 -> 0.36 ms), and
-// so does the average backward of both (avg2x2_backward_plane / _rows4).
+// shuffles of 16 consecutive inputs per row; rows of 4 outputs (8 x 8 planes) go two per
+// vector (avg2x2_rows4 / best2x2_rows4), and so does the average backward of both
+// (avg2x2_backward_plane / _rows4).
 // Max/min backward is a scalar scatter for every ISA; it checks each index against [0, H*W)
 // as it goes (the binding then raises), so the indices are read once.
 //

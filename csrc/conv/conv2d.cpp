@@ -6,7 +6,11 @@
 // with x read as zero in the padding. dx, dw, db are its gradients given dy.
 // Every kernel OVERWRITES its outputs.
 //
-// Algorithms (picked by choose_conv_algo(), the one place that decides):
+// Algorithms (choose_conv_algo() picks one from the shapes alone, and the binding
+// conv2d_algorithm reports that choice; but the data can still overrule it: direct_small gives
+// way to conv_exact_algo() when w (backward data) or x (backward weight) holds an inf or NaN, in
+// conv2d_backward_data / _weight below, and winograd does the same when x/dy or w does, in
+// winograd.cpp; so a call can run another algorithm than the one reported):
 //   im2col_gemm: per image, unfold a block of cols (R = Cg*KH*KW rows per group, L = OH*OW
 //     columns) into a thread-local buffer and run the blocked GEMM (gemm.hpp):
 //       forward   y_n,g (Kg, L) = W_g (Kg, R) cols_n,g (R, L) + b      tasks: (n, column block)
@@ -62,13 +66,13 @@
 #include <utility>
 #include <vector>
 
+#include "conv2d_direct.hpp"
 #include "convforge/checked.hpp"
-#include "convforge/conv2d_direct.hpp"
 #include "convforge/cpu.hpp"
-#include "convforge/finite.hpp"
 #include "convforge/gemm.hpp"
-#include "convforge/tasks.hpp"
 #include "convforge/winograd.hpp"
+#include "runtime/finite.hpp"
+#include "runtime/tasks.hpp"
 
 namespace convforge {
 namespace {
@@ -111,7 +115,7 @@ int64_t forward_column_block(int64_t rows, int64_t L) {
   return ceil_div(L, ceil_div(L, target));
 }
 
-// scratch<T, Tag> and run_tasks: convforge/tasks.hpp. Scratch tags of this file:
+// scratch<T, Tag> and run_tasks: runtime/tasks.hpp. Scratch tags of this file:
 constexpr int TaskTag = 0;  // per-task work buffers
 constexpr int PartTag = 1;  // dw partials held by the caller while tasks run
 
@@ -704,9 +708,9 @@ void backward_data_batch(T* dx, const T* dy, const T* w, const ConvDims& d) {
 // kDwChunks, each summing at least kDwMinDepth positions when it can (a chunk's partial dw is
 // written once per block and added at the end, so thin chunks of a large dw, like VGG 512
 // channels at 4 x 4, would be all store and no compute), partials within kDwMaxPartElems; but
-// 2 chunks whenever N >= 2, so that two threads share the work (VGG 512@4 N=32 dw, 2 threads:
-// 12.9 -> 9.7 ms; 1 thread 18.0 -> 19.2 ms). Fixed by the shapes (it orders the sums), never
-// by the thread count.
+// 2 chunks whenever N >= 2, so that two threads share the work (on such a layer a little slower
+// on one thread, clearly faster on two). Fixed by the shapes (it orders the sums), never by the
+// thread count.
 int64_t dw_chunks(const ConvDims& d, int64_t dw_elems) {
   const int64_t L = d.OH * d.OW;
   return std::clamp<int64_t>(std::min(d.N * L / kDwMinDepth, kDwMaxPartElems / dw_elems),
@@ -986,8 +990,8 @@ int64_t direct_block(int64_t elem_bytes) {
 
 // direct_kvec for the weight gradient: float with a vector ISA, a whole tile of output channels
 // (16 with AVX2, 32 with AVX-512), taps that fill the kernel's tap tile (5 with AVX2, 9 with
-// AVX-512: 3x3, 5x5, 7x7 waste at most 1/8; a 3x1 kernel would waste 2/3 of it, measured 0.5x
-// torch against 0.8x with im2col_gemm_batch), and either rows of at least 16 outputs (on 4-8 px
+// AVX-512: 3x3, 5x5, 7x7 waste at most 1/8; a 3x1 kernel would waste 2/3 of it and lose to
+// im2col_gemm_batch), and either rows of at least 16 outputs (on 4-8 px
 // planes the per-row overheads lose to im2col_gemm_batch) or few input channels (where
 // direct_small's rows would carry KW-1 junk columns). Any stride.
 bool kvec_weight_preferred(const ConvDims& d, int64_t elem_bytes) {
@@ -1001,8 +1005,8 @@ bool kvec_weight_preferred(const ConvDims& d, int64_t elem_bytes) {
 // direct_kvec forward for a stride-1 layer on few input channels (instead of direct_small):
 // when the output channels fill kvec's vector lanes at least 1.2x better than direct_small's
 // rows are filled with valid columns (it computes OW + (KW-1)*DW columns per row, keeps OW).
-// LeNet C3 (16 channels, 10 of 14 columns): 0.94 vs 1.32 ms; VGG 3->64 at 32 px (32 of 34)
-// and LeNet C1 (6 channels of 8 lanes) stay with direct_small (4.8 vs 5.7, 0.63 vs 1.22 ms).
+// LeNet C3 (16 channels, 10 of 14 columns) gains; VGG 3->64 at 32 px (32 of 34 columns) and
+// LeNet C1 (6 channels of 8 lanes) are faster with direct_small.
 bool kvec_forward_preferred(const ConvDims& d, int64_t elem_bytes) {
   const int64_t vl = direct_lanes(elem_bytes);
   const double lanes = double(d.Kg()) / double(ceil_div(d.Kg(), vl) * vl);
@@ -1015,9 +1019,9 @@ bool kvec_forward_preferred(const ConvDims& d, int64_t elem_bytes) {
 // direct_small): when direct_small's padded correlation would multiply mostly zeros. It
 // computes H x (W + (KW-1)*DW) positions with every tap where OH*OW positions x taps carry
 // data; direct_batch pays only those, in lanes of images (used N / N rounded up to the block).
-// Zen 1, float, 1 thread, direct_batch vs direct_small (useful fraction): LeNet C3 N=64
-// (0.40) 1.15 vs 2.29 ms, 12 px from 10 px 3x3 16->16 (0.60) 1.22 vs 1.70; but 32 px from
-// 28 px 5x5 3 channels (0.68) 6.6 vs 5.8, 'same' 5x5 on 28 px (0.88) 8.7 vs 8.2.
+// direct_batch wins at low useful fractions (LeNet C3 N=64: 0.40; 12 px from 10 px 3x3
+// 16->16: 0.60) and loses at high ones (32 px from 28 px 5x5 on 3 channels: 0.68; 'same' 5x5
+// on 28 px: 0.88).
 bool batch_data_preferred(const ConvDims& d, int64_t elem_bytes) {
   const int64_t blk = direct_block(elem_bytes);
   const double lanes = double(d.N) / double(ceil_div(d.N, blk) * blk);
@@ -1057,11 +1061,9 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
 //     direction (a single-channel input with G == 1, like LeNet's first layer, does not count
 //     as depthwise: its dw would be K plane-sized dot products on one thread each);
 //   weight, float with AVX2 or AVX-512, a whole channel tile, taps filling the tap tile, rows
-//     >= 16 wide or few input channels: direct_kvec (kvec_weight_preferred(); on an AVX-512
-//     Xeon against im2col_gemm_batch at 1 / 2 threads: VGG 64@32 15.3 vs 21.0 / 7.8 vs 10.5 ms,
-//     128@16 15.6 vs 17.8 / 8.2 vs 9.1, VGG-16 64@224 24.1 vs 26.0 / 16.7 vs 21.2; AVX2 on a
-//     Zen 1, 1 thread: LeNet C3 N=64 1.15 vs 2.61 ms (direct_small), VGG 3->64 8.8 vs 10.9
-//     (direct_small), VGG 64@32 77 vs 87, 7x7/2 RGB 9.2 vs 11.0 (im2col_gemm));
+//     >= 16 wide or few input channels: direct_kvec (kvec_weight_preferred(); it beat
+//     im2col_gemm_batch on VGG layers with AVX-512 at 1 and 2 threads, and with AVX2
+//     direct_small on LeNet C3 and VGG 3->64 and im2col_gemm on VGG 64@32 and 7x7/2 RGB);
 //   stride 1, at most kDirectMaxChannels input channels of that direction (forward and
 //     weight Cg, data Kg; data also needs Cg >= 2): direct_small, except forward where the
 //     output channels fill direct_kvec's lanes clearly better than direct_small's rows are
@@ -1073,7 +1075,7 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
 //   forward and data of 3x3 stride-1 layers with enough channels and tiles:
 //     winograd (winograd_preferred() in winograd.cpp holds the rule);
 //   forward, strided, at most kDirectMaxChannels input channels per group: direct_kvec
-//     (7x7/2 on RGB at 224 px: 1.34 vs 2.49 ms with AVX-512, 2.44 vs 3.14 with AVX2);
+//     (faster than im2col_gemm on 7x7/2 on RGB at 224 px with AVX-512 and AVX2);
 //   im2col_gemm otherwise, naive when even one im2col block would be too big.
 // Data-dependent exceptions (in the dispatchers below): direct_small multiplies dy's zero
 // padding by w (data) and the junk columns of x by dy's zero columns (weight), so with a

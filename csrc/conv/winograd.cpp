@@ -12,8 +12,8 @@
 // (C, tiles)), the sum over c becomes 36 independent GEMMs M[e] (tiles, K) = V[e]^T U[e], and
 // the output transform Y = A^T m A (+ bias, fused at the store) maps M back to 4x4 tiles.
 // Multiplies per output: 36*C*K/16 = 2.25*C*K vs 9*C*K direct (4x fewer).
-//   1. weights: U (36, C, K), transformed in T (winograd_weights; in double it cost 1.6x the
-//      time for no measurable gain in accuracy: the errors below are the same either way).
+//   1. weights: U (36, C, K), transformed in T (winograd_weights; in double it cost more time
+//      for no measurable gain in accuracy: the errors below are the same either way).
 //   2. tiles are numbered across the batch (t = (n*TH + th)*TW + tw) and processed in chunks
 //      of TB tiles (chunk_tiles(): 64, or 32 when V + M would pass kChunkBytes):
 //      V (36, C, TB) = input transform of the chunk; M (36, TB, K) = 36 calls of gemm()
@@ -58,33 +58,31 @@
 //   N=1 512->512 14px: 8.9e-6 / 1.1e-5 vs 3.6e-7 / 3.5e-7
 // i.e. 15-35x the GEMM path's error (the transforms' factors up to 8 and 1/24 amplify
 // rounding), yet 10-20x inside the test bound 16 eps sqrt(9C) (|ref| + max |ref|).
-// Speed (float32, 1 thread, interleaved medians on a loaded 2-core Zen 4 (AVX2 path), fresh
-// outputs on every side): forward 1.4-2.0x PyTorch 2.13 (oneDNN) and 2.0-3.4x the im2col GEMM
-// path on VGG layers (CIFAR N=32 64..512 channels, VGG-16 N=1 64@224, 256@56); backward data
-// 1.5-1.9x PyTorch, 1.9-6.5x im2col. It loses where few tiles must pay the per-call weight
-// transform (36*C*K values, written and re-read: ~memory bound; 512->512 with one tile costs
-// 18.5 ms on a Zen 1, 1 thread, where 16 tiles cost 24): winograd_preferred() keeps layers
-// of fewer than 16 tiles and big weights on im2col GEMM.
+// Speed: faster than the im2col GEMM path on VGG-like 3x3 layers (forward and backward data;
+// figures in bench/ and the commit log). It loses where few tiles must pay the per-call weight
+// transform (36*C*K values, written and re-read: about memory bound, and with big weights as
+// costly as the tiles themselves): winograd_preferred() keeps layers of fewer than 16 tiles and
+// big weights on im2col GEMM.
 #include "convforge/winograd.hpp"
 
 #include <algorithm>
 #include <cstdlib>
 #include <exception>
 #include <new>
-#include <type_traits>
 
 #include "convforge/checked.hpp"
 #include "convforge/conv2d.hpp"
 #include "convforge/cpu.hpp"
-#include "convforge/finite.hpp"
 #include "convforge/gemm.hpp"
-#include "convforge/tasks.hpp"
+#include "runtime/finite.hpp"
+#include "runtime/isa.hpp"
+#include "runtime/tasks.hpp"
 
 // Baseline copy of the tile transforms (the AVX2 / AVX-512 copies live in winograd_avx2.cpp
 // and winograd_avx512.cpp).
-#define CF_WG_ISA baseline
+#define CF_ISA baseline
 #include "winograd_kernel.inc"
-#undef CF_WG_ISA
+#undef CF_ISA
 
 namespace convforge {
 namespace {
@@ -97,7 +95,7 @@ constexpr int64_t kMaxWeightBytes = int64_t(48) << 20;  // cap on U (36*K*C elem
 constexpr int64_t kChunkBytes = int64_t(6) << 20;       // target V + M per chunk
 constexpr int64_t kTileAlign = 32;                      // chunk tiles: multiple of this
 constexpr int64_t kMaxChunk = 64;                       // most tiles per chunk (measured:
-                                                        // 64 vs 512 equal or up to 8% faster)
+                                                        // never slower than 512)
 constexpr int64_t kMinOuterTiles = 32;                  // fewest tiles of a per-thread chunk
 constexpr int64_t kMinChannels = 16;                    // heuristic: C and K at least this,
 constexpr int64_t kMinTiles = 16;                       // and at least this many tiles in the
@@ -114,19 +112,11 @@ int64_t matrix_stride(int64_t n) { return ceil_div(n, 16) * 16 + 16; }
 template <typename T>
 Transforms<T> select_transforms() {
   namespace wd = winograd_detail;
-  const Isa isa = current_isa();
-  if constexpr (std::is_same_v<T, float>) {
-    if (isa == Isa::avx512) return wd::avx512::transforms_f32();
-    if (isa == Isa::avx2) return wd::avx2::transforms_f32();
-    return wd::baseline::transforms_f32();
-  } else {
-    if (isa == Isa::avx512) return wd::avx512::transforms_f64();
-    if (isa == Isa::avx2) return wd::avx2::transforms_f64();
-    return wd::baseline::transforms_f64();
-  }
+  return select_isa(&wd::baseline::transforms<T>, &wd::avx2::transforms<T>,
+                    &wd::avx512::transforms<T>);
 }
 
-// scratch<T, Tag> and run_tasks: convforge/tasks.hpp. Tags: weights 0, V 1, M 2.
+// scratch<T, Tag> and run_tasks: runtime/tasks.hpp. Tags: weights 0, V 1, M 2.
 
 // Tiles per chunk: V (36, C, TB) + M (36, K, TB) of about kChunkBytes, a multiple of
 // kTileAlign in [kTileAlign, kMaxChunk]; never more than the batch's tiles (rounded up to the
@@ -221,9 +211,9 @@ bool winograd_preferred(const ConvDims& d, int64_t elem_bytes) {
   // multiplies per tile are 36 against 9 per valid output for a direct method).
   const int64_t tiles = ceil_div(d.OH, 4) * ceil_div(d.OW, 4);
   if (d.OH * d.OW < 8 * tiles) return false;
-  // The weight transform (36*C*K, per call) must be amortised over enough tiles. Zen 1, float,
-  // 1 thread, winograd vs im2col_gemm: 512->512 14 px N=1 (16 tiles) 24.5 vs 28.3 ms, 256 8 px
-  // N=4 (16) 6.3 vs 10.2, 512 4 px N=16 (16) 24.1 vs 52.8, but 512 8 px N=2 (8) 20.9 vs 19.3.
+  // The weight transform (36*C*K, per call) must be amortised over enough tiles: against
+  // im2col_gemm, 512->512 layers won with 16 tiles in the batch (14 px N=1, 4 px N=16) and lost
+  // with 8 (8 px N=2).
   return d.N * tiles >= kMinTiles || d.C * d.K <= kSmallWeights;
 }
 

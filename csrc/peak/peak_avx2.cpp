@@ -2,7 +2,7 @@
 // CMake compiles *_avx2.cpp with -mavx2 -mfma; called only when current_isa() >= avx2.
 #include <immintrin.h>
 
-#include "convforge/peak_chains.hpp"
+#include "peak_chains.hpp"
 
 namespace convforge::peak_detail::avx2 {
 #include "peak_chains.inc"

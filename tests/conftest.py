@@ -173,6 +173,18 @@ def ref(op: str, *args, **kwargs):
 # --------------------------------------------------------------------------- data
 
 @pytest.fixture
+def isolated_data(tmp_path, monkeypatch):
+    """Dataset lookups see only tmp_path: own cache dir, no $CONVFORGE_DATA, no system dirs, no
+    network (test modules of the data loaders and the CLI use it for every test)."""
+    from convforge.data import datasets
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.delenv("CONVFORGE_DATA", raising=False)
+    monkeypatch.setenv("CONVFORGE_NO_DOWNLOAD", "1")
+    monkeypatch.setattr(datasets, "SYSTEM_DIRS", (tmp_path / "system",))
+
+
+@pytest.fixture
 def rng(request) -> np.random.Generator:
     """A fresh generator with a fixed seed for every test: the test module's RNG_SEED if it
     sets one (each module keeps the data its tolerances were written for), else 20240607."""

@@ -40,12 +40,7 @@ def mnist_root():
     return next((r for r in roots if (r / "mnist").is_dir()), None)
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.delenv("CONVFORGE_DATA", raising=False)
-    monkeypatch.setenv("CONVFORGE_NO_DOWNLOAD", "1")
-    monkeypatch.setattr(datasets, "SYSTEM_DIRS", (tmp_path / "system",))
+pytestmark = pytest.mark.usefixtures("isolated_data")  # conftest: no real data dirs
 
 
 def is_png(path):

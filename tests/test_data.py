@@ -57,13 +57,7 @@ def shared_root_with(folder):
     return None
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """Own cache dir, no $CONVFORGE_DATA, no system dirs, no network."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.delenv("CONVFORGE_DATA", raising=False)
-    monkeypatch.setenv("CONVFORGE_NO_DOWNLOAD", "1")
-    monkeypatch.setattr(datasets, "SYSTEM_DIRS", (tmp_path / "system",))
+pytestmark = pytest.mark.usefixtures("isolated_data")  # conftest: no real data dirs
 
 
 def use_shared(monkeypatch, folder):

@@ -40,13 +40,7 @@ RNG_SEED = 11   # the seed of the `rng` fixture (conftest) in this module
 MiB = 1 << 20
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """Own cache dir, no $CONVFORGE_DATA, no system dirs, no network."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.delenv("CONVFORGE_DATA", raising=False)
-    monkeypatch.setenv("CONVFORGE_NO_DOWNLOAD", "1")
-    monkeypatch.setattr(datasets, "SYSTEM_DIRS", (tmp_path / "system",))
+pytestmark = pytest.mark.usefixtures("isolated_data")  # conftest: no real data dirs
 
 
 class Zeros(io.RawIOBase):

@@ -204,6 +204,15 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z])([A-Z])", r"_\1", name).lower()
 
 
+def _unique_name(base: str, used: set) -> str:
+    """base, or base_1, base_2, ... : the first not in `used` (names models give layers)."""
+    name, i = base, 0
+    while name in used:
+        i += 1
+        name = f"{base}_{i}"
+    return name
+
+
 # --------------------------------------------------------------------------- layers
 
 class Layer:

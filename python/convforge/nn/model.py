@@ -49,12 +49,14 @@ from ._loop import (
 from ._loop import (
     device_module as _device_module,  # a module attribute: tests patch it
 )
+from ._summary import _shape_str
 from .base import (
     Layer,
     Parameter,
     SymbolicTensor,
     _new_seed,
     _snake,
+    _unique_name,
     array_module,
     inference,
     to_host,
@@ -86,18 +88,6 @@ class _RunningMeans:
     def means(self) -> dict[str, float]:
         host = to_host(self.sums)
         return {k: float(s) / self.count for k, s in zip(self.names, host)}
-
-
-def _unique_name(base: str, used: set) -> str:
-    name, i = base, 0
-    while name in used:
-        i += 1
-        name = f"{base}_{i}"
-    return name
-
-
-def _shape_str(shape) -> str:
-    return str((None,) + tuple(shape))
 
 
 class Model:

@@ -6,8 +6,9 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .base import Input, Layer, SymbolicTensor, _float_dtype, _snake
-from .model import Model, _shape_str, _unique_name
+from ._summary import _shape_str
+from .base import Input, Layer, SymbolicTensor, _float_dtype, _snake, _unique_name
+from .model import Model
 
 __all__ = ["Sequential"]
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -35,6 +36,9 @@ import convforge
 import convforge.backends
 from convforge import functional as F
 from convforge._array import is_cupy
+
+# The repository root (tests/ lies right under it); test modules import it from here.
+REPO = Path(__file__).resolve().parents[1]
 
 DEFAULT_BACKENDS = ("cpu", "numba", "cuda")
 DTYPES = (np.float32, np.float64)

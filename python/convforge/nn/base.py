@@ -73,7 +73,7 @@ def to_host(a) -> np.ndarray:
     The one place where the nn code brings device values to the host: on CuPy it is a
     device-to-host copy that waits for every queued kernel. Training keeps the loss and metrics
     on the device and calls this once per epoch (fit), once per evaluate and once per
-    train_on_batch, never per batch or per layer (tests/test_cuda_train.py counts the calls).
+    train_on_batch, never per batch or per layer (tests/cuda/test_cuda_train.py counts the calls).
     """
     if isinstance(a, (list, tuple)):
         xp = xp_of(*a)

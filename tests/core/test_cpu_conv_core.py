@@ -249,7 +249,7 @@ def test_every_forced_algorithm_integer_exact(rng, restore_core, case, dtype):
     y_r, (dx_r, dw_r, db_r) = ref.conv2d(x, w, b, *args), ref.conv2d_backward(dy, x, w, *args,
                                                                                True)
     # Winograd is not exact on integers (its transforms hold 1/6, 1/24, ...): the forced-algorithm
-    # test above and tests/test_winograd.py bound its error instead.
+    # test above and tests/core/test_winograd.py bound its error instead.
     for isa in AVAILABLE_ISAS:
         core.set_isa(isa)
         for a in algorithms(case, dtype, "forward"):

@@ -21,8 +21,9 @@ import pytest
 
 import convforge
 
+from conftest import REPO
+
 PYTHON_DIR = str(Path(convforge.__file__).resolve().parents[1])
-REPO = Path(__file__).resolve().parents[1]
 TIME_FIELDS = ("train_seconds", "images_per_second")
 
 

@@ -27,7 +27,9 @@ import pytest
 
 from convforge import backends
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import REPO
+
+ROOT = REPO
 CUDA_DIR = ROOT / "csrc" / "cuda"
 NVCC = shutil.which("nvcc")
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not on PATH")

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import available_isas
+from conftest import REPO, available_isas
 
 core = pytest.importorskip("convforge._core")
 
@@ -226,19 +226,18 @@ def test_avx512_copy_exact_with_avx2_codegen(tmp_path):
     (the CPU-side tests above only reach it where the CPU has AVX-512)."""
     import shutil
     import subprocess
-    from pathlib import Path
 
     cxx = shutil.which("g++")
     if cxx is None:
         pytest.skip("no g++ on PATH")
     if core.detected_isa() == "baseline":
         pytest.skip("the check is built with -mavx2 -mfma; this CPU lacks them")
-    root = Path(__file__).resolve().parents[1]
+    root = REPO
     exe = tmp_path / "gemm_geometry_check"
     cmd = [cxx, "-std=gnu++17", "-O1", "-mavx2", "-mfma", "-Wno-psabi",
            f"-I{root / 'csrc' / 'include'}", f"-I{root / 'csrc'}", "-DCF_CHECK_ISA=avx512",
            str(root / "csrc" / "gemm" / "gemm_avx512.cpp"),
-           str(root / "tests" / "cpp" / "gemm_geometry_check.cpp"), "-o", str(exe)]
+           str(root / "tests" / "core" / "cpp" / "gemm_geometry_check.cpp"), "-o", str(exe)]
     subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr

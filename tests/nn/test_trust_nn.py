@@ -21,8 +21,6 @@ import convforge
 from convforge import losses, nn
 from convforge.nn import metrics
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(autouse=True)
 def backend():

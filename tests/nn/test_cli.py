@@ -18,7 +18,8 @@ import convforge
 from convforge import cli, viz
 from convforge.data import datasets
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
+
 _SHARED_ENV = os.environ.get("CONVFORGE_DATA")
 
 

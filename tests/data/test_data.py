@@ -38,6 +38,8 @@ from convforge.data import (
     write_idx,
 )
 
+from conftest import REPO
+
 RNG_SEED = 20240611   # the seed of the `rng` fixture (conftest) in this module
 
 _SHARED_ENV = os.environ.get("CONVFORGE_DATA")  # read before the fixture clears it
@@ -47,7 +49,7 @@ def _shared_roots():
     env = _SHARED_ENV
     if env:
         return [Path(p).resolve() for p in env.split(os.pathsep) if p]
-    return [Path(__file__).resolve().parents[1].parent / "shared" / "data"]
+    return [REPO.parent / "shared" / "data"]
 
 
 def shared_root_with(folder):

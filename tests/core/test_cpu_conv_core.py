@@ -1,9 +1,10 @@
 """The compiled conv core (convforge._core) against the float64 reference, binding by binding.
 
-Every conv binding (fast and naive), im2col/col2im and the GEMM are compared element-wise to
+Every conv binding (fast and naive) and im2col/col2im are compared element-wise to
 convforge.backends.reference on a grid of shapes, in float32 and float64, on every ISA path this
 CPU has (baseline / avx2 / avx512 via _core.set_isa). Also: bit-identical results for 1 and 2
-OpenMP threads, exact results for integer-valued inputs, NaN/inf placement, input validation.
+OpenMP threads, exact results for integer-valued inputs, NaN/inf placement. The bindings'
+argument checks: test_core_errors.py; the GEMM: test_gemm.py.
 """
 
 from __future__ import annotations
@@ -556,125 +557,3 @@ def test_nan_inf_like_reference(rng, restore_core, case, where):
                         pred(a), pred(r), err_msg=f"{pred.__name__} {name} {isa} naive={naive}")
                 fin = np.isfinite(r)
                 np.testing.assert_allclose(a[fin], r[fin], rtol=1e-9, atol=1e-9)
-
-
-# ---------------------------------------------------------------- GEMM
-
-GEMM_SHAPES = [(1, 1, 1), (13, 37, 300), (7, 2100, 5), (200, 20, 530), (29, 70, 33)]
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("mnk", GEMM_SHAPES, ids=[f"{m}x{n}x{k}" for m, n, k in GEMM_SHAPES])
-def test_gemm(rng, restore_core, mnk, dtype):
-    """Edge tiles, depth slices (K > 256), row blocks (M > MC) and column blocks (N > NC)."""
-    m, n, k = mnk
-    for isa in AVAILABLE_ISAS:
-        core.set_isa(isa)
-        for ta in (False, True):
-            for tb in (False, True):
-                a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
-                b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
-                a64 = (a.T if ta else a).astype(np.float64)
-                b64 = (b.T if tb else b).astype(np.float64)
-                want, mag = a64 @ b64, np.abs(a64) @ np.abs(b64)
-                tag = f"gemm {isa} ta={ta} tb={tb} {mnk}"
-                assert_within_mag(tag, core.gemm(a, b, ta, tb), want, mag, k, dtype)
-                c = rng.standard_normal((m, n)).astype(dtype)
-                assert_within_mag(tag + " +c", core.gemm(a, b, ta, tb, c=c), want + c,
-                             mag + np.abs(c), k + 1, dtype)
-                bias = rng.standard_normal(m).astype(dtype)
-                assert_within_mag(tag + " +bias", core.gemm(a, b, ta, tb, row_bias=bias),
-                             want + bias[:, None], mag + np.abs(bias)[:, None], k + 1, dtype)
-
-
-# ---------------------------------------------------------------- validation
-
-def test_validation_messages():
-    x = np.zeros((2, 4, 6, 6), np.float32)
-    w = np.zeros((3, 4, 3, 3), np.float32)
-    args = ((1, 1), (0, 0, 0, 0), (1, 1), 1)
-    with pytest.raises(TypeError, match="x must be float32 or float64"):
-        core.conv2d_forward(x.astype(np.float16), w, None, *args)
-    with pytest.raises(TypeError, match="w has dtype float64 but x has dtype float32"):
-        core.conv2d_forward(x, w.astype(np.float64), None, *args)
-    with pytest.raises(ValueError, match="x must be C-contiguous"):
-        core.conv2d_forward(x[..., ::2], w, None, *args)
-    with pytest.raises(ValueError, match="w must be 4-D"):
-        core.conv2d_forward(x, w[0], None, *args)
-    with pytest.raises(ValueError, match=r"x \(2, 4, 6, 6\), w \(3, 2, 3, 3\)"):
-        core.conv2d_forward(x, w[:, :2].copy(), None, *args)
-    with pytest.raises(ValueError, match=r"b must have shape \(3,\), got \(4,\)"):
-        core.conv2d_forward(x, w, np.zeros(4, np.float32), *args)
-    with pytest.raises(ValueError, match="groups=2 must divide"):
-        core.conv2d_forward(x, np.zeros((3, 2, 3, 3), np.float32), None, (1, 1), (0, 0, 0, 0),
-                            (1, 1), 2)
-    with pytest.raises(ValueError, match="larger than the padded input"):
-        core.conv2d_forward(x, np.zeros((3, 4, 7, 3), np.float32), None, *args)
-    with pytest.raises(ValueError, match="stride must be >= 1"):
-        core.conv2d_forward(x, w, None, (0, 1), (0, 0, 0, 0), (1, 1), 1)
-    with pytest.raises(ValueError, match="zero-size"):
-        core.conv2d_forward(np.zeros((0, 4, 6, 6), np.float32), w, None, *args)
-    dy = np.zeros((2, 3, 4, 4), np.float32)
-    with pytest.raises(ValueError, match=r"dy must have shape \(2, 3, 4, 4\), got \(2, 3, 4, 5\)"):
-        core.conv2d_backward_data(np.zeros((2, 3, 4, 5), np.float32), w, x.shape, *args)
-    with pytest.raises(ValueError, match="x_shape must be positive"):
-        core.conv2d_backward_data(dy, w, (2, 4, 0, 6), *args)
-    with pytest.raises(TypeError, match="x has dtype float64 but dy has dtype float32"):
-        core.conv2d_backward_weight(dy, x.astype(np.float64), w.shape, *args, True)
-    with pytest.raises(ValueError, match=r"dy must have shape"):
-        core.conv2d_backward_weight(dy[:1].copy(), x, w.shape, *args, True)
-    with pytest.raises(ValueError, match=r"cols must have shape \(2, 36, 16\)"):
-        core.col2im(np.zeros((2, 36, 15), np.float32), x.shape, (3, 3), (1, 1), (0, 0, 0, 0),
-                    (1, 1))
-    with pytest.raises(ValueError, match="kernel_size must be >= 1"):
-        core.im2col(x, (0, 3), (1, 1), (0, 0, 0, 0), (1, 1))
-    with pytest.raises(ValueError, match=r"op\(a\) is \(2, 3\) but op\(b\) is \(4, 5\)"):
-        core.gemm(np.zeros((2, 3)), np.zeros((4, 5)))
-
-
-def test_algo_errors():
-    x = np.zeros((2, 4, 6, 6), np.float32)
-    w = np.zeros((3, 4, 3, 3), np.float32)
-    dy = np.zeros((2, 3, 4, 4), np.float32)
-    args = ((1, 1), (0, 0, 0, 0), (1, 1), 1)
-    with pytest.raises(ValueError, match=r"unknown algorithm 'fastest'; choose one of 'auto'"):
-        core.conv2d_forward(x, w, None, *args, algo="fastest")
-    with pytest.raises(ValueError, match="unknown algorithm 'Naive'"):
-        core.conv2d_backward_data(dy, w, x.shape, *args, algo="Naive")
-    with pytest.raises(ValueError, match=(r"algorithm 'gemm_pointwise' does not apply to forward "
-                                          r"of x \(2, 4, 6, 6\), w \(3, 4, 3, 3\)")):
-        core.conv2d_forward(x, w, None, *args, algo="gemm_pointwise")
-    with pytest.raises(ValueError, match="'direct_depthwise' does not apply to data of x"):
-        core.conv2d_backward_data(dy, w, x.shape, *args, algo="direct_depthwise")
-    with pytest.raises(ValueError, match=r"'direct_small' does not apply to weight of x"):
-        core.conv2d_backward_weight(dy[..., :2].copy(), x, w.shape, (1, 2), (0, 0, 0, 0),
-                                    (1, 1), 1, True, algo="direct_small")
-    with pytest.raises(ValueError, match="'im2col_gemm_batch' does not apply to forward"):
-        core.conv2d_forward(x, w, None, *args, algo="im2col_gemm_batch")
-    with pytest.raises(ValueError,
-                       match=r"'direct_small' does not apply to forward .*stride \(2, 1\)"):
-        core.conv2d_forward(x, w, None, (2, 1), (0, 0, 0, 0), (1, 1), 1, algo="direct_small")
-    with pytest.raises(ValueError, match=r"conv2d_backward \(weight_algo\): algorithm "
-                                         r"'gemm_pointwise' does not apply"):
-        core.conv2d_backward(dy, x, w, *args, True, weight_algo="gemm_pointwise")
-    with pytest.raises(ValueError, match=r"conv2d_backward \(data_algo\): unknown algorithm"):
-        core.conv2d_backward(dy, x, w, *args, True, data_algo="")
-    with pytest.raises(TypeError):  # algo is keyword-only, and the naive bindings take none
-        core.conv2d_forward(x, w, None, *args, "naive")
-    with pytest.raises(TypeError):
-        core.conv2d_forward_naive(x, w, None, *args, algo="naive")
-    with pytest.raises(ValueError, match="direction must be 'forward', 'data' or 'weight'"):
-        core.conv2d_algorithms(x.shape, w.shape, *args, "float32", "backward")
-    with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
-        core.conv2d_algorithms(x.shape, w.shape, *args, "float16", "forward")
-    with pytest.raises(ValueError, match="larger than the padded input"):
-        core.conv2d_algorithms(x.shape, (3, 4, 7, 7), *args, "float32", "forward")
-    with pytest.raises(TypeError, match="x has dtype float64 but dy has dtype float32"):
-        core.conv2d_backward(dy, x.astype(np.float64), w, *args, True)
-    with pytest.raises(ValueError, match=r"dy must have shape \(2, 3, 4, 4\)"):
-        core.conv2d_backward(dy[:, :, :3].copy(), x, w, *args, True)
-    assert core.conv2d_algorithms(x.shape, w.shape, *args, "float64", "weight") == [
-        "naive", "im2col_gemm", "direct_small", "im2col_gemm_batch", "direct_kvec"]
-    assert core.conv2d_algorithms(x.shape, w.shape, (2, 2), *args[1:], "float64", "weight") == [
-        "naive", "im2col_gemm", "im2col_gemm_batch", "direct_kvec"]
-    assert core.conv2d_algorithm(x.shape, w.shape, *args) == "direct_small"

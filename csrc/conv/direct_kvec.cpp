@@ -69,9 +69,8 @@ void forward_kvec(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
   const int64_t Wq = (ceil_div(d.OW, pl.S) * pl.S - 1) * d.SW + (d.KW - 1) * d.DW + 1;
   const int64_t plane = Hq * Wq;
   const auto tile = kern.kvec[pl.nk - 1][pl.si][d.SW == 1 ? 1 : d.SW == 2 ? 2 : 0];
-  std::vector<int64_t> offs(taps);  // offs[t]: (taps,)
-  for (int64_t i = 0; i < d.KH; ++i)
-    for (int64_t j = 0; j < d.KW; ++j) offs[i * d.KW + j] = i * d.DH * Wq + j * d.DW;
+  const std::vector<int64_t> offs =  // (taps,)
+      tap_offsets(d.KH, d.KW, d.DH, d.DW, Wq, taps);
   // wp (G, nkb, Cg, taps, KB), bp (G, nkb, KB)
   std::vector<T> wp(d.G * nkb * Cg * taps * KB, T(0)), bp(b ? d.G * nkb * KB : 0, T(0));
   for (int64_t g = 0; g < d.G; ++g)
@@ -130,9 +129,8 @@ void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims&
   const auto kernel = kern.kvec_dw[d.SW == 1 ? 1 : 0];
   const int64_t rb = std::clamp<int64_t>(kKvecDwPositions / d.OW, 1, d.OH);  // rows per call
   const int64_t mb = std::clamp<int64_t>(kKvecDwBlockElems / img, 1, d.N);
-  std::vector<int64_t> offs(tp, 0);  // (tp,): padded taps read offset 0
-  for (int64_t i = 0; i < d.KH; ++i)
-    for (int64_t j = 0; j < d.KW; ++j) offs[i * d.KW + j] = i * d.DH * Wp + j * d.DW;
+  const std::vector<int64_t> offs =  // (tp,): padded taps read offset 0
+      tap_offsets(d.KH, d.KW, d.DH, d.DW, Wp, tp);
   const int64_t lanes = d.G * nkb * Cg * tp * KB, nq = dw_chunks(d, lanes);
   T* part = scratch<T, PartTag>(nq * lanes);  // (nq, G, nkb, Cg, tp, KB)
   std::vector<double> db_part(db ? nq * d.K : 0);
@@ -183,16 +181,7 @@ void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims&
           }
         });
       }
-      if (db) {  // db_q[k] += sum_l dy[n, k, l] for n in [na, na + nimg), in double
-        double* s = db_part.data() + q * d.K;
-        for (int64_t n = na; n < na + nimg; ++n)
-          for (int64_t k = 0; k < d.K; ++k) {
-            const T* dy_k = dy + (n * d.K + k) * L;
-            double a = s[k];
-            for (int64_t l = 0; l < L; ++l) a += dy_k[l];
-            s[k] = a;
-          }
-      }
+      if (db) add_db_partial(db_part.data() + q * d.K, dy, na, na + nimg, d);
     }
   });
   run_tasks(d.K, d.K * Cg * taps * nq >= (int64_t(1) << 14), [&](int64_t kk) {
@@ -205,12 +194,7 @@ void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims&
         dw[(kk * Cg + c) * taps + t] = s;
       }
   });
-  if (db)
-    for (int64_t k = 0; k < d.K; ++k) {
-      double s = 0;
-      for (int64_t q = 0; q < nq; ++q) s += db_part[q * d.K + k];
-      db[k] = static_cast<T>(s);
-    }
+  if (db) reduce_db_partials(db, db_part.data(), nq, d.K);
 }
 
 #define CF_INSTANTIATE(T)                                                                    \

@@ -44,9 +44,8 @@ void direct_conv(T* out, const T* in, const T* bias, const DirectProblem& p, con
   const int64_t in_elems = p.Ci * plane + kern.block + (p.KW - 1) * p.DW;  // + zero tail
   // Output channel blocks of the micro-kernel: nb balanced blocks of at most kb_max.
   const int64_t nb = ceil_div(p.Co, kern.kb_max), KB = ceil_div(p.Co, nb);
-  std::vector<int64_t> offs(taps);  // offs[t]: (taps,)
-  for (int64_t i = 0; i < p.KH; ++i)
-    for (int64_t j = 0; j < p.KW; ++j) offs[i * p.KW + j] = i * p.DH * Wp + j * p.DW;
+  const std::vector<int64_t> offs =  // (taps,)
+      tap_offsets(p.KH, p.KW, p.DH, p.DW, Wp, taps);
   // wp: per group g and block b (output channels [b*KB, b*KB + kb)) the (Ci, taps, kb) weights,
   // at offset (g*Co + b*KB)*Ci*taps.
   std::vector<T> wp(p.G * p.Co * p.Ci * taps);
@@ -134,9 +133,8 @@ void backward_weight_direct(T* dw, T* db, const T* dy, const T* x, const ConvDim
   const int64_t x_elems = Cg * plane + lenr + (d.KW - 1) * d.DW;
   const int64_t img = x_elems + Kgp * lenr;
   const int64_t mb = std::clamp<int64_t>(kDwBlockElems / img, 1, d.N);
-  std::vector<int64_t> offs(tp, 0);  // (tp,): padded taps read offset 0
-  for (int64_t i = 0; i < d.KH; ++i)
-    for (int64_t j = 0; j < d.KW; ++j) offs[i * d.KW + j] = i * d.DH * Wp + j * d.DW;
+  const std::vector<int64_t> offs =  // (tp,): padded taps read offset 0
+      tap_offsets(d.KH, d.KW, d.DH, d.DW, Wp, tp);
   const int64_t nq = std::min(d.N, kDwChunks), lanes = d.G * Kgp * Cg * tp * VL;
   T* part = scratch<T, PartTag>(nq * lanes);  // (nq, G, Kgp, Cg, tp, VL)
   std::vector<double> db_part(db ? nq * d.K : 0);
@@ -174,16 +172,7 @@ void backward_weight_direct(T* dw, T* db, const T* dy, const T* x, const ConvDim
               kern.dw(r);
             }
       }
-      if (db) {  // db_q[k] += sum_l dy[n, k, l] for n in [na, na + nimg), in double
-        double* s = db_part.data() + q * d.K;
-        for (int64_t n = na; n < na + nimg; ++n)
-          for (int64_t k = 0; k < d.K; ++k) {
-            const T* dy_k = dy + (n * d.K + k) * L;
-            double a = s[k];
-            for (int64_t l = 0; l < L; ++l) a += dy_k[l];
-            s[k] = a;
-          }
-      }
+      if (db) add_db_partial(db_part.data() + q * d.K, dy, na, na + nimg, d);
     }
   });
   run_tasks(d.K, d.K * Cg * taps * nq * VL >= (int64_t(1) << 15), [&](int64_t kk) {
@@ -197,12 +186,7 @@ void backward_weight_direct(T* dw, T* db, const T* dy, const T* x, const ConvDim
         dw[(kk * Cg + c) * taps + t] = s;
       }
   });
-  if (db)
-    for (int64_t k = 0; k < d.K; ++k) {
-      double s = 0;
-      for (int64_t q = 0; q < nq; ++q) s += db_part[q * d.K + k];
-      db[k] = static_cast<T>(s);
-    }
+  if (db) reduce_db_partials(db, db_part.data(), nq, d.K);
 }
 
 #define CF_INSTANTIATE(T)                                                                    \

@@ -182,16 +182,7 @@ void backward_weight_batch(T* dw, T* db, const T* dy, const T* x, const ConvDims
         }
         first = false;
       }
-      if (db) {  // db_q[k] += dy[n, k] summed over (n, l) in order, in double
-        double* s = db_part.data() + q * d.K;
-        for (int64_t n = na; n < na + nb; ++n)
-          for (int64_t k = 0; k < d.K; ++k) {  // dy_k: dy[n, k] (L,)
-            const T* dy_k = dy + (n * d.K + k) * L;
-            double acc = s[k];
-            for (int64_t l = 0; l < L; ++l) acc += dy_k[l];
-            s[k] = acc;
-          }
-      }
+      if (db) add_db_partial(db_part.data() + q * d.K, dy, na, na + nb, d);
     }
   });
   // dw[g*Kg + k, r] = part[0, g, r, k] + part[1, g, r, k] + ..., in chunk order. Tasks: blocks
@@ -213,12 +204,7 @@ void backward_weight_batch(T* dw, T* db, const T* dy, const T* x, const ConvDims
       for (int64_t r = 0; r < rb; ++r) dst[r] = sum[r * Kg + k];
     }
   });
-  if (db)
-    for (int64_t k = 0; k < d.K; ++k) {
-      double s = 0;
-      for (int64_t q = 0; q < nq; ++q) s += db_part[q * d.K + k];
-      db[k] = static_cast<T>(s);
-    }
+  if (db) reduce_db_partials(db, db_part.data(), nq, d.K);
 }
 
 #define CF_INSTANTIATE(T)                                                                    \

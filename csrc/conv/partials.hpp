@@ -1,0 +1,96 @@
+// Helpers shared by the conv2d algorithm files (private to csrc/conv): ceil_div, the scratch
+// tags, pad_planes (the zero-padded copy of direct_small and direct_kvec), tap_offsets (the
+// taps' offsets in a flattened padded plane), and for the chunked weight gradients
+// (direct_small, direct_kvec, im2col_gemm_batch) dw_chunks (the batch chunks) and the bias
+// gradient's per-chunk partial sums and their reduction in chunk order.
+// Layouts as in conv2d.cpp: x (N, C, H, W), w (K, Cg, KH, KW), y and dy (N, K, OH, OW).
+// Sequential helpers: the caller owns the parallel axis.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "convforge/dims.hpp"
+#include "select.hpp"
+
+namespace convforge::conv_impl {
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// scratch<T, Tag> and run_tasks: runtime/tasks.hpp (one copy per translation unit). Tags:
+constexpr int TaskTag = 0;  // per-task work buffers
+constexpr int PartTag = 1;  // dw partials held by the caller while tasks run
+
+// dst (ci, Hp, Wp): row r, column s is src (ci, Hi, Wi) row r - pt, column s - pl, zero outside
+// (pt, pl may be negative: a crop).
+template <typename T>
+void pad_planes(T* __restrict dst, const T* __restrict src, int64_t ci, int64_t Hi, int64_t Wi,
+                int64_t Hp, int64_t Wp, int64_t pt, int64_t pl) {
+  const int64_t s0 = std::clamp<int64_t>(pl, 0, Wp);          // first copied column
+  const int64_t s1 = std::clamp<int64_t>(pl + Wi, s0, Wp);    // end of the copy
+  for (int64_t c = 0; c < ci; ++c) {  // plane c: dst[c] (Hp, Wp)
+    for (int64_t r = 0; r < Hp; ++r) {
+      T* row = dst + (c * Hp + r) * Wp;
+      const int64_t sr = r - pt;
+      if (sr < 0 || sr >= Hi) {
+        std::fill(row, row + Wp, T(0));
+        continue;
+      }
+      std::fill(row, row + s0, T(0));
+      std::memcpy(row + s0, src + (c * Hi + sr) * Wi + (s0 - pl), (s1 - s0) * sizeof(T));
+      std::fill(row + s1, row + Wp, T(0));
+    }
+  }
+}
+
+// Chunks of the batch for the weight gradients (im2col_gemm_batch, direct_kvec): up to
+// kDwChunks, each summing at least kDwMinDepth positions when it can (a chunk's partial dw is
+// written once per block and added at the end, so thin chunks of a large dw, like VGG 512
+// channels at 4 x 4, would be all store and no compute), partials within kDwMaxPartElems; but
+// 2 chunks whenever N >= 2, so that two threads share the work (on such a layer a little slower
+// on one thread, clearly faster on two). Fixed by the shapes (it orders the sums), never by the
+// thread count.
+inline int64_t dw_chunks(const ConvDims& d, int64_t dw_elems) {
+  const int64_t L = d.OH * d.OW;
+  return std::clamp<int64_t>(std::min(d.N * L / kDwMinDepth, kDwMaxPartElems / dw_elems),
+                             std::min<int64_t>(d.N, 2), std::min(d.N, kDwChunks));
+}
+
+// Flattened-plane offsets of the taps of a (KH, KW) kernel with dilation (DH, DW) in a padded
+// plane of row stride `row`: offs[i*KW + j] = i*DH*row + j*DW; n >= KH*KW entries, those past
+// KH*KW 0 (the taps a kernel's tap tile rounds up to read offset 0).
+inline std::vector<int64_t> tap_offsets(int64_t KH, int64_t KW, int64_t DH, int64_t DW,
+                                        int64_t row, int64_t n) {
+  std::vector<int64_t> offs(n, 0);  // (n,)
+  for (int64_t i = 0; i < KH; ++i)
+    for (int64_t j = 0; j < KW; ++j) offs[i * KW + j] = i * DH * row + j * DW;
+  return offs;
+}
+
+// Bias-gradient partial of a batch chunk: s[k] += sum_{n in [n0, n1), l} dy[n, k, l] for every
+// k, in double, in the order (n, l). The chunked weight kernels call it once per block of
+// images of a chunk, in order, and reduce_db_partials() adds the chunks' sums in chunk order.
+template <typename T>
+void add_db_partial(double* s, const T* dy, int64_t n0, int64_t n1, const ConvDims& d) {
+  const int64_t L = d.OH * d.OW;
+  for (int64_t n = n0; n < n1; ++n)
+    for (int64_t k = 0; k < d.K; ++k) {  // dy_k: dy[n, k] (L,)
+      const T* dy_k = dy + (n * d.K + k) * L;
+      double acc = s[k];
+      for (int64_t l = 0; l < L; ++l) acc += dy_k[l];
+      s[k] = acc;
+    }
+}
+
+// db[k] = sum_q part[q, k] over the nq chunks in order, in double: part (nq, K).
+template <typename T>
+void reduce_db_partials(T* db, const double* part, int64_t nq, int64_t K) {
+  for (int64_t k = 0; k < K; ++k) {
+    double s = 0;
+    for (int64_t q = 0; q < nq; ++q) s += part[q * K + k];
+    db[k] = static_cast<T>(s);
+  }
+}
+
+}  // namespace convforge::conv_impl

@@ -1,0 +1,243 @@
+// The conv2d algorithm choice: choose_conv_algo() (the heuristic), conv_algo_applies() (which
+// algorithms can run a problem), conv_exact_algo(), the algorithm and direction names, and the
+// constants only the heuristic reads. The block-size constants the algorithm files share with
+// it are in select.hpp. Everything here depends on the shapes and the CPU's ISA only, never on
+// the data or the thread count (data-dependent fallbacks: conv2d.cpp, winograd.cpp).
+#include <algorithm>
+#include <cstdint>
+
+#include "conv2d_direct.hpp"
+#include "convforge/checked.hpp"
+#include "convforge/conv2d.hpp"
+#include "convforge/cpu.hpp"
+#include "convforge/winograd.hpp"
+#include "partials.hpp"
+#include "select.hpp"
+
+namespace convforge {
+
+namespace conv_impl {
+
+bool is_pointwise(const ConvDims& d) {
+  return d.KH == 1 && d.KW == 1 && d.SH == 1 && d.SW == 1 && d.PH == 0 && d.PW == 0 &&
+         d.OH == d.H && d.OW == d.W;
+}
+
+}  // namespace conv_impl
+
+namespace {
+
+using namespace conv_impl;  // NOLINT(build/namespaces): the shared constants and helpers
+
+constexpr int64_t kMaxBlockBytes = int64_t(1) << 30; // smallest block above this: naive
+constexpr int64_t kDirectMaxChannels = 16;           // direct_small picked up to this many Ci
+constexpr int64_t kDirectLimitChannels = 64;         // direct_small applies up to this many Ci
+
+// Smallest blocks the im2col path needs: forward (C*KH*KW, kMinCols), data (KH*KW, OH*OW).
+// Sizes in checked arithmetic (checked.hpp): an overflowing size does not fit.
+bool im2col_fits(const ConvDims& d, int64_t elem_bytes) {
+  const int64_t taps = d.KH * d.KW, L = d.OH * d.OW;  // both fit: make_conv_dims
+  return product_within(kMaxBlockBytes, {d.C, taps, std::min(kMinCols, L), elem_bytes}) &&
+         product_within(kMaxBlockBytes, {taps, L, elem_bytes});
+}
+
+// A zero-padded copy of the input (direct_small, direct_kvec) must stay within the scratch
+// budget and in proportion to the data: at most 4x the input plus output planes, plus 64 Ki
+// elements. Huge padding, stride or dilation with a small output (stride = padding = 2**61 on
+// a 5x6 image: 3x3 outputs) would otherwise allocate a plane of mostly zeros, or overflow; such
+// problems run on im2col (workspace bounded by the output) or naive.
+bool padded_plane_ok(int64_t plane, int64_t channels, const ConvDims& d, int64_t elem_bytes) {
+  const int64_t data = add_sat(mul_sat(d.H, d.W), mul_sat(d.OH, d.OW));
+  return plane <= add_sat(mul_sat(4, data), int64_t(1) << 16) &&
+         product_within(kMaxBlockBytes, {channels, plane, elem_bytes});
+}
+
+// Input channels per group the direct kernel loops over in a direction (forward: Cg, data: Kg).
+int64_t direct_channels(const ConvDims& d, ConvDir dir) {
+  return dir == ConvDir::data ? d.Kg() : d.Cg();
+}
+
+// The direct kernel's padded plane and one output tile must fit the scratch budget.
+bool direct_fits(const ConvDims& d, ConvDir dir, int64_t elem_bytes) {
+  const int64_t ci = direct_channels(d, dir);
+  const int64_t ho = dir == ConvDir::data ? d.H : d.OH, wo = dir == ConvDir::data ? d.W : d.OW;
+  const int64_t plane = mul_sat(add_sat(ho, mul_sat(d.KH - 1, d.DH)),
+                                add_sat(wo, mul_sat(d.KW - 1, d.DW)));
+  return padded_plane_ok(plane, ci + 8, d, elem_bytes);
+}
+
+// The channel-vector kernel's padded plane (tiles of at most 24 rows and 8 columns) fits.
+bool kvec_fits(const ConvDims& d, int64_t elem_bytes) {
+  const int64_t hq = add_sat(mul_sat(d.OH + 24, d.SH), add_sat(mul_sat(d.KH - 1, d.DH), 1));
+  const int64_t wq = add_sat(mul_sat(d.OW + 8, d.SW), add_sat(mul_sat(d.KW - 1, d.DW), 1));
+  return padded_plane_ok(mul_sat(hq, wq), d.Cg(), d, elem_bytes);
+}
+
+// Vector lanes and register-tile positions (Kernel::vl, ::block) of the current ISA's direct
+// kernels for this element size.
+int64_t direct_lanes(int64_t elem_bytes) {
+  return elem_bytes == 4 ? direct_detail::direct_kernel<float>().vl
+                         : direct_detail::direct_kernel<double>().vl;
+}
+int64_t direct_block(int64_t elem_bytes) {
+  return elem_bytes == 4 ? direct_detail::direct_kernel<float>().block
+                         : direct_detail::direct_kernel<double>().block;
+}
+
+// direct_kvec for the weight gradient: float with a vector ISA, a whole tile of output channels
+// (16 with AVX2, 32 with AVX-512), taps that fill the kernel's tap tile (5 with AVX2, 9 with
+// AVX-512: 3x3, 5x5, 7x7 waste at most 1/8; a 3x1 kernel would waste 2/3 of it and lose to
+// im2col_gemm_batch), and either rows of at least 16 outputs (on 4-8 px
+// planes the per-row overheads lose to im2col_gemm_batch) or few input channels (where
+// direct_small's rows would carry KW-1 junk columns). Any stride.
+bool kvec_weight_preferred(const ConvDims& d, int64_t elem_bytes) {
+  const direct_detail::Kernel<float> kern = direct_detail::direct_kernel<float>();
+  const int64_t taps = d.KH * d.KW, padded = ceil_div(taps, kern.kvdw_tb) * kern.kvdw_tb;
+  return elem_bytes == 4 && current_isa() != Isa::baseline && d.Kg() >= kern.kvdw_kb &&
+         8 * (padded - taps) <= taps && (d.OW >= 16 || d.Cg() <= kDirectMaxChannels) &&
+         conv_algo_applies(ConvAlgo::direct_kvec, ConvDir::weight, d, elem_bytes);
+}
+
+// direct_kvec forward for a stride-1 layer on few input channels (instead of direct_small):
+// when the output channels fill kvec's vector lanes at least 1.2x better than direct_small's
+// rows are filled with valid columns (it computes OW + (KW-1)*DW columns per row, keeps OW).
+// LeNet C3 (16 channels, 10 of 14 columns) gains; VGG 3->64 at 32 px (32 of 34 columns) and
+// LeNet C1 (6 channels of 8 lanes) are faster with direct_small.
+bool kvec_forward_preferred(const ConvDims& d, int64_t elem_bytes) {
+  const int64_t vl = direct_lanes(elem_bytes);
+  const double lanes = double(d.Kg()) / double(ceil_div(d.Kg(), vl) * vl);
+  const double cols = double(d.OW) / double(d.OW + (d.KW - 1) * d.DW);
+  return current_isa() != Isa::baseline && lanes >= 1.2 * cols &&
+         conv_algo_applies(ConvAlgo::direct_kvec, ConvDir::forward, d, elem_bytes);
+}
+
+// direct_batch for the data gradient of a stride-1 small-channel layer (instead of
+// direct_small): when direct_small's padded correlation would multiply mostly zeros. It
+// computes H x (W + (KW-1)*DW) positions with every tap where OH*OW positions x taps carry
+// data; direct_batch pays only those, in lanes of images (used N / N rounded up to the block).
+// direct_batch wins at low useful fractions (LeNet C3 N=64: 0.40; 12 px from 10 px 3x3
+// 16->16: 0.60) and loses at high ones (32 px from 28 px 5x5 on 3 channels: 0.68; 'same' 5x5
+// on 28 px: 0.88).
+bool batch_data_preferred(const ConvDims& d, int64_t elem_bytes) {
+  const int64_t blk = direct_block(elem_bytes);
+  const double lanes = double(d.N) / double(ceil_div(d.N, blk) * blk);
+  const double useful = double(d.OH * d.OW) / double(d.H * (d.W + (d.KW - 1) * d.DW));
+  return d.N >= blk && useful < 0.6 * lanes &&
+         conv_algo_applies(ConvAlgo::direct_batch, ConvDir::data, d, elem_bytes);
+}
+
+}  // namespace
+
+bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_bytes) {
+  switch (a) {
+    case ConvAlgo::naive: return true;
+    case ConvAlgo::direct_depthwise: return d.Cg() == 1;
+    case ConvAlgo::gemm_pointwise: return is_pointwise(d);
+    case ConvAlgo::im2col_gemm: return im2col_fits(d, elem_bytes);
+    case ConvAlgo::direct_small:
+      return d.SH == 1 && d.SW == 1 && direct_channels(d, dir) <= kDirectLimitChannels &&
+             (dir != ConvDir::weight || d.Kg() <= kDirectLimitChannels) &&
+             direct_fits(d, dir, elem_bytes);
+    case ConvAlgo::im2col_gemm_batch: return dir == ConvDir::weight && im2col_fits(d, elem_bytes);
+    case ConvAlgo::winograd: return dir != ConvDir::weight && winograd_applicable(d, elem_bytes);
+    case ConvAlgo::direct_kvec:
+      return dir != ConvDir::data && kvec_fits(d, elem_bytes);
+    case ConvAlgo::direct_batch:  // dyt of one block of images: Kg * OH * OW * block
+      return dir == ConvDir::data &&
+             product_within(kMaxBlockBytes, {d.Kg(), d.OH, d.OW, direct_block(elem_bytes),
+                                             elem_bytes});
+    case ConvAlgo::kCount: break;
+  }
+  return false;
+}
+
+// The heuristic (measured on 2-core Zen 1/Zen 3/Zen 4 machines and an AVX-512 Xeon against
+// the alternatives, see the commit log):
+//   depthwise (Cg == 1 with G > 1) and pointwise shapes have their own paths in every
+//     direction (a single-channel input with G == 1, like LeNet's first layer, does not count
+//     as depthwise: its dw would be K plane-sized dot products on one thread each);
+//   weight, float with AVX2 or AVX-512, a whole channel tile, taps filling the tap tile, rows
+//     >= 16 wide or few input channels: direct_kvec (kvec_weight_preferred(); it beat
+//     im2col_gemm_batch on VGG layers with AVX-512 at 1 and 2 threads, and with AVX2
+//     direct_small on LeNet C3 and VGG 3->64 and im2col_gemm on VGG 64@32 and 7x7/2 RGB);
+//   stride 1, at most kDirectMaxChannels input channels of that direction (forward and
+//     weight Cg, data Kg; data also needs Cg >= 2): direct_small, except forward where the
+//     output channels fill direct_kvec's lanes clearly better than direct_small's rows are
+//     filled with valid columns (kvec_forward_preferred(): LeNet C3), and data where the
+//     padded correlation would multiply mostly zeros (batch_data_preferred(): LeNet C3):
+//     direct_batch;
+//   weight: im2col_gemm_batch once there are at least 2 images (chunks run in parallel and
+//     each GEMM is deep), else im2col_gemm (channel-block tasks, GEMMs split over threads);
+//   forward and data of 3x3 stride-1 layers with enough channels and tiles:
+//     winograd (winograd_preferred() in winograd.cpp holds the rule);
+//   forward, strided, at most kDirectMaxChannels input channels per group: direct_kvec
+//     (faster than im2col_gemm on 7x7/2 on RGB at 224 px with AVX-512 and AVX2);
+//   im2col_gemm otherwise, naive when even one im2col block would be too big.
+// Data-dependent exceptions (in the dispatchers of conv2d.cpp): direct_small multiplies dy's zero
+// padding by w (data) and the junk columns of x by dy's zero columns (weight), so with a
+// non-finite weight (data) or input (weight) the auto choice falls back to the im2col paths
+// (direct_kvec sums only valid positions: exact).
+ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir) {
+  if (d.Cg() == 1 && d.G > 1) return ConvAlgo::direct_depthwise;
+  if (is_pointwise(d)) {
+    if (dir == ConvDir::weight && d.N >= 2) return ConvAlgo::im2col_gemm_batch;
+    return ConvAlgo::gemm_pointwise;
+  }
+  if (!im2col_fits(d, elem_bytes)) {
+    const ConvAlgo direct = ConvAlgo::direct_small;
+    return conv_algo_applies(direct, dir, d, elem_bytes) ? direct : ConvAlgo::naive;
+  }
+  if (dir == ConvDir::weight && kvec_weight_preferred(d, elem_bytes))
+    return ConvAlgo::direct_kvec;
+  // data with one output plane per group (Cg == 1): one accumulator row per tile, im2col wins.
+  if (direct_channels(d, dir) <= kDirectMaxChannels && (dir != ConvDir::data || d.Cg() >= 2) &&
+      conv_algo_applies(ConvAlgo::direct_small, dir, d, elem_bytes)) {
+    if (dir == ConvDir::forward && kvec_forward_preferred(d, elem_bytes))
+      return ConvAlgo::direct_kvec;
+    if (dir == ConvDir::data && batch_data_preferred(d, elem_bytes))
+      return ConvAlgo::direct_batch;
+    return ConvAlgo::direct_small;
+  }
+  if (dir == ConvDir::weight && d.N >= 2) return ConvAlgo::im2col_gemm_batch;
+  if (dir != ConvDir::weight && winograd_preferred(d, elem_bytes))  // rule: winograd.cpp
+    return ConvAlgo::winograd;
+  // Strided layers on few input channels (a 7x7/2 first layer on RGB): the im2col matrix
+  // (C*KH*KW rows of OH*OW) costs more than the GEMM it feeds.
+  if (dir == ConvDir::forward && d.Cg() <= kDirectMaxChannels && (d.SH > 1 || d.SW > 1) &&
+      conv_algo_applies(ConvAlgo::direct_kvec, dir, d, elem_bytes))
+    return ConvAlgo::direct_kvec;
+  return ConvAlgo::im2col_gemm;
+}
+
+const char* conv_algo_name(ConvAlgo a) {
+  switch (a) {
+    case ConvAlgo::naive: return "naive";
+    case ConvAlgo::direct_depthwise: return "direct_depthwise";
+    case ConvAlgo::gemm_pointwise: return "gemm_pointwise";
+    case ConvAlgo::im2col_gemm: return "im2col_gemm";
+    case ConvAlgo::direct_small: return "direct_small";
+    case ConvAlgo::im2col_gemm_batch: return "im2col_gemm_batch";
+    case ConvAlgo::winograd: return "winograd";
+    case ConvAlgo::direct_kvec: return "direct_kvec";
+    case ConvAlgo::direct_batch: return "direct_batch";
+    case ConvAlgo::kCount: break;
+  }
+  return "?";
+}
+
+const char* conv_dir_name(ConvDir dir) {
+  switch (dir) {
+    case ConvDir::forward: return "forward";
+    case ConvDir::data: return "data";
+    default: return "weight";
+  }
+}
+
+// The exact path (im2col GEMM, naive when an im2col block would not fit) that replaces an
+// algorithm which would change which outputs are non-finite (see the dispatchers in conv2d.cpp).
+ConvAlgo conv_exact_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir) {
+  if (!im2col_fits(d, elem_bytes)) return ConvAlgo::naive;
+  return dir == ConvDir::weight && d.N >= 2 ? ConvAlgo::im2col_gemm_batch : ConvAlgo::im2col_gemm;
+}
+
+}  // namespace convforge

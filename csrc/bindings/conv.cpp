@@ -1,4 +1,4 @@
-// Python bindings of the convolution family (kernels: conv2d.cpp, im2col.cpp, gemm.cpp).
+// Python bindings of the convolution family (kernels: csrc/conv, csrc/im2col, csrc/gemm).
 //
 //   conv2d_forward(x, w, b|None, stride, padding, dilation, groups, algo="auto")
 //       -> y (N, K, OH, OW)

@@ -1,6 +1,6 @@
 // Python bindings of the Winograd F(4x4, 3x3) kernels (winograd.cpp), for tests and
 // diagnostics (conv2d_forward / conv2d_backward_data pick Winograd themselves through
-// choose_conv_algo() in conv2d.cpp):
+// choose_conv_algo() in csrc/conv/select.cpp):
 //   winograd_conv2d_forward(x, w, b|None, padding) -> y (N, K, OH, OW)
 //   winograd_conv2d_backward_data(dy, w, x_shape, padding) -> dx (N, C, H, W)
 //   winograd_applicable(x_shape, w_shape, padding, dtype) -> bool

@@ -1,5 +1,6 @@
-// Per-ISA micro-kernels of the direct convolutions of conv2d.cpp: ConvAlgo::direct_small (Rows,
-// DwRows), direct_kvec (KvecTile, KvecDwTile) and direct_batch (BatchTile).
+// Per-ISA micro-kernels of the direct convolutions (direct_small.cpp, direct_kvec.cpp,
+// direct_batch.cpp): ConvAlgo::direct_small (Rows, DwRows), direct_kvec (KvecTile, KvecDwTile)
+// and direct_batch (BatchTile).
 //
 // One source body (csrc/conv/conv2d_direct_kernel.inc) is compiled three times: baseline x86-64
 // (conv2d_direct.cpp), AVX2+FMA (conv2d_direct_avx2.cpp) and AVX-512 (conv2d_direct_avx512.cpp).

@@ -39,7 +39,7 @@
 //
 // Workspace per call: U (36*K*C elements; applicability caps it at kMaxWeightBytes) plus V and M
 // per thread (about kChunkBytes, at least 32 tiles; buffers are grow-only per thread and kept
-// between calls, like conv2d.cpp's): VGG-16 64->64 at 224x224 float32: U 0.6 MB + 1.2 MB per
+// between calls, like the other conv algorithms'): VGG-16 64->64 at 224x224 float32: U 0.6 MB + 1.2 MB per
 // thread (64 tiles); 512->512 at 14x14: U 37.7 MB + 2.4 MB (one chunk of 16 tiles). float64 512->512
 // (U 75 MB) is over the cap: not applicable, im2col GEMM runs it.
 //

@@ -7,7 +7,7 @@
 // Parallel axis: N*C (each (n, c) owns its KH*KW rows of cols and its plane of x: no races, and
 // each x element is summed in a fixed order (i, j, oh, ow) for any thread count).
 // Outputs are overwritten. The *_block functions are sequential and are also used by the conv
-// kernels in conv2d.cpp on blocks of channels and columns.
+// kernels in csrc/conv/im2col_gemm.cpp on blocks of channels and columns.
 #include <algorithm>
 #include <cstring>
 

@@ -1,4 +1,4 @@
-// Task helpers shared by the baseline-ISA kernel files (conv2d.cpp, winograd.cpp):
+// Task helpers shared by the baseline-ISA kernel files (csrc/conv/*.cpp):
 //   scratch<T, Tag>(n): this thread's grow-only, 64-byte aligned buffer of at least n elements,
 //     kept between calls (no page faults after the first); one buffer per (T, Tag), so a caller
 //     can hold one while the tasks it runs (on its own thread too) use another.

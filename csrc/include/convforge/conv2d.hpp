@@ -12,13 +12,14 @@
 
 namespace convforge {
 
-// ---------------------------------------------------------------- conv2d (conv2d.cpp)
+// ------------------------------------------------ conv2d (csrc/conv: conv2d.cpp, select.cpp)
 
 // Algorithms. choose_conv_algo() is the one place that picks one for a problem and a direction;
 // conv_algo_applies() says which ones can run it (a forced algorithm, e.g. from an autotuner,
 // must pass it). Adding an algorithm: one enumerator here (before kCount), its name in
-// conv_algo_name(), its rule in conv_algo_applies(), and one case per direction it supports in
-// the dispatch switches of conv2d.cpp.
+// conv_algo_name() and its rule in conv_algo_applies() (both in select.cpp), its kernels in a file
+// of its own declared in csrc/conv/algos.hpp, and one case per direction it supports in the
+// dispatch switches of conv2d.cpp.
 enum class ConvAlgo {
   naive,              // plain nested loops (fallback when an im2col block would be too big)
   direct_depthwise,   // one input channel per group (C/G == 1): direct plane convolutions

@@ -15,7 +15,7 @@ namespace convforge {
 // weights (36 * K * C elements) fit the workspace cap (kMaxWeightBytes in winograd.cpp).
 bool winograd_applicable(const ConvDims& d, int64_t elem_bytes);
 // Applicable and measured faster than im2col_gemm on this kind of layer (the heuristic that
-// choose_conv_algo() in conv2d.cpp consults for forward and backward data).
+// choose_conv_algo() in csrc/conv/select.cpp consults for forward and backward data).
 bool winograd_preferred(const ConvDims& d, int64_t elem_bytes);
 
 // y (N, K, OH, OW) = conv2d(x, w) + b (b may be null). Requires winograd_applicable(d).

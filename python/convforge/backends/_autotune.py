@@ -1,6 +1,6 @@
 """Autotuning of the CPU convolution algorithm, like cudnn.benchmark.
 
-Off by default: the heuristic in csrc/conv/conv2d.cpp (choose_conv_algo) picks an algorithm per
+Off by default: the heuristic in csrc/conv/select.cpp (choose_conv_algo) picks an algorithm per
 shape and direction. With `convforge.set_autotune(True)` (or CONVFORGE_AUTOTUNE=1) the first call of
 each problem -- direction, shapes, stride, padding, dilation, groups, dtype and thread count --
 times the candidates (one warm-up call, then the best of REPEATS calls each), remembers the

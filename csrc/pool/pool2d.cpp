@@ -70,11 +70,10 @@ Kernel<double> kernel<double>() { return {}; }
 
 namespace {
 
-// The one place the pooling fast paths' instruction set is chosen. There is no AVX-512 copy:
-// on avx512 the AVX2 one runs.
+// The one place the pooling fast paths' instruction set is chosen.
 template <typename T>
 Kernel<T> select_kernel() {
-  return select_isa(&baseline::kernel<T>, &avx2::kernel<T>, &avx2::kernel<T>);
+  return select_isa(&baseline::kernel<T>, &avx2::kernel<T>, &avx512::kernel<T>);
 }
 
 // Output columns [lo, hi) whose window lies inside [0, W): ws >= 0 and ws + KW <= W. Columns in
@@ -110,8 +109,9 @@ inline bool is_2x2_fast(const PoolDims& d) {
   return d.KH == 2 && d.KW == 2 && d.SH == 2 && d.SW == 2 && d.PH == 0 && d.PW == 0 &&
          d.OW >= 8 && 2 * d.OH <= d.H && 2 * d.OW <= d.W;
 }
-// The same windows on rows of 4 outputs (8 x 8 planes): k.avg2x2_rows4 / k.best2x2_rows4, two output rows per vector; tasks of kRows4Block output rows (the last takes
-// the rest), so no two tasks touch one row.
+// The same windows on rows of 4 outputs (8 x 8 planes): k.avg2x2_rows4 / k.best2x2_rows4, two
+// output rows per vector; tasks of kRows4Block output rows (the last takes the rest), so no two
+// tasks touch one row.
 constexpr int64_t kRows4Block = 256;
 inline bool is_2x2_rows4(const PoolDims& d) {
   return d.KH == 2 && d.KW == 2 && d.SH == 2 && d.SW == 2 && d.PH == 0 && d.PW == 0 &&

@@ -1,8 +1,8 @@
 // Private interface between pool2d.cpp (dispatch, borders, OpenMP) and the per-ISA copies of the
-// pooling fast paths (pool_kernel.inc, compiled by pool_avx2.cpp): each copy's table, picked in
-// pool2d.cpp by select_isa() (csrc/runtime/isa.hpp). The baseline table is empty (every entry
-// null): on baseline x86-64 the generic loops of pool2d.cpp run. Declarations only: this header
-// is included by units compiled with different -m flags.
+// pooling fast paths (pool_kernel.inc, compiled by pool_avx2.cpp and pool_avx512.cpp): each
+// copy's table, picked in pool2d.cpp by select_isa() (csrc/runtime/isa.hpp). The baseline table
+// is empty (every entry null): on baseline x86-64 the generic loops of pool2d.cpp run.
+// Declarations only: this header is included by units compiled with different -m flags.
 //
 // Every kernel is called only on the shapes its comment allows; the callers in pool2d.cpp check
 // those conditions. Results are bit-identical to the naive kernels of naive.cpp (same operations

@@ -28,58 +28,52 @@
 // run taps outer, output columns inner, so the inner loop is a plain strided (often contiguous)
 // sweep the compiler vectorises; border columns use the naive per-window code. The per-element
 // order of operations is the naive one, so fast and naive kernels agree bit for bit.
-// With ISA avx2 or avx512 (current_isa()), column strides 1 and 2 run the interior columns
-// through the AVX2 row kernels of pool2d_avx2.cpp instead (masked tails, so short rows stay in
-// vector registers), and the average backward gathers plane by plane there (parallel over
-// planes); same per-element operations and order, so every ISA gives the same bits.
+// ISA fast paths: select_kernel() picks the table of one ISA copy of pool_kernel.inc
+// (pool_kernel.hpp; select_isa of csrc/runtime/isa.hpp). Where the table has a kernel for the
+// shape (avx2 and avx512; the baseline table is empty), column strides 1 and 2 run the interior
+// columns through its row kernels instead (masked tails, so short rows stay in vector
+// registers), and the average backward gathers plane by plane there (parallel over planes);
+// same per-element operations and order, so every ISA gives the same bits.
 // 2x2 windows with stride 2 and no padding on rows of >= 8 outputs (LeNet's and VGG's pools)
-// skip the row machinery: pool_avx2::avg2x2_plane / best2x2_plane run a whole plane with
+// skip the row machinery: the table's avg2x2_plane / best2x2_plane run a whole plane with
 // shuffles of 16 consecutive inputs per row; rows of 4 outputs (8 x 8 planes) go two per
 // vector (avg2x2_rows4 / best2x2_rows4), and so does the average backward of both
 // (avg2x2_backward_plane / _rows4).
 // Max/min backward is a scalar scatter for every ISA; it checks each index against [0, H*W)
 // as it goes (the binding then raises), so the indices are read once.
 //
-// Every kernel overwrites its outputs.
-#include "convforge/pool2d.hpp"
-#include "convforge/cpu.hpp"
-#include "pool2d_simd.hpp"
-
+// This file holds the fast windowed kernels and their dispatch; the naive kernels are in
+// naive.cpp, global pooling in global.cpp, shared helpers in pool2d_common.hpp. Every kernel
+// overwrites its outputs.
 #include <algorithm>
 #include <climits>
 #include <cstdint>
-#include <type_traits>
 #include <vector>
 
+#include "convforge/cpu.hpp"
+#include "convforge/pool2d.hpp"
+#include "pool2d_common.hpp"
+#include "pool_kernel.hpp"
+#include "runtime/isa.hpp"
+
 namespace convforge {
+using namespace pool_detail;  // NOLINT(build/namespaces): the family's private helpers
+
+namespace pool_detail::baseline {
+// No baseline copy of the fast paths (they are written with intrinsics): an empty table, so the
+// generic loops below run.
+template <>
+Kernel<float> kernel<float>() { return {}; }
+template <>
+Kernel<double> kernel<double>() { return {}; }
+}  // namespace pool_detail::baseline
+
 namespace {
 
-// AVX2 kernels (pool2d_avx2.cpp) exist on GCC/Clang x86-64 builds (CF_POOL_AVX2); they run when
-// the dispatcher's ISA is avx2 or avx512 (the 512-bit unit would add little to these
-// memory-bound loops).
-#if defined(CONVFORGE_X86) && (defined(__GNUC__) || defined(__clang__))
-#define CF_POOL_AVX2 1
-inline bool use_avx2() { return current_isa() != Isa::baseline; }
-#else
-inline bool use_avx2() { return false; }
-#endif
-
-inline int64_t floor_div(int64_t a, int64_t b) {  // b > 0
-  return a >= 0 ? a / b : -((-a + b - 1) / b);
-}
-inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
-
-// One axis of the window of output o: clipped [lo, hi) and the extent counted with padding.
-struct Range {
-  int64_t lo, hi, padded;
-};
-inline Range window_range(int64_t o, int64_t K, int64_t S, int64_t P, int64_t n) {
-  const int64_t s = o * S - P;  // unclipped start
-  return {std::max<int64_t>(s, 0), std::min(s + K, n), std::min(s + K, n + P) - s};
-}
-
-inline int64_t divisor(const Range& rh, const Range& rw, bool count_include_pad) {
-  return count_include_pad ? rh.padded * rw.padded : (rh.hi - rh.lo) * (rw.hi - rw.lo);
+// The one place the pooling fast paths' instruction set is chosen.
+template <typename T>
+Kernel<T> select_kernel() {
+  return select_isa(&baseline::kernel<T>, &avx2::kernel<T>, &avx512::kernel<T>);
 }
 
 // Output columns [lo, hi) whose window lies inside [0, W): ws >= 0 and ws + KW <= W. Columns in
@@ -94,34 +88,30 @@ inline Span interior_cols(const PoolDims& d) {
   return {lo, std::max(hi, lo)};
 }
 
-// Below this many elements (input or output, the larger) a parallel region costs about as much
-// as it saves: starting and joining the team takes microseconds, and on a loaded machine, where
-// a woken thread waits for a core, up to milliseconds.
-constexpr int64_t kMinParallelElements = 4096;
-inline bool worth_parallel(const PoolDims& d) {
-  return d.N * d.C * std::max(d.H * d.W, d.OH * d.OW) >= kMinParallelElements;
+
+// The row kernels of the table (k.best_row, k.avg_row) take column strides 1 and 2 and int32
+// positions ih*W + iw.
+template <typename T>
+inline bool simd_forward(const Kernel<T>& k, const PoolDims& d) {
+  return k.avg_row && (d.SW == 1 || d.SW == 2) && d.H * d.W <= INT32_MAX;
 }
 
-// The AVX2 row kernels take column strides 1 and 2 and int32 positions ih*W + iw.
-inline bool simd_forward(const PoolDims& d) {
-  return use_avx2() && (d.SW == 1 || d.SW == 2) && d.H * d.W <= INT32_MAX;
-}
-
-// The AVX2 average backward gathers: SW = 1, or SW = 2 with KW <= 2 (windows do not overlap
-// along a row).
-inline bool simd_avg_backward(const PoolDims& d) {
-  return use_avx2() && (d.SW == 1 || (d.SW == 2 && d.KW <= 2));
+// The table's average backward (k.avg_backward_plane) gathers: SW = 1, or SW = 2 with KW <= 2
+// (windows do not overlap along a row).
+template <typename T>
+inline bool simd_avg_backward(const Kernel<T>& k, const PoolDims& d) {
+  return k.avg_backward_plane && (d.SW == 1 || (d.SW == 2 && d.KW <= 2));
 }
 
 // 2x2 windows, stride 2, no padding, rows of at least 8 outputs (LeNet, VGG): the plane kernels
-// pool_avx2::avg2x2_plane / best2x2_plane (float), one plane per task, no border columns.
+// k.avg2x2_plane / k.best2x2_plane (float), one plane per task, no border columns.
 inline bool is_2x2_fast(const PoolDims& d) {
   return d.KH == 2 && d.KW == 2 && d.SH == 2 && d.SW == 2 && d.PH == 0 && d.PW == 0 &&
          d.OW >= 8 && 2 * d.OH <= d.H && 2 * d.OW <= d.W;
 }
-// The same windows on rows of 4 outputs (8 x 8 planes): pool_avx2::avg2x2_rows4 /
-// best2x2_rows4, two output rows per vector; tasks of kRows4Block output rows (the last takes
-// the rest), so no two tasks touch one row.
+// The same windows on rows of 4 outputs (8 x 8 planes): k.avg2x2_rows4 / k.best2x2_rows4, two
+// output rows per vector; tasks of kRows4Block output rows (the last takes the rest), so no two
+// tasks touch one row.
 constexpr int64_t kRows4Block = 256;
 inline bool is_2x2_rows4(const PoolDims& d) {
   return d.KH == 2 && d.KW == 2 && d.SH == 2 && d.SW == 2 && d.PH == 0 && d.PW == 0 &&
@@ -138,7 +128,7 @@ void rows4_tasks(const PoolDims& d, const F& body) {
   }
 }
 
-// Short rows (float, OW <= 4, every column interior) go two per vector (pool_avx2::best_rows2):
+// Short rows (float, OW <= 4, every column interior) go two per vector (k.best_rows2):
 // the forward then walks pairs of output rows (step 2) and hands a pair to the paired kernel
 // when both rows' windows are unclipped and its reads stay inside x; any other row runs alone.
 // Otherwise step 1: one output row per task.
@@ -164,44 +154,8 @@ struct PairRows {
   }
 };
 
-inline pool_avx2::Geo plane_geo(const PoolDims& d, Span cols) {
+inline Geo plane_geo(const PoolDims& d, Span cols) {
   return {d.H, d.W, d.KH, d.KW, d.SH, d.SW, d.PH, d.PW, d.OH, d.OW, cols.lo, cols.hi};
-}
-
-// Does v replace best? Strictly better, or v is a NaN (so the last NaN in window order is kept,
-// as in PyTorch). Bitwise operators (no branches) let the compiler vectorise the sweeps below.
-template <bool IsMax, typename T>
-inline bool better(T v, T best) {
-  return (IsMax ? v > best : v < best) | (v != v);
-}
-
-// ---- naive per-window pieces (the fallback, the border columns, the second reference) -----
-
-// xp: x[n, c] (H, W); window rows [h0, h1), columns [w0, w1).
-template <bool IsMax, typename T>
-inline void window_best(T* yo, int64_t* io, const T* xp, int64_t W, int64_t h0, int64_t h1,
-                        int64_t w0, int64_t w1) {
-  T best = xp[h0 * W + w0];
-  int64_t bi = h0 * W + w0;
-  for (int64_t ih = h0; ih < h1; ++ih) {      // window rows
-    for (int64_t iw = w0; iw < w1; ++iw) {    // window columns
-      const T v = xp[ih * W + iw];
-      if (better<IsMax>(v, best)) {
-        best = v;
-        bi = ih * W + iw;
-      }
-    }
-  }
-  *yo = best;
-  *io = bi;
-}
-
-template <typename T>
-inline T window_sum(const T* xp, int64_t W, int64_t h0, int64_t h1, int64_t w0, int64_t w1) {
-  T s = 0;
-  for (int64_t ih = h0; ih < h1; ++ih)
-    for (int64_t iw = w0; iw < w1; ++iw) s += xp[ih * W + iw];
-  return s;
 }
 
 // ---- fast inner sweeps over interior output columns j in [0, n) ------------------------------
@@ -241,7 +195,7 @@ inline void scatter_tap(T* __restrict dc, const T* __restrict dyc, T div, int64_
 // yr, ir: y[n, c, oh] and ind[n, c, oh] (OW,); xp: x[n, c] (H, W); tap: scratch (OW,).
 template <bool IsMax, typename T>
 void best_row(T* yr, int64_t* ir, int32_t* tap, const T* xp, const PoolDims& d, int64_t oh,
-              Span cols, bool simd) {
+              Span cols, const Kernel<T>& k, bool simd) {
   const int64_t W = d.W;
   const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
   auto border = [&](int64_t ow) {
@@ -254,13 +208,10 @@ void best_row(T* yr, int64_t* ir, int32_t* tap, const T* xp, const PoolDims& d, 
   if (n == 0) return;
   T* yc = yr + cols.lo;
   const int64_t ws0 = cols.lo * d.SW - d.PW;  // window start of the first interior column
-#ifdef CF_POOL_AVX2
   if (simd) {
-    pool_avx2::best_row<IsMax>(yc, ir + cols.lo, xp, W, d.H * W, rh.lo, rh.hi, ws0, n, d.KW,
-                               d.SW);
+    k.best_row[IsMax](yc, ir + cols.lo, xp, W, d.H * W, rh.lo, rh.hi, ws0, n, d.KW, d.SW);
     return;
   }
-#endif
   for (int64_t j = 0; j < n; ++j) {            // tap 0 = (rh.lo, 0) starts every window
     yc[j] = xp[rh.lo * W + ws0 + j * d.SW];
     tap[j] = 0;
@@ -282,7 +233,8 @@ void best_row(T* yr, int64_t* ir, int32_t* tap, const T* xp, const PoolDims& d, 
 
 // yr: y[n, c, oh] (OW,); xp: x[n, c] (H, W).
 template <typename T>
-void avg_row(T* yr, const T* xp, const PoolDims& d, int64_t oh, Span cols, bool cip, bool simd) {
+void avg_row(T* yr, const T* xp, const PoolDims& d, int64_t oh, Span cols, bool cip,
+             const Kernel<T>& k, bool simd) {
   const int64_t W = d.W;
   const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
   auto border = [&](int64_t ow) {
@@ -297,12 +249,10 @@ void avg_row(T* yr, const T* xp, const PoolDims& d, int64_t oh, Span cols, bool 
   const int64_t ws0 = cols.lo * d.SW - d.PW;
   // Interior columns: the clipped and the padded column count are both KW.
   const T div = static_cast<T>((cip ? rh.padded : rh.hi - rh.lo) * d.KW);
-#ifdef CF_POOL_AVX2
   if (simd) {
-    pool_avx2::avg_row(yc, xp, W, d.H * W, rh.lo, rh.hi, ws0, n, d.KW, d.SW, div);
+    k.avg_row(yc, xp, W, d.H * W, rh.lo, rh.hi, ws0, n, d.KW, d.SW, div);
     return;
   }
-#endif
   for (int64_t j = 0; j < n; ++j) yc[j] = 0;
   for (int64_t ih = rh.lo; ih < rh.hi; ++ih) {           // window rows
     for (int64_t kw = 0; kw < d.KW; ++kw) {              // window columns
@@ -316,35 +266,28 @@ void avg_row(T* yr, const T* xp, const PoolDims& d, int64_t oh, Span cols, bool 
 }
 
 template <bool IsMax, typename T>
-void best_forward_naive(T* y, int64_t* ind, const T* x, const PoolDims& d);
-
-template <bool IsMax, typename T>
 void best_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
   if (d.KH * d.KW > INT32_MAX) {  // tap numbers would not fit in int32
-    best_forward_naive<IsMax>(y, ind, x, d);
+    (IsMax ? pool2d_max_forward_naive<T> : pool2d_min_forward_naive<T>)(y, ind, x, d);
     return;
   }
-#ifdef CF_POOL_AVX2
-  if constexpr (std::is_same_v<T, float>) {
-    if (use_avx2() && is_2x2_fast(d) && d.H * d.W <= INT32_MAX) {
-      const int64_t planes = d.N * d.C, OHW = d.OH * d.OW;
-      CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
-      for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c): y, ind (OH, OW) from x (H, W)
-        pool_avx2::best2x2_plane<IsMax>(y + p * OHW, ind + p * OHW, x + p * d.H * d.W, d.OH,
-                                        d.W, d.OW);
-      return;
-    }
-    if (use_avx2() && is_2x2_rows4(d) && d.H * d.W <= INT32_MAX) {
-      rows4_tasks(d, [&](int64_t r0, int64_t r1) {
-        pool_avx2::best2x2_rows4<IsMax>(y, ind, x, r0, r1, d.OH, d.H, d.W);
-      });
-      return;
-    }
+  const Kernel<T> k = select_kernel<T>();
+  if (k.best2x2_plane[IsMax] && is_2x2_fast(d) && d.H * d.W <= INT32_MAX) {
+    const int64_t planes = d.N * d.C, OHW = d.OH * d.OW;
+    CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
+    for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c): y, ind (OH, OW) from x (H, W)
+      k.best2x2_plane[IsMax](y + p * OHW, ind + p * OHW, x + p * d.H * d.W, d.OH, d.W, d.OW);
+    return;
   }
-#endif
+  if (k.best2x2_rows4[IsMax] && is_2x2_rows4(d) && d.H * d.W <= INT32_MAX) {
+    rows4_tasks(d, [&](int64_t r0, int64_t r1) {
+      k.best2x2_rows4[IsMax](y, ind, x, r0, r1, d.OH, d.H, d.W);
+    });
+    return;
+  }
   const Span cols = interior_cols(d);
-  const bool simd = simd_forward(d);
-  const PairRows pairs(d, cols, simd && std::is_same_v<T, float>);
+  const bool simd = simd_forward(k, d);
+  const PairRows pairs(d, cols, simd && k.best_rows2[IsMax]);
   const int64_t tasks = d.N * d.C * pairs.per_plane;
   CF_OMP(omp parallel num_threads(::convforge::max_threads()) if(worth_parallel(d)))
   {
@@ -354,35 +297,14 @@ void best_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
       const int64_t p = t / pairs.per_plane, oh = (t % pairs.per_plane) * pairs.step;
       const int64_t r = p * d.OH + oh;     // first output row of the task
       const T* xp = x + p * d.H * d.W;     // x[n, c] (H, W)
-#ifdef CF_POOL_AVX2
-      if constexpr (std::is_same_v<T, float>) {
-        if (pairs.fits(p, oh)) {
-          pool_avx2::best_rows2<IsMax>(y + r * d.OW, ind + r * d.OW, xp, d.W, oh * d.SH - d.PH,
-                                       (oh + 1) * d.SH - d.PH, d.KH, d.KW, -d.PW, d.OW, d.SW);
-          continue;
-        }
+      if (pairs.fits(p, oh)) {
+        k.best_rows2[IsMax](y + r * d.OW, ind + r * d.OW, xp, d.W, oh * d.SH - d.PH,
+                            (oh + 1) * d.SH - d.PH, d.KH, d.KW, -d.PW, d.OW, d.SW);
+        continue;
       }
-#endif
-      for (int64_t k = 0; k < pairs.step && oh + k < d.OH; ++k)
-        best_row<IsMax>(y + (r + k) * d.OW, ind + (r + k) * d.OW, tap.data(), xp, d, oh + k,
-                        cols, simd);
-    }
-  }
-}
-
-template <bool IsMax, typename T>
-void best_forward_naive(T* y, int64_t* ind, const T* x, const PoolDims& d) {
-  const int64_t planes = d.N * d.C;
-  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
-  for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
-    const T* xp = x + p * d.H * d.W;              // x[n, c] (H, W)
-    for (int64_t oh = 0; oh < d.OH; ++oh) {       // output rows
-      const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
-      for (int64_t ow = 0; ow < d.OW; ++ow) {     // output columns
-        const Range rw = window_range(ow, d.KW, d.SW, d.PW, d.W);
-        const int64_t o = (p * d.OH + oh) * d.OW + ow;
-        window_best<IsMax>(y + o, ind + o, xp, d.W, rh.lo, rh.hi, rw.lo, rw.hi);
-      }
+      for (int64_t i = 0; i < pairs.step && oh + i < d.OH; ++i)
+        best_row<IsMax>(y + (r + i) * d.OW, ind + (r + i) * d.OW, tap.data(), xp, d, oh + i,
+                        cols, k, simd);
     }
   }
 }
@@ -403,70 +325,34 @@ void pool2d_min_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
 
 template <typename T>
 void pool2d_avg_forward(T* y, const T* x, bool count_include_pad, const PoolDims& d) {
-#ifdef CF_POOL_AVX2
-  if constexpr (std::is_same_v<T, float>) {
-    if (use_avx2() && is_2x2_fast(d)) {
-      const int64_t planes = d.N * d.C;
-      CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
-      for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c): y (OH, OW) from x (H, W)
-        pool_avx2::avg2x2_plane(y + p * d.OH * d.OW, x + p * d.H * d.W, d.OH, d.W, d.OW);
-      return;
-    }
-    if (use_avx2() && is_2x2_rows4(d)) {
-      rows4_tasks(d, [&](int64_t r0, int64_t r1) {
-        pool_avx2::avg2x2_rows4(y, x, r0, r1, d.OH, d.H, d.W);
-      });
-      return;
-    }
+  const Kernel<T> k = select_kernel<T>();
+  if (k.avg2x2_plane && is_2x2_fast(d)) {
+    const int64_t planes = d.N * d.C;
+    CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
+    for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c): y (OH, OW) from x (H, W)
+      k.avg2x2_plane(y + p * d.OH * d.OW, x + p * d.H * d.W, d.OH, d.W, d.OW);
+    return;
   }
-#endif
+  if (k.avg2x2_rows4 && is_2x2_rows4(d)) {
+    rows4_tasks(d, [&](int64_t r0, int64_t r1) { k.avg2x2_rows4(y, x, r0, r1, d.OH, d.H, d.W); });
+    return;
+  }
   const Span cols = interior_cols(d);
-  const bool simd = simd_forward(d);
-  const PairRows pairs(d, cols, simd && std::is_same_v<T, float>);
+  const bool simd = simd_forward(k, d);
+  const PairRows pairs(d, cols, simd && k.avg_rows2);
   const int64_t tasks = d.N * d.C * pairs.per_plane;
   CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t t = 0; t < tasks; ++t) {  // t: output row (n, c, oh), or row pair (oh, oh + 1)
     const int64_t p = t / pairs.per_plane, oh = (t % pairs.per_plane) * pairs.step;
     const int64_t r = p * d.OH + oh;     // first output row of the task
     const T* xp = x + p * d.H * d.W;     // x[n, c] (H, W)
-#ifdef CF_POOL_AVX2
-    if constexpr (std::is_same_v<T, float>) {
-      if (pairs.fits(p, oh)) {  // unclipped windows: divisor KH*KW either way
-        pool_avx2::avg_rows2(y + r * d.OW, xp, d.W, oh * d.SH - d.PH, (oh + 1) * d.SH - d.PH,
-                             d.KH, d.KW, -d.PW, d.OW, d.SW, static_cast<float>(d.KH * d.KW));
-        continue;
-      }
+    if (pairs.fits(p, oh)) {  // unclipped windows: divisor KH*KW either way
+      k.avg_rows2(y + r * d.OW, xp, d.W, oh * d.SH - d.PH, (oh + 1) * d.SH - d.PH, d.KH, d.KW,
+                  -d.PW, d.OW, d.SW, static_cast<T>(d.KH * d.KW));
+      continue;
     }
-#endif
-    for (int64_t k = 0; k < pairs.step && oh + k < d.OH; ++k)
-      avg_row(y + (r + k) * d.OW, xp, d, oh + k, cols, count_include_pad, simd);
-  }
-}
-
-template <typename T>
-void pool2d_max_forward_naive(T* y, int64_t* ind, const T* x, const PoolDims& d) {
-  best_forward_naive<true>(y, ind, x, d);
-}
-
-template <typename T>
-void pool2d_min_forward_naive(T* y, int64_t* ind, const T* x, const PoolDims& d) {
-  best_forward_naive<false>(y, ind, x, d);
-}
-
-template <typename T>
-void pool2d_avg_forward_naive(T* y, const T* x, bool count_include_pad, const PoolDims& d) {
-  const int64_t planes = d.N * d.C;
-  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
-  for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
-    const T* xp = x + p * d.H * d.W;              // x[n, c] (H, W)
-    for (int64_t oh = 0; oh < d.OH; ++oh) {       // output rows
-      const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
-      for (int64_t ow = 0; ow < d.OW; ++ow) {     // output columns
-        const Range rw = window_range(ow, d.KW, d.SW, d.PW, d.W);
-        y[(p * d.OH + oh) * d.OW + ow] = window_sum(xp, d.W, rh.lo, rh.hi, rw.lo, rw.hi) /
-                                         static_cast<T>(divisor(rh, rw, count_include_pad));
-      }
-    }
+    for (int64_t i = 0; i < pairs.step && oh + i < d.OH; ++i)
+      avg_row(y + (r + i) * d.OW, xp, d, oh + i, cols, count_include_pad, k, simd);
   }
 }
 
@@ -485,9 +371,9 @@ bool scatter_plane(T* dxp, const T* dyp, const int64_t* ip, int64_t HW, int64_t 
   return ok;
 }
 
-// The scatter stays scalar: a vector gather (compare every index with every position of its
-// windows) was measured 2-4x slower with AVX2 on the k2 s2 and k3 s1 cases. The range check is
-// part of the scatter, so the indices are read once.
+// The scatter stays scalar on every ISA (a vector gather, comparing every index with every
+// position of its windows, was slower). The range check is part of the scatter, so the indices
+// are read once.
 template <typename T>
 bool pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDims& d) {
   const int64_t planes = d.N * d.C, HW = d.H * d.W, OHW = d.OH * d.OW;
@@ -498,12 +384,13 @@ bool pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDim
   return ok == 1;
 }
 
-// AVX2: one plane per task, gathered (see pool2d_avx2.cpp); div (OH, OW) is shared.
+// The table's average backward: one plane per task, gathered (see pool_kernel.inc); div (OH, OW)
+// is shared.
 template <typename T>
-void avg_backward_avx2(T* dx, const T* dy, bool count_include_pad, const PoolDims& d) {
-#ifdef CF_POOL_AVX2
+void avg_backward_planes(const Kernel<T>& k, T* dx, const T* dy, bool count_include_pad,
+                         const PoolDims& d) {
   const int64_t planes = d.N * d.C, HW = d.H * d.W, OHW = d.OH * d.OW;
-  const pool_avx2::Geo geo = plane_geo(d, interior_cols(d));
+  const Geo geo = plane_geo(d, interior_cols(d));
   std::vector<T> div(static_cast<size_t>(OHW));  // (OH, OW) divisor of each window
   for (int64_t oh = 0; oh < d.OH; ++oh) {          // output rows
     const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
@@ -513,38 +400,33 @@ void avg_backward_avx2(T* dx, const T* dy, bool count_include_pad, const PoolDim
   }
   CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c)
-    pool_avx2::avg_backward_plane(dx + p * HW, dy + p * OHW, div.data(), geo);
-#endif
+    k.avg_backward_plane(dx + p * HW, dy + p * OHW, div.data(), geo);
 }
 
 template <typename T>
 void pool2d_avg_backward(T* dx, const T* dy, bool count_include_pad, const PoolDims& d) {
-#ifdef CF_POOL_AVX2
-  if constexpr (std::is_same_v<T, float>) {
-    if (use_avx2() && is_2x2_fast(d)) {  // every window whole: divisor 4
-      const int64_t planes = d.N * d.C;
-      CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
-      for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c): dx (H, W) from dy (OH, OW)
-        pool_avx2::avg2x2_backward_plane(dx + p * d.H * d.W, dy + p * d.OH * d.OW, d.H, d.W,
-                                         d.OH, d.OW);
-      return;
-    }
-    if (use_avx2() && is_2x2_rows4(d)) {  // every window whole: divisor 4
-      const int64_t spare = (d.H - 2 * d.OH) * d.W;  // dx rows in no window, per plane (H odd)
-      rows4_tasks(d, [&](int64_t r0, int64_t r1) {
-        pool_avx2::avg2x2_backward_rows4(dx, dy, r0, r1, d.OH, d.H, d.W);
-        for (int64_t r = r0; spare > 0 && r < r1; ++r)  // a plane's last row: zero the spare
-          if (r % d.OH == d.OH - 1) {
-            T* end = dx + (r / d.OH + 1) * d.H * d.W;
-            std::fill(end - spare, end, T(0));
-          }
-      });
-      return;
-    }
+  const Kernel<T> k = select_kernel<T>();
+  if (k.avg2x2_backward_plane && is_2x2_fast(d)) {  // every window whole: divisor 4
+    const int64_t planes = d.N * d.C;
+    CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
+    for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c): dx (H, W) from dy (OH, OW)
+      k.avg2x2_backward_plane(dx + p * d.H * d.W, dy + p * d.OH * d.OW, d.H, d.W, d.OH, d.OW);
+    return;
   }
-#endif
-  if (simd_avg_backward(d)) {
-    avg_backward_avx2(dx, dy, count_include_pad, d);
+  if (k.avg2x2_backward_rows4 && is_2x2_rows4(d)) {  // every window whole: divisor 4
+    const int64_t spare = (d.H - 2 * d.OH) * d.W;  // dx rows in no window, per plane (H odd)
+    rows4_tasks(d, [&](int64_t r0, int64_t r1) {
+      k.avg2x2_backward_rows4(dx, dy, r0, r1, d.OH, d.H, d.W);
+      for (int64_t r = r0; spare > 0 && r < r1; ++r)  // a plane's last row: zero the spare
+        if (r % d.OH == d.OH - 1) {
+          T* end = dx + (r / d.OH + 1) * d.H * d.W;
+          std::fill(end - spare, end, T(0));
+        }
+    });
+    return;
+  }
+  if (simd_avg_backward(k, d)) {
+    avg_backward_planes(k, dx, dy, count_include_pad, d);
     return;
   }
   const int64_t rows = d.N * d.C * d.H, W = d.W;
@@ -584,26 +466,6 @@ void pool2d_avg_backward(T* dx, const T* dy, bool count_include_pad, const PoolD
   }
 }
 
-template <typename T>
-void pool2d_avg_backward_naive(T* dx, const T* dy, bool count_include_pad, const PoolDims& d) {
-  const int64_t planes = d.N * d.C, HW = d.H * d.W;
-  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
-  for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
-    T* dxp = dx + p * HW;                         // dx[n, c] (H, W)
-    std::fill(dxp, dxp + HW, T(0));
-    for (int64_t oh = 0; oh < d.OH; ++oh) {       // output rows
-      const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
-      for (int64_t ow = 0; ow < d.OW; ++ow) {     // output columns
-        const Range rw = window_range(ow, d.KW, d.SW, d.PW, d.W);
-        const T g = dy[(p * d.OH + oh) * d.OW + ow] /
-                    static_cast<T>(divisor(rh, rw, count_include_pad));
-        for (int64_t ih = rh.lo; ih < rh.hi; ++ih)     // window rows
-          for (int64_t iw = rw.lo; iw < rw.hi; ++iw)   // window columns
-            dxp[ih * d.W + iw] += g;
-      }
-    }
-  }
-}
 
 int64_t pool2d_first_bad_index(const int64_t* ind, int64_t count, int64_t limit) {
   int64_t first = count;
@@ -613,90 +475,12 @@ int64_t pool2d_first_bad_index(const int64_t* ind, int64_t count, int64_t limit)
   return first == count ? -1 : first;
 }
 
-// ---- global pooling --------------------------------------------------------------------------
-
-template <typename T>
-void global_pool2d_avg_forward(T* y, const T* x, const PoolDims& d) {
-  const int64_t planes = d.N * d.C, rows = planes * d.H, W = d.W;
-  std::vector<double> row_sum(static_cast<size_t>(rows));  // (N*C*H,)
-  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
-  for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, h)
-    const T* xr = x + r * W;            // x[n, c, h] (W,)
-    // Four fixed partial sums (lanes w mod 4), combined in a fixed order.
-    double s[4] = {0, 0, 0, 0};
-    int64_t w = 0;
-    for (; w + 4 <= W; w += 4)
-      for (int k = 0; k < 4; ++k) s[k] += static_cast<double>(xr[w + k]);
-    for (; w < W; ++w) s[w % 4] += static_cast<double>(xr[w]);
-    row_sum[r] = (s[0] + s[1]) + (s[2] + s[3]);
-  }
-  const double count = static_cast<double>(d.H * W);
-  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
-  for (int64_t p = 0; p < planes; ++p) {  // p: plane (n, c)
-    double s = 0;
-    for (int64_t h = 0; h < d.H; ++h) s += row_sum[p * d.H + h];
-    y[p] = static_cast<T>(s / count);
-  }
-}
-
-template <typename T>
-void global_pool2d_max_forward(T* y, int64_t* ind, const T* x, const PoolDims& d) {
-  const int64_t planes = d.N * d.C, rows = planes * d.H, W = d.W;
-  std::vector<T> row_best(static_cast<size_t>(rows));        // (N*C*H,)
-  std::vector<int64_t> row_ind(static_cast<size_t>(rows));   // (N*C*H,) h*W + w
-  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
-  for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, h)
-    const T* xr = x + r * W;            // x[n, c, h] (W,)
-    T best = xr[0];
-    int64_t bw = 0;
-    for (int64_t w = 1; w < W; ++w)
-      if (better<true>(xr[w], best)) {
-        best = xr[w];
-        bw = w;
-      }
-    row_best[r] = best;
-    row_ind[r] = (r % d.H) * W + bw;
-  }
-  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
-  for (int64_t p = 0; p < planes; ++p) {  // p: plane (n, c); rows in order keep the first winner
-    T best = row_best[p * d.H];
-    int64_t bi = row_ind[p * d.H];
-    for (int64_t h = 1; h < d.H; ++h)
-      if (better<true>(row_best[p * d.H + h], best)) {
-        best = row_best[p * d.H + h];
-        bi = row_ind[p * d.H + h];
-      }
-    y[p] = best;
-    ind[p] = bi;
-  }
-}
-
-template <typename T>
-void global_pool2d_avg_backward(T* dx, const T* dy, const PoolDims& d) {
-  const int64_t rows = d.N * d.C * d.H, W = d.W;
-  const double count = static_cast<double>(d.H * W);
-  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
-  for (int64_t r = 0; r < rows; ++r) {  // r: input row (n, c, h)
-    const T g = static_cast<T>(static_cast<double>(dy[r / d.H]) / count);
-    std::fill(dx + r * W, dx + (r + 1) * W, g);  // dx[n, c, h] (W,)
-  }
-}
-
-// ---- instantiations --------------------------------------------------------------------------
-
 #define CF_POOL_INSTANTIATE(T)                                                                  \
   template void pool2d_max_forward<T>(T*, int64_t*, const T*, const PoolDims&);                 \
   template void pool2d_min_forward<T>(T*, int64_t*, const T*, const PoolDims&);                 \
   template void pool2d_avg_forward<T>(T*, const T*, bool, const PoolDims&);                     \
   template bool pool2d_index_backward<T>(T*, const T*, const int64_t*, const PoolDims&);        \
-  template void pool2d_avg_backward<T>(T*, const T*, bool, const PoolDims&);                    \
-  template void pool2d_max_forward_naive<T>(T*, int64_t*, const T*, const PoolDims&);           \
-  template void pool2d_min_forward_naive<T>(T*, int64_t*, const T*, const PoolDims&);           \
-  template void pool2d_avg_forward_naive<T>(T*, const T*, bool, const PoolDims&);               \
-  template void pool2d_avg_backward_naive<T>(T*, const T*, bool, const PoolDims&);              \
-  template void global_pool2d_avg_forward<T>(T*, const T*, const PoolDims&);                    \
-  template void global_pool2d_max_forward<T>(T*, int64_t*, const T*, const PoolDims&);          \
-  template void global_pool2d_avg_backward<T>(T*, const T*, const PoolDims&);
+  template void pool2d_avg_backward<T>(T*, const T*, bool, const PoolDims&);
 
 CF_POOL_INSTANTIATE(float)
 CF_POOL_INSTANTIATE(double)

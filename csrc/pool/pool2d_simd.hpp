@@ -1,82 +1,280 @@
-// Private interface between csrc/pool/pool2d.cpp (baseline x86-64, dispatch, borders, OpenMP) and
-// csrc/pool/pool2d_avx2.cpp (AVX2 row and plane kernels). Declarations only: no inline code may
-// be shared between translation units compiled for different instruction sets.
-//
-// Every function here is called only when current_isa() is avx2 or avx512, and only on the
-// shapes its comment allows; the callers in pool2d.cpp check those conditions. Results are
-// bit-identical to the naive kernels of pool2d.cpp (same operations on every element, in the
-// same order).
+// Vector operations of the pooling kernels (pool_kernel.inc) for one instruction set: the register,
+// mask and int32 position types and the loads, stores, compares, blends and shuffles the kernels
+// use. Y<float> / Y<double>: 256-bit (AVX2); Z<float> / Z<double>: 512-bit (AVX-512, only where
+// CF_VEC_BYTES is 64); V<T>: the one of CF_VEC_BYTES, used by the generic row and plane kernels
+// (the short-row and 2x2 kernels are written for 8 float lanes and use Y<float>). Included only by
+// pool_kernel.inc, after CF_ISA and CF_VEC_BYTES are defined: everything here lives in an unnamed
+// namespace inside the copy's namespace, so no inline code is shared between units compiled for
+// different instruction sets.
 #pragma once
+#include <immintrin.h>
+
 #include <cstdint>
 
-namespace convforge::pool_avx2 {
+namespace convforge::pool_detail::CF_ISA {
+namespace {
 
-// Geometry of one plane (the fields of PoolDims without N and C; a plain struct so that the
-// AVX2 unit need not include dims.hpp, which has inline functions).
-struct Geo {
-  int64_t H, W, KH, KW, SH, SW, PH, PW, OH, OW;
-  int64_t col_lo, col_hi;  // interior output columns [col_lo, col_hi): window inside [0, W)
+
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+inline int64_t floor_div(int64_t a, int64_t b) {  // b > 0
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+inline int32_t clamp_lanes(int64_t n, int L) { return static_cast<int32_t>(imax(0, imin(n, L))); }
+
+// ---- per-type vector operations ----------------------------------------------------------------
+// A mask is a vector of the value type's lane width, all ones (selected) or all zeros.
+
+template <typename T>
+struct Y;
+
+template <>
+struct Y<float> {
+  static constexpr int L = 8;
+  using reg = __m256;
+  using mask = __m256i;  // 8 x 32-bit lanes
+  using ireg = __m256i;  // 8 int32 lanes: positions ih*W + iw
+  static reg zero() { return _mm256_setzero_ps(); }
+  static reg set1(float v) { return _mm256_set1_ps(v); }
+  static __m256i lane() { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
+  static mask below(int64_t n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32(clamp_lanes(n, L)), lane()); }
+  static reg load(mask m, const float* p) { return _mm256_maskload_ps(p, m); }
+  static reg loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void storeu(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  // Stores the first n lanes (all L when n >= L).
+  static void store(float* p, int64_t n, reg v) {
+    if (n >= L) return _mm256_storeu_ps(p, v);
+    alignas(32) float t[L];
+    _mm256_store_ps(t, v);
+    for (int64_t i = 0; i < n; ++i) p[i] = t[i];
+  }
+  static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+  static reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
+  static reg keep(mask m, reg a) { return _mm256_and_ps(_mm256_castsi256_ps(m), a); }
+  static reg blend(mask m, reg a, reg b) { return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(m)); }
+  static mask better_max(reg v, reg best) { return better(_mm256_cmp_ps(v, best, _CMP_GT_OQ), v, best); }
+  static mask better_min(reg v, reg best) { return better(_mm256_cmp_ps(v, best, _CMP_LT_OQ), v, best); }
+  static mask better(reg cmp, reg v, reg) {  // cmp | isnan(v): the last NaN stays
+    return _mm256_castps_si256(_mm256_or_ps(cmp, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+  }
+  // Even elements 0, 2, .., 2L-2 of the 2L elements at p; only elements e < n2 are read.
+  static reg load_even(const float* p, int64_t n2) {
+    const reg a = n2 >= 2 * L ? loadu(p) : load(below(n2), p);
+    const reg b = n2 >= 2 * L ? loadu(p + L) : load(below(n2 - L), p + L);
+    const reg s = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));  // a0 a2 b0 b2 a4 a6 b4 b6
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
+  // (a0, b0, a1, b1, ...): elements 0..L-1 in lo, L..2L-1 in hi.
+  static void interleave(reg a, reg b, reg& lo, reg& hi) {
+    const reg ul = _mm256_unpacklo_ps(a, b);  // a0 b0 a1 b1 a4 b4 a5 b5
+    const reg uh = _mm256_unpackhi_ps(a, b);  // a2 b2 a3 b3 a6 b6 a7 b7
+    lo = _mm256_permute2f128_ps(ul, uh, 0x20);
+    hi = _mm256_permute2f128_ps(ul, uh, 0x31);
+  }
+  static ireg iramp(int32_t base, int32_t step) {  // base + lane * step
+    return _mm256_add_epi32(_mm256_set1_epi32(base),
+                            _mm256_mullo_epi32(lane(), _mm256_set1_epi32(step)));
+  }
+  static ireg iblend(mask m, ireg a, ireg b) { return _mm256_blendv_epi8(a, b, m); }
+  static void store_index(int64_t* p, int64_t n, ireg v) {
+    const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v));
+    const __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1));
+    if (n >= L) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), lo);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 4), hi);
+      return;
+    }
+    alignas(32) int64_t t[L];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(t), lo);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(t + 4), hi);
+    for (int64_t i = 0; i < n; ++i) p[i] = t[i];
+  }
 };
 
-// ---- forward, interior columns of one output row -------------------------------------------
-// Output columns j in [0, n) with window columns [ws0 + j*SW, ws0 + j*SW + KW) inside [0, W)
-// and window rows [h0, h1) inside [0, H); xp: x[n, c] (H, W). SW is 1 or 2; H*W <= INT32_MAX.
-// y (n,) = best element (first in row-major window order; the last NaN wins), ind (n,) = its
-// ih*W + iw. IsMax: max, else min.
-// HW: elements in the plane (no read goes past it).
-template <bool IsMax, typename T>
-void best_row(T* y, int64_t* ind, const T* xp, int64_t W, int64_t HW, int64_t h0, int64_t h1,
-              int64_t ws0, int64_t n, int64_t KW, int64_t SW);
+template <>
+struct Y<double> {
+  static constexpr int L = 4;
+  using reg = __m256d;
+  using mask = __m256i;  // 4 x 64-bit lanes
+  using ireg = __m128i;  // 4 int32 lanes
+  static reg zero() { return _mm256_setzero_pd(); }
+  static reg set1(double v) { return _mm256_set1_pd(v); }
+  static __m256i lane() { return _mm256_setr_epi64x(0, 1, 2, 3); }
+  static mask below(int64_t n) { return _mm256_cmpgt_epi64(_mm256_set1_epi64x(clamp_lanes(n, L)), lane()); }
+  static reg load(mask m, const double* p) { return _mm256_maskload_pd(p, m); }
+  static reg loadu(const double* p) { return _mm256_loadu_pd(p); }
+  static void storeu(double* p, reg v) { _mm256_storeu_pd(p, v); }
+  static void store(double* p, int64_t n, reg v) {
+    if (n >= L) return _mm256_storeu_pd(p, v);
+    alignas(32) double t[L];
+    _mm256_store_pd(t, v);
+    for (int64_t i = 0; i < n; ++i) p[i] = t[i];
+  }
+  static reg add(reg a, reg b) { return _mm256_add_pd(a, b); }
+  static reg div(reg a, reg b) { return _mm256_div_pd(a, b); }
+  static reg keep(mask m, reg a) { return _mm256_and_pd(_mm256_castsi256_pd(m), a); }
+  static reg blend(mask m, reg a, reg b) { return _mm256_blendv_pd(a, b, _mm256_castsi256_pd(m)); }
+  static mask better_max(reg v, reg best) { return better(_mm256_cmp_pd(v, best, _CMP_GT_OQ), v, best); }
+  static mask better_min(reg v, reg best) { return better(_mm256_cmp_pd(v, best, _CMP_LT_OQ), v, best); }
+  static mask better(reg cmp, reg v, reg) {  // cmp | isnan(v): the last NaN stays
+    return _mm256_castpd_si256(_mm256_or_pd(cmp, _mm256_cmp_pd(v, v, _CMP_UNORD_Q)));
+  }
+  static reg load_even(const double* p, int64_t n2) {
+    const reg a = n2 >= 2 * L ? loadu(p) : load(below(n2), p);
+    const reg b = n2 >= 2 * L ? loadu(p + L) : load(below(n2 - L), p + L);
+    const reg s = _mm256_unpacklo_pd(a, b);                  // a0 b0 a2 b2
+    return _mm256_permute4x64_pd(s, _MM_SHUFFLE(3, 1, 2, 0));  // a0 a2 b0 b2
+  }
+  static void interleave(reg a, reg b, reg& lo, reg& hi) {
+    const reg ul = _mm256_unpacklo_pd(a, b);  // a0 b0 a2 b2
+    const reg uh = _mm256_unpackhi_pd(a, b);  // a1 b1 a3 b3
+    lo = _mm256_permute2f128_pd(ul, uh, 0x20);
+    hi = _mm256_permute2f128_pd(ul, uh, 0x31);
+  }
+  static ireg iramp(int32_t base, int32_t step) {
+    return _mm_add_epi32(_mm_set1_epi32(base),
+                         _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(step)));
+  }
+  static ireg iblend(mask m, ireg a, ireg b) {  // 64-bit lane mask -> its low dwords
+    const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    return _mm_blendv_epi8(a, b, _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(m, pick)));
+  }
+  static void store_index(int64_t* p, int64_t n, ireg v) {
+    const __m256i w = _mm256_cvtepi32_epi64(v);
+    if (n >= L) return _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), w);
+    alignas(32) int64_t t[L];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(t), w);
+    for (int64_t i = 0; i < n; ++i) p[i] = t[i];
+  }
+};
 
-// y (n,) = (0 + sum of the window in row-major order) / div, same window rules as best_row.
+#if CF_VEC_BYTES == 64
+// ---- 512-bit vectors (AVX-512 F/BW/DQ/VL): the same operations as Y<T>, masks in k registers
+// (bit j selects lane j); masked loads and stores touch only the selected lanes.
+
 template <typename T>
-void avg_row(T* y, const T* xp, int64_t W, int64_t HW, int64_t h0, int64_t h1, int64_t ws0,
-             int64_t n, int64_t KW, int64_t SW, T div);
+struct Z;
 
-// Two output rows at once, float, for short rows: OW <= 4, every output column interior
-// (window columns ws0 + j*SW + [0, KW) inside [0, W)), both rows' windows unclipped: rows
-// [ha, ha + KH) and [hb, hb + KH) inside [0, H); SW is 1 or 2; the loads read up to 4*SW - 1
-// elements past the last window element, which must lie in x (they may be the next plane's):
-// (hb + KH - 1)*W + ws0 + KW - 1 + 4*SW <= elements of x from xp on. y, ind (2*OW,) = row a
-// then row b (contiguous in y when b = a + 1). Same results as best_row / avg_row on each row.
-template <bool IsMax>
-void best_rows2(float* y, int64_t* ind, const float* xp, int64_t W, int64_t ha, int64_t hb,
-                int64_t KH, int64_t KW, int64_t ws0, int64_t OW, int64_t SW);
-void avg_rows2(float* y, const float* xp, int64_t W, int64_t ha, int64_t hb, int64_t KH,
-               int64_t KW, int64_t ws0, int64_t OW, int64_t SW, float div);
+template <>
+struct Z<float> {
+  static constexpr int L = 16;
+  using reg = __m512;
+  using mask = __mmask16;
+  using ireg = __m512i;  // 16 int32 lanes: positions ih*W + iw
+  static reg zero() { return _mm512_setzero_ps(); }
+  static reg set1(float v) { return _mm512_set1_ps(v); }
+  static __m512i lane() {
+    return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  }
+  static mask below(int64_t n) { return static_cast<mask>((1u << clamp_lanes(n, L)) - 1u); }
+  static reg load(mask m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+  static reg loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void storeu(float* p, reg v) { _mm512_storeu_ps(p, v); }
+  // Stores the first n lanes (all L when n >= L).
+  static void store(float* p, int64_t n, reg v) {
+    if (n >= L) return _mm512_storeu_ps(p, v);
+    _mm512_mask_storeu_ps(p, below(n), v);
+  }
+  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
+  static reg keep(mask m, reg a) { return _mm512_maskz_mov_ps(m, a); }
+  static reg blend(mask m, reg a, reg b) { return _mm512_mask_blend_ps(m, a, b); }
+  static mask better_max(reg v, reg best) {  // (v > best) | isnan(v): the last NaN stays
+    return _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  }
+  static mask better_min(reg v, reg best) {
+    return _mm512_cmp_ps_mask(v, best, _CMP_LT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  }
+  // Even elements 0, 2, .., 2L-2 of the 2L elements at p; only elements e < n2 are read.
+  static reg load_even(const float* p, int64_t n2) {
+    const reg a = n2 >= 2 * L ? loadu(p) : load(below(n2), p);
+    const reg b = n2 >= 2 * L ? loadu(p + L) : load(below(n2 - L), p + L);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                           28, 30);
+    return _mm512_permutex2var_ps(a, even, b);
+  }
+  // (a0, b0, a1, b1, ...): elements 0..L-1 in lo, L..2L-1 in hi.
+  static void interleave(reg a, reg b, reg& lo, reg& hi) {
+    lo = _mm512_permutex2var_ps(
+        a, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), b);
+    hi = _mm512_permutex2var_ps(
+        a, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), b);
+  }
+  static ireg iramp(int32_t base, int32_t step) {  // base + lane * step
+    return _mm512_add_epi32(_mm512_set1_epi32(base),
+                            _mm512_mullo_epi32(lane(), _mm512_set1_epi32(step)));
+  }
+  static ireg iblend(mask m, ireg a, ireg b) { return _mm512_mask_blend_epi32(m, a, b); }
+  static void store_index(int64_t* p, int64_t n, ireg v) {
+    const __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v));
+    const __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1));
+    if (n >= L) {
+      _mm512_storeu_si512(p, lo);
+      _mm512_storeu_si512(p + 8, hi);
+      return;
+    }
+    _mm512_mask_storeu_epi64(p, static_cast<__mmask8>((1u << clamp_lanes(n, 8)) - 1u), lo);
+    _mm512_mask_storeu_epi64(p + 8, static_cast<__mmask8>((1u << clamp_lanes(n - 8, 8)) - 1u),
+                             hi);
+  }
+};
 
-// 2x2 windows, stride 2, no padding, float, OW >= 8: the OH output rows of one plane, y (OH, OW)
-// from xp (H, W) with H >= 2*OH and W >= 2*OW. Per 8 outputs: 4 loads, even/odd columns by
-// shuffles, y = (((0 + x00) + x01) + x10) + x11) * 0.25 (= / 4 exactly: the naive order); the
-// last block of a row overlaps the one before it (same values stored twice), so no masked tail.
-void avg2x2_plane(float* y, const float* xp, int64_t OH, int64_t W, int64_t OW);
-// The same windows for max (IsMax) / min: y (OH, OW) = best of the 4 taps in row-major order
-// (ties keep the first, the last NaN wins), ind (OH, OW) = its ih*W + iw; H*W <= INT32_MAX.
-template <bool IsMax>
-void best2x2_plane(float* y, int64_t* ind, const float* xp, int64_t OH, int64_t W, int64_t OW);
-// The same windows on rows of 4 outputs (8 x 8 planes): output rows [r0, r1) of x (all planes,
-// r = plane*OH + oh, r1 - r0 >= 2), two rows per vector (the last pair may overlap the one
-// before it); W >= 8.
-void avg2x2_rows4(float* y, const float* x, int64_t r0, int64_t r1, int64_t OH, int64_t H,
-                  int64_t W);
-template <bool IsMax>
-void best2x2_rows4(float* y, int64_t* ind, const float* x, int64_t r0, int64_t r1, int64_t OH,
-                   int64_t H, int64_t W);
-// Average backward of those windows on rows of 4 outputs: dx rows 2oh, 2oh + 1 of output rows
-// r in [r0, r1) (any r1 - r0 >= 1), dx[2oh + a, 2ow + b] = 0 + dy[oh, ow] * 0.25 (= / 4), the
-// columns past 8 zero; the caller zeroes dx rows in no window (H odd).
-void avg2x2_backward_rows4(float* dx, const float* dy, int64_t r0, int64_t r1, int64_t OH,
-                           int64_t H, int64_t W);
-// The same on rows of >= 8 outputs, one plane: dx (H, W) from dy (OH, OW), rows and columns in
-// no window zero (the last block of a row overlaps the one before it).
-void avg2x2_backward_plane(float* dx, const float* dy, int64_t H, int64_t W, int64_t OH,
-                           int64_t OW);
+template <>
+struct Z<double> {
+  static constexpr int L = 8;
+  using reg = __m512d;
+  using mask = __mmask8;
+  using ireg = __m256i;  // 8 int32 lanes
+  static reg zero() { return _mm512_setzero_pd(); }
+  static reg set1(double v) { return _mm512_set1_pd(v); }
+  static mask below(int64_t n) { return static_cast<mask>((1u << clamp_lanes(n, L)) - 1u); }
+  static reg load(mask m, const double* p) { return _mm512_maskz_loadu_pd(m, p); }
+  static reg loadu(const double* p) { return _mm512_loadu_pd(p); }
+  static void storeu(double* p, reg v) { _mm512_storeu_pd(p, v); }
+  static void store(double* p, int64_t n, reg v) {
+    if (n >= L) return _mm512_storeu_pd(p, v);
+    _mm512_mask_storeu_pd(p, below(n), v);
+  }
+  static reg add(reg a, reg b) { return _mm512_add_pd(a, b); }
+  static reg div(reg a, reg b) { return _mm512_div_pd(a, b); }
+  static reg keep(mask m, reg a) { return _mm512_maskz_mov_pd(m, a); }
+  static reg blend(mask m, reg a, reg b) { return _mm512_mask_blend_pd(m, a, b); }
+  static mask better_max(reg v, reg best) {  // (v > best) | isnan(v): the last NaN stays
+    return _mm512_cmp_pd_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
+  }
+  static mask better_min(reg v, reg best) {
+    return _mm512_cmp_pd_mask(v, best, _CMP_LT_OQ) | _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
+  }
+  static reg load_even(const double* p, int64_t n2) {
+    const reg a = n2 >= 2 * L ? loadu(p) : load(below(n2), p);
+    const reg b = n2 >= 2 * L ? loadu(p + L) : load(below(n2 - L), p + L);
+    return _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b);
+  }
+  static void interleave(reg a, reg b, reg& lo, reg& hi) {
+    lo = _mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), b);
+    hi = _mm512_permutex2var_pd(a, _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15), b);
+  }
+  static ireg iramp(int32_t base, int32_t step) {
+    return _mm256_add_epi32(_mm256_set1_epi32(base),
+                            _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                               _mm256_set1_epi32(step)));
+  }
+  static ireg iblend(mask m, ireg a, ireg b) { return _mm256_mask_blend_epi32(m, a, b); }
+  static void store_index(int64_t* p, int64_t n, ireg v) {
+    const __m512i w = _mm512_cvtepi32_epi64(v);
+    if (n >= L) return _mm512_storeu_si512(p, w);
+    _mm512_mask_storeu_epi64(p, below(n), w);
+  }
+};
 
-// ---- backward, one plane ---------------------------------------------------------------------
-// Average backward by gathering: dx[i] = 0 + sum, in ascending (oh, ow) order, of
-// dy[oh, ow] / div[oh, ow] over the windows holding i. div (OH, OW): the divisor of each window.
-// Allowed: SW == 1, or SW == 2 with KW <= 2.
+// The vectors of the generic row and plane kernels: 512-bit in this copy.
 template <typename T>
-void avg_backward_plane(T* dx, const T* dy, const T* div, const Geo& g);
+using V = Z<T>;
+#else
+// The vectors of the generic row and plane kernels: 256-bit in this copy.
+template <typename T>
+using V = Y<T>;
+#endif
 
-}  // namespace convforge::pool_avx2
+}  // namespace
+}  // namespace convforge::pool_detail::CF_ISA

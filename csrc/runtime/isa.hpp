@@ -1,5 +1,6 @@
 // The one ISA-dispatch mechanism of the CPU kernel families that have per-ISA copies: the GEMM
-// (csrc/gemm), the direct convolution kernels and the Winograd transforms (csrc/conv).
+// (csrc/gemm), the direct convolution kernels and the Winograd transforms (csrc/conv), the
+// pooling fast paths (csrc/pool).
 //
 // A family writes its kernel body once, in <family>_kernel.inc, and compiles it once per
 // instruction set: <family>.cpp (baseline x86-64), <family>_avx2.cpp and <family>_avx512.cpp

@@ -408,7 +408,7 @@ def test_thread_count_invariance(rng, dtype):
 # --------------------------------------------------------------------------- ISA fast paths
 
 def _isas():
-    """Every ISA this CPU can run: baseline (generic loops) and avx2/avx512 (pool2d_avx2.cpp)."""
+    """Every ISA this CPU can run: baseline (generic loops) and avx2/avx512 (pool_kernel.inc)."""
     found = []
     before = _core.isa()
     try:

@@ -19,8 +19,7 @@ from ._array import positive_int
 from .backends import available, set_backend, use_backend
 from .backends._autotune import autotune_enabled, set_autotune
 
-# Loads the compiled core with convforge's OpenMP wait policy and thread default: before any
-# other code can load it (the imports above do not).
+# Loads the compiled core and gives it convforge's default thread count (see _threads).
 _threads.configure()
 
 __version__ = "0.1.0"

@@ -234,12 +234,19 @@ def _sample() -> Optional[tuple]:
     return (time.monotonic(), busy_seconds(text, _watch["cpus"], tick), time.process_time())
 
 
+def configured_threads(core) -> int:
+    """The count the cpu backend uses on a quiet machine: the maximum when it follows the load,
+    else the count set."""
+    return _watch["max"] if state["dynamic"] else core.get_num_threads()
+
+
 def adapt(core) -> None:
     """Called before each cpu-backend op: at most every PERIOD seconds, sets the core's thread
     count to threads_for(the load of other processes). Cheap between samples (one clock read)."""
-    if not state["dynamic"] or time.monotonic() < _watch["next"]:
+    t = time.monotonic()
+    if not state["dynamic"] or t < _watch["next"]:
         return
-    _watch["next"] = time.monotonic() + PERIOD
+    _watch["next"] = t + PERIOD
     now, prev = _sample(), _watch["prev"]
     _watch["prev"] = now
     if now is None or prev is None:

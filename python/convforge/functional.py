@@ -25,7 +25,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import backends as _backends
-from ._array import FLOAT_DTYPES, array_module, is_cupy, positive_int
+from ._array import FLOAT_DTYPES, array_module, int64, is_cupy, positive_int
 from ._shapes import (
     checked_size,
     conv_output_size,
@@ -98,35 +98,41 @@ def _zeros(like, shape, dtype=None):
     return array_module(like).zeros(shape, like.dtype if dtype is None else dtype)
 
 
-def _unbatched(a, ndim: int) -> bool:
-    """Whether an array (or a shape) is given without its batch axis: one axis short of ndim
-    (PyTorch's unbatched (C, H, W) convention)."""
-    rank = a.ndim if hasattr(a, "ndim") else (len(a) if isinstance(a, (tuple, list)) else None)
-    return rank == ndim - 1
+def _with_batch(a, ndim: int):
+    """(a, False), or (a with a leading batch axis of 1, True) when a is given without it: an
+    array (or, for the arguments that take one, a shape tuple) one axis short of ndim, PyTorch's
+    unbatched (C, H, W) convention. None passes through."""
+    if isinstance(a, tuple):
+        return ((1,) + a, True) if len(a) == ndim - 1 else (a, False)
+    if getattr(a, "ndim", None) == ndim - 1:
+        return a[None], True
+    return a, False
 
 
-def _add_batch(a, ndim: int):
-    """`a` with a leading batch axis of 1 if it lacks one (arrays, shapes, or None)."""
-    if a is None or not _unbatched(a, ndim):
-        return a
-    return (1,) + tuple(a) if isinstance(a, (tuple, list)) else a[None]
-
-
-def _same_batching(named: dict, ndim: dict) -> bool:
-    """Whether the given arrays are unbatched; they must all agree."""
-    flags = {k: _unbatched(v, ndim[k]) for k, v in named.items() if v is not None}
-    if len(set(flags.values())) > 1:
+def _with_batch_all(named: dict, ndim: dict):
+    """_with_batch of each argument ({name: value}, None skipped); they must all agree.
+    Returns ({name: value with the batch axis}, whether they were unbatched)."""
+    out, flags = {}, set()
+    for k, v in named.items():
+        out[k], unbatched = _with_batch(v, ndim[k])
+        if v is not None:
+            flags.add(unbatched)
+    if len(flags) > 1:
         shapes = ", ".join(f"{k} {tuple(getattr(v, 'shape', v))}" for k, v in named.items()
                            if v is not None)
         raise ValueError(f"either every argument has the batch axis or none has: got {shapes}")
-    return any(flags.values())
+    return out, True in flags
 
 
 def _shape4(x, name: str) -> Tuple[int, int, int, int]:
     """A forward input given as an array or as its shape (for backward ops); N may be 0."""
-    shape = tuple(int(s) for s in (x.shape if hasattr(x, "shape") else x))
+    if hasattr(x, "shape"):
+        shape = tuple(int(s) for s in x.shape)
+    else:
+        shape = tuple(int64(s, name) for s in x)
     if len(shape) != 4 or min(shape[1:]) < 1 or shape[0] < 0:
         raise ValueError(f"{name} must be 4-D (N, C, H, W), got shape {shape}")
+    checked_size(shape, name)
     return shape  # type: ignore[return-value]
 
 
@@ -159,8 +165,8 @@ def conv2d(x, w, b=None, stride: IntPair = 1, padding: Padding = 0, dilation: In
     -> y (N, K, OH, OW) (or (K, OH, OW)). N may be 0.
     padding: int, (h, w), (top, bottom, left, right), 'valid' or 'same'.
     """
-    unbatched = _unbatched(x, 4)
-    x = _array(_add_batch(x, 4), "x", 4, "(N, C, H, W) or (C, H, W)", batch=True)
+    x, unbatched = _with_batch(x, 4)
+    x = _array(x, "x", 4, "(N, C, H, W) or (C, H, W)", batch=True)
     w = _array(w, "w", 4, "(K, C/groups, KH, KW)")
     if b is not None:
         b = _array(b, "b", 1, "(K,)")
@@ -183,9 +189,9 @@ def conv2d_backward(dy, x, w, stride: IntPair = 1, padding: Padding = 0, dilatio
                     groups: int = 1, bias: bool = True, *, backend: Optional[str] = None):
     """Gradients of conv2d: returns (dx, dw, db); db is None when bias=False. dy and x both
     with the batch axis (N may be 0: dx is empty, dw and db are zeros) or both without."""
-    unbatched = _same_batching({"dy": dy, "x": x}, {"dy": 4, "x": 4})
-    dy = _array(_add_batch(dy, 4), "dy", 4, "(N, K, OH, OW) or (K, OH, OW)", batch=True)
-    x = _array(_add_batch(x, 4), "x", 4, "(N, C, H, W) or (C, H, W)", batch=True)
+    a, unbatched = _with_batch_all({"dy": dy, "x": x}, {"dy": 4, "x": 4})
+    dy = _array(a["dy"], "dy", 4, "(N, K, OH, OW) or (K, OH, OW)", batch=True)
+    x = _array(a["x"], "x", 4, "(N, C, H, W) or (C, H, W)", batch=True)
     w = _array(w, "w", 4, "(K, C/groups, KH, KW)")
     on_gpu = _same_dtype({"dy": dy, "x": x, "w": w})
     stride, pad4, dilation, groups, (oh, ow) = _conv_args(x.shape, w.shape, stride, padding,
@@ -207,8 +213,8 @@ def im2col(x, kernel_size: IntPair, stride: IntPair = 1, padding: Padding = 0,
            dilation: IntPair = 1, *, backend: Optional[str] = None):
     """Unfold receptive fields: x (N, C, H, W) -> cols (N, C*KH*KW, OH*OW); an unbatched
     x (C, H, W) gives (C*KH*KW, OH*OW)."""
-    unbatched = _unbatched(x, 4)
-    x = _array(_add_batch(x, 4), "x", 4, "(N, C, H, W) or (C, H, W)", batch=True)
+    x, unbatched = _with_batch(x, 4)
+    x = _array(x, "x", 4, "(N, C, H, W) or (C, H, W)", batch=True)
     on_gpu = _same_dtype({"x": x})
     ks = pair(kernel_size, "kernel_size")
     stride, pad4, dilation, _, (oh, ow) = _conv_args(x.shape, (1, x.shape[1]) + ks, stride,
@@ -226,12 +232,11 @@ def col2im(cols, input_shape: Sequence[int], kernel_size: IntPair, stride: IntPa
            padding: Padding = 0, dilation: IntPair = 1, *, backend: Optional[str] = None):
     """Adjoint of im2col: folds cols (N, C*KH*KW, OH*OW) back to input_shape, summing overlaps
     (unbatched: cols (C*KH*KW, OH*OW) and input_shape (C, H, W))."""
-    unbatched = _same_batching({"cols": cols, "input_shape": input_shape},
-                               {"cols": 3, "input_shape": 4})
-    cols = _array(_add_batch(cols, 3), "cols", 3, "(N, C*KH*KW, OH*OW) or (C*KH*KW, OH*OW)",
-                  batch=True)
+    a, unbatched = _with_batch_all({"cols": cols, "input_shape": tuple(input_shape)},
+                                   {"cols": 3, "input_shape": 4})
+    cols = _array(a["cols"], "cols", 3, "(N, C*KH*KW, OH*OW) or (C*KH*KW, OH*OW)", batch=True)
     on_gpu = _same_dtype({"cols": cols})
-    shape = _shape4(_add_batch(tuple(input_shape), 4), "input_shape")
+    shape = _shape4(a["input_shape"], "input_shape")
     ks = pair(kernel_size, "kernel_size")
     stride, pad4, dilation, _, (oh, ow) = _conv_args(shape, (1, shape[1]) + ks, stride, padding,
                                                      dilation, 1)
@@ -240,7 +245,6 @@ def col2im(cols, input_shape: Sequence[int], kernel_size: IntPair, stride: IntPa
         cut = 1 if unbatched else 0
         raise ValueError(f"cols must have shape {want[cut:]} for input_shape {shape[cut:]} and "
                          f"kernel_size {ks}, got {tuple(cols.shape[cut:])}")
-    checked_size(shape, "input_shape")
     be = _backend(backend, on_gpu)
     if shape[0] == 0:
         return _zeros(cols, shape)
@@ -260,8 +264,8 @@ def _pool_args(x_shape, kernel_size, stride, padding, ceil_mode):
 
 def _pool(x, mode, kernel_size, stride, padding, ceil_mode, count_include_pad, backend):
     """(y, indices or None) of a window pooling; unbatched x gives unbatched results."""
-    unbatched = _unbatched(x, 4)
-    x = _array(_add_batch(x, 4), "x", 4, "(N, C, H, W) or (C, H, W)", batch=True)
+    x, unbatched = _with_batch(x, 4)
+    x = _array(x, "x", 4, "(N, C, H, W) or (C, H, W)", batch=True)
     on_gpu = _same_dtype({"x": x})
     ks, st, pad, out = _pool_args(x.shape, kernel_size, stride, padding, ceil_mode)
     be = _backend(backend, on_gpu)
@@ -276,10 +280,11 @@ def _pool(x, mode, kernel_size, stride, padding, ceil_mode, count_include_pad, b
 
 def _pool_backward(dy, x, mode, kernel_size, stride, padding, ceil_mode, count_include_pad,
                    indices, backend):
-    unbatched = _same_batching({"dy": dy, "x": x, "indices": indices},
-                               {"dy": 4, "x": 4, "indices": 4})
-    dy = _array(_add_batch(dy, 4), "dy", 4, "(N, C, OH, OW) or (C, OH, OW)", batch=True)
-    x, indices = _add_batch(x, 4), _add_batch(indices, 4)
+    x = x if hasattr(x, "shape") else tuple(x)   # the input array, or its shape
+    a, unbatched = _with_batch_all({"dy": dy, "x": x, "indices": indices},
+                                   {"dy": 4, "x": 4, "indices": 4})
+    dy = _array(a["dy"], "dy", 4, "(N, C, OH, OW) or (C, OH, OW)", batch=True)
+    x, indices = a["x"], a["indices"]
     # x is the forward input or only its shape; an input must match dy's dtype and kind
     on_gpu = _same_dtype({"dy": dy, "x": x if hasattr(x, "dtype") else None})
     shape = _shape4(x, "x")
@@ -381,11 +386,12 @@ def avg_pool2d_backward(dy, x, kernel_size: IntPair, stride: Optional[IntPair] =
 
 def _global(x, mode, backend):
     """(y, indices) of a global pooling: (N, C, H, W) -> (N, C), (C, H, W) -> (C,)."""
-    unbatched = _unbatched(x, 4)
-    x = _array(_add_batch(x, 4), "x", 4, "(N, C, H, W) or (C, H, W)", batch=True)
+    x, unbatched = _with_batch(x, 4)
+    x = _array(x, "x", 4, "(N, C, H, W) or (C, H, W)", batch=True)
     be = _backend(backend, _same_dtype({"x": x}))
     if x.shape[0] == 0:
-        return _zeros(x, x.shape[:2]), _zeros(x, x.shape[:2], np.int64)
+        return _zeros(x, x.shape[:2]), (None if mode == "avg" else _zeros(x, x.shape[:2],
+                                                                           np.int64))
     y, idx = be.global_pool2d(x, mode)
     if unbatched:
         return y[0], (None if idx is None else idx[0])
@@ -404,10 +410,11 @@ def global_max_pool2d(x, return_indices: bool = False, *, backend: Optional[str]
 
 
 def _global_backward(dy, x, mode, indices, backend):
-    unbatched = _same_batching({"dy": dy, "x": x, "indices": indices},
-                               {"dy": 2, "x": 4, "indices": 2})
-    dy = _array(_add_batch(dy, 2), "dy", 2, "(N, C) or (C,)", batch=True)
-    x, indices = _add_batch(x, 4), _add_batch(indices, 2)
+    x = x if hasattr(x, "shape") else tuple(x)   # the input array, or its shape
+    a, unbatched = _with_batch_all({"dy": dy, "x": x, "indices": indices},
+                                   {"dy": 2, "x": 4, "indices": 2})
+    dy = _array(a["dy"], "dy", 2, "(N, C) or (C,)", batch=True)
+    x, indices = a["x"], a["indices"]
     shape = _shape4(x, "x")
     if tuple(dy.shape) != shape[:2]:
         cut = 1 if unbatched else 0

@@ -24,10 +24,6 @@ def set_conv_exact(enabled: bool) -> None:
     _exact = bool(enabled)
 
 
-def conv_exact() -> bool:
-    return _exact
-
-
 def probe():
     from .. import _core  # noqa: F401
 
@@ -43,32 +39,33 @@ def _core():
     return _core
 
 
-def _key(direction, x_shape, w_shape, dtype, stride, padding, dilation, groups):
-    core = _core()
+def _key(core, direction, x_shape, w_shape, dtype, stride, padding, dilation, groups):
+    # the configured count, not the one the load allows now: a busy neighbour must not make
+    # autotune re-time every layer (and under noise)
     return (direction, tuple(x_shape), tuple(w_shape), str(dtype), tuple(stride), tuple(padding),
-            tuple(dilation), groups, core.get_num_threads())
+            tuple(dilation), groups, _threads.configured_threads(core))
 
 
-def _algo(direction, x_shape, w_shape, dtype, args, call):
+def _algo(core, direction, x_shape, w_shape, dtype, args, call):
     """The algorithm for one direction: "auto" unless autotuning is on (see _autotune) or the
     exact path is asked for (set_conv_exact)."""
     if _exact and direction != "weight":
         # Winograd (forward and data only) is the one algorithm whose float32 rounding error is
         # well above the GEMM path's (about 1e-5 vs 3e-7 relative): the heuristic's choice,
         # with Winograd replaced by the im2col GEMM path. Autotune is bypassed.
-        auto = _core().conv2d_algorithm(x_shape, w_shape, *args, str(dtype), direction)
+        auto = core.conv2d_algorithm(x_shape, w_shape, *args, str(dtype), direction)
         return "im2col_gemm" if auto == "winograd" else "auto"
     if not _autotune.autotune_enabled():
         return "auto"  # no key to build: this runs on every call
-    key = _key(direction, x_shape, w_shape, dtype, *args)
+    key = _key(core, direction, x_shape, w_shape, dtype, *args)
     return _autotune.pick(
-        key, lambda: _core().conv2d_algorithms(x_shape, w_shape, *args, str(dtype), direction),
+        key, lambda: core.conv2d_algorithms(x_shape, w_shape, *args, str(dtype), direction),
         call)
 
 
 def conv2d(x, w, b, stride, padding, dilation, groups):
     core, args = _core(), (stride, padding, dilation, groups)
-    algo = _algo("forward", x.shape, w.shape, x.dtype, args,
+    algo = _algo(core, "forward", x.shape, w.shape, x.dtype, args,
                  lambda a: core.conv2d_forward(x, w, b, *args, algo=a))
     return core.conv2d_forward(x, w, b, *args, algo=algo)
 
@@ -77,9 +74,9 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias):
     # dx, dw and db in one binding call (one GIL release); algorithms from the heuristic, or
     # the autotuned winners of each direction.
     core, args = _core(), (stride, padding, dilation, groups)
-    data_algo = _algo("data", x.shape, w.shape, x.dtype, args,
+    data_algo = _algo(core, "data", x.shape, w.shape, x.dtype, args,
                       lambda a: core.conv2d_backward_data(dy, w, x.shape, *args, algo=a))
-    weight_algo = _algo("weight", x.shape, w.shape, x.dtype, args,
+    weight_algo = _algo(core, "weight", x.shape, w.shape, x.dtype, args,
                         lambda a: core.conv2d_backward_weight(dy, x, w.shape, *args, bias,
                                                               algo=a))
     return core.conv2d_backward(dy, x, w, *args, bias, data_algo=data_algo,

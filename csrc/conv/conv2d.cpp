@@ -42,7 +42,7 @@
 //     double; the partials are then added in chunk order and written transposed. Tasks: chunks.
 //   winograd (3x3, stride 1, dilation 1, G == 1; forward and data): F(4x4,3x3), 36 GEMMs per
 //     chunk of tiles; see winograd.cpp (its accuracy and speed are documented there).
-//   direct_kvec (forward, any stride; weight, stride 1): direct kernels vectorised along the
+//   direct_kvec (forward and weight, any stride): direct kernels vectorised along the
 //     output channels (conv2d_direct.hpp: KvecTile, KvecDwTile). Forward: the input of one
 //     image and group zero-padded once, then tiles of NK*VL output channels x R rows x S
 //     columns in registers, one broadcast of the input per tap and position: no im2col.
@@ -58,16 +58,10 @@
 // db: each k sums dy over (n, oh, ow) in that order, in double, parallel over k.
 #include "convforge/conv2d.hpp"
 
-#include <algorithm>
-#include <cmath>
-#include <cstdlib>
-#include "convforge/conv2d.hpp"
-
 #include <stdexcept>
 #include <string>
 
 #include "algos.hpp"
-#include "convforge/checked.hpp"
 #include "convforge/winograd.hpp"
 #include "runtime/finite.hpp"
 #include "runtime/tasks.hpp"

@@ -5,7 +5,6 @@
 // transposition by channel and its (row range, channel block) tasks.
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <utility>
 #include <vector>
 

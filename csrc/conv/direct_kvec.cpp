@@ -8,7 +8,6 @@
 // chunks added in order at the end.
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "algos.hpp"
@@ -108,7 +107,8 @@ void forward_kvec(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
   });
 }
 
-// Weight gradient, stride 1 (channel-vectorised): dw[k, c, t] = sum_{n, p} dyt[n, kb, p, k]
+// Weight gradient (channel-vectorised; written for stride 1, the kernel steps the input row by
+// the stride otherwise: kvec_dw<T, SW>): dw[k, c, t] = sum_{n, p} dyt[n, kb, p, k]
 // xpad[n, c, p + offs[t]] over the valid positions p = oh*Wp + ow (ow < OW), with x zero-padded
 // to (Hp, Wp) and dy channel-last per block of KB channels at those positions (zero past Kg).
 // No im2col and no transposition of x: per (block of rows, group, channel block, input

@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #include "convforge/conv2d.hpp"
-#include "runtime/tasks.hpp"
+#include "convforge/cpu.hpp"
 
 namespace convforge {
 

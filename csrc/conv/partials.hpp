@@ -18,8 +18,8 @@ namespace convforge::conv_impl {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// scratch<T, Tag> and run_tasks: runtime/tasks.hpp (one copy per translation unit). Tags:
-constexpr int TaskTag = 0;  // per-task work buffers
+// scratch<T, Tag> and run_tasks: runtime/tasks.hpp (one copy per translation unit). Tags: the
+// default 0 for per-task work buffers, and
 constexpr int PartTag = 1;  // dw partials held by the caller while tasks run
 
 // dst (ci, Hp, Wp): row r, column s is src (ci, Hi, Wi) row r - pt, column s - pl, zero outside

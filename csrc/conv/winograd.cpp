@@ -66,9 +66,6 @@
 #include "convforge/winograd.hpp"
 
 #include <algorithm>
-#include <cstdlib>
-#include <exception>
-#include <new>
 
 #include "convforge/checked.hpp"
 #include "convforge/conv2d.hpp"

@@ -52,9 +52,9 @@ struct Y<float> {
   static reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
   static reg keep(mask m, reg a) { return _mm256_and_ps(_mm256_castsi256_ps(m), a); }
   static reg blend(mask m, reg a, reg b) { return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(m)); }
-  static mask better_max(reg v, reg best) { return better(_mm256_cmp_ps(v, best, _CMP_GT_OQ), v, best); }
-  static mask better_min(reg v, reg best) { return better(_mm256_cmp_ps(v, best, _CMP_LT_OQ), v, best); }
-  static mask better(reg cmp, reg v, reg) {  // cmp | isnan(v): the last NaN stays
+  static mask better_max(reg v, reg best) { return better(_mm256_cmp_ps(v, best, _CMP_GT_OQ), v); }
+  static mask better_min(reg v, reg best) { return better(_mm256_cmp_ps(v, best, _CMP_LT_OQ), v); }
+  static mask better(reg cmp, reg v) {  // cmp | isnan(v): the last NaN stays
     return _mm256_castps_si256(_mm256_or_ps(cmp, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
   }
   // Even elements 0, 2, .., 2L-2 of the 2L elements at p; only elements e < n2 are read.
@@ -114,9 +114,9 @@ struct Y<double> {
   static reg div(reg a, reg b) { return _mm256_div_pd(a, b); }
   static reg keep(mask m, reg a) { return _mm256_and_pd(_mm256_castsi256_pd(m), a); }
   static reg blend(mask m, reg a, reg b) { return _mm256_blendv_pd(a, b, _mm256_castsi256_pd(m)); }
-  static mask better_max(reg v, reg best) { return better(_mm256_cmp_pd(v, best, _CMP_GT_OQ), v, best); }
-  static mask better_min(reg v, reg best) { return better(_mm256_cmp_pd(v, best, _CMP_LT_OQ), v, best); }
-  static mask better(reg cmp, reg v, reg) {  // cmp | isnan(v): the last NaN stays
+  static mask better_max(reg v, reg best) { return better(_mm256_cmp_pd(v, best, _CMP_GT_OQ), v); }
+  static mask better_min(reg v, reg best) { return better(_mm256_cmp_pd(v, best, _CMP_LT_OQ), v); }
+  static mask better(reg cmp, reg v) {  // cmp | isnan(v): the last NaN stays
     return _mm256_castpd_si256(_mm256_or_pd(cmp, _mm256_cmp_pd(v, v, _CMP_UNORD_Q)));
   }
   static reg load_even(const double* p, int64_t n2) {

@@ -14,7 +14,7 @@ from types import ModuleType
 import numpy as np
 
 __all__ = ["FLOAT_DTYPES", "INT64_MAX", "array_module", "int64", "int_at_least", "is_cupy",
-           "is_int", "positive_int", "xp_of"]
+           "is_int", "on_device_of", "positive_int", "xp_of"]
 
 # The float dtypes every op takes (no silent conversion between them).
 FLOAT_DTYPES = (np.float32, np.float64)
@@ -38,6 +38,12 @@ def array_module(a) -> ModuleType:
 
         return cupy
     return np
+
+
+def on_device_of(a, host):
+    """The NumPy array `host` (e.g. a shuffling order) moved to `a`'s device when `a` is a CuPy
+    array, else `host` itself: move it once, not once per batch."""
+    return host if not is_cupy(a) else array_module(a).asarray(host)
 
 
 def xp_of(*arrays) -> ModuleType:

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from .data import DataError
+
 __all__ = ["build_parser", "main"]
 
 DATASETS = ("mnist", "fashion_mnist", "emnist_letters", "cifar10")
@@ -391,11 +393,8 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
     t0 = time.perf_counter()
     with _Interrupt() as intr:
         intr.model = model
-        try:
-            history = model.fit(train_src, None, epochs=a.epochs, validation_data=val_data,
-                                verbose=verbose, seed=a.seed, callbacks=[intr.callback()])
-        except data.DataError as e:   # a corrupt image met while streaming
-            raise CLIError(f"bad training data: {e}") from None
+        history = model.fit(train_src, None, epochs=a.epochs, validation_data=val_data,
+                            verbose=verbose, seed=a.seed, callbacks=[intr.callback()])
         train_seconds = time.perf_counter() - t0
         interrupted = intr.signum
         if interrupted is not None:   # no test evaluation: stop promptly, as asked
@@ -488,6 +487,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as e:
         print(f"convforge {a.command}: error: {e}", file=sys.stderr)
         return e.status
+    except DataError as e:   # a corrupt image met while streaming (training or test)
+        print(f"convforge {a.command}: error: bad data: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:   # Ctrl-C outside training, or twice: nothing (more) written
         print(f"convforge {a.command}: interrupted", file=sys.stderr)
         return 128 + int(signal.SIGINT)

@@ -110,7 +110,8 @@ def _read_idx_stream(f: io.BufferedReader, path: Path, source: str, sha256: str 
                                 f"expected {sha256} (corrupt or different file; pass "
                                 "verify=False to load it anyway)")
     arr = payload.view(dtype).reshape(shape)
-    return arr.astype(dtype.newbyteorder("="))  # native byte order, own writable memory
+    # native byte order: a copy only for multi-byte big-endian data (payload is our own buffer)
+    return arr.astype(dtype.newbyteorder("="), copy=False)
 
 
 def write_idx(path, array: np.ndarray) -> None:

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from .._array import array_module, positive_int
+from .._array import on_device_of, positive_int
 from ._images import IMAGE_SUFFIXES, split_class_file
 from ._paths import cache_dir, say, sha256_file
 from ._safety import (
@@ -28,6 +28,7 @@ from ._safety import (
     MAX_MEMBER_BYTES,
     READ_ERRORS,
     DataError,
+    _compression,
     atomic_output,
     corrupt,
     decode_image,
@@ -84,8 +85,8 @@ class Batches:
         n = self.x.shape[0]
         order = self.rng.permutation(n) if self.shuffle else None
         if order is not None:  # on each array's device once per epoch, not once per batch
-            ox = _on_device_of(self.x, order)
-            oy = None if self.y is None else _on_device_of(self.y, order)
+            ox = on_device_of(self.x, order)
+            oy = None if self.y is None else on_device_of(self.y, order)
         for b in range(len(self)):
             lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, n)
             if order is None:  # contiguous slices: views, copied only if cast or augmented
@@ -99,12 +100,6 @@ class Batches:
             if self.augment is not None:
                 xb = self.augment(xb, self.rng)
             yield xb, yb
-
-
-def _on_device_of(a, idx: np.ndarray):
-    """The host index array idx, moved to a's device when a is a CuPy array."""
-    xp = array_module(a)
-    return idx if xp is np else xp.asarray(idx)
 
 
 def train_val_split(x, y, val_fraction: float, seed: int | None = None):
@@ -228,9 +223,7 @@ class StreamingBatches:
         """`archive` itself when uncompressed; else a plain tar of its image members in the
         cache dir, written once. Each member's declared size is checked before it is read and
         written, and the decompressed stream is bounded (see the class docstring)."""
-        with open(archive, "rb") as f:
-            head = f.read(6)
-        if head[:2] != b"\x1f\x8b" and head[:3] != b"BZh" and head != b"\xfd7zXZ\x00":
+        if _compression(archive) is None:
             return archive
         key = sha256_file(archive)
         plain = cache_dir() / f"stream-{archive.name.split('.')[0]}-{key[:16]}.tar"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backends as _backends
-from .._array import array_module
+from .._array import array_module, on_device_of
 from .callbacks import Callback
 
 POSTFIX_SECONDS = 0.5   # fit's progress bar shows the running logs at most this often
@@ -32,12 +32,6 @@ def wants_batch_logs(cb: Callback) -> bool:
     """Whether a callback overrides on_train_batch_end (it then gets host logs every batch)."""
     return type(cb).on_train_batch_end is not Callback.on_train_batch_end or \
         "on_train_batch_end" in vars(cb)
-
-
-def index_on(a, idx):
-    """A host index array on the device of `a` (moved once, not once per batch)."""
-    xp = array_module(a)
-    return idx if xp is np else xp.asarray(idx)
 
 
 
@@ -93,7 +87,7 @@ def check_xy(x, y, what: str = "x"):
 def array_batches(x, y, batch_size: int, order=None):
     n = len(x)
     if order is not None:   # the permutation goes to each array's device once per epoch
-        ox, oy = index_on(x, order), (None if y is None else index_on(y, order))
+        ox, oy = on_device_of(x, order), (None if y is None else on_device_of(y, order))
     for s in range(0, n, batch_size):
         if order is None:
             sl = slice(s, s + batch_size)

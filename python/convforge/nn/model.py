@@ -391,11 +391,6 @@ class Model:
         running.add(self._step_values(loss, yb, out), 1)
         return running.means()
 
-    # ------------------------------------------------------------------ batching
-    _check_xy = staticmethod(check_xy)
-    _array_batches = staticmethod(array_batches)
-    _positive = staticmethod(positive_int)
-
     # ------------------------------------------------------------------ fit
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, validation_data=None,
             validation_split: float = 0.0, shuffle: bool = True,
@@ -417,8 +412,8 @@ class Model:
         verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         """
         self._require_compiled()
-        batch_size = self._positive(batch_size, "batch_size")
-        epochs = self._positive(epochs, "epochs")
+        batch_size = positive_int(batch_size, "batch_size")
+        epochs = positive_int(epochs, "epochs")
         source = is_batch_source(x)
         if source:
             if y is not None:
@@ -426,7 +421,7 @@ class Model:
             if validation_split:
                 raise ValueError("validation_split needs array data, not a batch source")
         else:
-            x, y = self._check_xy(x, y)
+            x, y = check_xy(x, y)
             self._check_device_targets(x, y)
             if not 0.0 <= validation_split < 1.0:
                 raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
@@ -460,7 +455,7 @@ class Model:
                 n_batches = len(x)
             else:
                 order = shuffle_rng.permutation(len(x)) if shuffle else None
-                batches = self._array_batches(x, y, batch_size, order)
+                batches = array_batches(x, y, batch_size, order)
                 n_batches = math.ceil(len(x) / batch_size)
             bar = bar_cls(total=n_batches, desc=f"Epoch {epoch + 1}/{epochs}")
             live_bar = getattr(bar, "shows_postfix", True)
@@ -521,9 +516,9 @@ class Model:
         else:
             if not isinstance(data, (tuple, list)) or len(data) != 2:
                 raise ValueError("validation_data must be (x, y) or a batch source")
-            x, y = self._check_xy(*data, what=what)
+            x, y = check_xy(*data, what=what)
             self._check_device_targets(x, y)
-            batches, total = self._array_batches(x, y, batch_size), math.ceil(len(x) / batch_size)
+            batches, total = array_batches(x, y, batch_size), math.ceil(len(x) / batch_size)
         bar = progress_class(verbose)(total=total, desc="evaluate")
         running = _RunningMeans(["loss"] + [name for name, _ in self.metrics])
         with inference():   # writes nothing on the layers: safe beside a fit on another thread
@@ -546,7 +541,7 @@ class Model:
         [loss, *metrics] with return_dict=False. Zero samples raise ValueError (the mean of
         nothing is undefined). Writes nothing on the model (safe beside a running fit)."""
         self._require_compiled()
-        batch_size = self._positive(batch_size, "batch_size")
+        batch_size = positive_int(batch_size, "batch_size")
         data = x if is_batch_source(x) else (x, y)
         if is_batch_source(x) and y is not None:
             raise ValueError("y must be None when x is a batch source")
@@ -564,7 +559,7 @@ class Model:
         `forward(x)` for one raw batch. x of N = 0 samples gives an empty (0, ...) array.
         Writes nothing on the model (safe beside a running fit; see the class docstring).
         """
-        batch_size = self._positive(batch_size, "batch_size")
+        batch_size = positive_int(batch_size, "batch_size")
         if self._multi_output:
             raise ValueError("predict needs a model with a single output")
         link = self.loss.link if (self.loss is not None and not raw) else None
@@ -573,7 +568,7 @@ class Model:
         else:
             if not hasattr(x, "shape"):
                 x = np.asarray(x)
-            batches = (xb for xb, _ in self._array_batches(x, None, batch_size))
+            batches = (xb for xb, _ in array_batches(x, None, batch_size))
             total = math.ceil(len(x) / batch_size)
         bar = progress_class(verbose)(total=total, desc="predict")
         outs = []

@@ -5,7 +5,7 @@
 
 For each shape and thread count: convforge._core.gemm and torch.mm on the same operands,
 interleaved call by call in one process after a warm-up, median of --reps calls each.
-GFLOP/s = 2 M N K / median time; "% peak" is against _core.fma_peak() at the same thread
+GFLOP/s = 2 M N K / median time; "% peak" is against _peak.fma_peak() at the same thread
 count (float32, or --dtype float64). Both libraries allocate their output on every call.
 --clock cpu times each call by the process's CPU time divided by the thread count instead of
 wall time: on a shared, oversubscribed machine this removes the time the threads spent
@@ -69,7 +69,7 @@ def time_pair(a, b, ta, tb, reps, clock, scale):
 def main() -> None:
     import torch
 
-    from convforge import _core
+    from convforge import _core, _peak
 
     p = argparse.ArgumentParser()
     p.add_argument("--threads", default="1,2")
@@ -85,7 +85,7 @@ def main() -> None:
         torch.set_num_threads(th)
         clock = time.perf_counter if args.clock == "wall" else time.process_time
         scale = 1 if args.clock == "wall" else 1.0 / th
-        peak = _core.fma_peak(args.dtype, 0.3, th)
+        peak = _peak.fma_peak(args.dtype, 0.3, th, isa=_core.isa())
         print(f"\nthreads {th}: FMA peak {args.dtype} {peak['gflops']:.1f} GFLOP/s "
               f"({peak['bits']}-bit, per thread {peak['gflops_per_thread']:.1f})")
         print(f"{'shape':14s} {'M':>5s} {'N':>6s} {'K':>6s} ta tb | {'cf GF/s':>8s} "

@@ -123,16 +123,13 @@ def sgemm_gflops(threads: int, n: int = 2048) -> float:
 
 
 def fma_peak_gflops(threads: int) -> Optional[float]:
-    """The machine's float32 FMA peak at `threads`, measured by convforge's microbenchmark
-    (None where the compiled core has none)."""
+    """The machine's float32 FMA peak at `threads` on the ISA the kernels use, measured by
+    convforge's microbenchmark (convforge._peak; None where it was not built)."""
     try:
-        from convforge import _core
+        from convforge import _core, _peak
     except ImportError:
         return None
-    if not hasattr(_core, "fma_peak"):
-        return None
-    convforge.set_num_threads(threads)
-    return float(_core.fma_peak("float32")["gflops"])
+    return float(_peak.fma_peak("float32", threads=threads, isa=_core.isa())["gflops"])
 
 
 def machine_line(threads: int, fma: Optional[float], sgemm: float) -> str:

@@ -207,13 +207,15 @@ def available_isas(core) -> tuple[str, ...]:
 
 @pytest.fixture
 def restore_core():
-    """Put the compiled core's ISA and thread count back after a test that changes them."""
+    """Put the compiled core's ISA, thread count and exact mode back after a test that changes
+    them."""
     from convforge import _core as core
 
-    isa, threads = core.isa(), core.get_num_threads()
+    isa, threads, exact = core.isa(), core.get_num_threads(), core.conv_exact()
     yield
     core.set_isa(isa)
     core.set_num_threads(threads)
+    core.set_conv_exact(exact)
 
 
 def randn(rng: np.random.Generator, shape, dtype=np.float64) -> np.ndarray:

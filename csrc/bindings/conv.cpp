@@ -13,13 +13,13 @@
 //   im2col(x, kernel_size, stride, padding, dilation) -> cols (N, C*KH*KW, OH*OW)
 //   col2im(cols, input_shape, kernel_size, stride, padding, dilation) -> x (N, C, H, W)
 // stride/dilation/kernel_size are (h, w), padding is (top, bottom, left, right), shapes are
-// 4-tuples. The naive direct kernels (the second reference, for tests) have the same
-// signatures under the names conv2d_forward_naive, conv2d_backward_data_naive and
-// conv2d_backward_weight_naive. For tests and diagnostics also:
+// 4-tuples. algo="naive" runs the plain loops (the second reference of the tests). For tests
+// and diagnostics also:
 //   conv2d_algorithm(x_shape, w_shape, stride, padding, dilation, groups, dtype,
-//                    direction="forward") -> str (the heuristic's choice)
+//                    direction="forward", *, x=None, w=None, dy=None) -> str (what auto runs)
 //   conv2d_algorithms(x_shape, w_shape, stride, padding, dilation, groups, dtype, direction)
 //       -> list[str] (every algorithm that applies; direction "forward" | "data" | "weight")
+//   set_conv_exact(enabled), conv_exact() -> bool: exact mode (choose_conv_algo skips Winograd)
 //   gemm(a, b, trans_a=False, trans_b=False, c=None, row_bias=None) -> op(a) op(b) [+ c] [+ bias]
 //
 // Bindings only validate (exact dtype float32/float64, C-contiguous, ndim, shapes consistent
@@ -121,7 +121,7 @@ std::optional<ConvAlgo> parse_algo(const char* fn, const std::string& name, Conv
 
 // ---------------------------------------------------------------- conv2d
 
-template <typename T, bool Naive>
+template <typename T>
 py::array forward_t(const py::array& x, const py::array& w, const std::optional<py::array>& b,
                     const ConvDims& d, std::optional<ConvAlgo> algo) {
   auto y = empty<T>({d.N, d.K, d.OH, d.OW});
@@ -129,14 +129,12 @@ py::array forward_t(const py::array& x, const py::array& w, const std::optional<
   const T *xp = ptr<T>(x), *wp = ptr<T>(w), *bp = b ? ptr<T>(*b) : nullptr;
   {
     py::gil_scoped_release nogil;
-    if (Naive) conv2d_forward_naive<T>(yp, xp, wp, bp, d);
-    else if (algo) conv2d_forward<T>(yp, xp, wp, bp, d, *algo);
+    if (algo) conv2d_forward<T>(yp, xp, wp, bp, d, *algo);
     else conv2d_forward<T>(yp, xp, wp, bp, d);
   }
   return std::move(y);
 }
 
-template <bool Naive>
 py::array conv2d_forward_py(const py::array& x, const py::array& w,
                             const std::optional<py::array>& b, const I2& stride,
                             const I4& padding, const I2& dilation, int64_t groups,
@@ -148,11 +146,11 @@ py::array conv2d_forward_py(const py::array& x, const py::array& w,
                                groups, "x", "w");
   if (b) check_shape(*b, "b", {d.K});
   const auto algo = parse_algo("conv2d_forward", algo_name, ConvDir::forward, d, f32 ? 4 : 8);
-  return f32 ? forward_t<float, Naive>(x, w, b, d, algo)
-             : forward_t<double, Naive>(x, w, b, d, algo);
+  return f32 ? forward_t<float>(x, w, b, d, algo)
+             : forward_t<double>(x, w, b, d, algo);
 }
 
-template <typename T, bool Naive>
+template <typename T>
 py::array backward_data_t(const py::array& dy, const py::array& w, const ConvDims& d,
                           std::optional<ConvAlgo> algo) {
   auto dx = empty<T>({d.N, d.C, d.H, d.W});
@@ -160,14 +158,12 @@ py::array backward_data_t(const py::array& dy, const py::array& w, const ConvDim
   const T *dyp = ptr<T>(dy), *wp = ptr<T>(w);
   {
     py::gil_scoped_release nogil;
-    if (Naive) conv2d_backward_data_naive<T>(dxp, dyp, wp, d);
-    else if (algo) conv2d_backward_data<T>(dxp, dyp, wp, d, *algo);
+    if (algo) conv2d_backward_data<T>(dxp, dyp, wp, d, *algo);
     else conv2d_backward_data<T>(dxp, dyp, wp, d);
   }
   return std::move(dx);
 }
 
-template <bool Naive>
 py::array conv2d_backward_data_py(const py::array& dy, const py::array& w, const I4& x_shape,
                                   const I2& stride, const I4& padding, const I2& dilation,
                                   int64_t groups, const std::string& algo_name) {
@@ -177,11 +173,11 @@ py::array conv2d_backward_data_py(const py::array& dy, const py::array& w, const
                                dilation, groups, "x_shape", "w");
   check_shape(dy, "dy", {d.N, d.K, d.OH, d.OW});
   const auto algo = parse_algo("conv2d_backward_data", algo_name, ConvDir::data, d, f32 ? 4 : 8);
-  return f32 ? backward_data_t<float, Naive>(dy, w, d, algo)
-             : backward_data_t<double, Naive>(dy, w, d, algo);
+  return f32 ? backward_data_t<float>(dy, w, d, algo)
+             : backward_data_t<double>(dy, w, d, algo);
 }
 
-template <typename T, bool Naive>
+template <typename T>
 py::tuple backward_weight_t(const py::array& dy, const py::array& x, const ConvDims& d,
                             bool bias, std::optional<ConvAlgo> algo) {
   auto dw = empty<T>({d.K, d.Cg(), d.KH, d.KW});
@@ -196,14 +192,12 @@ py::tuple backward_weight_t(const py::array& dy, const py::array& x, const ConvD
   const T *dyp = ptr<T>(dy), *xp = ptr<T>(x);
   {
     py::gil_scoped_release nogil;
-    if (Naive) conv2d_backward_weight_naive<T>(dwp, dbp, dyp, xp, d);
-    else if (algo) conv2d_backward_weight<T>(dwp, dbp, dyp, xp, d, *algo);
+    if (algo) conv2d_backward_weight<T>(dwp, dbp, dyp, xp, d, *algo);
     else conv2d_backward_weight<T>(dwp, dbp, dyp, xp, d);
   }
   return py::make_tuple(dw, db_obj);
 }
 
-template <bool Naive>
 py::tuple conv2d_backward_weight_py(const py::array& dy, const py::array& x, const I4& w_shape,
                                     const I2& stride, const I4& padding, const I2& dilation,
                                     int64_t groups, bool bias, const std::string& algo_name) {
@@ -214,8 +208,8 @@ py::tuple conv2d_backward_weight_py(const py::array& dy, const py::array& x, con
   check_shape(dy, "dy", {d.N, d.K, d.OH, d.OW});
   const auto algo =
       parse_algo("conv2d_backward_weight", algo_name, ConvDir::weight, d, f32 ? 4 : 8);
-  return f32 ? backward_weight_t<float, Naive>(dy, x, d, bias, algo)
-             : backward_weight_t<double, Naive>(dy, x, d, bias, algo);
+  return f32 ? backward_weight_t<float>(dy, x, d, bias, algo)
+             : backward_weight_t<double>(dy, x, d, bias, algo);
 }
 
 // dx, dw and db in one call (one GIL release): the data and the weight kernels in turn.
@@ -317,14 +311,47 @@ int64_t dtype_bytes(const std::string& dtype) {
   return dtype == "float32" ? 4 : 8;
 }
 
+template <typename T>
+ConvAlgo for_data(ConvAlgo a, ConvDir dir, const ConvDims& d, const py::array& in,
+                  const std::optional<py::array>& w) {
+  return conv_algo_for_data<T>(a, dir, d, ptr<T>(in), w ? ptr<T>(*w) : nullptr);
+}
+
+// The algorithm auto runs. Given the arrays the direction's data rule reads (forward: x and w;
+// data: dy and w; weight: x), also on that data (conv_algo_for_data: inf/NaN); without them,
+// the choice for finite data.
 std::string conv2d_algorithm_py(const I4& x_shape, const I4& w_shape, const I2& stride,
                                 const I4& padding, const I2& dilation, int64_t groups,
-                                const std::string& dtype, const std::string& direction) {
+                                const std::string& dtype, const std::string& direction,
+                                const std::optional<py::array>& x,
+                                const std::optional<py::array>& w,
+                                const std::optional<py::array>& dy) {
   const int64_t eb = dtype_bytes(dtype);
   const ConvDir dir = parse_direction(direction);
   const ConvDims d = conv_dims("conv2d_algorithm", x_shape, w_shape, stride, padding, dilation,
                                groups, "x_shape", "w_shape");
-  return conv_algo_name(choose_conv_algo(d, eb, dir));
+  const ConvAlgo chosen = choose_conv_algo(d, eb, dir);
+  if (!x && !w && !dy) return conv_algo_name(chosen);
+  const bool data = dir == ConvDir::data, needs_w = dir != ConvDir::weight;
+  const std::optional<py::array>& in = data ? dy : x;
+  const char* in_name = data ? "dy" : "x";
+  if (!in || (needs_w && !w))
+    throw py::value_error(std::string("conv2d_algorithm: the ") + conv_dir_name(dir) +
+                          " direction's data rule reads " + in_name + (needs_w ? " and w" : "") +
+                          ": give them all or no array");
+  const bool f32 = check_input(*in, in_name, 4);
+  if (f32 != (eb == 4))
+    throw py::type_error(std::string("conv2d_algorithm: ") + in_name + " has dtype " +
+                         (f32 ? "float32" : "float64") + " but dtype is '" + dtype + "'");
+  if (data) check_shape(*in, in_name, {d.N, d.K, d.OH, d.OW});
+  else check_shape(*in, in_name, {d.N, d.C, d.H, d.W});
+  if (needs_w) {
+    check_input(*w, "w", 4, &*in, in_name);
+    check_shape(*w, "w", {d.K, d.Cg(), d.KH, d.KW});
+  }
+  const ConvAlgo a = f32 ? for_data<float>(chosen, dir, d, *in, needs_w ? w : std::nullopt)
+                         : for_data<double>(chosen, dir, d, *in, needs_w ? w : std::nullopt);
+  return conv_algo_name(a);
 }
 
 std::vector<std::string> conv2d_algorithms_py(const I4& x_shape, const I4& w_shape,
@@ -389,46 +416,21 @@ void bind_conv(py::module_& m) {
       "stride (SH, SW), padding (top, bottom, left, right), dilation (DH, DW).";
   const char* algo_doc =
       " algo: 'auto' (the heuristic) or one of conv2d_algorithms(..., direction) for this problem.";
-  m.def("conv2d_forward", &conv2d_forward_py<false>, arg("x"), arg("w"), arg("b").none(true),
+  m.def("conv2d_forward", &conv2d_forward_py, arg("x"), arg("w"), arg("b").none(true),
         arg("stride"), arg("padding"), arg("dilation"), arg("groups"), py::kw_only(),
         arg("algo") = "auto", (std::string(fwd_doc) + algo_doc).c_str());
-  m.def(
-      "conv2d_forward_naive",
-      [](const py::array& x, const py::array& w, const std::optional<py::array>& b, const I2& s,
-         const I4& p, const I2& dl, int64_t g) {
-        return conv2d_forward_py<true>(x, w, b, s, p, dl, g, "auto");
-      },
-      arg("x"), arg("w"), arg("b").none(true), arg("stride"), arg("padding"), arg("dilation"),
-      arg("groups"), "conv2d_forward with the naive direct kernel (second reference).");
 
   const char* data_doc = "dx (x_shape) of conv2d given dy (N, K, OH, OW) and w.";
-  m.def("conv2d_backward_data", &conv2d_backward_data_py<false>, arg("dy"), arg("w"),
+  m.def("conv2d_backward_data", &conv2d_backward_data_py, arg("dy"), arg("w"),
         arg("x_shape"), arg("stride"), arg("padding"), arg("dilation"), arg("groups"),
         py::kw_only(), arg("algo") = "auto", (std::string(data_doc) + algo_doc).c_str());
-  m.def(
-      "conv2d_backward_data_naive",
-      [](const py::array& dy, const py::array& w, const I4& xs, const I2& s, const I4& p,
-         const I2& dl, int64_t g) {
-        return conv2d_backward_data_py<true>(dy, w, xs, s, p, dl, g, "auto");
-      },
-      arg("dy"), arg("w"), arg("x_shape"), arg("stride"), arg("padding"), arg("dilation"),
-      arg("groups"), "conv2d_backward_data with the naive direct kernel (second reference).");
 
   const char* weight_doc =
       "(dw (w_shape), db (K,) or None when bias is False) of conv2d given dy and x.";
-  m.def("conv2d_backward_weight", &conv2d_backward_weight_py<false>, arg("dy"), arg("x"),
+  m.def("conv2d_backward_weight", &conv2d_backward_weight_py, arg("dy"), arg("x"),
         arg("w_shape"), arg("stride"), arg("padding"), arg("dilation"), arg("groups"),
         arg("bias"), py::kw_only(), arg("algo") = "auto",
         (std::string(weight_doc) + algo_doc).c_str());
-  m.def(
-      "conv2d_backward_weight_naive",
-      [](const py::array& dy, const py::array& x, const I4& ws, const I2& s, const I4& p,
-         const I2& dl, int64_t g, bool bias) {
-        return conv2d_backward_weight_py<true>(dy, x, ws, s, p, dl, g, bias, "auto");
-      },
-      arg("dy"), arg("x"), arg("w_shape"), arg("stride"), arg("padding"), arg("dilation"),
-      arg("groups"), arg("bias"),
-      "conv2d_backward_weight with the naive direct kernel (second reference).");
   m.def("conv2d_backward", &conv2d_backward_py, arg("dy"), arg("x"), arg("w"), arg("stride"),
         arg("padding"), arg("dilation"), arg("groups"), arg("bias"), py::kw_only(),
         arg("data_algo") = "auto", arg("weight_algo") = "auto",
@@ -443,9 +445,15 @@ void bind_conv(py::module_& m) {
 
   m.def("conv2d_algorithm", &conv2d_algorithm_py, arg("x_shape"), arg("w_shape"), arg("stride"),
         arg("padding"), arg("dilation"), arg("groups"), arg("dtype") = "float32",
-        arg("direction") = "forward",
-        "Name of the algorithm the heuristic picks for this problem and direction "
-        "('forward' | 'data' | 'weight'; data: auto also avoids direct_small for non-finite w).");
+        arg("direction") = "forward", py::kw_only(), arg("x") = py::none(), arg("w") = py::none(),
+        arg("dy") = py::none(),
+        "Name of the algorithm algo='auto' runs for this problem and direction ('forward' | "
+        "'data' | 'weight'). With the arrays the direction reads (forward: x, w; data: dy, w; "
+        "weight: x), on that data (an inf/NaN can move Winograd and direct_small to the exact "
+        "im2col path); without them, for finite data.");
+  m.def("set_conv_exact", &set_conv_exact, arg("enabled"),
+        "Exact mode: the heuristic never picks Winograd (float32 keeps the GEMM paths' error).");
+  m.def("conv_exact", &conv_exact, "Whether exact mode (set_conv_exact) is on.");
   m.def("conv2d_algorithms", &conv2d_algorithms_py, arg("x_shape"), arg("w_shape"),
         arg("stride"), arg("padding"), arg("dilation"), arg("groups"), arg("dtype"),
         arg("direction"),

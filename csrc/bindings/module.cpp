@@ -9,8 +9,6 @@ namespace py = pybind11;
 namespace convforge::bind {
 void bind_conv(py::module_& m);    // bindings/conv.cpp: conv2d forward/backward, im2col/col2im
 void bind_pool(py::module_& m);    // bindings/pool.cpp: pooling forward/backward
-void bind_peak(py::module_& m);    // bindings/peak.cpp: FMA peak microbenchmark
-void bind_winograd(py::module_& m);  // bindings/winograd.cpp: Winograd F(4x4,3x3) (tests)
 }  // namespace convforge::bind
 
 #ifndef CONVFORGE_VERSION
@@ -45,6 +43,4 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("n"));
   bind::bind_conv(m);
   bind::bind_pool(m);
-  bind::bind_peak(m);
-  bind::bind_winograd(m);
 }

@@ -22,6 +22,13 @@ Mode parse_mode(const std::string& mode, bool global) {
                         mode + "'");
 }
 
+// algo= of pool2d_forward / pool2d_backward: true for "naive" (the plain loops).
+bool parse_pool_algo(const std::string& algo) {
+  if (algo == "auto") return false;
+  if (algo == "naive") return true;
+  throw py::value_error("algo must be 'auto' or 'naive', got '" + algo + "'");
+}
+
 std::string pair_str(const I2& v) {
   return "(" + std::to_string(v[0]) + ", " + std::to_string(v[1]) + ")";
 }
@@ -220,49 +227,29 @@ void bind_pool(py::module_& m) {
   m.def(
       "pool2d_forward",
       [](const py::array& x, const std::string& mode, const I2& kernel_size, const I2& stride,
-         const I2& padding, const I2& out_size, bool count_include_pad) {
+         const I2& padding, const I2& out_size, bool count_include_pad, const std::string& algo) {
         return pool2d_forward(x, mode, kernel_size, stride, padding, out_size,
-                              count_include_pad, false);
+                              count_include_pad, parse_pool_algo(algo));
       },
       py::arg("x"), py::arg("mode"), py::arg("kernel_size"), py::arg("stride"),
-      py::arg("padding"), py::arg("out_size"), py::arg("count_include_pad"),
+      py::arg("padding"), py::arg("out_size"), py::arg("count_include_pad"), py::kw_only(),
+      py::arg("algo") = "auto",
       "x (N, C, H, W), mode 'max'|'min'|'avg' -> (y (N, C, OH, OW), indices int64 "
-      "(N, C, OH, OW) = ih*W + iw, or None for 'avg').");
+      "(N, C, OH, OW) = ih*W + iw, or None for 'avg'). algo: 'auto' (the vectorised kernels) or "
+      "'naive' (plain loops; bit-identical).");
   m.def(
       "pool2d_backward",
       [](const py::array& dy, const py::object& indices, const I4& input_shape,
          const std::string& mode, const I2& kernel_size, const I2& stride, const I2& padding,
-         bool count_include_pad) {
+         bool count_include_pad, const std::string& algo) {
         return pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding,
-                               count_include_pad, false);
+                               count_include_pad, parse_pool_algo(algo));
       },
       py::arg("dy"), py::arg("indices"), py::arg("input_shape"), py::arg("mode"),
       py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
-      py::arg("count_include_pad"),
+      py::arg("count_include_pad"), py::kw_only(), py::arg("algo") = "auto",
       "dy (N, C, OH, OW), indices (N, C, OH, OW) int64 for 'max'/'min' (ignored for 'avg') "
-      "-> dx (N, C, H, W).");
-  m.def(
-      "_pool2d_forward_naive",
-      [](const py::array& x, const std::string& mode, const I2& kernel_size, const I2& stride,
-         const I2& padding, const I2& out_size, bool count_include_pad) {
-        return pool2d_forward(x, mode, kernel_size, stride, padding, out_size,
-                              count_include_pad, true);
-      },
-      py::arg("x"), py::arg("mode"), py::arg("kernel_size"), py::arg("stride"),
-      py::arg("padding"), py::arg("out_size"), py::arg("count_include_pad"),
-      "pool2d_forward through the naive kernels (tests: second reference, bit-identical).");
-  m.def(
-      "_pool2d_backward_naive",
-      [](const py::array& dy, const py::object& indices, const I4& input_shape,
-         const std::string& mode, const I2& kernel_size, const I2& stride, const I2& padding,
-         bool count_include_pad) {
-        return pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding,
-                               count_include_pad, true);
-      },
-      py::arg("dy"), py::arg("indices"), py::arg("input_shape"), py::arg("mode"),
-      py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
-      py::arg("count_include_pad"),
-      "pool2d_backward through the naive kernels (tests: second reference, bit-identical).");
+      "-> dx (N, C, H, W). algo: 'auto' or 'naive', as pool2d_forward.");
   m.def(
       "global_pool2d_forward",
       [](const py::array& x, const std::string& mode) {

@@ -10,11 +10,9 @@
 // with x read as zero in the padding. dx, dw, db are its gradients given dy.
 // Every kernel OVERWRITES its outputs.
 //
-// Algorithms (choose_conv_algo() in select.cpp picks one from the shapes alone, and the binding
-// conv2d_algorithm reports that choice; but the data can still overrule it: direct_small gives
-// way to conv_exact_algo() when w (backward data) or x (backward weight) holds an inf or NaN, in
-// conv2d_backward_data / _weight below, and winograd does the same when x/dy or w does, in
-// winograd.cpp; so a call can run another algorithm than the one reported):
+// Algorithms (select.cpp decides: choose_conv_algo() from the shapes, then conv_algo_for_data()
+// moves winograd and direct_small to the exact path on inf/NaN inputs; the binding
+// conv2d_algorithm reports the same decision):
 //   im2col_gemm: per image, unfold a block of cols (R = Cg*KH*KW rows per group, L = OH*OW
 //     columns) into a thread-local buffer and run the blocked GEMM (gemm.hpp):
 //       forward   y_n,g (Kg, L) = W_g (Kg, R) cols_n,g (R, L) + b      tasks: (n, column block)
@@ -62,8 +60,7 @@
 #include <string>
 
 #include "algos.hpp"
-#include "convforge/winograd.hpp"
-#include "runtime/finite.hpp"
+#include "winograd.hpp"
 #include "runtime/tasks.hpp"
 #include "select.hpp"
 
@@ -104,7 +101,7 @@ void require_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_by
 template <typename T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d, ConvAlgo algo) {
   require_applies(algo, ConvDir::forward, d, sizeof(T));
-  switch (algo) {
+  switch (conv_algo_for_data(algo, ConvDir::forward, d, x, w)) {
     case ConvAlgo::naive: conv2d_forward_naive(y, x, w, b, d); break;
     case ConvAlgo::direct_depthwise: forward_depthwise(y, x, w, b, d); break;
     case ConvAlgo::gemm_pointwise: forward_gemm(y, x, w, b, d, true); break;
@@ -124,11 +121,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d)
 template <typename T>
 void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d, ConvAlgo algo) {
   require_applies(algo, ConvDir::data, d, sizeof(T));
-  // direct_small multiplies dy's zero padding by w: with an inf/NaN weight it would put NaN
-  // where the exact computation has none. (Winograd checks its inputs itself: winograd.cpp.)
-  if (algo == ConvAlgo::direct_small && !all_finite(w, d.K * d.Cg() * d.KH * d.KW))
-    algo = conv_exact_algo(d, sizeof(T), ConvDir::data);
-  switch (algo) {
+  switch (conv_algo_for_data(algo, ConvDir::data, d, dy, w)) {
     case ConvAlgo::naive: conv2d_backward_data_naive(dx, dy, w, d); break;
     case ConvAlgo::direct_depthwise: backward_data_depthwise(dx, dy, w, d); break;
     case ConvAlgo::gemm_pointwise: backward_data_gemm(dx, dy, w, d, true); break;
@@ -149,11 +142,7 @@ template <typename T>
 void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d,
                             ConvAlgo algo) {
   require_applies(algo, ConvDir::weight, d, sizeof(T));
-  // direct_small multiplies x's junk columns by zeros of dy: with an inf/NaN in x it would
-  // spread NaN over dw where the exact computation has none.
-  if (algo == ConvAlgo::direct_small && !all_finite(x, d.N * d.C * d.H * d.W))
-    algo = conv_exact_algo(d, sizeof(T), ConvDir::weight);
-  switch (algo) {
+  switch (conv_algo_for_data(algo, ConvDir::weight, d, x, static_cast<const T*>(nullptr))) {
     case ConvAlgo::naive: conv2d_backward_weight_naive(dw, db, dy, x, d); return;
     case ConvAlgo::direct_depthwise: backward_weight_depthwise(dw, dy, x, d); break;
     case ConvAlgo::gemm_pointwise: backward_weight_gemm(dw, dy, x, d, true); break;

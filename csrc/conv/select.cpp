@@ -1,17 +1,20 @@
-// The conv2d algorithm choice: choose_conv_algo() (the heuristic), conv_algo_applies() (which
-// algorithms can run a problem), conv_exact_algo(), the algorithm and direction names, and the
-// constants only the heuristic reads. The block-size constants the algorithm files share with
-// it are in select.hpp. Everything here depends on the shapes and the CPU's ISA only, never on
-// the data or the thread count (data-dependent fallbacks: conv2d.cpp, winograd.cpp).
+// The conv2d algorithm choice, all of it: choose_conv_algo() (the heuristic, from the shapes, the
+// CPU's ISA and the exact-mode switch), conv_algo_for_data() (the one data-dependent rule: inf or
+// NaN inputs move winograd and direct_small to the exact path), conv_algo_applies() (which
+// algorithms can run a problem), the algorithm and direction names, and the constants only the
+// heuristic reads. The block-size constants the algorithm files share with it are in
+// select.hpp. Nothing here depends on the thread count.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #include "conv2d_direct.hpp"
 #include "convforge/checked.hpp"
 #include "convforge/conv2d.hpp"
 #include "convforge/cpu.hpp"
-#include "convforge/winograd.hpp"
+#include "winograd.hpp"
 #include "partials.hpp"
+#include "runtime/finite.hpp"
 #include "select.hpp"
 
 namespace convforge {
@@ -32,6 +35,8 @@ using namespace conv_impl;  // NOLINT(build/namespaces): the shared constants an
 constexpr int64_t kMaxBlockBytes = int64_t(1) << 30; // smallest block above this: naive
 constexpr int64_t kDirectMaxChannels = 16;           // direct_small picked up to this many Ci
 constexpr int64_t kDirectLimitChannels = 64;         // direct_small applies up to this many Ci
+
+std::atomic<bool> g_exact{false};  // set_conv_exact
 
 // Smallest blocks the im2col path needs: forward (C*KH*KW, kMinCols), data (KH*KW, OH*OW).
 // Sizes in checked arithmetic (checked.hpp): an overflowing size does not fit.
@@ -173,10 +178,7 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
 //   forward, strided, at most kDirectMaxChannels input channels per group: direct_kvec
 //     (faster than im2col_gemm on 7x7/2 on RGB at 224 px with AVX-512 and AVX2);
 //   im2col_gemm otherwise, naive when even one im2col block would be too big.
-// Data-dependent exceptions (in the dispatchers of conv2d.cpp): direct_small multiplies dy's zero
-// padding by w (data) and the junk columns of x by dy's zero columns (weight), so with a
-// non-finite weight (data) or input (weight) the auto choice falls back to the im2col paths
-// (direct_kvec sums only valid positions: exact).
+// Exact mode (set_conv_exact) skips winograd. Data-dependent exceptions: conv_algo_for_data below.
 ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir) {
   if (d.Cg() == 1 && d.G > 1) return ConvAlgo::direct_depthwise;
   if (is_pointwise(d)) {
@@ -199,7 +201,7 @@ ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir) {
     return ConvAlgo::direct_small;
   }
   if (dir == ConvDir::weight && d.N >= 2) return ConvAlgo::im2col_gemm_batch;
-  if (dir != ConvDir::weight && winograd_preferred(d, elem_bytes))  // rule: winograd.cpp
+  if (dir != ConvDir::weight && !conv_exact() && winograd_preferred(d, elem_bytes))  // winograd.cpp
     return ConvAlgo::winograd;
   // Strided layers on few input channels (a 7x7/2 first layer on RGB): the im2col matrix
   // (C*KH*KW rows of OH*OW) costs more than the GEMM it feeds.
@@ -233,11 +235,30 @@ const char* conv_dir_name(ConvDir dir) {
   }
 }
 
-// The exact path (im2col GEMM, naive when an im2col block would not fit) that replaces an
-// algorithm which would change which outputs are non-finite (see the dispatchers in conv2d.cpp).
-ConvAlgo conv_exact_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir) {
-  if (!im2col_fits(d, elem_bytes)) return ConvAlgo::naive;
+void set_conv_exact(bool enabled) { g_exact.store(enabled, std::memory_order_relaxed); }
+bool conv_exact() { return g_exact.load(std::memory_order_relaxed); }
+
+// Winograd's transforms mix every input of a 6x6 patch into all 16 outputs of its tile, so one
+// inf/NaN in x/dy or w reaches outputs the exact computation leaves finite. direct_small
+// multiplies dy's zero padding by w (data) and x's junk columns by dy's zero columns (weight): an
+// inf/NaN in w (data) or x (weight) makes NaN there. Every other algorithm sums exactly the
+// reference's products (direct_kvec reads only valid positions). The exact path replacing them:
+// the im2col GEMM, naive when an im2col block would not fit.
+template <typename T>
+ConvAlgo conv_algo_for_data(ConvAlgo a, ConvDir dir, const ConvDims& d, const T* in, const T* w) {
+  const bool wg = a == ConvAlgo::winograd, ds = a == ConvAlgo::direct_small;
+  if (!wg && !ds) return a;
+  const int64_t in_size = dir == ConvDir::data ? d.N * d.K * d.OH * d.OW : d.N * d.C * d.H * d.W;
+  const int64_t w_size = d.K * d.Cg() * d.KH * d.KW;
+  const bool check_in = wg || dir == ConvDir::weight, check_w = wg || dir == ConvDir::data;
+  if ((!check_in || all_finite(in, in_size)) && (!check_w || all_finite(w, w_size))) return a;
+  if (!im2col_fits(d, sizeof(T))) return ConvAlgo::naive;
   return dir == ConvDir::weight && d.N >= 2 ? ConvAlgo::im2col_gemm_batch : ConvAlgo::im2col_gemm;
 }
+
+template ConvAlgo conv_algo_for_data<float>(ConvAlgo, ConvDir, const ConvDims&, const float*,
+                                            const float*);
+template ConvAlgo conv_algo_for_data<double>(ConvAlgo, ConvDir, const ConvDims&, const double*,
+                                             const double*);
 
 }  // namespace convforge

@@ -44,10 +44,9 @@
 // (U 75 MB) is over the cap: not applicable, im2col GEMM runs it.
 //
 // Non-finite values: a NaN/inf anywhere in a 6x6 patch would reach every output of the 4x4
-// tile (the transforms mix the patch), unlike direct convolution. So both public kernels first
-// scan their inputs (all_finite, finite.hpp: a read of x/dy and w, small next to the
-// transforms) and run the exact path (conv_exact_algo: im2col GEMM) when any is inf or NaN:
-// the non-finite outputs are then exactly the reference's, forced, autotuned or auto.
+// tile (the transforms mix the patch), unlike direct convolution. So the dispatch never calls
+// these kernels on such inputs: conv_algo_for_data() (select.cpp) scans x/dy and w (a read,
+// small next to the transforms) and runs the exact path instead, forced, autotuned or auto.
 //
 // Accuracy (float32, He-scaled weights, normal x; max |err| vs the float64 reference divided by
 // max |reference|; AVX2 machine): Winograd forward / backward data vs the im2col GEMM path
@@ -63,7 +62,7 @@
 // transform (36*C*K values, written and re-read: about memory bound, and with big weights as
 // costly as the tiles themselves): winograd_preferred() keeps layers of fewer than 16 tiles and
 // big weights on im2col GEMM.
-#include "convforge/winograd.hpp"
+#include "winograd.hpp"
 
 #include <algorithm>
 
@@ -71,7 +70,6 @@
 #include "convforge/conv2d.hpp"
 #include "convforge/cpu.hpp"
 #include "convforge/gemm.hpp"
-#include "runtime/finite.hpp"
 #include "runtime/isa.hpp"
 #include "runtime/tasks.hpp"
 
@@ -218,10 +216,6 @@ bool winograd_preferred(const ConvDims& d, int64_t elem_bytes) {
 
 template <typename T>
 void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
-  if (!all_finite(x, d.N * d.C * d.H * d.W) || !all_finite(w, d.K * d.C * 9)) {
-    conv2d_forward(y, x, w, b, d, conv_exact_algo(d, sizeof(T), ConvDir::forward));
-    return;
-  }
   const WgDims s{d.N, d.C, d.H, d.W, d.K, d.OH, d.OW, d.PH, d.PW, ceil_div(d.OH, 4),
                  ceil_div(d.OW, 4)};
   const int64_t ld_u = matrix_stride(d.K * d.C);
@@ -232,10 +226,6 @@ void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* b, const Con
 
 template <typename T>
 void winograd_conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d) {
-  if (!all_finite(dy, d.N * d.K * d.OH * d.OW) || !all_finite(w, d.K * d.C * 9)) {
-    conv2d_backward_data(dx, dy, w, d, conv_exact_algo(d, sizeof(T), ConvDir::data));
-    return;
-  }
   // dx (N, C, H, W) = correlation of dy (N, K, OH, OW) with rot180(w) (C, K, 3, 3), top/left
   // padding 2 - PH / 2 - PW; the output size H x W fixes the bottom/right padding.
   const WgDims s{d.N, d.K, d.OH, d.OW, d.C, d.H, d.W, 2 - d.PH, 2 - d.PW, ceil_div(d.H, 4),

@@ -17,7 +17,7 @@
 #endif
 
 #include "convforge/cpu.hpp"
-#include "convforge/peak.hpp"
+#include "peak.hpp"
 #include "peak_chains.hpp"
 
 namespace convforge {

@@ -25,6 +25,8 @@ import os
 import time
 from typing import Callable, Mapping, Optional
 
+from . import _env
+
 # What configure() found, for convforge.info(); numba_omp_inherited: set in a fork() child whose
 # parent had started numba's GNU OpenMP threading layer (read by backends/numba.py); dynamic:
 # whether the cpu backend's thread count follows the load (see adapt()).
@@ -158,19 +160,16 @@ def default_num_threads(environ: Optional[Mapping[str, str]] = None,
 
 def configure(environ: Optional[Mapping[str, str]] = None) -> None:
     """Load the compiled core and give it the default thread count (OpenMP's own default
-    ignores the cgroup quota); decide whether the count follows the load. Never raises: a core
+    ignores the cgroup quota) and CONVFORGE_CONV_EXACT; decide whether the count follows the
+    load. Never raises: a core
     that does not load is reported by convforge.backends.unavailable_reason('cpu')."""
     environ = os.environ if environ is None else environ
     user_wait = [f"{k}={environ[k]}" for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
                  if k in environ]
     state["wait_policy"] = " ".join(user_wait) or "runtime default"
     state["default_num_threads"] = default_num_threads(environ)
-    flag = environ.get("CONVFORGE_DYNAMIC_THREADS", "").strip().lower()
-    if flag in ("0", "false", "no", "off"):
-        dynamic = False
-    elif flag in ("1", "true", "yes", "on"):
-        dynamic = True
-    else:
+    dynamic = _env.flag("CONVFORGE_DYNAMIC_THREADS", environ)
+    if dynamic is None:
         dynamic = _env_count(environ, "OMP_NUM_THREADS") is None
     try:
         from . import _core
@@ -178,6 +177,7 @@ def configure(environ: Optional[Mapping[str, str]] = None) -> None:
         return
     _core.set_num_threads(state["default_num_threads"])
     set_dynamic(dynamic, state["default_num_threads"])
+    _core.set_conv_exact(bool(_env.flag("CONVFORGE_CONV_EXACT", environ)))
 
 
 # --------------------------------------------------------------------------- contention

@@ -81,10 +81,8 @@ def test_algo_errors():
         core.conv2d_backward(dy, x, w, *args, True, weight_algo="gemm_pointwise")
     with pytest.raises(ValueError, match=r"conv2d_backward \(data_algo\): unknown algorithm"):
         core.conv2d_backward(dy, x, w, *args, True, data_algo="")
-    with pytest.raises(TypeError):  # algo is keyword-only, and the naive bindings take none
+    with pytest.raises(TypeError):  # algo is keyword-only
         core.conv2d_forward(x, w, None, *args, "naive")
-    with pytest.raises(TypeError):
-        core.conv2d_forward_naive(x, w, None, *args, algo="naive")
     with pytest.raises(ValueError, match="direction must be 'forward', 'data' or 'weight'"):
         core.conv2d_algorithms(x.shape, w.shape, *args, "float32", "backward")
     with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):

@@ -1,6 +1,6 @@
 """The compiled conv core (convforge._core) against the float64 reference, binding by binding.
 
-Every conv binding (fast and naive) and im2col/col2im are compared element-wise to
+Every conv binding (algo "auto" and "naive") and im2col/col2im are compared element-wise to
 convforge.backends.reference on a grid of shapes, in float32 and float64, on every ISA path this
 CPU has (baseline / avx2 / avx512 via _core.set_isa). Also: bit-identical results for 1 and 2
 OpenMP threads, exact results for integer-valued inputs, NaN/inf placement. The bindings'
@@ -8,6 +8,8 @@ argument checks: test_core_errors.py; the GEMM: test_gemm.py.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import pytest
@@ -82,9 +84,11 @@ def make_problem(rng, case, dtype):
 
 
 def conv_bindings(naive):
-    sfx = "_naive" if naive else ""
-    return (getattr(core, "conv2d_forward" + sfx), getattr(core, "conv2d_backward_data" + sfx),
-            getattr(core, "conv2d_backward_weight" + sfx))
+    """The three conv bindings, running algo="naive" (the plain loops) or "auto"."""
+    algo = "naive" if naive else "auto"
+    return (functools.partial(core.conv2d_forward, algo=algo),
+            functools.partial(core.conv2d_backward_data, algo=algo),
+            functools.partial(core.conv2d_backward_weight, algo=algo))
 
 
 def check_conv(case, dtype, x, w, b, dy, naive):

@@ -108,7 +108,7 @@ def test_maxmin_forward_backward_grid(rng, dtype, mode):
             y_ref, idx_ref = ref.pool2d(x, mode, *cfg[:3], cfg[3], False)
             assert_exact(y, y_ref, what + " y")
             assert_exact(idx, idx_ref, what + " indices")
-            y_n, idx_n = _core._pool2d_forward_naive(x, mode, *cfg, False)
+            y_n, idx_n = _core.pool2d_forward(x, mode, *cfg, False, algo="naive")
             assert_exact(y, y_n, what + " y vs naive")
             assert_exact(idx, idx_n, what + " indices vs naive")
 
@@ -130,14 +130,14 @@ def test_avg_forward_backward_grid(rng, dtype, cip):
             assert idx is None
             y_ref, _ = ref.pool2d(x, "avg", *cfg[:3], cfg[3], cip)
             assert_close_rel(y, y_ref, ks[0] * ks[1], what + " y")
-            y_n, _ = _core._pool2d_forward_naive(x, "avg", *cfg, cip)
+            y_n, _ = _core.pool2d_forward(x, "avg", *cfg, cip, algo="naive")
             assert_exact(y, y_n, what + " y vs naive")
 
             dy = rng.standard_normal(y.shape).astype(dtype)
             dx = _backward(dy, None, shape, "avg", cfg, cip)
             dx_ref = ref.pool2d_backward(dy, None, shape, "avg", *cfg[:3], cip)
             assert_close_rel(dx, dx_ref, overlap(ks, st), what + " dx")
-            dx_n = _core._pool2d_backward_naive(dy, None, shape, "avg", *cfg[:3], cip)
+            dx_n = _core.pool2d_backward(dy, None, shape, "avg", *cfg[:3], cip, algo="naive")
             assert_exact(dx, dx_n, what + " dx vs naive")
 
 
@@ -485,14 +485,14 @@ def test_fast_paths_avg_against_reference_and_naive(rng, isa, dtype):
                 y, _ = _forward(x, "avg", cfg, cip)
                 assert_close_rel(y, ref.pool2d(x, "avg", *cfg[:3], cfg[3], cip)[0], ks[0] * ks[1],
                              what + " y")
-                assert_exact(y, _core._pool2d_forward_naive(x, "avg", *cfg, cip)[0],
+                assert_exact(y, _core.pool2d_forward(x, "avg", *cfg, cip, algo="naive")[0],
                              what + " y vs naive")
                 dy = rng.standard_normal(y.shape).astype(dtype)
                 dx = _backward(dy, None, shape, "avg", cfg, cip)
                 assert_close_rel(dx, ref.pool2d_backward(dy, None, shape, "avg", *cfg[:3], cip),
                              overlap(ks, st), what + " dx")
-                assert_exact(dx, _core._pool2d_backward_naive(dy, None, shape, "avg", *cfg[:3],
-                                                              cip), what + " dx vs naive")
+                naive = _core.pool2d_backward(dy, None, shape, "avg", *cfg[:3], cip, algo="naive")
+                assert_exact(dx, naive, what + " dx vs naive")
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 4, 16), (3, 2, 7, 21), (1, 5, 28, 28), (2, 2, 6, 39),
@@ -509,7 +509,7 @@ def test_2x2_stride2_plane_kernels_match_naive(rng, isa, shape):
     cfg = ((2, 2), (2, 2), (0, 0), out)
     for mode in ("max", "min", "avg"):
         y, idx = _forward(x, mode, cfg, True)
-        y_n, idx_n = _core._pool2d_forward_naive(x, mode, *cfg, True)
+        y_n, idx_n = _core.pool2d_forward(x, mode, *cfg, True, algo="naive")
         assert_exact(y, y_n, f"{isa} {mode} {shape} y vs naive")
         if idx is not None:
             assert_exact(idx, idx_n, f"{isa} {mode} {shape} indices vs naive")
@@ -518,7 +518,7 @@ def test_2x2_stride2_plane_kernels_match_naive(rng, isa, shape):
     dy[rng.random(dy.shape) < 0.2] = -0.0
     dy[rng.random(dy.shape) < 0.05] = np.inf
     dx = _backward(dy, None, shape, "avg", cfg, True)
-    assert_exact(dx, _core._pool2d_backward_naive(dy, None, shape, "avg", *cfg[:3], True),
+    assert_exact(dx, _core.pool2d_backward(dy, None, shape, "avg", *cfg[:3], True, algo="naive"),
                  f"{isa} avg {shape} dx vs naive")
 
 

@@ -1,10 +1,9 @@
-"""The compiled GEMM (convforge._core.gemm) and the FMA peak microbenchmark (_core.fma_peak).
+"""The compiled GEMM (convforge._core.gemm).
 
 gemm against NumPy in float64 on a grid of M, N, K around every ISA's register tile (MR, NR) and
 depth slice (KC), large enough for several row / column / depth blocks, for every transpose
 combination, with accumulate (c) and row_bias, in float32 and float64, on every ISA this CPU
-has. Bit-identical results for 1, 2 and 3 threads. fma_peak: documented keys, positive finite
-rates, argument checks.
+has. Bit-identical results for 1, 2 and 3 threads.
 
 Blocking of each ISA copy (csrc/gemm/gemm_*.cpp): register tile MR x NR (float / double), depth
 slice at most KC (balanced: ceil(K / KC) equal slices), row block MC, column block NC:
@@ -14,8 +13,6 @@ slice at most KC (balanced: ceil(K / KC) equal slices), row block MC, column blo
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -174,48 +171,6 @@ def test_gemm_isa_copies_agree(rng, restore_core):
         outs[isa] = core.gemm(a, b)
     for isa, out in outs.items():
         np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-11, err_msg=isa)
-
-
-# ----------------------------------------------------------------------------- fma_peak
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_fma_peak_keys_and_values(restore_core, dtype):
-    core.set_num_threads(2)
-    r = core.fma_peak(dtype, 0.02)
-    assert r["dtype"] == dtype
-    assert r["isa"] == core.isa()
-    assert r["threads"] == 2
-    assert r["fma"] is (r["isa"] != "baseline")
-    widths = {"baseline": [128], "avx2": [256], "avx512": [512, 256]}[r["isa"]]
-    rates = [r[f"gflops_{w}"] for w in widths]
-    for x in rates + [r["gflops"], r["gflops_per_thread"], r["gflops_median"]] + r["per_thread"]:
-        assert math.isfinite(x) and x > 0, r
-    assert len(r["per_thread"]) == 2
-    assert r["bits"] in widths
-    assert r["gflops"] == max(rates) == r[f"gflops_{r['bits']}"]
-    assert r["gflops"] == pytest.approx(sum(r["per_thread"]))
-    assert r["gflops_per_thread"] == pytest.approx(r["gflops"] / 2)
-    assert r["gflops_median"] <= r["gflops"] * (1 + 1e-12)
-
-
-def test_fma_peak_every_isa_and_dtype_ratio(restore_core):
-    """Per ISA: positive rates; float32 lanes are twice float64's (tolerant: a busy machine)."""
-    for isa in AVAILABLE_ISAS:
-        core.set_isa(isa)
-        f32 = core.fma_peak("float32", 0.05, threads=1)
-        f64 = core.fma_peak("float64", 0.05, threads=1)
-        assert f32["isa"] == f64["isa"] == isa and f32["threads"] == 1
-        assert f32["gflops"] > 0 and f64["gflops"] > 0
-        assert 1.3 < f32["gflops"] / f64["gflops"] < 3.0, (isa, f32, f64)
-
-
-def test_fma_peak_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="dtype"):
-        core.fma_peak("float16")
-    with pytest.raises(ValueError, match="seconds"):
-        core.fma_peak("float32", 0.0)
-    with pytest.raises(ValueError, match="threads"):
-        core.fma_peak("float32", 0.01, threads=0)
 
 
 # ----------------------------------------------------- the AVX-512 copy without AVX-512

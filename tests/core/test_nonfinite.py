@@ -5,6 +5,10 @@ Max / min pooling windows with several NaNs return the index PyTorch returns (th
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -28,13 +32,6 @@ CASES = {
 PREDS = (np.isnan, np.isposinf, np.isneginf)
 
 
-@pytest.fixture
-def restore_isa():
-    isa = core.isa()
-    yield
-    core.set_isa(isa)
-
-
 def _problem(case, dtype, where):
     xs, ws, stride, pad, dil, _ = case
     rng = np.random.default_rng(11)
@@ -48,7 +45,7 @@ def _problem(case, dtype, where):
         x[0, 0, 0, 1], x[-1, -1, -2, -1] = np.nan, -np.inf
     elif where == "w":
         w[0, 0, 0, 0], w[-1, -1, -1, -1] = np.inf, np.nan
-    else:
+    elif where == "dy":
         dy[0, 0, 1, 1], dy[-1, -1, -1, -1] = np.inf, np.nan
     return x, w, dy
 
@@ -61,7 +58,7 @@ def _same_pattern(got, want, msg):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("where", ["x", "x2", "w", "dy"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_conv_nonfinite_pattern_every_algorithm(restore_isa, name, where, dtype):
+def test_conv_nonfinite_pattern_every_algorithm(restore_core, name, where, dtype):
     case = CASES[name]
     xs, ws, stride, pad, dil, g = case
     args = (stride, pad, dil, g)
@@ -91,17 +88,57 @@ def test_winograd_case_is_winograd():
         assert core.conv2d_algorithm(*case, "float32", direction) == "winograd"
 
 
+@pytest.mark.parametrize("where", ["x", "w", "dy"])
+def test_conv2d_algorithm_reports_what_auto_runs_on_the_data(where):
+    """Given the arrays, conv2d_algorithm applies the data rule too, and auto's result is
+    bit-identical to forcing the reported algorithm (Winograd on finite data, im2col_gemm on
+    inf/NaN; direct_small data on a non-finite w, weight on a non-finite x)."""
+    for name in ("winograd", "small"):
+        case = CASES[name]
+        xs, ws, *rest = case
+        args = tuple(rest)
+        x, w, dy = _problem(case, np.float32, where)
+        clean = _problem(case, np.float32, None)
+        for direction in ("forward", "data", "weight"):
+            arrays = dict(x=x, w=w) if direction == "forward" else \
+                dict(dy=dy, w=w) if direction == "data" else dict(x=x)
+            clean_arrays = {k: clean["xwd".index(k[0])] for k in arrays}
+            shapes_only = core.conv2d_algorithm(xs, ws, *args, "float32", direction)
+            assert core.conv2d_algorithm(xs, ws, *args, "float32", direction,
+                                         **clean_arrays) == shapes_only
+            algo = core.conv2d_algorithm(xs, ws, *args, "float32", direction, **arrays)
+            bad = {k for k, a in arrays.items() if not np.isfinite(a).all()}
+            # Winograd mixes every operand; direct_small's padding multiplies w (data), x (weight)
+            moves = bad and shapes_only == "winograd" or shapes_only == "direct_small" and (
+                direction == "data" and "w" in bad or direction == "weight" and "x" in bad)
+            if moves:
+                assert algo in ("im2col_gemm", "im2col_gemm_batch"), (name, direction, where)
+            else:
+                assert algo == shapes_only, (name, direction, where)
+            if direction == "forward":
+                run = [core.conv2d_forward(x, w, None, *args, algo=a) for a in ("auto", algo)]
+            elif direction == "data":
+                run = [core.conv2d_backward_data(dy, w, xs, *args, algo=a) for a in ("auto", algo)]
+            else:
+                run = [core.conv2d_backward_weight(dy, x, ws, *args, True, algo=a)[0]
+                       for a in ("auto", algo)]
+            np.testing.assert_array_equal(run[0], run[1], err_msg=f"{name} {direction} {where}")
+    with pytest.raises(ValueError, match="data rule reads dy and w"):
+        core.conv2d_algorithm(xs, ws, *args, "float32", "data", dy=dy)
+    with pytest.raises(TypeError, match="x has dtype float64 but dtype is 'float32'"):
+        core.conv2d_algorithm(xs, ws, *args, "float32", "weight", x=x.astype(np.float64))
+
+
 def test_winograd_one_inf_like_torch():
     """The issue's count: one +inf in x gives 288 +inf outputs (PyTorch, direct convolution) and
-    no NaN, not 512 NaN; the raw Winograd binding agrees too."""
+    no NaN, not 512 NaN, forced or auto."""
     torch = pytest.importorskip("torch")
     x, w, _ = _problem(CASES["winograd"], np.float32, "x")
     want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1).numpy()
-    got = core.conv2d_forward(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), 1, algo="winograd")
-    raw = core.winograd_conv2d_forward(x, w, None, (1, 1, 1, 1))
-    for a in (got, raw):
-        assert np.isposinf(a).sum() == np.isposinf(want).sum() == 288
-        assert not np.isnan(a).any()
+    for algo in ("winograd", "auto"):
+        got = core.conv2d_forward(x, w, None, (1, 1), (1, 1, 1, 1), (1, 1), 1, algo=algo)
+        assert np.isposinf(got).sum() == np.isposinf(want).sum() == 288
+        assert not np.isnan(got).any()
 
 
 # ---------------------------------------------------------------- pooling: NaN index vs torch
@@ -163,7 +200,7 @@ def test_global_max_nan_index_like_torch(be, dtype):
 
 
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)
-def test_cpu_pool_nan_index_every_isa(restore_isa, isa):
+def test_cpu_pool_nan_index_every_isa(restore_core, isa):
     """The AVX2 sweeps and 2x2 kernels pick the same NaN as the baseline code and torch."""
     torch = pytest.importorskip("torch")
     import convforge as cf
@@ -180,21 +217,43 @@ def test_cpu_pool_nan_index_every_isa(restore_isa, isa):
             np.testing.assert_array_equal(idx, want.numpy(), err_msg=f"{isa} {kw}")
 
 
-def test_set_conv_exact_avoids_winograd(monkeypatch):
+@pytest.fixture
+def exact_mode():
+    import convforge
+
+    yield convforge.set_conv_exact
+    convforge.set_conv_exact(False)
+
+
+def test_set_conv_exact_avoids_winograd(exact_mode, monkeypatch):
     """The exact path: with set_conv_exact(True) a Winograd layer runs the im2col GEMM path
-    (bit-identical to forcing it), and autotune cannot bring Winograd back."""
+    (bit-identical to forcing it), conv2d_algorithm says so, and autotune cannot bring Winograd
+    back."""
     from convforge.backends import _autotune, cpu
 
-    x, w, dy = (a.astype(np.float32) for a in _problem(CASES["winograd"], np.float32, "dy"))
-    x = np.random.default_rng(2).standard_normal(x.shape).astype(np.float32)
+    x, w, _ = _problem(CASES["winograd"], np.float32, None)
     args = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
     gemm = core.conv2d_forward(x, w, None, *args, algo="im2col_gemm")
     assert not np.array_equal(core.conv2d_forward(x, w, None, *args), gemm)  # auto: Winograd
-    monkeypatch.setattr(cpu, "_exact", False)
-    cpu.set_conv_exact(True)
+    exact_mode(True)
+    assert core.conv_exact()
+    for direction in ("forward", "data"):
+        assert core.conv2d_algorithm(x.shape, w.shape, *args, "float32", direction) == \
+            "im2col_gemm"
     monkeypatch.setattr(_autotune, "_enabled", True)
     np.testing.assert_array_equal(cpu.conv2d(x, w, None, *args), gemm)
     dy = np.random.default_rng(3).standard_normal(gemm.shape).astype(np.float32)
     dx = cpu.conv2d_backward(dy, x, w, *args, False)[0]
     np.testing.assert_array_equal(
         dx, core.conv2d_backward_data(dy, w, x.shape, *args, algo="im2col_gemm"))
+    exact_mode(False)
+    assert not core.conv_exact()
+
+
+def test_conv_exact_from_the_environment():
+    code = "import convforge._core as c, convforge; print(c.conv_exact())"
+    for value, want in (("1", "True"), ("on", "True"), ("0", "False"), ("", "False")):
+        env = dict(os.environ, CONVFORGE_CONV_EXACT=value)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert out == want, value

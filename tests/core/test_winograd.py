@@ -1,8 +1,8 @@
-"""Winograd F(4x4, 3x3) kernels of the compiled core (csrc/conv/winograd.cpp) against the float64
-reference: forward and backward data on a grid of shapes and per-side paddings, float32 and
-float64, bias or not, every ISA path this CPU has; thread-count invariance; argument checks;
-that choose_conv_algo picks Winograd for VGG layers and the public functional API still agrees
-with the reference there."""
+"""Winograd F(4x4, 3x3) kernels of the compiled core (csrc/conv/winograd.cpp, run through the
+conv2d bindings with algo="winograd") against the float64 reference: forward and backward data
+on a grid of shapes and per-side paddings, float32 and float64, bias or not, every ISA path this
+CPU has; thread-count invariance; applicability; that choose_conv_algo picks Winograd for VGG
+layers and the public functional API still agrees with the reference there."""
 
 from __future__ import annotations
 
@@ -36,6 +36,22 @@ GRID = [
 IDS = [f"N{c[0]}-C{c[1]}-K{c[2]}-{c[3]}x{c[4]}-p{c[5]}".replace(" ", "") for c in GRID]
 
 
+S1 = D1 = (1, 1)   # Winograd's stride and dilation
+
+
+def wg_forward(x, w, b, pad):
+    return core.conv2d_forward(x, w, b, S1, pad, D1, 1, algo="winograd")
+
+
+def wg_backward_data(dy, w, x_shape, pad):
+    return core.conv2d_backward_data(dy, w, x_shape, S1, pad, D1, 1, algo="winograd")
+
+
+def applicable(x_shape, w_shape, pad, dtype):
+    return "winograd" in core.conv2d_algorithms(x_shape, w_shape, S1, pad, D1, 1, dtype,
+                                                "forward")
+
+
 def out_hw(h, w, pad):
     return h + pad[0] + pad[1] - 2, w + pad[2] + pad[3] - 2
 
@@ -64,9 +80,9 @@ def test_forward_and_backward_data(rng, restore_core, case, dtype):
         want_y, want_dx = reference(x, w, b if with_bias else None, dy, pad)
         for isa in AVAILABLE_ISAS:
             core.set_isa(isa)
-            y = core.winograd_conv2d_forward(x, w, b if with_bias else None, pad)
+            y = wg_forward(x, w, b if with_bias else None, pad)
             assert_close(y, want_y, dtype, c * 9, what=f"winograd y ({isa}, bias={with_bias})")
-            dx = core.winograd_conv2d_backward_data(dy, w, x.shape, pad)
+            dx = wg_backward_data(dy, w, x.shape, pad)
             assert_close(dx, want_dx, dtype, case[2] * 9, what=f"winograd dx ({isa})")
 
 
@@ -75,8 +91,8 @@ def test_bias_is_added_once(rng, dtype):
     """Integer data: y(b) - y(None) is b broadcast, to rounding of the Winograd sums."""
     x, w, b = randint(rng, (2, 8, 9, 10), dtype), randint(rng, (6, 8, 3, 3), dtype), \
         randint(rng, (6,), dtype)
-    diff = core.winograd_conv2d_forward(x, w, b, (1, 1, 1, 1)) - \
-        core.winograd_conv2d_forward(x, w, None, (1, 1, 1, 1))
+    diff = wg_forward(x, w, b, (1, 1, 1, 1)) - \
+        wg_forward(x, w, None, (1, 1, 1, 1))
     assert_close(diff, np.broadcast_to(b[None, :, None, None], diff.shape), dtype, 8 * 9,
                  scale=float(np.abs(x).max() * np.abs(w).max() * 8 * 9))
 
@@ -92,35 +108,35 @@ def test_bit_identical_for_any_thread_count(rng, restore_core, case, dtype):
         results = []
         for threads in (1, 2, 3):
             core.set_num_threads(threads)
-            results.append((core.winograd_conv2d_forward(x, w, b, pad),
-                            core.winograd_conv2d_backward_data(dy, w, x.shape, pad)))
+            results.append((wg_forward(x, w, b, pad),
+                            wg_backward_data(dy, w, x.shape, pad)))
         for threads, res in zip((2, 3), results[1:]):
             for name, a, r in zip(("y", "dx"), res, results[0]):
                 assert_exact(a, r, dtype, what=f"{name} {isa} {threads} vs 1 thread")
 
 
-def test_applicability_and_argument_checks(rng):
-    assert core.winograd_applicable((1, 8, 10, 10), (8, 8, 3, 3), (1, 1, 1, 1), "float32")
-    assert not core.winograd_applicable((1, 8, 10, 10), (8, 8, 5, 5), (2, 2, 2, 2), "float32")
+def test_applicability(rng):
+    assert applicable((1, 8, 10, 10), (8, 8, 3, 3), (1, 1, 1, 1), "float32")
+    assert not applicable((1, 8, 10, 10), (8, 8, 5, 5), (2, 2, 2, 2), "float32")
     # transformed weights over the workspace cap: 36*512*512*8 bytes = 75 MB in float64
-    assert core.winograd_applicable((1, 512, 14, 14), (512, 512, 3, 3), (1, 1, 1, 1), "float32")
-    assert not core.winograd_applicable((1, 512, 14, 14), (512, 512, 3, 3), (1, 1, 1, 1),
+    assert applicable((1, 512, 14, 14), (512, 512, 3, 3), (1, 1, 1, 1), "float32")
+    assert not applicable((1, 512, 14, 14), (512, 512, 3, 3), (1, 1, 1, 1),
                                         "float64")
     x = randn(rng, (1, 4, 8, 8), np.float32)
     w = randn(rng, (5, 4, 3, 3), np.float32)
-    with pytest.raises(ValueError, match="3x3"):
-        core.winograd_conv2d_forward(x, randn(rng, (5, 4, 5, 5), np.float32), None, (0,) * 4)
+    with pytest.raises(ValueError, match="algorithm 'winograd' does not apply"):
+        wg_forward(x, randn(rng, (5, 4, 5, 5), np.float32), None, (0,) * 4)
     with pytest.raises(TypeError, match="w has dtype float64"):
-        core.winograd_conv2d_forward(x, w.astype(np.float64), None, (1, 1, 1, 1))
+        wg_forward(x, w.astype(np.float64), None, (1, 1, 1, 1))
     with pytest.raises(ValueError, match=r"b must have shape \(5,\)"):
-        core.winograd_conv2d_forward(x, w, np.zeros(4, np.float32), (1, 1, 1, 1))
+        wg_forward(x, w, np.zeros(4, np.float32), (1, 1, 1, 1))
     with pytest.raises(ValueError, match="input channels"):
-        core.winograd_conv2d_forward(x, randn(rng, (5, 3, 3, 3), np.float32), None, (1,) * 4)
+        wg_forward(x, randn(rng, (5, 3, 3, 3), np.float32), None, (1,) * 4)
     with pytest.raises(ValueError, match=r"dy must have shape \(1, 5, 8, 8\)"):
-        core.winograd_conv2d_backward_data(np.zeros((1, 5, 6, 6), np.float32), w, (1, 4, 8, 8),
+        wg_backward_data(np.zeros((1, 5, 6, 6), np.float32), w, (1, 4, 8, 8),
                                            (1, 1, 1, 1))
     with pytest.raises(ValueError, match="C-contiguous"):
-        core.winograd_conv2d_forward(np.asfortranarray(x), w, None, (1, 1, 1, 1))
+        wg_forward(np.asfortranarray(x), w, None, (1, 1, 1, 1))
 
 
 VGG_LAYERS = [  # (x_shape, channels out)
@@ -136,7 +152,6 @@ def test_vgg_layers_pick_winograd_and_match_reference(rng, xs, k):
     backward weight stays on im2col GEMM) and the public API agrees with the reference."""
     ws = (k, xs[1], 3, 3)
     assert core.conv2d_algorithm(xs, ws, (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32") == "winograd"
-    assert core.winograd_preferred(xs, ws, (1, 1, 1, 1), "float32")
     # strided / dilated / grouped / 5x5 layers of the same size are not Winograd
     assert core.conv2d_algorithm(xs, ws, (2, 2), (1, 1, 1, 1), (1, 1), 1, "float32") != "winograd"
     assert core.conv2d_algorithm(xs, (k, xs[1] // 2, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2,

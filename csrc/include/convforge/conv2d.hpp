@@ -14,8 +14,8 @@ namespace convforge {
 
 // ------------------------------------------------ conv2d (csrc/conv: conv2d.cpp, select.cpp)
 
-// Algorithms. choose_conv_algo() is the one place that picks one for a problem and a direction;
-// conv_algo_applies() says which ones can run it (a forced algorithm, e.g. from an autotuner,
+// Algorithms. choose_conv_algo() (from the shapes) and conv_algo_for_data() (inf/NaN inputs) are
+// the one place that picks one for a problem and a direction; conv_algo_applies() says which ones can run it (a forced algorithm, e.g. from an autotuner,
 // must pass it). Adding an algorithm: one enumerator here (before kCount), its name in
 // conv_algo_name() and its rule in conv_algo_applies() (both in select.cpp), its kernels in a file
 // of its own declared in csrc/conv/algos.hpp, and one case per direction it supports in the
@@ -42,11 +42,18 @@ enum class ConvDir { forward, data, weight };
 ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir = ConvDir::forward);
 bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_bytes);
 const char* conv_algo_name(ConvAlgo a);
-// The exact path for a problem and direction: im2col_gemm (im2col_gemm_batch for the weight
-// with N >= 2), naive when an im2col block would not fit. Every algorithm gives the
-// reference's non-finite pattern; winograd and direct_small would not on some inf/NaN inputs,
-// so they run this one instead there (a data-dependent check in their dispatch).
-ConvAlgo conv_exact_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir);
+// The algorithm a call runs on this data: `a` (the caller's choice or choose_conv_algo's)
+// unless it would change which outputs are inf/NaN: winograd (any inf/NaN in x or dy, or in w)
+// and direct_small (backward data: in w; backward weight: in x) then give way to the exact path
+// (im2col_gemm, im2col_gemm_batch for the weight with N >= 2, naive when an im2col block would
+// not fit). `in` is x (forward, weight) or dy (data). The dispatchers of conv2d_* call it, so
+// choose_conv_algo + this function are the whole decision.
+template <typename T>
+ConvAlgo conv_algo_for_data(ConvAlgo a, ConvDir dir, const ConvDims& d, const T* in, const T* w);
+// Exact mode (convforge.set_conv_exact, CONVFORGE_CONV_EXACT=1): choose_conv_algo never picks
+// winograd, so float32 results keep the GEMM paths' rounding error. Off by default.
+void set_conv_exact(bool enabled);
+bool conv_exact();
 const char* conv_dir_name(ConvDir dir);
 
 // y[n,k,oh,ow] = b[k] + sum_{c,i,j} x[n, g*Cg+c, oh*SH-PH+i*DH, ow*SW-PW+j*DW] * w[k,c,i,j]

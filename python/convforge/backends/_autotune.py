@@ -6,10 +6,12 @@ each problem -- direction, shapes, stride, padding, dilation, groups, dtype and 
 times the candidates (one warm-up call, then the best of REPEATS calls each), remembers the
 fastest, and every later call of that problem uses it.
 
-Candidates: "auto" (the heuristic's choice, with its data-dependent safeguards) and every other
-algorithm `_core.conv2d_algorithms` lists for the problem, except "naive" (never faster, and
-slow to time on big layers) and "direct_small" (its fast padding is only exact for finite
-inputs; the heuristic picks it when it should, checking the inputs).
+Candidates: "auto" (the heuristic's choice) and every other algorithm `_core.conv2d_algorithms`
+lists for the problem, except "naive" (never faster, and slow to time on big layers) and
+"direct_small" (the heuristic picks it where it should). Whatever runs, the core's data rule
+(inf/NaN inputs move Winograd and direct_small to the exact path) applies. Exact mode
+(convforge.set_conv_exact) bypasses autotuning of the forward and data directions: the
+heuristic then runs (without Winograd).
 
 Each call's result is that of one complete algorithm, within the same tolerances as any; but the
 winner can differ between runs and machines and the algorithms round differently (Winograd vs
@@ -19,13 +21,14 @@ algorithm, results never depend on the thread count.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Any, Callable, Hashable
 
+from .. import _env
+
 REPEATS = 3
-_enabled = os.environ.get("CONVFORGE_AUTOTUNE", "0").strip().lower() in ("1", "true", "yes", "on")
+_enabled = bool(_env.flag("CONVFORGE_AUTOTUNE"))
 _winners: dict[Hashable, str] = {}
 _lock = threading.Lock()
 

@@ -4,24 +4,11 @@ by convforge.functional (see its docstring); the binding checks what memory safe
 
 from __future__ import annotations
 
-import os
-
 from .. import _threads
 from . import _autotune
 
 # pool backward checks every index against [0, H*W) inside its scatter (functional skips its pass)
 CHECKS_INDICES = True
-
-_exact = os.environ.get("CONVFORGE_CONV_EXACT", "0").strip().lower() in ("1", "true", "yes", "on")
-
-
-def set_conv_exact(enabled: bool) -> None:
-    """Never run the Winograd convolution (also CONVFORGE_CONV_EXACT=1): every conv then has the
-    im2col GEMM / direct paths' float32 accuracy (about 3e-7 relative instead of Winograd's
-    about 1e-5 on VGG layers); slower on 3x3 layers with many channels. Takes precedence over
-    autotuning."""
-    global _exact
-    _exact = bool(enabled)
 
 
 def probe():
@@ -47,15 +34,10 @@ def _key(core, direction, x_shape, w_shape, dtype, stride, padding, dilation, gr
 
 
 def _algo(core, direction, x_shape, w_shape, dtype, args, call):
-    """The algorithm for one direction: "auto" unless autotuning is on (see _autotune) or the
-    exact path is asked for (set_conv_exact)."""
-    if _exact and direction != "weight":
-        # Winograd (forward and data only) is the one algorithm whose float32 rounding error is
-        # well above the GEMM path's (about 1e-5 vs 3e-7 relative): the heuristic's choice,
-        # with Winograd replaced by the im2col GEMM path. Autotune is bypassed.
-        auto = core.conv2d_algorithm(x_shape, w_shape, *args, str(dtype), direction)
-        return "im2col_gemm" if auto == "winograd" else "auto"
-    if not _autotune.autotune_enabled():
+    """The algorithm for one direction: "auto" (the core decides: csrc/conv/select.cpp) unless
+    autotuning is on (see _autotune). Exact mode outranks autotuning: Winograd is the forward
+    and data directions' only inexact algorithm, and the winners are not keyed by the mode."""
+    if not _autotune.autotune_enabled() or (direction != "weight" and core.conv_exact()):
         return "auto"  # no key to build: this runs on every call
     key = _key(core, direction, x_shape, w_shape, dtype, *args)
     return _autotune.pick(

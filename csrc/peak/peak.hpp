@@ -8,8 +8,8 @@
 // of the threads' rates. 2 FLOPs are counted per multiply-add lane. The baseline (SSE2) copy
 // has no FMA instruction: it measures a separate multiply and add, still 2 FLOPs per lane.
 //
-// Declarations only, for // baseline x86-64 code only (peak.cpp and the bindings); the per-ISA loops are declared in
-// peak_chains.hpp.
+// Private to csrc/peak (peak.cpp and module.cpp, the convforge._peak module; baseline x86-64
+// code only); the per-ISA loops are declared in peak_chains.hpp.
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -3,7 +3,9 @@
 // w (K, C, 3, 3), b (K,), y and dy (N, K, OH, OW). Every kernel OVERWRITES its outputs; results
 // do not depend on the OpenMP thread count. See winograd.cpp for the algorithm.
 //
-// Declarations only. The per-ISA tile transforms are private: csrc/conv/winograd_kernel.hpp.
+// Private to csrc/conv (the dispatch in conv2d.cpp and the heuristic in select.cpp call it; the
+// conv2d bindings reach it through algo="winograd"). The per-ISA tile transforms:
+// winograd_kernel.hpp.
 #pragma once
 #include <cstdint>
 

@@ -1,16 +1,10 @@
 // Direct small-channel convolution micro-kernel: the baseline x86-64 copy (SSE2 vectors, tile
 // 6 channels x 2 vectors of 16 xmm) and direct_kernel<T>(), the one place its instruction set is
 // chosen (from current_isa()). The convolution around it (padding, tasks, the three
-// directions) is in direct_small.cpp, direct_kvec.cpp and direct_batch.cpp; contract in conv2d_direct.hpp, body in conv2d_direct_kernel.inc.
+// directions) is in direct_small.cpp, direct_kvec.cpp and direct_batch.cpp; contract in
+// conv2d_direct.hpp, body and tile knobs in conv2d_direct_kernel.inc.
 #define CF_ISA baseline
 #define CF_VEC_BYTES 16
-#define CF_DIRECT_NV 2
-#define CF_DIRECT_KB 6
-#define CF_DIRECT_DW_KB 2
-#define CF_DIRECT_KVEC_ACC 12
-#define CF_DIRECT_KVDW_NK 2
-#define CF_DIRECT_KVDW_TB 5
-#define CF_DIRECT_DW_TB 4
 #include "conv2d_direct_kernel.inc"
 
 #include "runtime/isa.hpp"

@@ -4,11 +4,4 @@
 // Contract and algorithm: conv2d_direct.hpp and conv2d_direct_kernel.inc.
 #define CF_ISA avx2
 #define CF_VEC_BYTES 32
-#define CF_DIRECT_NV 2
-#define CF_DIRECT_KB 6
-#define CF_DIRECT_DW_KB 2
-#define CF_DIRECT_KVEC_ACC 12
-#define CF_DIRECT_KVDW_NK 2
-#define CF_DIRECT_KVDW_TB 5
-#define CF_DIRECT_DW_TB 4
 #include "conv2d_direct_kernel.inc"

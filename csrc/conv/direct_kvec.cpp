@@ -132,14 +132,11 @@ void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims&
   const std::vector<int64_t> offs =  // (tp,): padded taps read offset 0
       tap_offsets(d.KH, d.KW, d.DH, d.DW, Wp, tp);
   const int64_t lanes = d.G * nkb * Cg * tp * KB, nq = dw_chunks(d, lanes);
-  T* part = scratch<T, PartTag>(nq * lanes);  // (nq, G, nkb, Cg, tp, KB)
-  std::vector<double> db_part(db ? nq * d.K : 0);
-  // Tasks: chunks when there are enough of them, else the (g, kb, c) kernel calls of each
-  // position block (each call owns its accumulators).
-  const bool outer = nq >= max_threads();
-  run_tasks(nq, outer, [&](int64_t q) {  // chunk q: images [n0, n1)
-    const int64_t n0 = d.N * q / nq, n1 = d.N * (q + 1) / nq;
-    T* acc = part + q * lanes;
+  // part: (nq, G, nkb, Cg, tp, KB). Tasks: chunks when there are enough of them, else (inner)
+  // the padding tasks and the (g, kb, c) kernel calls of each position block (each call owns
+  // its accumulators).
+  const T* part = run_dw_chunks(db, d, nq, lanes, [&](int64_t, int64_t n0, int64_t n1, T* acc,
+                                                      double* db_q, bool inner) {
     std::fill(acc, acc + lanes, T(0));
     T* buf = scratch<T>(mb * img);  // per image: xpad (C, Hp, Wp) | dyt (G*nkb, L, KB)
     for (int64_t na = n0; na < n1; na += mb) {
@@ -147,7 +144,7 @@ void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims&
       // Per image m: each input channel padded (every element of its plane written), each
       // block of KB channels of dy laid out channel-last (the lanes past Kg zero). Tasks:
       // (m, channel) and (m, block).
-      run_tasks(nimg * (d.C + d.G * nkb), !outer, [&](int64_t task) {
+      run_tasks(nimg * (d.C + d.G * nkb), inner, [&](int64_t task) {
         const int64_t m = task / (d.C + d.G * nkb), j = task % (d.C + d.G * nkb), n = na + m;
         T* xpad = buf + m * img;
         if (j < d.C) {  // plane j of xpad
@@ -170,7 +167,7 @@ void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims&
       });
       for (int64_t oh0 = 0; oh0 < d.OH; oh0 += rb) {  // output rows [oh0, oh0 + rows)
         const int64_t rows = std::min(rb, d.OH - oh0);
-        run_tasks(d.G * nkb * Cg, !outer, [&](int64_t u) {  // u = (g, kb, c)
+        run_tasks(d.G * nkb * Cg, inner, [&](int64_t u) {  // u = (g, kb, c)
           const int64_t g = u / (nkb * Cg), kb = (u / Cg) % nkb, c = u % Cg;
           for (int64_t t0 = 0; t0 < tp; t0 += TB) {  // taps [t0, t0 + TB) of channel c
             const direct_detail::KvecDwTile<T> r{
@@ -181,7 +178,7 @@ void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims&
           }
         });
       }
-      if (db) add_db_partial(db_part.data() + q * d.K, dy, na, na + nimg, d);
+      if (db_q) add_db_partial(db_q, dy, na, na + nimg, d);
     }
   });
   run_tasks(d.K, d.K * Cg * taps * nq >= (int64_t(1) << 14), [&](int64_t kk) {
@@ -194,7 +191,6 @@ void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims&
         dw[(kk * Cg + c) * taps + t] = s;
       }
   });
-  if (db) reduce_db_partials(db, db_part.data(), nq, d.K);
 }
 
 #define CF_INSTANTIATE(T)                                                                    \

@@ -136,14 +136,9 @@ void backward_weight_direct(T* dw, T* db, const T* dy, const T* x, const ConvDim
   const std::vector<int64_t> offs =  // (tp,): padded taps read offset 0
       tap_offsets(d.KH, d.KW, d.DH, d.DW, Wp, tp);
   const int64_t nq = std::min(d.N, kDwChunks), lanes = d.G * Kgp * Cg * tp * VL;
-  T* part = scratch<T, PartTag>(nq * lanes);  // (nq, G, Kgp, Cg, tp, VL)
-  std::vector<double> db_part(db ? nq * d.K : 0);
-  // Tasks: chunks when there are enough of them, else the (g, kb, c) kernel calls of each
-  // position block (each call owns its accumulators).
-  const bool outer = nq >= max_threads();
-  run_tasks(nq, outer, [&](int64_t q) {  // chunk q: images [n0, n1)
-    const int64_t n0 = d.N * q / nq, n1 = d.N * (q + 1) / nq;
-    T* acc = part + q * lanes;
+  // part: (nq, G, Kgp, Cg, tp, VL)
+  const T* part = run_dw_chunks(db, d, nq, lanes, [&](int64_t, int64_t n0, int64_t n1, T* acc,
+                                                      double* db_q, bool) {
     std::fill(acc, acc + lanes, T(0));
     T* buf = scratch<T>(mb * img);  // (mb, img)
     std::fill(buf, buf + mb * img, T(0));  // tails, rows >= Kg and columns >= OW stay 0
@@ -172,7 +167,7 @@ void backward_weight_direct(T* dw, T* db, const T* dy, const T* x, const ConvDim
               kern.dw(r);
             }
       }
-      if (db) add_db_partial(db_part.data() + q * d.K, dy, na, na + nimg, d);
+      if (db_q) add_db_partial(db_q, dy, na, na + nimg, d);
     }
   });
   run_tasks(d.K, d.K * Cg * taps * nq * VL >= (int64_t(1) << 15), [&](int64_t kk) {
@@ -186,7 +181,6 @@ void backward_weight_direct(T* dw, T* db, const T* dy, const T* x, const ConvDim
         dw[(kk * Cg + c) * taps + t] = s;
       }
   });
-  if (db) reduce_db_partials(db, db_part.data(), nq, d.K);
 }
 
 #define CF_INSTANTIATE(T)                                                                    \

@@ -136,13 +136,9 @@ void backward_weight_batch(T* dw, T* db, const T* dy, const T* x, const ConvDims
   const int64_t nl = ceil_div(L, target);
   const int64_t LB = ceil_div(L, nl);  // columns of an image per GEMM
   const int64_t imgs = L >= target ? 1 : std::max<int64_t>(target / L, 1);
-  T* part = scratch<T, PartTag>(nq * dw_elems);    // (nq, G, R, Kg)
-  std::vector<double> db_part(db ? nq * d.K : 0);  // (nq, K)
-  const bool outer = nq >= max_threads();
-  run_tasks(nq, outer, [&](int64_t q) {  // chunk q: images [n0, n1) into part[q]
-    const int64_t n0 = d.N * q / nq, n1 = d.N * (q + 1) / nq;
-    T* dwt_q = part + q * dw_elems;  // (G, R, Kg)
-    bool first = true;
+  const T* part = run_dw_chunks(db, d, nq, dw_elems, [&](int64_t, int64_t n0, int64_t n1,
+                                                          T* dwt_q, double* db_q, bool inner) {
+    bool first = true;  // dwt_q: (G, R, Kg), part: (nq, G, R, Kg)
     for (int64_t na = n0; na < n1; na += imgs) {
       const int64_t nb = std::min(n1, na + imgs) - na;  // images [na, na + nb)
       for (int64_t l0 = 0; l0 < L; l0 += LB) {          // columns [l0, l0 + lb) of each
@@ -178,11 +174,11 @@ void backward_weight_batch(T* dw, T* db, const T* dy, const T* x, const ConvDims
           // dw_q,g^T (R, Kg) (+)= cols_g (R, cw) . dy block^T (cw, Kg)
           const GemmDims gd{R, Kg, cw, ldc, ldd, /*ldc*/ Kg, false, true, !first};
           gemm(dwt_q + g * R * Kg, cols + g * R * ldc, dyb + g * Kg * ldd,
-               static_cast<const T*>(nullptr), gd, !outer);
+               static_cast<const T*>(nullptr), gd, inner);
         }
         first = false;
       }
-      if (db) add_db_partial(db_part.data() + q * d.K, dy, na, na + nb, d);
+      if (db_q) add_db_partial(db_q, dy, na, na + nb, d);
     }
   });
   // dw[g*Kg + k, r] = part[0, g, r, k] + part[1, g, r, k] + ..., in chunk order. Tasks: blocks
@@ -204,7 +200,6 @@ void backward_weight_batch(T* dw, T* db, const T* dy, const T* x, const ConvDims
       for (int64_t r = 0; r < rb; ++r) dst[r] = sum[r * Kg + k];
     }
   });
-  if (db) reduce_db_partials(db, db_part.data(), nq, d.K);
 }
 
 #define CF_INSTANTIATE(T)                                                                    \

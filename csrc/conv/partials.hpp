@@ -2,7 +2,8 @@
 // tags, pad_planes (the zero-padded copy of direct_small and direct_kvec), tap_offsets (the
 // taps' offsets in a flattened padded plane), and for the chunked weight gradients
 // (direct_small, direct_kvec, im2col_gemm_batch) dw_chunks (the batch chunks) and the bias
-// gradient's per-chunk partial sums and their reduction in chunk order.
+// gradient's per-chunk partial sums and their reduction in chunk order, and run_dw_chunks (their
+// common frame).
 // Layouts as in conv2d.cpp: x (N, C, H, W), w (K, Cg, KH, KW), y and dy (N, K, OH, OW).
 // Sequential helpers: the caller owns the parallel axis.
 #pragma once
@@ -11,7 +12,9 @@
 #include <cstring>
 #include <vector>
 
+#include "convforge/cpu.hpp"
 #include "convforge/dims.hpp"
+#include "runtime/tasks.hpp"
 #include "select.hpp"
 
 namespace convforge::conv_impl {
@@ -91,6 +94,26 @@ void reduce_db_partials(T* db, const double* part, int64_t nq, int64_t K) {
     for (int64_t q = 0; q < nq; ++q) s += part[q * K + k];
     db[k] = static_cast<T>(s);
   }
+}
+
+// The frame of the chunked weight gradients (im2col_gemm_batch, direct_small, direct_kvec): nq
+// batch chunks (dw_chunks or fixed by the caller), chunk q summing images [N*q/nq, N*(q+1)/nq)
+// into its partial dw part_q = part + q * lanes (part (nq, lanes) is returned for the caller's
+// reduction in chunk order, whose layout differs per algorithm) and, when db is given, into
+// its bias partial db_q (K,) (add_db_partial), reduced into db here. The chunks are the tasks
+// when there are at least as many as threads; else they run in turn and the body parallelises
+// inside (its `inner` argument). body(q, n0, n1, part_q, db_q or nullptr, inner).
+template <typename T, typename Body>
+const T* run_dw_chunks(T* db, const ConvDims& d, int64_t nq, int64_t lanes, Body body) {
+  T* part = scratch<T, PartTag>(nq * lanes);  // (nq, lanes)
+  std::vector<double> db_part(db ? nq * d.K : 0);  // (nq, K)
+  const bool outer = nq >= max_threads();
+  run_tasks(nq, outer, [&](int64_t q) {  // chunk q: images [n0, n1) into part[q]
+    body(q, d.N * q / nq, d.N * (q + 1) / nq, part + q * lanes,
+         db ? db_part.data() + q * d.K : nullptr, !outer);
+  });
+  if (db) reduce_db_partials(db, db_part.data(), nq, d.K);
+  return part;
 }
 
 }  // namespace convforge::conv_impl

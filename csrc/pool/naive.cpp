@@ -15,21 +15,27 @@ using namespace pool_detail;  // NOLINT(build/namespaces): the family's private 
 
 namespace {
 
-template <bool IsMax, typename T>
-void best_forward_naive(T* y, int64_t* ind, const T* x, const PoolDims& d) {
+// The loop nest of every naive kernel: f(p, o, rh, rw) for each output o = (p*OH + oh)*OW + ow
+// of each plane p = (n, c), with its window's rows rh and columns rw clipped to the input, in
+// that order; parallel over planes (each plane's outputs in one thread).
+template <typename F>
+void each_window(const PoolDims& d, F f) {
   const int64_t planes = d.N * d.C;
   CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
   for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
-    const T* xp = x + p * d.H * d.W;              // x[n, c] (H, W)
     for (int64_t oh = 0; oh < d.OH; ++oh) {       // output rows
       const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
-      for (int64_t ow = 0; ow < d.OW; ++ow) {     // output columns
-        const Range rw = window_range(ow, d.KW, d.SW, d.PW, d.W);
-        const int64_t o = (p * d.OH + oh) * d.OW + ow;
-        window_best<IsMax>(y + o, ind + o, xp, d.W, rh.lo, rh.hi, rw.lo, rw.hi);
-      }
+      for (int64_t ow = 0; ow < d.OW; ++ow)       // output columns
+        f(p, (p * d.OH + oh) * d.OW + ow, rh, window_range(ow, d.KW, d.SW, d.PW, d.W));
     }
   }
+}
+
+template <bool IsMax, typename T>
+void best_forward_naive(T* y, int64_t* ind, const T* x, const PoolDims& d) {
+  each_window(d, [&](int64_t p, int64_t o, Range rh, Range rw) {  // x[n, c]: (H, W)
+    window_best<IsMax>(y + o, ind + o, x + p * d.H * d.W, d.W, rh.lo, rh.hi, rw.lo, rw.hi);
+  });
 }
 
 }  // namespace
@@ -46,40 +52,23 @@ void pool2d_min_forward_naive(T* y, int64_t* ind, const T* x, const PoolDims& d)
 
 template <typename T>
 void pool2d_avg_forward_naive(T* y, const T* x, bool count_include_pad, const PoolDims& d) {
-  const int64_t planes = d.N * d.C;
-  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
-  for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
-    const T* xp = x + p * d.H * d.W;              // x[n, c] (H, W)
-    for (int64_t oh = 0; oh < d.OH; ++oh) {       // output rows
-      const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
-      for (int64_t ow = 0; ow < d.OW; ++ow) {     // output columns
-        const Range rw = window_range(ow, d.KW, d.SW, d.PW, d.W);
-        y[(p * d.OH + oh) * d.OW + ow] = window_sum(xp, d.W, rh.lo, rh.hi, rw.lo, rw.hi) /
-                                         static_cast<T>(divisor(rh, rw, count_include_pad));
-      }
-    }
-  }
+  each_window(d, [&](int64_t p, int64_t o, Range rh, Range rw) {  // x[n, c]: (H, W)
+    y[o] = window_sum(x + p * d.H * d.W, d.W, rh.lo, rh.hi, rw.lo, rw.hi) /
+           static_cast<T>(divisor(rh, rw, count_include_pad));
+  });
 }
 
 template <typename T>
 void pool2d_avg_backward_naive(T* dx, const T* dy, bool count_include_pad, const PoolDims& d) {
-  const int64_t planes = d.N * d.C, HW = d.H * d.W;
-  CF_OMP_FOR(schedule(static) if(worth_parallel(d)))
-  for (int64_t p = 0; p < planes; ++p) {          // p: plane (n, c)
-    T* dxp = dx + p * HW;                         // dx[n, c] (H, W)
-    std::fill(dxp, dxp + HW, T(0));
-    for (int64_t oh = 0; oh < d.OH; ++oh) {       // output rows
-      const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);
-      for (int64_t ow = 0; ow < d.OW; ++ow) {     // output columns
-        const Range rw = window_range(ow, d.KW, d.SW, d.PW, d.W);
-        const T g = dy[(p * d.OH + oh) * d.OW + ow] /
-                    static_cast<T>(divisor(rh, rw, count_include_pad));
-        for (int64_t ih = rh.lo; ih < rh.hi; ++ih)     // window rows
-          for (int64_t iw = rw.lo; iw < rw.hi; ++iw)   // window columns
-            dxp[ih * d.W + iw] += g;
-      }
-    }
-  }
+  std::fill(dx, dx + d.N * d.C * d.H * d.W, T(0));
+  // A plane's outputs all run in the thread that owns the plane: no two threads add to one dx.
+  each_window(d, [&](int64_t p, int64_t o, Range rh, Range rw) {
+    T* dxp = dx + p * d.H * d.W;  // dx[n, c] (H, W)
+    const T g = dy[o] / static_cast<T>(divisor(rh, rw, count_include_pad));
+    for (int64_t ih = rh.lo; ih < rh.hi; ++ih)     // window rows
+      for (int64_t iw = rw.lo; iw < rw.hi; ++iw)   // window columns
+        dxp[ih * d.W + iw] += g;
+  });
 }
 
 #define CF_POOL_NAIVE_INSTANTIATE(T)                                                            \

@@ -11,76 +11,12 @@ see convforge.data.datasets. Corrupt, crafted or oversized data files raise Data
 ValueError subclass; ChecksumError is one) with a one-line message naming the file.
 """
 
-from .augment import (
-    FILL_MODES,
-    Augment,
-    Cutout,
-    GaussianNoise,
-    RandomCrop,
-    RandomFlip,
-    RandomRotation,
-    RandomShift,
-    RandomZoom,
-    Step,
-    affine_resample,
-)
-from .batching import Batches, StreamingBatches, random_subset, train_val_split
-from .datasets import (
-    CIFAR10_CLASSES,
-    FASHION_MNIST_CLASSES,
-    ChecksumError,
-    DataError,
-    cache_dir,
-    data_roots,
-    download,
-    find_cifar10_images,
-    load_cifar10,
-    load_emnist_letters,
-    load_fashion_mnist,
-    load_image_tree,
-    load_mnist,
-    pad_images,
-    read_idx,
-    sha256_file,
-    verify_file,
-    write_idx,
-)
+from . import augment, batching, datasets
+from .augment import *  # noqa: F403 - the package re-exports its modules' public names
+from .batching import *  # noqa: F403
+from .datasets import *  # noqa: F403
 
 EMNIST_LETTERS_CLASSES = tuple(chr(ord("A") + i) for i in range(26))
 
-__all__ = [
-    "CIFAR10_CLASSES",
-    "EMNIST_LETTERS_CLASSES",
-    "FASHION_MNIST_CLASSES",
-    "FILL_MODES",
-    "Augment",
-    "Batches",
-    "ChecksumError",
-    "Cutout",
-    "DataError",
-    "GaussianNoise",
-    "RandomCrop",
-    "RandomFlip",
-    "RandomRotation",
-    "RandomShift",
-    "RandomZoom",
-    "Step",
-    "StreamingBatches",
-    "affine_resample",
-    "cache_dir",
-    "data_roots",
-    "download",
-    "find_cifar10_images",
-    "load_cifar10",
-    "load_emnist_letters",
-    "load_fashion_mnist",
-    "load_image_tree",
-    "load_mnist",
-    "pad_images",
-    "random_subset",
-    "read_idx",
-    "sha256_file",
-    "train_val_split",
-    "verify_file",
-    "write_idx",
-]
+__all__ = sorted(augment.__all__ + batching.__all__ + datasets.__all__ +
+                 ["EMNIST_LETTERS_CLASSES"])

@@ -1,6 +1,6 @@
 // naive: the conv2d kernels as plain loops, straight from the formula (conv2d.cpp): the
 // fallback when an im2col block would be too big, and the second reference of the tests
-// (conv2d_*_naive). Layouts: x (N, C, H, W), w (K, Cg, KH, KW), y and dy (N, K, OH, OW).
+// (algo="naive"). Layouts: x (N, C, H, W), w (K, Cg, KH, KW), y and dy (N, K, OH, OW).
 // Parallel axis: forward (n, k) planes of y; data (n, c) planes of dx; weight k (dw[k], db[k]).
 #include <cstdint>
 
@@ -8,6 +8,16 @@
 #include "convforge/cpu.hpp"
 
 namespace convforge {
+namespace {
+
+// x[n, c, ih, iw]; the padding reads as 0.
+template <typename T>
+T x_at(const T* x, const ConvDims& d, int64_t n, int64_t c, int64_t ih, int64_t iw) {
+  const bool inside = ih >= 0 && ih < d.H && iw >= 0 && iw < d.W;
+  return inside ? x[((n * d.C + c) * d.H + ih) * d.W + iw] : T(0);
+}
+
+}  // namespace
 
 template <typename T>
 void conv2d_forward_naive(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
@@ -23,9 +33,7 @@ CF_OMP_FOR(schedule(static))
             const int64_t ih = oh * d.SH - d.PH + i * d.DH;
             for (int64_t j = 0; j < d.KW; ++j) {
               const int64_t iw = ow * d.SW - d.PW + j * d.DW;
-              const bool inside = ih >= 0 && ih < d.H && iw >= 0 && iw < d.W;
-              const T xv = inside ? x[((n * d.C + g * Cg + c) * d.H + ih) * d.W + iw] : T(0);
-              acc += xv * w[((k * Cg + c) * d.KH + i) * d.KW + j];  // padding reads as 0
+              acc += x_at(x, d, n, g * Cg + c, ih, iw) * w[((k * Cg + c) * d.KH + i) * d.KW + j];
             }
           }
         }
@@ -79,9 +87,8 @@ CF_OMP_FOR(schedule(static))
               const int64_t ih = oh * d.SH - d.PH + i * d.DH;
               for (int64_t ow = 0; ow < d.OW; ++ow) {
                 const int64_t iw = ow * d.SW - d.PW + j * d.DW;
-                const bool inside = ih >= 0 && ih < d.H && iw >= 0 && iw < d.W;
-                const T xv = inside ? x[((n * d.C + g * Cg + c) * d.H + ih) * d.W + iw] : T(0);
-                acc += dy[((n * d.K + k) * d.OH + oh) * d.OW + ow] * xv;  // padding reads as 0
+                acc += dy[((n * d.K + k) * d.OH + oh) * d.OW + ow] *
+                       x_at(x, d, n, g * Cg + c, ih, iw);
               }
             }
           }

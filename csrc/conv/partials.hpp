@@ -1,4 +1,4 @@
-// Helpers shared by the conv2d algorithm files (private to csrc/conv): ceil_div, the scratch
+// Helpers shared by the conv2d algorithm files (private to csrc/conv): the scratch
 // tags, pad_planes (the zero-padded copy of direct_small and direct_kvec), tap_offsets (the
 // taps' offsets in a flattened padded plane), and for the chunked weight gradients
 // (direct_small, direct_kvec, im2col_gemm_batch) dw_chunks (the batch chunks) and the bias
@@ -12,14 +12,13 @@
 #include <cstring>
 #include <vector>
 
+#include "convforge/checked.hpp"
 #include "convforge/cpu.hpp"
 #include "convforge/dims.hpp"
 #include "runtime/tasks.hpp"
 #include "select.hpp"
 
 namespace convforge::conv_impl {
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // scratch<T, Tag> and run_tasks: runtime/tasks.hpp (one copy per translation unit). Tags: the
 // default 0 for per-task work buffers, and

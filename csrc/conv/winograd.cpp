@@ -96,8 +96,6 @@ constexpr int64_t kMinChannels = 16;                    // heuristic: C and K at
 constexpr int64_t kMinTiles = 16;                       // and at least this many tiles in the
 constexpr int64_t kSmallWeights = 128 * 128;            // batch unless C*K is at most this
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 // Stride between the 36 matrices of U, V or M: n elements rounded up to 16 plus 16, so the
 // 36 rows a transform touches at once never share an L1 set (a power-of-two stride would put
 // them all in one) and every matrix stays 64-byte aligned.

@@ -19,6 +19,7 @@
 #include <exception>
 #include <new>
 
+#include "convforge/checked.hpp"
 #include "convforge/cpu.hpp"
 #include "runtime/isa.hpp"
 
@@ -34,8 +35,6 @@ gemm_detail::Kernel<T> select_kernel() {
   namespace gd = gemm_detail;
   return select_isa(&gd::baseline::kernel<T>, &gd::avx2::kernel<T>, &gd::avx512::kernel<T>);
 }
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Grows a 64-byte aligned buffer p of n elements to at least want elements.
 template <typename T>

@@ -439,7 +439,7 @@ void pool2d_avg_backward(T* dx, const T* dy, bool count_include_pad, const PoolD
     T* dxr = dx + r * W;                // dx[n, c, ih] (W,)
     std::fill(dxr, dxr + W, T(0));
     // Output rows whose window holds ih: oh*SH - PH <= ih < oh*SH - PH + KH.
-    const int64_t oh_lo = std::max<int64_t>(0, ceil_div(ih + d.PH - d.KH + 1, d.SH));
+    const int64_t oh_lo = std::max<int64_t>(0, ceil_div_signed(ih + d.PH - d.KH + 1, d.SH));
     const int64_t oh_hi = std::min(d.OH, floor_div(ih + d.PH, d.SH) + 1);
     for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {         // covering output rows, in order
       const Range rh = window_range(oh, d.KH, d.SH, d.PH, d.H);

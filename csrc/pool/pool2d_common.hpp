@@ -13,7 +13,9 @@ namespace convforge::pool_detail {
 inline int64_t floor_div(int64_t a, int64_t b) {  // b > 0
   return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
-inline int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
+inline int64_t ceil_div_signed(int64_t a, int64_t b) {  // b > 0, any a
+  return -floor_div(-a, b);
+}
 
 // One axis of the window of output o: clipped [lo, hi) and the extent counted with padding.
 struct Range {

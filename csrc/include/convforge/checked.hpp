@@ -7,6 +7,8 @@
 //   product_within(limit, {f...}): true when every factor is >= 0 and their product is at most
 //     limit (false on overflow, never throws): the test for "this workspace fits the budget",
 //     where an overflowing size must mean "does not fit", not a wrapped small number.
+//   ceil_div(a, b): blocks of b covering a, for a >= 0, b >= 1 and a + b - 1 in int64 (sizes
+//     the dims already checked; pooling's window math, with negative a, has its own).
 #pragma once
 #include <cstdint>
 #include <initializer_list>
@@ -18,6 +20,8 @@ namespace convforge {
 struct SizeOverflow : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
+
+constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 inline int64_t mul_checked(int64_t a, int64_t b, const char* what) {
   int64_t r;

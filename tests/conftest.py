@@ -313,6 +313,21 @@ def assert_exact(actual, expected, dtype=None, what: str = "result") -> None:
                     pytrace=False)
 
 
+def assert_same_bits(actual, expected, what: str = "result") -> None:
+    """Bit-for-bit identical arrays (shape, dtype and bytes: -0.0 differs from 0.0, NaN payloads
+    count), for claims of bit-identical results (naive vs fast kernels, thread counts, ISAs)."""
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype, \
+        f"{what}: got {actual.shape} {actual.dtype}, want {expected.shape} {expected.dtype}"
+    if actual.tobytes() == expected.tobytes():
+        return
+    width = actual.dtype.itemsize
+    differs = (actual.view(np.uint8).reshape(actual.shape + (width,)) !=
+               expected.view(np.uint8).reshape(expected.shape + (width,))).any(-1)
+    at = tuple(int(i) for i in np.argwhere(differs)[0])
+    pytest.fail(f"{what}: {int(differs.sum())} elements differ in their bits; first at "
+                f"{list(at)}: got {actual[at]!r}, want {expected[at]!r}", pytrace=False)
+
+
 # --------------------------------------------------------------------------- global state
 
 @pytest.fixture(autouse=True)

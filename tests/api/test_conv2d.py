@@ -13,7 +13,16 @@ from typing import Tuple, Union
 import numpy as np
 import pytest
 
-from conftest import DTYPES, assert_close, assert_exact, randint, randn, ref
+from conftest import (
+    DTYPES,
+    ISAS,
+    assert_close,
+    assert_exact,
+    available_isas,
+    randint,
+    randn,
+    ref,
+)
 
 Pad = Union[int, str, Tuple[int, ...]]
 
@@ -189,23 +198,17 @@ def test_conv2d_nan_propagates(backend, dtype, rng):
     assert_close(y, expected, dtype, 27, what=f"{backend.name} conv2d y with NaN in w")
 
 
-@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
-def test_conv2d_cpu_isa_paths(backend, isa):
+@pytest.mark.parametrize("isa", ISAS)
+def test_conv2d_cpu_isa_paths(backend, restore_core, isa):
     """The cpu backend's kernels for every instruction set this CPU supports."""
     if backend.name != "cpu":
         pytest.skip("instruction-set dispatch exists only in the cpu backend")
     from convforge import _core
 
-    before = _core.isa()
-    try:
-        _core.set_isa(isa)
-    except ValueError as e:
-        pytest.skip(str(e))
-    try:
-        assert _core.isa() == isa
-        for case in (CASES[2], CASES[6], CASES[-2], LAYER_CASES[1]):
-            for dtype in DTYPES:
-                check_forward(backend, case, dtype)
-                check_backward(backend, case, dtype)
-    finally:
-        _core.set_isa(before)
+    if isa not in available_isas(_core):
+        pytest.skip(f"this CPU does not support isa {isa!r}")
+    _core.set_isa(isa)
+    for case in (CASES[2], CASES[6], CASES[-2], LAYER_CASES[1]):
+        for dtype in DTYPES:
+            check_forward(backend, case, dtype)
+            check_backward(backend, case, dtype)

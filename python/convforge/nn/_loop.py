@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import backends as _backends
@@ -83,6 +85,28 @@ def check_xy(x, y, what: str = "x"):
     if len(x) == 0:
         raise ValueError(f"{what} is empty: shape {tuple(x.shape)}")
     return x, y
+
+def hold_out(x, y, validation_split: float, validation_data):
+    """fit's validation_split: the last fraction of the arrays (before shuffling) becomes the
+    validation data. Returns (x, y, validation_data)."""
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+    if not validation_split:
+        return x, y, validation_data
+    split = int(len(x) * (1.0 - validation_split))
+    if split < 1 or split == len(x):
+        raise ValueError(f"validation_split={validation_split} leaves no training or "
+                         f"no validation samples out of {len(x)}")
+    return x[:split], y[:split], (x[split:], y[split:])
+
+
+def batches_and_count(x, y, batch_size: int, order=None):
+    """(iterator of (xb, yb), number of batches) over a batch source (y unused) or over the
+    arrays x, y in `order` (None: as stored)."""
+    if is_batch_source(x):
+        return iter(x), len(x)
+    return array_batches(x, y, batch_size, order), math.ceil(len(x) / batch_size)
+
 
 def array_batches(x, y, batch_size: int, order=None):
     n = len(x)

@@ -24,10 +24,9 @@ to keep the data itself on the GPU too.
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -40,8 +39,9 @@ from . import saving as _saving
 from ._loop import (
     POSTFIX_SECONDS,
     LinePrinter,
-    array_batches,
+    batches_and_count,
     check_xy,
+    hold_out,
     is_batch_source,
     progress_class,
     wants_batch_logs,
@@ -423,15 +423,7 @@ class Model:
         else:
             x, y = check_xy(x, y)
             self._check_device_targets(x, y)
-            if not 0.0 <= validation_split < 1.0:
-                raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
-            if validation_split:
-                split = int(len(x) * (1.0 - validation_split))
-                if split < 1 or split == len(x):
-                    raise ValueError(f"validation_split={validation_split} leaves no training or "
-                                     f"no validation samples out of {len(x)}")
-                validation_data = (x[split:], y[split:])
-                x, y = x[:split], y[:split]
+            x, y, validation_data = hold_out(x, y, validation_split, validation_data)
         if seed is None:
             seed = _new_seed()
         shuffle_rng, aug_rng = (np.random.default_rng(s)
@@ -450,13 +442,8 @@ class Model:
         for epoch in range(initial_epoch, epochs):
             for cb in cbs:
                 cb.on_epoch_begin(epoch, {})
-            if source:
-                batches: Iterable = iter(x)
-                n_batches = len(x)
-            else:
-                order = shuffle_rng.permutation(len(x)) if shuffle else None
-                batches = array_batches(x, y, batch_size, order)
-                n_batches = math.ceil(len(x) / batch_size)
+            order = shuffle_rng.permutation(len(x)) if shuffle and not source else None
+            batches, n_batches = batches_and_count(x, y, batch_size, order)
             bar = bar_cls(total=n_batches, desc=f"Epoch {epoch + 1}/{epochs}")
             live_bar = getattr(bar, "shows_postfix", True)
             shown = time.monotonic()
@@ -511,14 +498,13 @@ class Model:
     def _evaluate(self, data, batch_size: int, verbose: int = 0,
                   what: str = "x_val") -> dict[str, float]:
         """Loss and metrics over `data` ((x, y) arrays or a batch source), inference mode."""
-        if is_batch_source(data):
-            batches, total = iter(data), len(data)
-        else:
+        x, y = data, None
+        if not is_batch_source(data):
             if not isinstance(data, (tuple, list)) or len(data) != 2:
                 raise ValueError("validation_data must be (x, y) or a batch source")
             x, y = check_xy(*data, what=what)
             self._check_device_targets(x, y)
-            batches, total = array_batches(x, y, batch_size), math.ceil(len(x) / batch_size)
+        batches, total = batches_and_count(x, y, batch_size)
         bar = progress_class(verbose)(total=total, desc="evaluate")
         running = _RunningMeans(["loss"] + [name for name, _ in self.metrics])
         with inference():   # writes nothing on the layers: safe beside a fit on another thread
@@ -563,13 +549,10 @@ class Model:
         if self._multi_output:
             raise ValueError("predict needs a model with a single output")
         link = self.loss.link if (self.loss is not None and not raw) else None
-        if is_batch_source(x):
-            batches, total = ((b[0] if isinstance(b, (tuple, list)) else b) for b in x), len(x)
-        else:
-            if not hasattr(x, "shape"):
-                x = np.asarray(x)
-            batches = (xb for xb, _ in array_batches(x, None, batch_size))
-            total = math.ceil(len(x) / batch_size)
+        if not is_batch_source(x) and not hasattr(x, "shape"):
+            x = np.asarray(x)
+        pairs, total = batches_and_count(x, None, batch_size)  # a source may yield xb alone
+        batches = ((b[0] if isinstance(b, (tuple, list)) else b) for b in pairs)
         bar = progress_class(verbose)(total=total, desc="predict")
         outs = []
         with inference():   # writes nothing on the layers: safe beside a fit on another thread

@@ -191,8 +191,20 @@ def isolated_data(tmp_path, monkeypatch):
 @pytest.fixture
 def rng(request) -> np.random.Generator:
     """A fresh generator with a fixed seed for every test: the test module's RNG_SEED if it
-    sets one (each module keeps the data its tolerances were written for), else 20240607."""
-    return np.random.default_rng(getattr(request.module, "RNG_SEED", 20240607))
+    sets one (each module keeps the data its tolerances were written for), else 20240607.
+    convforge.set_seed gets the same seed (layer weights, dropout, fit's shuffling)."""
+    seed = getattr(request.module, "RNG_SEED", 20240607)
+    convforge.set_seed(seed)
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def nn_backend():
+    """The cpu backend for the test (the reference where the core does not load); for the
+    layer and model tests, which run one backend (the ops' tests run them all)."""
+    name = "cpu" if "cpu" in convforge.backends.available() else "reference"
+    with convforge.use_backend(name):
+        yield name
 
 
 # --------------------------------------------------------------------------- compiled core

@@ -6,15 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import convforge
 from convforge import models, nn
 
-
-@pytest.fixture(autouse=True)
-def backend():
-    name = "cpu" if "cpu" in convforge.backends.available() else "reference"
-    with convforge.use_backend(name):
-        yield name
+pytestmark = pytest.mark.usefixtures("nn_backend")  # conftest: cpu, else reference
 
 
 def test_lenet5_parameters_and_shapes():

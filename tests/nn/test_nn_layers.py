@@ -7,24 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import convforge
 from convforge import nn
 from convforge.nn import initializers as init
 
 from conftest import assert_within
 
-
-@pytest.fixture(autouse=True)
-def backend():
-    name = "cpu" if "cpu" in convforge.backends.available() else "reference"
-    with convforge.use_backend(name):
-        yield name
-
-
-@pytest.fixture
-def rng():
-    nn.set_seed(1234)
-    return np.random.default_rng(1234)
+pytestmark = pytest.mark.usefixtures("nn_backend")  # conftest: cpu, else reference
+RNG_SEED = 1234   # the seed of conftest's `rng` (and of nn.set_seed) in this module
 
 
 # --------------------------------------------------------------------------- helpers

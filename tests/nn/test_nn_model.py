@@ -10,23 +10,12 @@ import os
 import numpy as np
 import pytest
 
-import convforge
 from convforge import losses, nn, optim
 
 from conftest import assert_within
 
-
-@pytest.fixture(autouse=True)
-def backend():
-    name = "cpu" if "cpu" in convforge.backends.available() else "reference"
-    with convforge.use_backend(name):
-        yield name
-
-
-@pytest.fixture
-def rng():
-    nn.set_seed(2024)
-    return np.random.default_rng(2024)
+pytestmark = pytest.mark.usefixtures("nn_backend")  # conftest: cpu, else reference
+RNG_SEED = 2024   # the seed of conftest's `rng` (and of nn.set_seed) in this module
 
 
 def gradcheck_model(model, x, y, loss, rng, training=True, entries=12):

@@ -21,12 +21,7 @@ import convforge
 from convforge import losses, nn
 from convforge.nn import metrics
 
-
-@pytest.fixture(autouse=True)
-def backend():
-    name = "cpu" if "cpu" in convforge.backends.available() else "reference"
-    with convforge.use_backend(name):
-        yield name
+pytestmark = pytest.mark.usefixtures("nn_backend")  # conftest: cpu, else reference
 
 
 def cnn(dropout=0.25):

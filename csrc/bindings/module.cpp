@@ -9,6 +9,7 @@ namespace py = pybind11;
 namespace convforge::bind {
 void bind_conv(py::module_& m);    // bindings/conv.cpp: conv2d forward/backward, im2col/col2im
 void bind_pool(py::module_& m);    // bindings/pool.cpp: pooling forward/backward
+void bind_norm(py::module_& m);    // bindings/norm.cpp: batch normalisation
 }  // namespace convforge::bind
 
 #ifndef CONVFORGE_VERSION
@@ -43,4 +44,5 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("n"));
   bind::bind_conv(m);
   bind::bind_pool(m);
+  bind::bind_norm(m);
 }

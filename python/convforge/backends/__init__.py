@@ -25,6 +25,11 @@ The functions:
                     count_include_pad) -> dx
     global_pool2d(x, mode) -> (y (N, C), indices (N, C) int64 or None)    mode 'max' | 'avg'
     global_pool2d_backward(dy, indices, input_shape, mode) -> dx
+    batch_norm_stats(x) -> (mean, var)          x (N, C, HW); float64 (C,) each
+    batch_norm(x, mean, inv_std, gamma, beta, relu) -> y (N, C, HW)
+        mean, inv_std float64 (C,); gamma, beta (C,) of x's dtype or None (1, 0); relu: max(., 0)
+    batch_norm_backward(dy, x, mean, inv_std, gamma, beta, relu, batch_stats, need_dx)
+        -> (dx or None, dgamma float64 (C,), dbeta float64 (C,))
 
 and `probe() -> str | None` (None when usable, else the reason it is not).
 Backends are imported lazily: numba and cupy load only when used.

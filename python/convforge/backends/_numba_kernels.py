@@ -1,4 +1,5 @@
-"""Numba kernels of the numba backend: im2col/col2im, conv2d forward/backward, pooling.
+"""Numba kernels of the numba backend: im2col/col2im, conv2d forward/backward, pooling (and,
+re-exported from _numba_norm, batch normalisation).
 
 Layouts: activations NCHW, weights OIHW (K, C/G, KH, KW), all C-contiguous, float32 or float64
 (one compiled version per dtype; loaded from numba's on-disk cache when it is writable).
@@ -532,3 +533,14 @@ def pool2d_backward(dx, dy, idx, mode, KH, KW, SH, SW, PH, PW, count_include_pad
                     dxf[ic[oh, ow]] += dyc[oh, ow]
         else:
             _avg_gather(dxc, dyc, KH, KW, SH, SW, PH, PW, count_include_pad)
+
+
+# Batch normalisation kernels live in their own file; re-exported so that the backend finds
+# every kernel here (and its serial copies, numba._serial_kernels).
+
+from ._numba_norm import (  # noqa: E402, F401 - re-exported
+    bn_backward_dx,
+    bn_backward_sums,
+    bn_forward,
+    bn_stats_sums,
+)

@@ -90,3 +90,16 @@ def global_pool2d(x, mode):
 
 def global_pool2d_backward(dy, indices, input_shape, mode):
     return _core().global_pool2d_backward(dy, indices, input_shape, mode)
+
+
+def batch_norm_stats(x):
+    return _core().batch_norm_stats(x)
+
+
+def batch_norm(x, mean, inv_std, gamma, beta, relu):
+    return _core().batch_norm_forward(x, mean, inv_std, gamma, beta, relu)
+
+
+def batch_norm_backward(dy, x, mean, inv_std, gamma, beta, relu, batch_stats, need_dx):
+    return _core().batch_norm_backward(dy, x, mean, inv_std, gamma, beta, relu, batch_stats,
+                                       need_dx, True)

@@ -256,3 +256,8 @@ def global_pool2d_backward(dy, indices, input_shape, mode):
         _launch("pool2d", "global_pool2d_max_backward", dy, dx.size,
                 (dx, dy, indices, n * c, h * w))
     return dx
+
+
+# --------------------------------------------------------------------------- batch normalisation
+# CuPy array expressions, shared with NumPy for testing without a GPU (see _xp_norm).
+from ._xp_norm import batch_norm, batch_norm_backward, batch_norm_stats  # noqa: E402, F401

@@ -82,7 +82,8 @@ def set_num_threads(n: int) -> None:
 # kernel would end the process, so the kernels run as serial compilations of the same functions.
 _serial: SimpleNamespace | None = None
 _KERNEL_NAMES = ("im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_forward_panels",
-                 "conv2d_backward_weight_panels", "pool2d_forward", "pool2d_backward")
+                 "conv2d_backward_weight_panels", "pool2d_forward", "pool2d_backward",
+                 "bn_stats_sums", "bn_forward", "bn_backward_sums", "bn_backward_dx")
 
 
 def _serial_kernels(parallel_kernels: ModuleType) -> SimpleNamespace:
@@ -301,3 +302,50 @@ def global_pool2d_backward(dy, indices, input_shape, mode):
     dy4 = _c(dy).reshape(n, c, 1, 1)
     idx4 = None if mode == "avg" else indices.reshape(n, c, 1, 1)  # checked by pool2d_backward
     return pool2d_backward(dy4, idx4, (n, c, h, w), mode, (h, w), (1, 1), (0, 0), True)
+
+
+# --------------------------------------------------------------------------- batch normalisation
+# x (N, C, HW); mean, inv_std float64 (C,); gamma, beta (C,) or None (see _numba_norm).
+
+def batch_norm_stats(x):
+    x = _c(x)
+    n, c, hw = x.shape
+    s1, s2 = np.empty((n, c)), np.empty((n, c))
+    _kernels().bn_stats_sums(s1, s2, x)
+    t1, t2 = s1.sum(axis=0), s2.sum(axis=0)
+    dm = t1 / (n * hw)
+    return x[0, :, 0].astype(np.float64) + dm, np.maximum(t2 / (n * hw) - dm * dm, 0.0)
+
+
+def _affine(x, mean, inv_std, gamma, beta):
+    """The forward's (m, s, b) (C,) in x's dtype: pre = (x - m) * s + b."""
+    g = np.ones(x.shape[1]) if gamma is None else gamma.astype(np.float64)
+    b = np.zeros(x.shape[1], x.dtype) if beta is None else _c(beta)
+    return mean.astype(x.dtype), (g * inv_std).astype(x.dtype), b, g
+
+
+def batch_norm(x, mean, inv_std, gamma, beta, relu):
+    x = _c(x)
+    m, s, b, _ = _affine(x, mean, inv_std, gamma, beta)
+    y = np.empty_like(x)
+    _kernels().bn_forward(y, x, m, s, b, relu)
+    return y
+
+
+def batch_norm_backward(dy, x, mean, inv_std, gamma, beta, relu, batch_stats, need_dx):
+    x, dy = _c(x), _c(dy)
+    n, c, hw = x.shape
+    m, s, b, g = _affine(x, mean, inv_std, gamma, beta)
+    pg, pb = np.empty((n, c)), np.empty((n, c))
+    k = _kernels()
+    k.bn_backward_sums(pg, pb, dy, x, _c(mean), m, s, b, relu)
+    sg, sb = pg.sum(axis=0), pb.sum(axis=0)
+    if not need_dx:
+        return None, sg * inv_std, sb
+    k1 = (g * inv_std).astype(x.dtype)
+    k2 = (inv_std * inv_std * sg / (n * hw)).astype(x.dtype)
+    k3 = (sb / (n * hw)).astype(x.dtype)
+    dx = np.empty_like(x)
+    k.bn_backward_dx(dx, dy, x, m, s, b, k1, k2, k3, relu, batch_stats)
+    return dx, sg * inv_std, sb
+

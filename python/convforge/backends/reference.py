@@ -164,3 +164,39 @@ def global_pool2d_backward(dy, indices, input_shape, mode):
     dx = np.zeros((n, c, h * w))
     np.put_along_axis(dx, indices[..., None], dy64[..., None], -1)
     return dx.reshape(n, c, h, w).astype(dy.dtype)
+
+
+# --------------------------------------------------------------------------- batch normalisation
+# x (N, C, HW) views; mean, inv_std float64 (C,); gamma, beta (C,) or None.
+
+def batch_norm_stats(x):
+    x64 = np.asarray(x, np.float64)
+    return x64.mean(axis=(0, 2)), x64.var(axis=(0, 2))
+
+
+def _bn_pre(x, mean, inv_std, gamma, beta):
+    """(x - mean) * inv_std * gamma + beta in float64, and xhat = (x - mean) * inv_std."""
+    xhat = (np.asarray(x, np.float64) - mean[:, None]) * inv_std[:, None]
+    g = 1.0 if gamma is None else np.asarray(gamma, np.float64)[:, None]
+    b = 0.0 if beta is None else np.asarray(beta, np.float64)[:, None]
+    return xhat * g + b, xhat
+
+
+def batch_norm(x, mean, inv_std, gamma, beta, relu):
+    y, _ = _bn_pre(x, mean, inv_std, gamma, beta)
+    return (np.maximum(y, 0.0) if relu else y).astype(x.dtype)
+
+
+def batch_norm_backward(dy, x, mean, inv_std, gamma, beta, relu, batch_stats, need_dx):
+    pre, xhat = _bn_pre(x, mean, inv_std, gamma, beta)
+    g = np.asarray(dy, np.float64)
+    if relu:
+        g = np.where(pre > 0, g, 0.0)
+    dgamma, dbeta = (g * xhat).sum(axis=(0, 2)), g.sum(axis=(0, 2))
+    if not need_dx:
+        return None, dgamma, dbeta
+    scale = (1.0 if gamma is None else np.asarray(gamma, np.float64)) * inv_std   # (C,)
+    if batch_stats:
+        m = x.shape[0] * x.shape[2]
+        g = g - dbeta[:, None] / m - xhat * dgamma[:, None] / m
+    return (g * scale[:, None]).astype(x.dtype), dgamma, dbeta

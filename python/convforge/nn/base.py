@@ -377,18 +377,20 @@ class Layer:
         if not self.built:
             self._ensure_built(shape, dtype)
 
-    def forward(self, x, training: bool = False):
-        """Runs the layer on a batch (arrays with the batch axis)."""
+    def forward(self, x, training: bool = False, **fused):
+        """Runs the layer on a batch (arrays with the batch axis). `fused`: options of layers
+        that can take over the next layer's work (BatchNormalization: relu=True), set by a
+        Model that found such a pair (see Model._find_fusions)."""
         if self.multi_input:
             if not isinstance(x, (list, tuple)) or len(x) < 2:
                 raise TypeError(f"layer {self.label} takes a list of at least two arrays")
             xs = [self._cast(a) for a in x]
             if not self.built:
                 self._ensure_built([tuple(a.shape[1:]) for a in xs], xs[0].dtype)
-            return self._forward(xs, training)
+            return self._forward(xs, training, **fused)
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
             raise TypeError(f"layer {self.label} takes an array, got {type(x).__name__}")
-        return self._forward(self._prepare(x), training)
+        return self._forward(self._prepare(x), training, **fused)
 
     def _cast(self, a):
         want = self.dtype or (a.dtype if a.dtype.kind == "f" else np.float32)

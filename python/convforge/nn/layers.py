@@ -490,7 +490,9 @@ class BatchNormalization(Layer):
     (biased) variance over N, H, W; the moving statistics follow
     moving = momentum * moving + (1 - momentum) * batch (Keras' rule and defaults).
     Inference, or while the layer is frozen (trainable=False, as in Keras), uses the moving
-    statistics; so does an empty batch (N = 0), which leaves them unchanged.
+    statistics; so does an empty batch (N = 0), which leaves them unchanged. The kernels are
+    convforge.functional's batch_norm ops; a Model runs a ReLU that directly follows in the
+    same pass (forward(..., relu=True)).
     """
 
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
@@ -521,45 +523,43 @@ class BatchNormalization(Layer):
     def flops(self, input_shape) -> int:
         return 2 * int(np.prod(input_shape, dtype=np.int64))
 
-    def _forward(self, x, training):
-        # x: (N, C, H, W) or (N, C); statistics per channel over `axes`
-        xp = array_module(x)
-        axes = (0,) if x.ndim == 2 else (0, 2, 3)
-        bshape = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
+    def _forward(self, x, training, relu: bool = False):
+        # x: (N, C, H, W) or (N, C); statistics per channel over every axis but 1 (float64).
         # An empty batch has no statistics: it is normalised with the moving ones, which it
         # leaves unchanged (a mean over zero values would turn them into NaN).
         batch_stats = training and self.trainable and x.shape[0] > 0
         if batch_stats:
-            mean, var = x.mean(axis=axes), x.var(axis=axes)          # (C,) each
+            mean, var = F.batch_norm_stats(x)                          # (C,) float64 each
             m = self.momentum
             self.moving_mean.data[...] = m * self.moving_mean.data + (1 - m) * mean
             self.moving_variance.data[...] = m * self.moving_variance.data + (1 - m) * var
         else:
             mean, var = self.moving_mean.data, self.moving_variance.data
-        inv = 1.0 / xp.sqrt(var + self.epsilon)                      # (C,)
-        xhat = (x - mean.reshape(bshape)) * inv.reshape(bshape)
-        y = xhat
-        if self.scale:
-            y = y * self.gamma.data.reshape(bshape)
-        if self.center:
-            y = y + self.beta.data.reshape(bshape)
-        self._cache = (xhat, inv, batch_stats, axes, bshape)
-        return y
+        gamma = self.gamma.data if self.scale else None
+        beta = self.beta.data if self.center else None
+        self._cache = (x, mean, var, batch_stats, relu)
+        return F.batch_norm(x, mean, var, gamma, beta, self.epsilon, relu)
 
     def _backward(self, dy):
-        xhat, inv, batch_stats, axes, bshape = self._cache
+        x, mean, var, batch_stats, relu = self._cache
+        gamma = self.gamma.data if self.scale else None
+        beta = self.beta.data if self.center else None
+        dx, dgamma, dbeta = F.batch_norm_backward(dy, x, mean, var, gamma, beta, self.epsilon,
+                                                  relu, batch_stats)
         if self.trainable:
             if self.scale:
-                self.gamma.accumulate((dy * xhat).sum(axis=axes))
+                self.gamma.accumulate(dgamma)
             if self.center:
-                self.beta.accumulate(dy.sum(axis=axes))
-        dxhat = dy * self.gamma.data.reshape(bshape) if self.scale else dy
-        if not batch_stats:
-            return dxhat * inv.reshape(bshape)
-        m = dy.size // dy.shape[1]                                   # values per channel
-        sum_d = dxhat.sum(axis=axes).reshape(bshape)
-        sum_dx = (dxhat * xhat).sum(axis=axes).reshape(bshape)
-        return (inv.reshape(bshape) / m) * (m * dxhat - sum_d - xhat * sum_dx)
+                self.beta.accumulate(dbeta)
+        return dx
+
+    def relu_input_grad(self, dy):
+        """For a forward run with relu=True: the gradient w.r.t. the normalised values before
+        the ReLU, given dy w.r.t. the output (a Model asked for that intermediate)."""
+        x, mean, var, _, _ = self._cache
+        gamma = self.gamma.data if self.scale else None
+        beta = self.beta.data if self.center else None
+        return dy * (F.batch_norm(x, mean, var, gamma, beta, self.epsilon) > 0)
 
 
 # --------------------------------------------------------------------------- merging

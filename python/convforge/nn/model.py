@@ -33,7 +33,7 @@ import numpy as np
 from .. import losses as _losses
 from .. import optim as _optim
 from .._array import positive_int
-from . import _summary
+from . import _graph, _summary
 from . import metrics as _metrics
 from . import saving as _saving
 from ._loop import (
@@ -114,6 +114,7 @@ class Model:
         self.outputs: list[SymbolicTensor] = []
         self._nodes: list = []
         self._multi_output = False
+        self._fused: dict = {}
         self.optimizer: Optional[_optim.Optimizer] = None
         self.loss: Optional[_losses.Loss] = None
         self.metrics: list[tuple[str, Callable]] = []
@@ -154,6 +155,7 @@ class Model:
         self._name_layers(layers)
         self.inputs, self.outputs, self._nodes = ins, outs, nodes
         self._multi_output = isinstance(outputs, (list, tuple))
+        self._fused = _graph.find_fusions(nodes, outs)
 
     @staticmethod
     def _name_layers(layers: Sequence[Layer]) -> None:
@@ -273,11 +275,7 @@ class Model:
                              f"{_shape_str(inp.shape)}, got {tuple(x.shape)}")
         if x.dtype != inp.dtype:
             x = x.astype(inp.dtype)
-        values = {id(inp): x}
-        for node in self._nodes:
-            args = [values[id(t)] for t in node.inputs]
-            values[id(node.output)] = node.layer.forward(
-                args if node.layer.multi_input else args[0], training)
+        values = _graph.run_forward(self._nodes, self._fused, {id(inp): x}, training)
         outs = [values[id(t)] for t in self.outputs]
         return outs if self._multi_output else outs[0]
 
@@ -291,21 +289,10 @@ class Model:
                              f"{len(dys)} gradients")
         keep = {id(t) for t in (wrt or [])}
         grads: dict[int, Any] = {}
-
-        def add(t, g):
-            grads[id(t)] = g if id(t) not in grads else grads[id(t)] + g
-
         for t, g in zip(self.outputs, dys):
             if g is not None:
-                add(t, g)
-        for node in reversed(self._nodes):
-            key = id(node.output)
-            g = grads.get(key) if key in keep else grads.pop(key, None)
-            if g is None:
-                continue
-            dx = node.layer.backward(g)
-            for t, d in zip(node.inputs, dx if node.layer.multi_input else [dx]):
-                add(t, d)
+                _graph.add_grad(grads, t, g)
+        _graph.run_backward(self._nodes, self._fused, grads, keep)
         if wrt is not None:
             return [grads.get(id(t)) for t in wrt]
         return grads.get(id(self.inputs[0]))

@@ -10,6 +10,7 @@ namespace convforge::bind {
 void bind_conv(py::module_& m);    // bindings/conv.cpp: conv2d forward/backward, im2col/col2im
 void bind_pool(py::module_& m);    // bindings/pool.cpp: pooling forward/backward
 void bind_norm(py::module_& m);    // bindings/norm.cpp: batch normalisation
+void bind_elementwise(py::module_& m);  // bindings/elementwise.cpp: dropout
 }  // namespace convforge::bind
 
 #ifndef CONVFORGE_VERSION
@@ -45,4 +46,5 @@ PYBIND11_MODULE(_core, m) {
   bind::bind_conv(m);
   bind::bind_pool(m);
   bind::bind_norm(m);
+  bind::bind_elementwise(m);
 }

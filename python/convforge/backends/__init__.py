@@ -30,6 +30,8 @@ The functions:
         mean, inv_std float64 (C,); gamma, beta (C,) of x's dtype or None (1, 0); relu: max(., 0)
     batch_norm_backward(dy, x, mean, inv_std, gamma, beta, relu, batch_stats, need_dx)
         -> (dx or None, dgamma float64 (C,), dbeta float64 (C,))
+    dropout(x, seed, threshold, scale) -> y     any shape; x * scale where the counter-based
+        hash of (seed, flat index) >= threshold (uint32), else 0 (convforge.functional.dropout)
 
 and `probe() -> str | None` (None when usable, else the reason it is not).
 Backends are imported lazily: numba and cupy load only when used.

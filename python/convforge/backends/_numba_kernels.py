@@ -535,9 +535,11 @@ def pool2d_backward(dx, dy, idx, mode, KH, KW, SH, SW, PH, PW, count_include_pad
             _avg_gather(dxc, dyc, KH, KW, SH, SW, PH, PW, count_include_pad)
 
 
-# Batch normalisation kernels live in their own file; re-exported so that the backend finds
+# Dropout and batch normalisation kernels live in their own files; re-exported so that the
+# backend finds
 # every kernel here (and its serial copies, numba._serial_kernels).
 
+from ._numba_dropout import dropout_apply  # noqa: E402, F401 - re-exported
 from ._numba_norm import (  # noqa: E402, F401 - re-exported
     bn_backward_dx,
     bn_backward_sums,

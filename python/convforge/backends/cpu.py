@@ -103,3 +103,8 @@ def batch_norm(x, mean, inv_std, gamma, beta, relu):
 def batch_norm_backward(dy, x, mean, inv_std, gamma, beta, relu, batch_stats, need_dx):
     return _core().batch_norm_backward(dy, x, mean, inv_std, gamma, beta, relu, batch_stats,
                                        need_dx, True)
+
+
+def dropout(x, seed, threshold, scale):
+    return _core().dropout(x, seed, threshold, scale)
+

@@ -83,7 +83,8 @@ def set_num_threads(n: int) -> None:
 _serial: SimpleNamespace | None = None
 _KERNEL_NAMES = ("im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_forward_panels",
                  "conv2d_backward_weight_panels", "pool2d_forward", "pool2d_backward",
-                 "bn_stats_sums", "bn_forward", "bn_backward_sums", "bn_backward_dx")
+                 "bn_stats_sums", "bn_forward", "bn_backward_sums", "bn_backward_dx",
+                 "dropout_apply")
 
 
 def _serial_kernels(parallel_kernels: ModuleType) -> SimpleNamespace:
@@ -348,4 +349,12 @@ def batch_norm_backward(dy, x, mean, inv_std, gamma, beta, relu, batch_stats, ne
     dx = np.empty_like(x)
     k.bn_backward_dx(dx, dy, x, m, s, b, k1, k2, k3, relu, batch_stats)
     return dx, sg * inv_std, sb
+
+
+def dropout(x, seed, threshold, scale):
+    x = _c(x)
+    y = np.empty_like(x)
+    _kernels().dropout_apply(y.reshape(-1), x.reshape(-1), np.uint32(seed & 0xFFFFFFFF),
+                             np.uint32(seed >> 32), np.uint32(threshold), x.dtype.type(scale))
+    return y
 

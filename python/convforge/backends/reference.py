@@ -200,3 +200,9 @@ def batch_norm_backward(dy, x, mean, inv_std, gamma, beta, relu, batch_stats, ne
         m = x.shape[0] * x.shape[2]
         g = g - dbeta[:, None] / m - xhat * dgamma[:, None] / m
     return (g * scale[:, None]).astype(x.dtype), dgamma, dbeta
+
+
+# --------------------------------------------------------------------------- dropout
+# The counter-based mask, written for NumPy and CuPy alike (the definition is there).
+from ._xp_dropout import dropout  # noqa: E402, F401
+

@@ -451,7 +451,8 @@ class Rescaling(Layer):
 
 class Dropout(Layer):
     """While training, zeroes each value with probability `rate` and scales the rest by
-    1/(1-rate); at inference it is the identity."""
+    1/(1-rate) (F.dropout: a counter-based mask, the same on every backend for the same seed);
+    at inference it is the identity."""
 
     def __init__(self, rate: float, seed: Optional[int] = None, name=None, dtype=None,
                  input_shape=None, trainable: bool = True):
@@ -460,27 +461,19 @@ class Dropout(Layer):
             raise ValueError(f"rate must be in [0, 1), got {rate!r}")
         self.rate = float(rate)
         self._rng = np.random.default_rng(_new_seed() if seed is None else seed)
-        self._device_rng = None
-
-    def _uniform(self, xp, shape, dtype):
-        if xp is np:
-            return self._rng.random(shape, dtype=dtype)
-        if self._device_rng is None:
-            self._device_rng = xp.random.default_rng(int(self._rng.integers(2**63 - 1)))
-        return self._device_rng.random(shape, dtype=dtype)
 
     def _forward(self, x, training):
         if not training or self.rate == 0.0:
             self._cache = None
             return x
-        xp = array_module(x)
-        keep = self._uniform(xp, x.shape, x.dtype) >= self.rate
-        scale = keep.astype(x.dtype) * (1.0 / (1.0 - self.rate))   # (N, ...) 0 or 1/(1-rate)
-        self._cache = scale
-        return x * scale
+        # A fresh mask seed per call, from the layer's generator (seeded by convforge.set_seed
+        # or seed=); the mask itself is recomputed from it in backward (F.dropout).
+        seed = int(self._rng.integers(2**63))
+        self._cache = seed
+        return F.dropout(x, self.rate, seed)
 
     def _backward(self, dy):
-        return dy if self._cache is None else dy * self._cache
+        return dy if self._cache is None else F.dropout(dy, self.rate, self._cache)
 
 
 class BatchNormalization(Layer):

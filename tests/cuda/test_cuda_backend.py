@@ -70,7 +70,9 @@ def assert_exact(got, want, name):
     same = (got == want) | (np.isnan(got) & np.isnan(want)) if got.dtype.kind == "f" \
         else got == want
     if not same.all():
-        diff = np.where(same, 0.0, 1.0 + np.abs(got.astype(np.float64) - want))
+        with np.errstate(invalid="ignore"):
+            gap = np.abs(got.astype(np.float64) - want)
+        diff = np.where(same, 0.0, 1.0 + np.nan_to_num(gap, nan=np.inf))  # NaN vs number: inf
         pytest.fail(_worst(got, want, diff, name))
 
 

@@ -149,9 +149,10 @@ def _launch(family: str, entry: str, like, work: int, args: tuple, per_block: in
 
     work: items to process; per_block: items one block takes per grid-stride step (THREADS for
     one-thread-per-element kernels, 1 for one-block-per-item kernels). The grid is
-    ceil(work / per_block) blocks, capped at MAX_BLOCKS. Python ints (dims, flags) go to the
-    kernel as explicit numpy.int64 (C long long), CuPy arrays as device pointers, NULL as a null
-    pointer.
+    ceil(work / per_block) blocks, capped at MAX_BLOCKS. Integers (dims, flags; Python ints or
+    signed NumPy integers of any width) go to the kernel as explicit numpy.int64 (C long long:
+    CuPy would pack a numpy.int32 in 4 bytes), CuPy arrays as device pointers, NULL (unsigned)
+    as a null pointer.
     """
     if work <= 0:
         return
@@ -159,7 +160,7 @@ def _launch(family: str, entry: str, like, work: int, args: tuple, per_block: in
     device_id = dev.device_id(like)
     kernel = _kernel(dev, family, f"{entry}_{_SUFFIX[np.dtype(like.dtype)]}", device_id)
     blocks = min(-(-work // per_block), MAX_BLOCKS)
-    kargs = tuple(np.int64(a) if isinstance(a, int) else a for a in args)
+    kargs = tuple(np.int64(a) if isinstance(a, (int, np.signedinteger)) else a for a in args)
     dev.launch(kernel, blocks, THREADS, kargs, device_id)
 
 

@@ -49,7 +49,7 @@ struct Kernel {
   const cfemu::Entry* entry;
 };
 
-// One argument, converted: `value` holds the pointer or the integer the slot points to.
+// One argument, converted: the pointer or the integer its kernel parameter slot points to.
 union Slot {
   void* ptr;
   long long i64;

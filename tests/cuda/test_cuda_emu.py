@@ -153,16 +153,20 @@ def test_emulator_covers_every_shared_array():
     per = {np.float32: 4, np.float64: 8}
     want = sum(16 * 65 * s + 16 * 64 * s + 2 * 256 * s + 256 * 8 + 256 * s + 256 * 8
                for s in per.values())
-    assert cuda_emu.library().shared_bytes() == want
+    got = cuda_emu.library().shared_bytes()
+    assert got == want, f"{got} bytes of __shared__ storage are poisoned, the kernels declare " \
+                        f"{want} (a new __shared__ array? update this count)"
 
 
 def _without_barrier(code: str, function: str, nth: int) -> str:
     """code with the nth (1-based) `__syncthreads();` after the definition of `function`
     removed."""
-    start = code.index(function)
-    pos = start
+    pos = code.find(function)
     for _ in range(nth):
-        pos = code.index("__syncthreads();", pos + 1)
+        pos = code.find("__syncthreads();", pos + 1) if pos >= 0 else -1
+    if pos < 0:
+        raise ValueError(f"no barrier {nth} after {function!r}: the kernel changed, update the "
+                         f"mutants of this test")
     return code[:pos] + "/* barrier removed */" + code[pos + len("__syncthreads();"):]
 
 

@@ -17,14 +17,14 @@
 # $CONVFORGE_DATA, default ../shared/data):
 #   bash tests/gpu/run_on_gpu.sh [OUT_DIR]
 # Environment: PYTHON (default python3), VENV (default .venv-gpu; set VENV= to use the current
-# environment as it is), EPOCHS (LeNet-5 epochs, default 10).
+# environment as it is), EPOCHS (LeNet-5 epochs, default 15: 10 end at 98.8-99.1% on CPUs).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 OUT=${1:-gpu-run-$(date +%Y%m%d-%H%M%S)}
 PYTHON=${PYTHON:-python3}
 VENV=${VENV-.venv-gpu}
-EPOCHS=${EPOCHS:-10}
+EPOCHS=${EPOCHS:-15}
 export CONVFORGE_DATA=${CONVFORGE_DATA:-../shared/data}
 mkdir -p "$OUT"
 start=$(date +%s)

@@ -1,6 +1,14 @@
-"""The cuda backend (CuPy RawKernels) against the float64 reference backend, element by element.
+"""The cuda backend against the float64 reference backend, element by element, on a GPU and on
+the CPU emulator of the CUDA execution model.
 
-Skipped unless "cuda" is in convforge.backends.available() (CuPy and a CUDA device present).
+Every test takes the `cu` fixture (devices.py), one parameter per place the kernels run:
+- gpu (marker `cuda`): CuPy on a CUDA device, through convforge.functional; skipped unless
+  "cuda" is in convforge.backends.available();
+- emu (marker `cuda_emu`): the real .cu kernels compiled for the CPU emulator (cuda_emu.py),
+  the backend's own grids, poisoned outputs and shared memory; skipped only where the emulator
+  cannot be built (no cmake / C++ compiler / pybind11);
+- emu-small-grid (`cuda_emu`): the same with grids capped at 1, 2 and 3 blocks in turn (every
+  grid-stride loop takes several turns), blocks and threads run in reverse order, other poisons.
 Integer-valued inputs check exactness (every partial sum is exact in float32, so any indexing
 error shows up as a mismatch); random inputs check precision with a tolerance scaled by dtype and
 reduction length.
@@ -8,38 +16,42 @@ reduction length.
 
 from __future__ import annotations
 
+import cuda_emu
 import numpy as np
 import pytest
+from devices import EmuOps, GpuOps
 
 import convforge as cf
 from convforge import backends
 from convforge._shapes import conv_output_size, conv_padding, pair
+from convforge.backends import cuda
 
 RNG_SEED = 20240611   # the seed of the `rng` fixture (conftest) in this module
 
-pytestmark = pytest.mark.skipif("cuda" not in backends.available(),
-                                reason="cuda backend unavailable: "
-                                f"{backends.unavailable_reason('cuda')}")
-
 DTYPES = [np.float32, np.float64]
 F = cf.functional
+SMALL_GRID = dict(max_blocks=(1, 2, 3), block_order="reverse", thread_order="reverse",
+                  poison="finite", shared_poison=0x7F)
+DEVICES = [pytest.param(("gpu", None), id="gpu", marks=pytest.mark.cuda),
+           pytest.param(("emu", {}), id="emu", marks=pytest.mark.cuda_emu),
+           pytest.param(("emu", SMALL_GRID), id="emu-small-grid", marks=pytest.mark.cuda_emu)]
 
 
-def gpu(a):
-    import cupy
-
-    return cupy.asarray(a)
-
-
-def host(a):
-    import cupy
-
-    assert isinstance(a, cupy.ndarray), f"expected a CuPy array, got {type(a).__name__}"
-    return cupy.asnumpy(a)
-
-
-def cuda_backend():
-    return backends.get("cuda")
+@pytest.fixture(params=DEVICES)
+def cu(request):
+    """GpuOps, or EmuOps with a fresh emulator device installed for the test."""
+    kind, options = request.param
+    if kind == "gpu":
+        if "cuda" not in backends.available():
+            pytest.skip(f"cuda backend unavailable: {backends.unavailable_reason('cuda')}")
+        yield GpuOps()
+        return
+    reason = cuda_emu.skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    device = cuda_emu.EmuDevice(**options)
+    with cuda.use_device(device):
+        yield EmuOps(device)
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -58,7 +70,9 @@ def assert_exact(got, want, name):
     same = (got == want) | (np.isnan(got) & np.isnan(want)) if got.dtype.kind == "f" \
         else got == want
     if not same.all():
-        diff = np.where(same, 0.0, 1.0 + np.abs(got.astype(np.float64) - want))
+        with np.errstate(invalid="ignore"):
+            gap = np.abs(got.astype(np.float64) - want)
+        diff = np.where(same, 0.0, 1.0 + np.nan_to_num(gap, nan=np.inf))  # NaN vs number: inf
         pytest.fail(_worst(got, want, diff, name))
 
 
@@ -109,96 +123,93 @@ def _conv_inputs(case, dtype, rng, integer):
     pad4 = conv_padding(padding, (h, w), (kh, kw), st, dil)
     oh, ow = conv_output_size((h, w), (kh, kw), st, pad4, dil)
     dy = make((n, k, oh, ow))
-    return x, wt, b, dy, dict(stride=stride, padding=padding, dilation=dilation, groups=groups), \
-        (st, pad4, dil, groups)
+    return x, wt, b, dy, dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
 @pytest.mark.parametrize("algo", ["auto", "tiled", "naive"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
-def test_conv2d_forward(case, dtype, algo, rng):
-    x, w, b, _, kw_, norm = _conv_inputs(case, dtype, rng, integer=False)
+def test_conv2d_forward(case, dtype, algo, rng, cu):
+    x, w, b, _, kw_ = _conv_inputs(case, dtype, rng, integer=False)
     want = F.conv2d(x, w, b, **kw_, backend="reference")
     scale = F.conv2d(np.abs(x), np.abs(w), np.abs(b), **kw_, backend="reference")
-    if algo == "auto":
-        got = F.conv2d(gpu(x), gpu(w), gpu(b), **kw_, backend="cuda")
-    else:
-        got = cuda_backend().conv2d(gpu(x), gpu(w), gpu(b), *norm, algo=algo)
+    got = cu.conv2d(cu.dev(x), cu.dev(w), cu.dev(b), **kw_, algo=algo)
     length = w.shape[1] * w.shape[2] * w.shape[3] + 1
-    assert_within_sum_bound(host(got), want, scale, length, f"conv2d {algo} y")
+    assert_within_sum_bound(cu.host(got), want, scale, length, f"conv2d {algo} y")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
-def test_conv2d_forward_integer_exact(case, dtype, rng):
-    x, w, b, _, kw_, norm = _conv_inputs(case, dtype, rng, integer=True)
+def test_conv2d_forward_integer_exact(case, dtype, rng, cu):
+    x, w, b, _, kw_ = _conv_inputs(case, dtype, rng, integer=True)
     want = F.conv2d(x, w, b, **kw_, backend="reference")
     for algo in ("tiled", "naive"):
-        got = cuda_backend().conv2d(gpu(x), gpu(w), gpu(b), *norm, algo=algo)
-        assert_exact(host(got), want, f"conv2d {algo} y")
-        got = cuda_backend().conv2d(gpu(x), gpu(w), None, *norm, algo=algo)
-        assert_exact(host(got), F.conv2d(x, w, None, **kw_, backend="reference"),
+        got = cu.conv2d(cu.dev(x), cu.dev(w), cu.dev(b), **kw_, algo=algo)
+        assert_exact(cu.host(got), want, f"conv2d {algo} y")
+        got = cu.conv2d(cu.dev(x), cu.dev(w), None, **kw_, algo=algo)
+        assert_exact(cu.host(got), F.conv2d(x, w, None, **kw_, backend="reference"),
                      f"conv2d {algo} y without bias")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
-def test_conv2d_backward(case, dtype, rng):
-    x, w, _, dy, kw_, _ = _conv_inputs(case, dtype, rng, integer=False)
-    dx, dw, db = F.conv2d_backward(gpu(dy), gpu(x), gpu(w), **kw_, backend="cuda")
+def test_conv2d_backward(case, dtype, rng, cu):
+    x, w, _, dy, kw_ = _conv_inputs(case, dtype, rng, integer=False)
+    dx, dw, db = cu.conv2d_backward(cu.dev(dy), cu.dev(x), cu.dev(w), **kw_)
     rdx, rdw, rdb = F.conv2d_backward(dy, x, w, **kw_, backend="reference")
     sdx, sdw, sdb = F.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), **kw_,
                                       backend="reference")
     n, k, oh, ow = dy.shape
     kg = k // kw_["groups"]
-    assert_within_sum_bound(host(dx), rdx, sdx, kg * w.shape[2] * w.shape[3], "dx")
-    assert_within_sum_bound(host(dw), rdw, sdw, n * oh * ow, "dw")
-    assert_within_sum_bound(host(db), rdb, sdb, n * oh * ow, "db")
+    assert_within_sum_bound(cu.host(dx), rdx, sdx, kg * w.shape[2] * w.shape[3], "dx")
+    assert_within_sum_bound(cu.host(dw), rdw, sdw, n * oh * ow, "dw")
+    assert_within_sum_bound(cu.host(db), rdb, sdb, n * oh * ow, "db")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
-def test_conv2d_backward_integer_exact(case, dtype, rng):
-    x, w, _, dy, kw_, _ = _conv_inputs(case, dtype, rng, integer=True)
-    dx, dw, db = F.conv2d_backward(gpu(dy), gpu(x), gpu(w), **kw_, bias=False, backend="cuda")
+def test_conv2d_backward_integer_exact(case, dtype, rng, cu):
+    x, w, _, dy, kw_ = _conv_inputs(case, dtype, rng, integer=True)
+    dx, dw, db = cu.conv2d_backward(cu.dev(dy), cu.dev(x), cu.dev(w), **kw_, bias=False)
     rdx, rdw, _ = F.conv2d_backward(dy, x, w, **kw_, bias=False, backend="reference")
     assert db is None
-    assert_exact(host(dx), rdx, "dx")
-    assert_exact(host(dw), rdw, "dw")
-    _, _, db = F.conv2d_backward(gpu(dy), gpu(x), gpu(w), **kw_, backend="cuda")
-    assert_exact(host(db), dy.sum(axis=(0, 2, 3)), "db")
+    assert_exact(cu.host(dx), rdx, "dx")
+    assert_exact(cu.host(dw), rdw, "dw")
+    _, _, db = cu.conv2d_backward(cu.dev(dy), cu.dev(x), cu.dev(w), **kw_)
+    assert_exact(cu.host(db), dy.sum(axis=(0, 2, 3)), "db")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_conv2d_backward_is_deterministic(dtype, rng):
-    x, w, _, dy, kw_, _ = _conv_inputs(CONV_CASES[7], dtype, rng, integer=False)
-    first = [host(a) for a in F.conv2d_backward(gpu(dy), gpu(x), gpu(w), **kw_, backend="cuda")]
+def test_conv2d_backward_is_deterministic(dtype, rng, cu):
+    x, w, _, dy, kw_ = _conv_inputs(CONV_CASES[7], dtype, rng, integer=False)
+    args = (cu.dev(dy), cu.dev(x), cu.dev(w))
+    first = [cu.host(a) for a in cu.conv2d_backward(*args, **kw_)]
     for _ in range(2):
-        again = F.conv2d_backward(gpu(dy), gpu(x), gpu(w), **kw_, backend="cuda")
+        again = cu.conv2d_backward(*args, **kw_)
         for name, a, b in zip(("dx", "dw", "db"), first, again):
-            assert_exact(host(b), a, f"{name} (second run)")
+            assert_exact(cu.host(b), a, f"{name} (second run)")
 
 
-def test_conv2d_golden_examples():
+def test_conv2d_golden_examples(cu):
     edge = np.zeros((1, 1, 6, 6))
     edge[..., :3] = 10
     vertical = np.array([[1, 0, -1]] * 3, float)[None, None]
-    y = F.conv2d(gpu(edge), gpu(vertical), backend="cuda")
-    assert_exact(host(y)[0, 0], np.tile([0.0, 30, 30, 0], (4, 1)), "vertical edge")
+    y = cu.conv2d(cu.dev(edge), cu.dev(vertical))
+    assert_exact(cu.host(y)[0, 0], np.tile([0.0, 30, 30, 0], (4, 1)), "vertical edge")
 
     x = np.array([[3, 2, 1], [1, 2, 3], [1, 1, 1]], np.float32)[None, None]
     sobel = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)[None, None]
-    assert_exact(host(F.conv2d(gpu(x), gpu(sobel), backend="cuda")).ravel(),
+    assert_exact(cu.host(cu.conv2d(cu.dev(x), cu.dev(sobel))).ravel(),
                  np.array([2], np.float32), "sobel")
 
     x = np.array([[1, 2, 0, 3, 1], [1, 0, 0, 2, 2], [2, 1, 2, 1, 1], [0, 0, 1, 0, 0],
                   [1, 2, 1, 1, 1]], float)[None, None]
     k = np.array([[-1, 1, 2], [1, 1, 0], [-1, -2, 0]], float)[None, None]
-    assert_exact(host(F.conv2d(gpu(x), gpu(k), backend="cuda"))[0, 0],
+    assert_exact(cu.host(cu.conv2d(cu.dev(x), cu.dev(k)))[0, 0],
                  np.array([[-2.0, -1, 3], [2, 5, 8], [-2, 0, -1]]), "valid")
-    assert_exact(host(F.conv2d(gpu(x), gpu(k), stride=2, backend="cuda"))[0, 0],
+    assert_exact(cu.host(cu.conv2d(cu.dev(x), cu.dev(k), stride=2))[0, 0],
                  np.array([[-2.0, 3], [-2, -1]]), "stride 2")
-    assert_exact(host(F.conv2d(gpu(x), gpu(k), padding="same", backend="cuda"))[0, 0, 0],
+    assert_exact(cu.host(cu.conv2d(cu.dev(x), cu.dev(k), padding="same"))[0, 0, 0],
                  np.array([-1.0, 2, 2, -1, -2]), "same, first row")
 
 
@@ -206,16 +217,16 @@ def test_conv2d_golden_examples():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
-def test_im2col_col2im(case, dtype, rng):
+def test_im2col_col2im(case, dtype, rng, cu):
     n, c, h, w, _, kh, kw, stride, padding, dilation, _ = case
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     args = dict(kernel_size=(kh, kw), stride=stride, padding=padding, dilation=dilation)
-    cols = F.im2col(gpu(x), **args, backend="cuda")
+    cols = cu.im2col(cu.dev(x), **args)
     want = F.im2col(x, **args, backend="reference")
-    assert_exact(host(cols), want, "im2col")
+    assert_exact(cu.host(cols), want, "im2col")
     dcols = rng.standard_normal(want.shape).astype(dtype)
     # col2im sums the overlaps in (kh, kw) order in float64, like the reference: exact.
-    assert_exact(host(F.col2im(gpu(dcols), x.shape, **args, backend="cuda")),
+    assert_exact(cu.host(cu.col2im(cu.dev(dcols), x.shape, **args)),
                  F.col2im(dcols, x.shape, **args, backend="reference"), "col2im")
 
 
@@ -240,7 +251,7 @@ def _pool_kwargs(case):
     return dict(kernel_size=k, stride=s, padding=p, ceil_mode=ceil_mode)
 
 
-def _extreme(mode):
+def _reference_extreme(mode):
     return (F.max_pool2d, F.max_pool2d_backward) if mode == "max" else \
         (F.min_pool2d, F.min_pool2d_backward)
 
@@ -248,69 +259,70 @@ def _extreme(mode):
 @pytest.mark.parametrize("mode", ["max", "min"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", POOL_CASES, ids=POOL_IDS)
-def test_max_min_pool(case, dtype, mode, rng):
-    fwd, bwd = _extreme(mode)
+def test_max_min_pool(case, dtype, mode, rng, cu):
+    fwd, bwd = _reference_extreme(mode)
     kw_ = _pool_kwargs(case)
     # few distinct values: many ties, so the first-occurrence rule is exercised
     x = ints(rng, case[:4], dtype, 0, 3)
-    y, idx = fwd(gpu(x), **kw_, return_indices=True, backend="cuda")
+    y, idx = cu.pool(mode, cu.dev(x), **kw_)
     ry, ridx = fwd(x, **kw_, return_indices=True, backend="reference")
-    assert_exact(host(y), ry, f"{mode} pool y")
-    assert_exact(host(idx), ridx, f"{mode} pool indices")
+    assert_exact(cu.host(y), ry, f"{mode} pool y")
+    assert_exact(cu.host(idx), ridx, f"{mode} pool indices")
     dy = rng.standard_normal(ry.shape).astype(dtype)
     want = bwd(dy, x, **kw_, indices=ridx, backend="reference")
-    assert_exact(host(bwd(gpu(dy), x.shape, **kw_, indices=idx, backend="cuda")), want,
+    assert_exact(cu.host(cu.pool_backward(mode, cu.dev(dy), x.shape, **kw_, indices=idx)), want,
                  f"{mode} pool dx (given indices)")
-    assert_exact(host(bwd(gpu(dy), gpu(x), **kw_, backend="cuda")), want,
+    assert_exact(cu.host(cu.pool_backward(mode, cu.dev(dy), cu.dev(x), **kw_)), want,
                  f"{mode} pool dx (indices recomputed)")
 
 
 @pytest.mark.parametrize("mode", ["max", "min"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_max_min_pool_nan(dtype, mode, rng):
-    fwd, _ = _extreme(mode)
+def test_max_min_pool_nan(dtype, mode, rng, cu):
+    fwd, _ = _reference_extreme(mode)
     kw_ = dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)
     x = rng.standard_normal((2, 3, 9, 10)).astype(dtype)
     x.ravel()[rng.choice(x.size, 25, replace=False)] = np.nan
-    y, idx = fwd(gpu(x), **kw_, return_indices=True, backend="cuda")
+    y, idx = cu.pool(mode, cu.dev(x), **kw_)
     ry, ridx = fwd(x, **kw_, return_indices=True, backend="reference")
     assert np.isnan(ry).any()
-    assert_exact(host(y), ry, f"{mode} pool y with NaN")
-    assert_exact(host(idx), ridx, f"{mode} pool indices with NaN (first NaN wins)")
+    assert_exact(cu.host(y), ry, f"{mode} pool y with NaN")
+    assert_exact(cu.host(idx), ridx, f"{mode} pool indices with NaN (last NaN wins)")
 
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", POOL_CASES, ids=POOL_IDS)
-def test_avg_pool(case, dtype, count_include_pad, rng):
+def test_avg_pool(case, dtype, count_include_pad, rng, cu):
     kw_ = dict(_pool_kwargs(case), count_include_pad=count_include_pad)
     x = rng.standard_normal(case[:4]).astype(dtype)
-    y = F.avg_pool2d(gpu(x), **kw_, backend="cuda")
+    y, _ = cu.pool("avg", cu.dev(x), **kw_)
     ry = F.avg_pool2d(x, **kw_, backend="reference")
     scale = F.avg_pool2d(np.abs(x), **kw_, backend="reference")
     k = pair(case[4], "kernel_size")
-    assert_within_sum_bound(host(y), ry, scale, k[0] * k[1], "avg pool y")
+    assert_within_sum_bound(cu.host(y), ry, scale, k[0] * k[1], "avg pool y")
     dy = rng.standard_normal(ry.shape).astype(dtype)
     # the gather adds dy/divisor in the reference's window order, in float64: exact
-    assert_exact(host(F.avg_pool2d_backward(gpu(dy), x.shape, **kw_, backend="cuda")),
+    assert_exact(cu.host(cu.pool_backward("avg", cu.dev(dy), x.shape, **kw_)),
                  F.avg_pool2d_backward(dy, x.shape, **kw_, backend="reference"), "avg pool dx")
 
 
-def test_pool_golden_examples():
+def test_pool_golden_examples(cu):
+    def pool(mode, x, k, **kw):
+        return cu.host(cu.pool(mode, cu.dev(x), k, **kw)[0])[0, 0]
+
     x = np.array([[2, 1, 0, -1], [-3, 8, 2, 5], [1, -1, 3, 4], [0, 1, 1, -2]], float)[None, None]
-    assert_exact(host(F.max_pool2d(gpu(x), 2, backend="cuda"))[0, 0],
-                 np.array([[8.0, 5], [1, 4]]), "max 2x2/2")
-    assert_exact(host(F.avg_pool2d(gpu(x), 2, backend="cuda"))[0, 0],
-                 np.array([[2.0, 1.5], [0.25, 1.5]]), "avg 2x2/2")
-    assert_exact(host(F.global_avg_pool2d(gpu(x), backend="cuda")), np.array([[1.3125]]),
+    assert_exact(pool("max", x, 2), np.array([[8.0, 5], [1, 4]]), "max 2x2/2")
+    assert_exact(pool("avg", x, 2), np.array([[2.0, 1.5], [0.25, 1.5]]), "avg 2x2/2")
+    assert_exact(cu.host(cu.global_pool("avg", cu.dev(x))[0]), np.array([[1.3125]]),
                  "global avg")
     x = np.array([[1, 4, 2, 1], [5, 8, 3, 4], [7, 6, 4, 5], [1, 3, 1, 2]], float)[None, None]
-    assert_exact(host(F.avg_pool2d(gpu(x), 2, stride=1, backend="cuda"))[0, 0],
+    assert_exact(pool("avg", x, 2, stride=1),
                  np.array([[4.5, 4.25, 2.5], [6.5, 5.25, 4], [4.25, 3.5, 3]]), "avg 2x2/1")
     x = np.array([[3, 3, 2, 1, 0], [0, 0, 1, 3, 1], [3, 1, 2, 2, 3], [2, 0, 0, 2, 2],
                   [2, 0, 0, 0, 1]], float)[None, None]
-    assert_exact(host(F.max_pool2d(gpu(x), 3, stride=1, backend="cuda"))[0, 0],
-                 np.array([[3.0, 3, 3], [3, 3, 3], [3, 2, 3]]), "max 3x3/1")
+    assert_exact(pool("max", x, 3, stride=1), np.array([[3.0, 3, 3], [3, 3, 3], [3, 2, 3]]),
+                 "max 3x3/1")
 
 
 # --------------------------------------------------------------------------- global pooling
@@ -320,40 +332,40 @@ GLOBAL_SHAPES = [(2, 3, 5, 7), (1, 2, 20, 20), (2, 1, 1, 1), (3, 5, 1, 300)]
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", GLOBAL_SHAPES)
-def test_global_max_pool(shape, dtype, rng):
+def test_global_max_pool(shape, dtype, rng, cu):
     x = ints(rng, shape, dtype, 0, 4)  # ties: the first maximum must win
-    y, idx = F.global_max_pool2d(gpu(x), return_indices=True, backend="cuda")
+    y, idx = cu.global_pool("max", cu.dev(x))
     ry, ridx = F.global_max_pool2d(x, return_indices=True, backend="reference")
-    assert_exact(host(y), ry, "global max y")
-    assert_exact(host(idx), ridx, "global max indices")
+    assert_exact(cu.host(y), ry, "global max y")
+    assert_exact(cu.host(idx), ridx, "global max indices")
     dy = rng.standard_normal(ry.shape).astype(dtype)
     want = F.global_max_pool2d_backward(dy, x, indices=ridx, backend="reference")
-    assert_exact(host(F.global_max_pool2d_backward(gpu(dy), x.shape, indices=idx,
-                                                   backend="cuda")), want, "global max dx")
-    assert_exact(host(F.global_max_pool2d_backward(gpu(dy), gpu(x), backend="cuda")), want,
+    assert_exact(cu.host(cu.global_pool_backward("max", cu.dev(dy), x.shape, indices=idx)),
+                 want, "global max dx")
+    assert_exact(cu.host(cu.global_pool_backward("max", cu.dev(dy), cu.dev(x))), want,
                  "global max dx (indices recomputed)")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_global_max_pool_nan(dtype, rng):
+def test_global_max_pool_nan(dtype, rng, cu):
     x = rng.standard_normal((2, 4, 17, 19)).astype(dtype)
-    x[0, 1].ravel()[[300, 40, 250]] = np.nan   # first NaN in flat order: 40
+    x[0, 1].ravel()[[300, 40, 250]] = np.nan   # last NaN in flat order: 300 (PyTorch's)
     x[1, 3].ravel()[-1] = np.nan
-    y, idx = F.global_max_pool2d(gpu(x), return_indices=True, backend="cuda")
+    y, idx = cu.global_pool("max", cu.dev(x))
     ry, ridx = F.global_max_pool2d(x, return_indices=True, backend="reference")
-    assert int(ridx[0, 1]) == 40
-    assert_exact(host(y), ry, "global max y with NaN")
-    assert_exact(host(idx), ridx, "global max indices with NaN")
+    assert int(ridx[0, 1]) == 300
+    assert_exact(cu.host(y), ry, "global max y with NaN")
+    assert_exact(cu.host(idx), ridx, "global max indices with NaN")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", GLOBAL_SHAPES)
-def test_global_avg_pool(shape, dtype, rng):
+def test_global_avg_pool(shape, dtype, rng, cu):
     x = rng.standard_normal(shape).astype(dtype)
-    y = F.global_avg_pool2d(gpu(x), backend="cuda")
+    y, _ = cu.global_pool("avg", cu.dev(x))
     ry = F.global_avg_pool2d(x, backend="reference")
     scale = F.global_avg_pool2d(np.abs(x), backend="reference")
-    assert_within_sum_bound(host(y), ry, scale, shape[2] * shape[3], "global avg y")
+    assert_within_sum_bound(cu.host(y), ry, scale, shape[2] * shape[3], "global avg y")
     dy = rng.standard_normal(ry.shape).astype(dtype)
-    assert_exact(host(F.global_avg_pool2d_backward(gpu(dy), x.shape, backend="cuda")),
+    assert_exact(cu.host(cu.global_pool_backward("avg", cu.dev(dy), x.shape)),
                  F.global_avg_pool2d_backward(dy, x.shape, backend="reference"), "global avg dx")

@@ -5,8 +5,8 @@
 - the exact source strings the backend hands to cupy.RawModule compile with NVRTC, the compiler
   CuPy uses (skipped when no libnvrtc is found, e.g. from the nvidia-cuda-nvrtc-cu12 wheel);
 - every launch the Python backend makes names an exported entry and passes exactly as many
-  arguments as that entry's PTX declares (the backend runs with NumPy standing in for CuPy and
-  the launches recorded instead of run);
+  arguments as that entry's PTX declares (the backend runs on a recording device object with
+  NumPy arrays as memory: launches recorded instead of run);
 - the sources are NVRTC-ready (no system headers) and agree with the Python constants;
 - without CuPy, the backend reports itself unavailable.
 """
@@ -175,17 +175,25 @@ def test_nvrtc_compiles_backend_sources(arch):
         assert want <= found, f"{name}: entries missing: {sorted(want - found)}"
 
 
-def _record_launches(monkeypatch):
-    """Runs the backend on NumPy arrays: cupy.empty -> numpy.empty, launches recorded."""
-    cuda = _cuda_module()
-    calls = []
+class RecordingDevice:
+    """A device object for the backend (see backends/cuda.py: CupyDevice) that records each
+    launch as (family, entry, grid, args) instead of running it; NumPy arrays as memory."""
 
-    def fake_launch(family, entry, like, work, args, per_block=cuda.THREADS):
-        calls.append((family, f"{entry}_{cuda._SUFFIX[np.dtype(like.dtype)]}", work, args))
+    def __init__(self):
+        self.modules, self.kernels, self.calls = {}, {}, []
 
-    monkeypatch.setattr(cuda, "_cupy", lambda: types.SimpleNamespace(empty=np.empty))
-    monkeypatch.setattr(cuda, "_launch", fake_launch)
-    return cuda, calls
+    def empty(self, shape, dtype):
+        return np.zeros(shape, dtype)
+
+    def device_id(self, like) -> int:
+        return 0
+
+    def load(self, family, code, options, device_id):
+        return types.SimpleNamespace(get_function=lambda name: (family, name))
+
+    def launch(self, kernel, grid, block, args, device_id):
+        assert block == _cuda_module().THREADS
+        self.calls.append(kernel + (grid, args))
 
 
 def _run_every_op(cuda, dtype):
@@ -211,22 +219,24 @@ def _run_every_op(cuda, dtype):
 
 @needs_nvcc
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_launches_match_kernel_signatures(dtype, sm80_entries, monkeypatch):
-    cuda, calls = _record_launches(monkeypatch)
-    _run_every_op(cuda, dtype)
+def test_launches_match_kernel_signatures(dtype, sm80_entries):
+    cuda, device = _cuda_module(), RecordingDevice()
+    with cuda.use_device(device):
+        _run_every_op(cuda, dtype)
+    calls = device.calls
     launched = {name for _, name, _, _ in calls}
     want = {f"{e}_{cuda._SUFFIX[np.dtype(dtype)]}" for es in ENTRIES.values() for e in es}
     assert launched == want, f"not launched: {sorted(want - launched)}; " \
                              f"unknown: {sorted(launched - want)}"
-    for family, name, work, args in calls:
+    for family, name, grid, args in calls:
         assert name.rsplit("_", 1)[0] in ENTRIES[f"{family}.cu"], \
             f"{name} launched from family {family}"
         assert name in sm80_entries, f"{name} is not an entry of {family}.cu"
         assert len(args) == sm80_entries[name], \
             f"{name}: {len(args)} arguments passed, the kernel takes {sm80_entries[name]}"
-        assert work > 0
+        assert 0 < grid <= cuda.MAX_BLOCKS
         for a in args:
-            assert a is cuda.NULL or isinstance(a, (np.ndarray, int)), \
+            assert a is cuda.NULL or isinstance(a, (np.ndarray, np.int64)), \
                 f"{name}: argument of type {type(a).__name__}"
 
 

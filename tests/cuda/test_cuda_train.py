@@ -205,9 +205,12 @@ def test_host_labels_checked_before_they_move(monkeypatch):
 
 # --------------------------------------------------------------------------- GPU
 
-needs_gpu = pytest.mark.skipif("cuda" not in backends.available(),
-                               reason=f"cuda backend unavailable: "
-                                      f"{backends.unavailable_reason('cuda')}")
+def needs_gpu(test):
+    """Marker `cuda` (run by tests/gpu/run_on_gpu.sh), skipped without CuPy and a device."""
+    skip = pytest.mark.skipif("cuda" not in backends.available(),
+                              reason=f"cuda backend unavailable: "
+                                     f"{backends.unavailable_reason('cuda')}")
+    return pytest.mark.cuda(skip(test))
 
 
 @pytest.fixture(scope="module")

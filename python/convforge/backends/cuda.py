@@ -6,13 +6,20 @@ device and cached. Sources come from the installed package (`convforge/cuda/`) o
 checkout, from `csrc/cuda/`. Every kernel overwrites its whole output, so outputs are allocated
 with `cupy.empty`; no kernel uses atomics, so every result (gradients included) is the same on
 every run. CuPy is imported only here, and only when this backend is used.
+
+The device seam: everything this module asks of the GPU (allocate an output, say which device
+an array lives on, compile a source into a module, launch a kernel) goes through one small
+device object, `CupyDevice` by default. The tests swap in the CPU emulator's device
+(tests/cuda/cuda_emu.py) with `use_device`, so the grid/block math, argument packing and output
+allocation here run unmodified against the real .cu kernels on machines without a GPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -24,8 +31,6 @@ _OPTIONS = ("-std=c++17",)
 _INCLUDE = '#include "common.cuh"'
 _FAMILIES = ("conv2d", "im2col", "pool2d")
 
-_modules: dict[tuple[str, int], Any] = {}   # (family, device id) -> cupy.RawModule
-_kernels: dict[tuple[str, int, str], Any] = {}  # (family, device id, entry name) -> RawKernel
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 # A null device pointer (8 zero bytes, passed by value), for an absent bias. Not None: older
 # CuPy versions turn None into a null *argument slot* rather than a null pointer.
@@ -49,6 +54,54 @@ def _cupy():
     import cupy
 
     return cupy
+
+
+# --------------------------------------------------------------------------- the device seam
+
+class CupyDevice:
+    """The GPU through CuPy: CuPy arrays, NVRTC modules (cupy.RawModule), launches on the
+    array's device. Modules and kernels are cached per (family, device id[, entry])."""
+
+    def __init__(self) -> None:
+        self.modules: dict[tuple[str, int], Any] = {}        # (family, device id) -> RawModule
+        self.kernels: dict[tuple[str, int, str], Any] = {}   # (family, device id, entry)
+
+    def empty(self, shape, dtype):
+        """An uninitialised output array (every kernel overwrites its whole output)."""
+        return _cupy().empty(shape, dtype=dtype)
+
+    def device_id(self, like) -> int:
+        return int(like.device.id)
+
+    def load(self, family: str, code: str, options: tuple, device_id: int):
+        """The compiled module of `code` on device `device_id` (has get_function(name))."""
+        cp = _cupy()
+        with cp.cuda.Device(device_id):  # CuPy loads a module on the current device
+            return cp.RawModule(code=code, options=options)
+
+    def launch(self, kernel, grid: int, block: int, args: tuple, device_id: int) -> None:
+        with _cupy().cuda.Device(device_id):
+            kernel((grid,), (block,), args)
+
+
+_device: Any = CupyDevice()
+
+
+def device() -> Any:
+    """The device object this backend runs on now."""
+    return _device
+
+
+@contextlib.contextmanager
+def use_device(dev) -> Iterator[Any]:
+    """`with use_device(dev): ...` runs this backend on `dev` (an object with CupyDevice's
+    methods and caches, e.g. the tests' CPU emulator), then puts the previous device back."""
+    global _device
+    previous, _device = _device, dev
+    try:
+        yield dev
+    finally:
+        _device = previous
 
 
 # --------------------------------------------------------------------------- sources and modules
@@ -79,17 +132,16 @@ def source(family: str) -> str:
     return text.replace(_INCLUDE, _read("common.cuh"), 1)
 
 
-def _kernel(family: str, entry: str, device_id: int):
-    """RawKernel `entry` of `family` on device `device_id` (module compiled once per device)."""
+def _kernel(dev, family: str, entry: str, device_id: int):
+    """Kernel `entry` of `family` on device `device_id` of `dev` (module compiled once per
+    device)."""
     key = (family, device_id, entry)
-    if key not in _kernels:
-        cp = _cupy()
+    if key not in dev.kernels:
         mkey = (family, device_id)
-        with cp.cuda.Device(device_id):  # CuPy loads a module on the current device
-            if mkey not in _modules:
-                _modules[mkey] = cp.RawModule(code=source(family), options=_OPTIONS)
-            _kernels[key] = _modules[mkey].get_function(entry)
-    return _kernels[key]
+        if mkey not in dev.modules:
+            dev.modules[mkey] = dev.load(family, source(family), _OPTIONS, device_id)
+        dev.kernels[key] = dev.modules[mkey].get_function(entry)
+    return dev.kernels[key]
 
 
 def _launch(family: str, entry: str, like, work: int, args: tuple, per_block: int = THREADS):
@@ -97,18 +149,19 @@ def _launch(family: str, entry: str, like, work: int, args: tuple, per_block: in
 
     work: items to process; per_block: items one block takes per grid-stride step (THREADS for
     one-thread-per-element kernels, 1 for one-block-per-item kernels). The grid is
-    ceil(work / per_block) blocks, capped at MAX_BLOCKS. Python ints (dims, flags) go to the
-    kernel as explicit numpy.int64 (C long long), CuPy arrays as device pointers, NULL as a null
-    pointer.
+    ceil(work / per_block) blocks, capped at MAX_BLOCKS. Integers (dims, flags; Python ints or
+    signed NumPy integers of any width) go to the kernel as explicit numpy.int64 (C long long:
+    CuPy would pack a numpy.int32 in 4 bytes), CuPy arrays as device pointers, NULL (unsigned)
+    as a null pointer.
     """
     if work <= 0:
         return
-    device_id = int(like.device.id)
-    kernel = _kernel(family, f"{entry}_{_SUFFIX[np.dtype(like.dtype)]}", device_id)
+    dev = _device
+    device_id = dev.device_id(like)
+    kernel = _kernel(dev, family, f"{entry}_{_SUFFIX[np.dtype(like.dtype)]}", device_id)
     blocks = min(-(-work // per_block), MAX_BLOCKS)
-    kargs = tuple(np.int64(a) if isinstance(a, int) else a for a in args)
-    with _cupy().cuda.Device(device_id):
-        kernel((blocks,), (THREADS,), kargs)
+    kargs = tuple(np.int64(a) if isinstance(a, (int, np.signedinteger)) else a for a in args)
+    dev.launch(kernel, blocks, THREADS, kargs, device_id)
 
 
 # --------------------------------------------------------------------------- dims
@@ -146,10 +199,9 @@ def _check_mode(mode: str, allowed: tuple[str, ...]) -> None:
 def conv2d(x, w, b, stride, padding, dilation, groups, algo: str = "auto"):
     """y (N, K, OH, OW). algo: 'tiled' (implicit GEMM), 'naive' (one thread per output) or
     'auto' (naive when a group has fewer than NAIVE_BELOW_KG output channels)."""
-    cp = _cupy()
     dims = _conv_dims(x.shape, w.shape, stride, padding, dilation, groups)
     n, k, oh, ow, kg = dims[0], dims[4], dims[13], dims[14], dims[4] // groups
-    y = cp.empty((n, k, oh, ow), dtype=x.dtype)
+    y = _device.empty((n, k, oh, ow), dtype=x.dtype)
     bias = NULL if b is None else b
     if algo == "auto":
         algo = "naive" if kg < NAIVE_BELOW_KG else "tiled"
@@ -166,32 +218,29 @@ def conv2d(x, w, b, stride, padding, dilation, groups, algo: str = "auto"):
 def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, deterministic: bool = True):
     """(dx, dw, db or None). Every kernel here is deterministic (gathers and fixed-order block
     reductions, no atomics), so `deterministic=False` runs the same code."""
-    cp = _cupy()
     dims = _conv_dims(x.shape, w.shape, stride, padding, dilation, groups)
-    dx = cp.empty(x.shape, dtype=x.dtype)
+    dx = _device.empty(x.shape, dtype=x.dtype)
     _launch("conv2d", "conv2d_backward_data", x, dx.size, (dx, dy, w) + dims)
-    dw = cp.empty(w.shape, dtype=w.dtype)
+    dw = _device.empty(w.shape, dtype=w.dtype)
     _launch("conv2d", "conv2d_backward_weight", x, dw.size, (dw, dy, x) + dims, per_block=1)
     db = None
     if bias:
-        db = cp.empty((w.shape[0],), dtype=x.dtype)
+        db = _device.empty((w.shape[0],), dtype=x.dtype)
         _launch("conv2d", "conv2d_backward_bias", x, db.size, (db, dy) + dims, per_block=1)
     return dx, dw, db
 
 
 def im2col(x, kernel_size, stride, padding, dilation):
-    cp = _cupy()
     dims = _unfold_dims(x.shape, kernel_size, stride, padding, dilation)
     n, c, oh, ow = dims[0], dims[1], dims[12], dims[13]
-    cols = cp.empty((n, c * kernel_size[0] * kernel_size[1], oh * ow), dtype=x.dtype)
+    cols = _device.empty((n, c * kernel_size[0] * kernel_size[1], oh * ow), dtype=x.dtype)
     _launch("im2col", "im2col", x, cols.size, (cols, x) + dims)
     return cols
 
 
 def col2im(cols, input_shape, kernel_size, stride, padding, dilation):
-    cp = _cupy()
     dims = _unfold_dims(input_shape, kernel_size, stride, padding, dilation)
-    x = cp.empty(tuple(int(s) for s in input_shape), dtype=cols.dtype)
+    x = _device.empty(tuple(int(s) for s in input_shape), dtype=cols.dtype)
     _launch("im2col", "col2im", cols, x.size, (x, cols) + dims)
     return x
 
@@ -200,14 +249,13 @@ def col2im(cols, input_shape, kernel_size, stride, padding, dilation):
 
 def pool2d(x, mode, kernel_size, stride, padding, out_size, count_include_pad):
     _check_mode(mode, ("max", "min", "avg"))
-    cp = _cupy()
     dims = _pool_dims(x.shape, kernel_size, stride, padding, out_size)
-    y = cp.empty(tuple(x.shape[:2]) + tuple(out_size), dtype=x.dtype)
+    y = _device.empty(tuple(x.shape[:2]) + tuple(out_size), dtype=x.dtype)
     if mode == "avg":
         _launch("pool2d", "pool2d_avg_forward", x, y.size, (y, x) + dims +
                 (int(bool(count_include_pad)),))
         return y, None
-    idx = cp.empty(y.shape, dtype=np.int64)
+    idx = _device.empty(y.shape, dtype=np.int64)
     _launch("pool2d", f"pool2d_{mode}_forward", x, y.size, (y, idx, x) + dims)
     return y, idx
 
@@ -215,9 +263,8 @@ def pool2d(x, mode, kernel_size, stride, padding, out_size, count_include_pad):
 def pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding,
                     count_include_pad):
     _check_mode(mode, ("max", "min", "avg"))
-    cp = _cupy()
     dims = _pool_dims(input_shape, kernel_size, stride, padding, dy.shape[2:])
-    dx = cp.empty(tuple(int(s) for s in input_shape), dtype=dy.dtype)
+    dx = _device.empty(tuple(int(s) for s in input_shape), dtype=dy.dtype)
     if mode == "avg":
         _launch("pool2d", "pool2d_avg_backward", dy, dx.size, (dx, dy) + dims +
                 (int(bool(count_include_pad)),))
@@ -230,14 +277,13 @@ def pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding
 
 def global_pool2d(x, mode):
     _check_mode(mode, ("max", "avg"))
-    cp = _cupy()
     n, c, h, w = (int(s) for s in x.shape)
-    y = cp.empty((n, c), dtype=x.dtype)
+    y = _device.empty((n, c), dtype=x.dtype)
     if mode == "avg":
         _launch("pool2d", "global_pool2d_avg_forward", x, n * c, (y, x, n * c, h * w),
                 per_block=1)
         return y, None
-    idx = cp.empty((n, c), dtype=np.int64)
+    idx = _device.empty((n, c), dtype=np.int64)
     _launch("pool2d", "global_pool2d_max_forward", x, n * c, (y, idx, x, n * c, h * w),
             per_block=1)
     return y, idx
@@ -245,9 +291,8 @@ def global_pool2d(x, mode):
 
 def global_pool2d_backward(dy, indices, input_shape, mode):
     _check_mode(mode, ("max", "avg"))
-    cp = _cupy()
     n, c, h, w = (int(s) for s in input_shape)
-    dx = cp.empty((n, c, h, w), dtype=dy.dtype)
+    dx = _device.empty((n, c, h, w), dtype=dy.dtype)
     if mode == "avg":
         _launch("pool2d", "global_pool2d_avg_backward", dy, dx.size, (dx, dy, n * c, h * w))
     else:

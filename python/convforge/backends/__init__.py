@@ -20,7 +20,7 @@ The functions:
     pool2d(x, mode, kernel_size, stride, padding, out_size, count_include_pad) -> (y, indices)
         mode 'max' | 'min' | 'avg'; padding (PH, PW) symmetric; out_size (OH, OW) already has
         ceil_mode applied; indices int64 (N, C, OH, OW) holding ih*W + iw of the chosen element
-        (first occurrence; a NaN wins and the first NaN is kept), None for 'avg'
+        (first occurrence; a NaN wins and the last NaN is kept, as in PyTorch), None for 'avg'
     pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding,
                     count_include_pad) -> dx
     global_pool2d(x, mode) -> (y (N, C), indices (N, C) int64 or None)    mode 'max' | 'avg'

@@ -77,6 +77,20 @@ struct Affine {
   T pre(T x) const { return (x - m) * s + b; }
 };
 
+// dy' of a plane: dy itself, or with relu dy where the forward's pre-activation was > 0 and 0
+// elsewhere, written to this thread's buffer by a branch-free select (a data-dependent branch per
+// element would be mispredicted half the time).
+template <typename T>
+const T* masked_dy(const T* dy, const T* x, const Affine<T>& f, bool relu, int64_t n) {
+  if (!relu) return dy;
+  T* g = scratch<T>(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = dy[i];  // loaded unconditionally: the select below then needs no branch
+    g[i] = f.pre(x[i]) > T(0) ? v : T(0);
+  }
+  return g;
+}
+
 }  // namespace
 
 template <typename T>
@@ -125,18 +139,12 @@ void batch_norm_backward(T* dx, double* dgamma, double* dbeta, const T* dy, cons
     each_plane(d, [&](int64_t p) {
       const int64_t c = p % d.C;
       const Affine<T> f(mean, inv_std, gamma, beta, c);
-      const T *xp = x + p * d.HW, *dyp = dy + p * d.HW;
+      const T* xp = x + p * d.HW;
+      const T* gp = masked_dy(dy + p * d.HW, xp, f, relu, d.HW);
       const double mc = mean[c];
+      const auto g = [&](int64_t i) { return static_cast<double>(gp[i]); };
       const auto xc = [&](int64_t i) { return static_cast<double>(xp[i]) - mc; };
-      if (relu) {
-        const auto g = [&](int64_t i) {
-          return f.pre(xp[i]) > T(0) ? static_cast<double>(dyp[i]) : 0.0;
-        };
-        pair_sums(d.HW, g, xc, &pb[p], &pg[p]);
-      } else {
-        const auto g = [&](int64_t i) { return static_cast<double>(dyp[i]); };
-        pair_sums(d.HW, g, xc, &pb[p], &pg[p]);
-      }
+      pair_sums(d.HW, g, xc, &pb[p], &pg[p]);
     });
     add_planes(sg.data(), pg, d);
     add_planes(sb.data(), pb, d);
@@ -156,11 +164,13 @@ void batch_norm_backward(T* dx, double* dgamma, double* dbeta, const T* dy, cons
     const T k1 = static_cast<T>((gamma ? static_cast<double>(gamma[c]) : 1.0) * inv_std[c]);
     const T k2 = static_cast<T>(inv_std[c] * inv_std[c] * sg[c] / m);
     const T k3 = static_cast<T>(sb[c] / m);
-    const T *xp = x + p * d.HW, *dyp = dy + p * d.HW;
+    const T* xp = x + p * d.HW;
+    const T* gp = masked_dy(dy + p * d.HW, xp, f, relu, d.HW);
     T* dxp = dx + p * d.HW;
-    for (int64_t i = 0; i < d.HW; ++i) {
-      const T g = relu && !(f.pre(xp[i]) > T(0)) ? T(0) : dyp[i];
-      dxp[i] = batch_stats ? (g - k3 - (xp[i] - f.m) * k2) * k1 : g * k1;
+    if (batch_stats) {
+      for (int64_t i = 0; i < d.HW; ++i) dxp[i] = (gp[i] - k3 - (xp[i] - f.m) * k2) * k1;
+    } else {
+      for (int64_t i = 0; i < d.HW; ++i) dxp[i] = gp[i] * k1;
     }
   });
 }

@@ -11,7 +11,7 @@ import convforge
 from convforge import functional as F
 from convforge import nn
 
-from conftest import DTYPES, assert_same_bits
+from conftest import DTYPES, assert_same_bits, available_isas
 
 RNG_SEED = 31
 
@@ -68,14 +68,24 @@ def test_gradient_is_the_same_op_and_rate(any_backend, rng):
     np.testing.assert_array_equal(dx != 0, kept)     # the same mask
 
 
-def test_large_arrays_and_thread_counts(rng, restore_core):
-    x = rng.standard_normal((4, 300, 300)).astype(np.float32)  # several tasks
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_large_arrays_thread_counts_and_isas(rng, restore_core, dtype):
+    """Several blocks (the C++ kernel's tasks), with NaN, inf and -0.0 (dropped: +0)."""
+    x = rng.standard_normal((4, 300, 301)).astype(dtype)
+    x.reshape(-1)[::97] = np.nan
+    x.reshape(-1)[5::89] = -np.inf
+    x.reshape(-1)[7::83] = -0.0
     want = F.dropout(x, 0.5, 7, backend="reference")
     for threads in (1, 2, 3):
         convforge.set_num_threads(threads)
-        for be in ("cpu", "numba"):
-            if convforge.backends.unavailable_reason(be) is None:
-                assert_same_bits(F.dropout(x, 0.5, 7, backend=be), want, f"{be} {threads}")
+        if convforge.backends.unavailable_reason("numba") is None:
+            assert_same_bits(F.dropout(x, 0.5, 7, backend="numba"), want, f"numba {threads}")
+        if convforge.backends.unavailable_reason("cpu") is None:
+            from convforge import _core
+
+            for isa in available_isas(_core):
+                _core.set_isa(isa)
+                assert_same_bits(F.dropout(x, 0.5, 7, backend="cpu"), want, f"{isa} {threads}")
 
 
 def test_non_contiguous_and_empty():

@@ -23,11 +23,15 @@ def _mix(x):
 
 @_kernel
 def dropout_apply(y, x, seed_lo, seed_hi, threshold, scale):
-    # y, x (n,) flat; seed_lo, seed_hi, threshold uint32; scale in x's dtype
+    # y, x (n,) flat; seed_lo, seed_hi, threshold uint32; scale in x's dtype. Blocks of BLOCK
+    # (a divisor of 2^32): the index's high half is the block's constant, 32-bit lanes inside.
     n = x.shape[0]
     for b in prange((n + BLOCK - 1) // BLOCK):
-        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
-            lo = np.uint32(np.uint64(i) & np.uint64(0xFFFFFFFF))
-            hi = np.uint32(np.uint64(i) >> np.uint64(32))
-            h = _mix(np.uint32(_mix(np.uint32(lo ^ seed_lo)) ^ seed_hi ^ hi))
-            y[i] = x[i] * scale if h >= threshold else 0.0
+        i0 = b * BLOCK
+        hi = np.uint32(np.uint64(i0) >> np.uint64(32))
+        lo0 = np.uint32(np.uint64(i0) & np.uint64(0xFFFFFFFF))
+        for j in range(min(BLOCK, n - i0)):
+            h = _mix(np.uint32(_mix(np.uint32(np.uint32(lo0 + np.uint32(j)) ^ seed_lo))
+                               ^ seed_hi ^ hi))
+            v = x[i0 + j] * scale
+            y[i0 + j] = v if h >= threshold else 0.0

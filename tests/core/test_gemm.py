@@ -175,25 +175,23 @@ def test_gemm_isa_copies_agree(rng, restore_core):
 
 # ----------------------------------------------------- the AVX-512 copy without AVX-512
 
-def test_avx512_copy_exact_with_avx2_codegen(tmp_path):
+def test_avx512_copy_exact_with_avx2_codegen():
     """csrc/gemm/gemm_avx512.cpp compiled with AVX2 flags only (GCC splits its 64-byte vectors):
     the AVX-512 copy's tiles, blocking and edges checked exactly on a machine without AVX-512
-    (the CPU-side tests above only reach it where the CPU has AVX-512)."""
-    import shutil
+    (the CPU-side tests above only reach it where the CPU has AVX-512). Built by CMake from
+    tests/core/cpp (tests/cmake_build.py)."""
     import subprocess
 
-    cxx = shutil.which("g++")
-    if cxx is None:
-        pytest.skip("no g++ on PATH")
+    import cmake_build
+
+    if cmake_build.skip_reason():
+        pytest.skip(cmake_build.skip_reason())
     if core.detected_isa() == "baseline":
         pytest.skip("the check is built with -mavx2 -mfma; this CPU lacks them")
-    root = REPO
-    exe = tmp_path / "gemm_geometry_check"
-    cmd = [cxx, "-std=gnu++17", "-O1", "-mavx2", "-mfma", "-Wno-psabi",
-           f"-I{root / 'csrc' / 'include'}", f"-I{root / 'csrc'}", "-DCF_CHECK_ISA=avx512",
-           str(root / "csrc" / "gemm" / "gemm_avx512.cpp"),
-           str(root / "tests" / "core" / "cpp" / "gemm_geometry_check.cpp"), "-o", str(exe)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    project = REPO / "tests" / "core" / "cpp"
+    gemm = REPO / "csrc" / "gemm"
+    folder = cmake_build.build(project, inputs=tuple(gemm.iterdir()))
+    run = subprocess.run([str(folder / "out" / "gemm_geometry_check")], capture_output=True,
+                         text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert ", 0 bad" in run.stdout and int(run.stdout.split()[-4]) > 100, run.stdout

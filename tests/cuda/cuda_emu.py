@@ -1,12 +1,11 @@
 """The CPU emulator of the CUDA execution model, from the Python side (test infrastructure).
 
-`build()` compiles tests/cuda/emu (CMake, pybind11 from this Python) once per set of inputs into
-a cache folder keyed by their SHA-256: the emulator's own files plus, per kernel family, the
-exact string the CUDA backend hands to NVRTC (`backends.cuda.source(family)`), wrapped in a
+`build()` compiles tests/cuda/emu (CMake, pybind11 from this Python) through tests/cmake_build.py
+(cached, keyed by the SHA-256 of its inputs): the emulator's own files plus, per kernel family,
+the exact string the CUDA backend hands to NVRTC (`backends.cuda.source(family)`), wrapped in a
 generated unit `kernels_<family>.cpp` (shim.hpp, the source, the registration of its extern "C"
-entries, found by preprocessing it). Reused across runs and processes (a file lock serialises
-concurrent builds). `skip_reason()` says why it cannot be built here (no cmake, no C++ compiler,
-no pybind11): the only case in which the emulated tests skip.
+entries, found by preprocessing it). `skip_reason()` says why it cannot be built here (no cmake,
+no C++ compiler, no pybind11): the only case in which the emulated tests skip.
 
 `EmuDevice` is the emulator as the CUDA backend's device object (see backends/cuda.py:
 CupyDevice; install it with `cuda.use_device`). NumPy arrays play device memory:
@@ -24,19 +23,18 @@ CupyDevice; install it with `cuda.use_device`). NumPy arrays play device memory:
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import hashlib
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 import weakref
 from pathlib import Path
 from typing import Optional
 
+import cmake_build
 import numpy as np
 
 from convforge.backends import cuda
@@ -58,17 +56,12 @@ POISON = {
 
 # --------------------------------------------------------------------------- build
 
-def _cxx() -> Optional[str]:
-    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
-
-
 @functools.lru_cache(maxsize=None)
 def skip_reason() -> Optional[str]:
     """None when the emulator can be built here, else why not."""
-    if shutil.which("cmake") is None:
-        return "cmake not on PATH (needed to build the CUDA emulator, tests/cuda/emu)"
-    if _cxx() is None:
-        return "no C++ compiler (c++ / g++ / $CXX) to build the CUDA emulator"
+    reason = cmake_build.skip_reason()
+    if reason is not None:
+        return f"{reason}: needed to build the CUDA emulator (tests/cuda/emu)"
     if importlib.util.find_spec("pybind11") is None:
         return "pybind11 not installed (pip install '.[test]')"
     return None
@@ -76,7 +69,8 @@ def skip_reason() -> Optional[str]:
 
 def _entries(code: str) -> list[str]:
     """Names of the extern "C" kernels in `code` (they come out of macros: preprocess)."""
-    r = subprocess.run([_cxx(), "-E", "-P", "-x", "c++", "-std=c++17", f"-I{EMU_DIR}", "-"],
+    r = subprocess.run([cmake_build.cxx(), "-E", "-P", "-x", "c++", "-std=c++17", f"-I{EMU_DIR}",
+                        "-"],
                        input='#include "shim.hpp"\n' + code, capture_output=True, text=True,
                        check=False)
     if r.returncode != 0:
@@ -99,23 +93,6 @@ def _unit(family: str, code: str) -> str:
             f'  "{family}", "{sha}", {{\n    {entries}}}}});\n')
 
 
-def cache_root() -> Path:
-    """$CONVFORGE_EMU_CACHE, else <XDG cache>/convforge/cuda-emu."""
-    if os.environ.get("CONVFORGE_EMU_CACHE"):
-        return Path(os.environ["CONVFORGE_EMU_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "convforge" / "cuda-emu"
-
-
-def _run(cmd: list[str], log: Path) -> None:
-    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    log.write_text(r.stdout + r.stderr)
-    if r.returncode != 0:
-        raise RuntimeError(f"building the CUDA emulator failed ({' '.join(cmd)}); a kernel may "
-                           f"use a CUDA feature tests/cuda/emu/shim.hpp does not model:\n"
-                           f"{(r.stdout + r.stderr)[-6000:]}")
-
-
 def build(sources: Optional[dict[str, str]] = None, tsan: bool = False) -> Path:
     """Build folder of the emulator for `sources` ({family: NVRTC source}, default: the
     backend's), built if not cached. tsan: the ThreadSanitizer race harness instead of the
@@ -129,39 +106,15 @@ def _build(sources: tuple, tsan: bool) -> Path:
     import pybind11
 
     units = {f"kernels_{family}.cpp": _unit(family, code) for family, code in sources}
-    h = hashlib.sha256()
-    for path in sorted(EMU_DIR.iterdir()):
-        if path.is_file():
-            h.update(path.name.encode() + path.read_bytes())
-    for name, text in sorted(units.items()):
-        h.update(name.encode() + text.encode())
-    h.update(f"{sys.version} {pybind11.__version__} {_cxx()} tsan={tsan}".encode())
-    root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    folder = root / h.hexdigest()[:20]
-    with open(root / f"{folder.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)   # one build per key at a time, across processes
-        if not (folder / "ok").is_file():
-            shutil.rmtree(folder, ignore_errors=True)
-            (folder / "gen").mkdir(parents=True)
-            for name, text in units.items():
-                (folder / "gen" / name).write_text(text)
-            configure = ["cmake", "-S", str(EMU_DIR), "-B", str(folder / "build"),
-                         "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_CXX_COMPILER={_cxx()}",
-                         f"-DCFEMU_GEN_DIR={folder / 'gen'}",
-                         f"-DCFEMU_MODULE={_module_name(folder)}",
-                         f"-DPython_EXECUTABLE={sys.executable}",
-                         f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
-                         f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={folder / 'out'}",
-                         f"-DCMAKE_RUNTIME_OUTPUT_DIRECTORY={folder / 'out'}",
-                         f"-DCFEMU_TSAN={'ON' if tsan else 'OFF'}"]
-            if shutil.which("ninja"):
-                configure += ["-G", "Ninja"]
-            _run(configure, folder / "configure.log")
-            _run(["cmake", "--build", str(folder / "build"), "-j", str(os.cpu_count() or 2)],
-                 folder / "build.log")
-            (folder / "ok").write_text("built\n")
-    return folder
+    try:
+        return cmake_build.build(
+            EMU_DIR, generated=units, key=f"pybind11 {pybind11.__version__} tsan={tsan}",
+            defines=lambda folder: {"CFEMU_MODULE": _module_name(folder),
+                                    "pybind11_DIR": pybind11.get_cmake_dir(),
+                                    "CFEMU_TSAN": "ON" if tsan else "OFF"})
+    except RuntimeError as e:
+        raise RuntimeError(f"{e}\n(a kernel may use a CUDA feature tests/cuda/emu/shim.hpp does "
+                           "not model)") from None
 
 
 def _module_name(folder: Path) -> str:
@@ -352,7 +305,7 @@ def tsan_reason() -> Optional[str]:
     with tempfile.TemporaryDirectory() as tmp:
         src, exe = Path(tmp, "t.cpp"), Path(tmp, "t")
         src.write_text("#include <thread>\nint main() { std::thread t([] {}); t.join(); }\n")
-        r = subprocess.run([_cxx(), "-fsanitize=thread", str(src), "-o", str(exe)],
+        r = subprocess.run([cmake_build.cxx(), "-fsanitize=thread", str(src), "-o", str(exe)],
                            capture_output=True, text=True, check=False)
         if r.returncode != 0:
             return f"ThreadSanitizer unavailable: {r.stderr.strip()[-300:]}"

@@ -1,6 +1,7 @@
 // Exactness check of one ISA copy of the blocked GEMM (csrc/gemm/gemm_kernel.inc), for tests that
-// need no such CPU: tests/test_gemm.py compiles csrc/gemm/gemm_avx512.cpp with AVX2 flags only
-// (GCC then splits its 64-byte vectors into 32-byte ones), links this driver and runs it, so
+// need no such CPU: tests/core/test_gemm.py builds (CMakeLists.txt here) csrc/gemm/
+// gemm_avx512.cpp with AVX2 flags only (GCC then splits its 64-byte vectors into 32-byte ones),
+// links this driver and runs it, so
 // the AVX-512 copy's tile geometry (MR 12, NR 32 / 16), blocking and edge handling run on any
 // AVX2 machine. Build with -DCF_CHECK_ISA=avx512 (or avx2 / baseline).
 //

@@ -325,6 +325,25 @@ def assert_exact(actual, expected, dtype=None, what: str = "result") -> None:
                     pytrace=False)
 
 
+def fd_grad(f, a: np.ndarray, h: float = 1e-4, index=None) -> np.ndarray:
+    """Central differences (f(a + h e_i) - f(a - h e_i)) / 2h of the scalar f() w.r.t. array a,
+    perturbed in place (and restored) one element at a time: at every element (a's shape), or
+    at the flat positions `index` ((len(index),), float64)."""
+    flat = a.reshape(-1)
+    assert np.shares_memory(flat, a), "fd_grad needs a contiguous array to perturb in place"
+    positions = range(flat.size) if index is None else index
+    g = np.zeros(len(positions))
+    for j, i in enumerate(positions):
+        keep = flat[i]
+        flat[i] = keep + h
+        fp = f()
+        flat[i] = keep - h
+        fm = f()
+        flat[i] = keep
+        g[j] = (fp - fm) / (2 * h)
+    return g.reshape(a.shape) if index is None else g
+
+
 def assert_same_bits(actual, expected, what: str = "result") -> None:
     """Bit-for-bit identical arrays (shape, dtype and bytes: -0.0 differs from 0.0, NaN payloads
     count), for claims of bit-identical results (naive vs fast kernels, thread counts, ISAs)."""

@@ -8,24 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import distinct, randn
+from conftest import distinct, fd_grad, randn
 
 H = 1e-4        # step; every f here is piecewise linear, so central differences are exact
 RTOL = 1e-7     # up to rounding
-
-
-def fd_grad(f, a: np.ndarray) -> np.ndarray:
-    """Central-difference gradient of scalar f at array a, one element at a time."""
-    g = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        keep = a[i]
-        a[i] = keep + H
-        fp = f()
-        a[i] = keep - H
-        fm = f()
-        a[i] = keep
-        g[i] = (fp - fm) / (2 * H)
-    return g
 
 
 def check_grad(analytic: np.ndarray, numeric: np.ndarray, what: str) -> None:
@@ -58,9 +44,9 @@ def test_conv2d_gradients(backend, case, rng):
         return float(np.vdot(backend("conv2d", x, w, b, **kw), g))
 
     dx, dw, db = backend("conv2d_backward", g, x, w, bias=True, **kw)
-    check_grad(dx, fd_grad(f, x), f"{backend.name} conv2d dx")
-    check_grad(dw, fd_grad(f, w), f"{backend.name} conv2d dw")
-    check_grad(db, fd_grad(f, b), f"{backend.name} conv2d db")
+    check_grad(dx, fd_grad(f, x, H), f"{backend.name} conv2d dx")
+    check_grad(dw, fd_grad(f, w, H), f"{backend.name} conv2d dw")
+    check_grad(db, fd_grad(f, b, H), f"{backend.name} conv2d db")
 
 
 def test_conv2d_gradients_random_directions(backend, rng):
@@ -109,7 +95,7 @@ def test_pool_gradients(backend, case, mode, rng):
         return float(np.vdot(backend(op, x, **case, **extra), g))
 
     dx = backend(op + "_backward", g, x, **case, **extra)
-    check_grad(dx, fd_grad(f, x), f"{backend.name} {op}({mode}) dx")
+    check_grad(dx, fd_grad(f, x, H), f"{backend.name} {op}({mode}) dx")
 
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
@@ -122,4 +108,4 @@ def test_global_pool_gradients(backend, mode, rng):
         return float(np.vdot(backend(op, x), g))
 
     dx = backend(op + "_backward", g, x)
-    check_grad(dx, fd_grad(f, x), f"{backend.name} {op} dx")
+    check_grad(dx, fd_grad(f, x, H), f"{backend.name} {op} dx")

@@ -10,7 +10,7 @@ import pytest
 from convforge import nn
 from convforge.nn import initializers as init
 
-from conftest import assert_within
+from conftest import assert_within, fd_grad
 
 pytestmark = pytest.mark.usefixtures("nn_backend")  # conftest: cpu, else reference
 RNG_SEED = 1234   # the seed of conftest's `rng` (and of nn.set_seed) in this module
@@ -26,16 +26,7 @@ def numeric_grad(f, arr, eps=1e-6, max_entries=None, rng=None):
     idx = np.arange(flat.size)
     if max_entries is not None and flat.size > max_entries:
         idx = np.sort(rng.choice(flat.size, max_entries, replace=False))
-    g = np.zeros(idx.size)
-    for j, i in enumerate(idx):
-        old = flat[i]
-        flat[i] = old + eps
-        fp = f()
-        flat[i] = old - eps
-        fm = f()
-        flat[i] = old
-        g[j] = (fp - fm) / (2 * eps)
-    return g, idx
+    return fd_grad(f, arr, eps, idx), idx
 
 
 def gradcheck_layer(layer, xs, rng, training=False, what=""):

@@ -22,6 +22,8 @@ import numpy as np
 import convforge.functional as F
 from convforge._shapes import pair
 from convforge.backends import cuda
+from convforge.functional.conv import _conv_args  # the normalisation the public ops apply
+from convforge.functional.pool import _pool_args
 
 
 class GpuOps:
@@ -42,7 +44,7 @@ class GpuOps:
     def conv2d(self, x, w, b=None, stride=1, padding=0, dilation=1, groups=1, algo="auto"):
         if algo == "auto":
             return F.conv2d(x, w, b, stride, padding, dilation, groups, backend="cuda")
-        norm = F._conv_args(x.shape, w.shape, stride, padding, dilation, groups)[:4]
+        norm = _conv_args(x.shape, w.shape, stride, padding, dilation, groups)[:4]
         return cuda.conv2d(x, w, b, *norm, algo=algo)
 
     def conv2d_backward(self, dy, x, w, stride=1, padding=0, dilation=1, groups=1, bias=True):
@@ -103,16 +105,16 @@ class EmuOps:
         return np.array(a)   # a copy: the device array's guard zones stay behind
 
     def conv2d(self, x, w, b=None, stride=1, padding=0, dilation=1, groups=1, algo="auto"):
-        norm = F._conv_args(x.shape, w.shape, stride, padding, dilation, groups)[:4]
+        norm = _conv_args(x.shape, w.shape, stride, padding, dilation, groups)[:4]
         return cuda.conv2d(x, w, b, *norm, algo=algo)
 
     def conv2d_backward(self, dy, x, w, stride=1, padding=0, dilation=1, groups=1, bias=True):
-        norm = F._conv_args(x.shape, w.shape, stride, padding, dilation, groups)[:4]
+        norm = _conv_args(x.shape, w.shape, stride, padding, dilation, groups)[:4]
         return cuda.conv2d_backward(dy, x, w, *norm, bias)
 
     def _unfold(self, shape, kernel_size, stride, padding, dilation):
         ks = pair(kernel_size, "kernel_size")
-        st, pad4, dil = F._conv_args(shape, (1, shape[1]) + ks, stride, padding, dilation, 1)[:3]
+        st, pad4, dil = _conv_args(shape, (1, shape[1]) + ks, stride, padding, dilation, 1)[:3]
         return ks, st, pad4, dil
 
     def im2col(self, x, kernel_size, stride=1, padding=0, dilation=1):
@@ -125,12 +127,12 @@ class EmuOps:
 
     def pool(self, mode, x, kernel_size, stride=None, padding=0, ceil_mode=False,
              count_include_pad=True):
-        ks, st, pad, out = F._pool_args(x.shape, kernel_size, stride, padding, ceil_mode)
+        ks, st, pad, out = _pool_args(x.shape, kernel_size, stride, padding, ceil_mode)
         return cuda.pool2d(x, mode, ks, st, pad, out, count_include_pad)
 
     def pool_backward(self, mode, dy, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                       count_include_pad=True, indices=None):
-        ks, st, pad, out = F._pool_args(_shape(x), kernel_size, stride, padding, ceil_mode)
+        ks, st, pad, out = _pool_args(_shape(x), kernel_size, stride, padding, ceil_mode)
         if mode != "avg" and indices is None:   # as functional does: recompute them
             indices = cuda.pool2d(x, mode, ks, st, pad, out, False)[1]
         return cuda.pool2d_backward(dy, indices, _shape(x), mode, ks, st, pad,

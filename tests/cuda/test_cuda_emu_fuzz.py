@@ -15,6 +15,7 @@ from devices import EmuOps
 
 import convforge.functional as F
 from convforge.backends import cuda
+from convforge.functional.pool import _pool_args
 
 from conftest import assert_exact
 
@@ -152,7 +153,7 @@ def test_numpy_integer_dims_are_packed_as_int64():
     device = cuda_emu.EmuDevice()
     x = np.arange(2 * 3 * 7 * 6, dtype=np.float32).reshape(2, 3, 7, 6)
     k, s, p = (np.int32(3),) * 2, (np.int32(2),) * 2, (np.int32(1),) * 2
-    out = F._pool_args(x.shape, 3, 2, 1, True)[3]
+    out = _pool_args(x.shape, 3, 2, 1, True)[3]
     with cuda.use_device(device):
         y, idx = cuda.pool2d(device.asarray(x), "max", k, s, p,
                              tuple(np.int32(v) for v in out), False)

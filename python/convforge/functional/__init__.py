@@ -1,0 +1,50 @@
+"""Public ops (convforge.functional, `F`): normalise arguments once, check shapes, pick a backend,
+call it. One module per op family: conv, pool, norm, elementwise; _common holds the checks.
+
+Arrays: NCHW activations, OIHW weights (K, C/groups, KH, KW), float32 or float64.
+NumPy in -> NumPy out (cpu, numba, reference backends); CuPy in -> CuPy out (cuda backend).
+Inputs are never modified. Non-contiguous, Fortran-order or read-only inputs are copied once,
+here, into C order (no dtype conversion ever happens silently: mixed dtypes raise).
+
+Validation contract (one layer validates, the others trust it):
+- This module normalises and validates every argument once, with the messages users see:
+  array kind (all NumPy or all CuPy), float32/float64 and one dtype for all, ranks and shapes
+  that agree with each other, ints (via convforge._array and convforge._shapes), sizes that fit
+  in int64, and the backend that takes this kind of array. Calls with N = 0 return here.
+- Backends (convforge.backends) receive only such normalised arguments and do not check them
+  again. A backend checks only what its kernels' memory safety needs and nothing upstream
+  covers: the max/min pool backward's index range, data that no shape check sees (a backend
+  whose kernels check it in their own pass sets CHECKS_INDICES; see _indices).
+- The compiled bindings (convforge._core), which tests and benchmarks also call directly,
+  check shapes against buffer sizes and dtypes: what memory safety needs.
+"""
+
+
+from __future__ import annotations
+
+from .._shapes import conv_output_size, pool_output_size
+from .conv import col2im, conv2d, conv2d_backward, im2col
+from .elementwise import dropout
+from .norm import batch_norm, batch_norm_backward, batch_norm_stats
+from .pool import (
+    avg_pool2d,
+    avg_pool2d_backward,
+    global_avg_pool2d,
+    global_avg_pool2d_backward,
+    global_max_pool2d,
+    global_max_pool2d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+    min_pool2d,
+    min_pool2d_backward,
+)
+
+__all__ = [
+    "conv2d", "conv2d_backward", "im2col", "col2im",
+    "max_pool2d", "max_pool2d_backward", "min_pool2d", "min_pool2d_backward",
+    "avg_pool2d", "avg_pool2d_backward",
+    "global_avg_pool2d", "global_avg_pool2d_backward",
+    "global_max_pool2d", "global_max_pool2d_backward",
+    "batch_norm_stats", "batch_norm", "batch_norm_backward", "dropout",
+    "conv_output_size", "pool_output_size",
+]

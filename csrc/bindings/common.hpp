@@ -1,6 +1,6 @@
 // Helpers shared by the binding files: bindings only validate, convert, allocate and release the
 // GIL. Arrays must already be C-contiguous with the exact dtype (Python makes any copy, once,
-// in functional.py); anything else raises TypeError/ValueError naming the argument and shape.
+// in convforge/functional); anything else raises TypeError/ValueError naming the argument and shape.
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>

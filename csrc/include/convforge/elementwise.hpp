@@ -1,4 +1,5 @@
-// Elementwise layers (csrc/elementwise): dropout with a counter-based random mask.
+// Elementwise layers (csrc/elementwise): activations (activation.cpp) and dropout with a
+// counter-based random mask (dropout.cpp).
 #pragma once
 #include <cstdint>
 
@@ -16,5 +17,16 @@ namespace convforge {
 // The forward (x) and the backward (dy) are the same call with the same seed.
 template <typename T>
 void dropout_apply(T* y, const T* x, int64_t n, uint64_t seed, uint32_t threshold, T scale);
+
+// Activations, y = f(x) elementwise: linear, relu max(x, 0) (NaN stays NaN), sigmoid (the
+// stable form: 1/(1+e^-x) for x >= 0, e^x/(1+e^x) below), tanh. The backward takes the output:
+// dx = dy * f'(y) with relu' = (y > 0), sigmoid' = y (1 - y), tanh' = 1 - y^2. y may be x, dx
+// may be dy.
+enum class Activation { linear, relu, sigmoid, tanh };
+
+template <typename T>
+void activation_forward(T* y, const T* x, int64_t n, Activation f);
+template <typename T>
+void activation_backward(T* dx, const T* dy, const T* y, int64_t n, Activation f);
 
 }  // namespace convforge

@@ -32,6 +32,8 @@ The functions:
         -> (dx or None, dgamma float64 (C,), dbeta float64 (C,))
     dropout(x, seed, threshold, scale) -> y     any shape; x * scale where the counter-based
         hash of (seed, flat index) >= threshold (uint32), else 0 (convforge.functional.dropout)
+    activation(x, kind) -> y; activation_backward(dy, y, kind) -> dx   any shape; kind 'linear'
+        | 'relu' | 'sigmoid' | 'tanh'; the backward from the forward's output
 
 and `probe() -> str | None` (None when usable, else the reason it is not).
 Backends are imported lazily: numba and cupy load only when used.

@@ -535,11 +535,16 @@ def pool2d_backward(dx, dy, idx, mode, KH, KW, SH, SW, PH, PW, count_include_pad
             _avg_gather(dxc, dyc, KH, KW, SH, SW, PH, PW, count_include_pad)
 
 
-# Dropout and batch normalisation kernels live in their own files; re-exported so that the
+# The elementwise and batch normalisation kernels live in their own files; re-exported so that the
 # backend finds
 # every kernel here (and its serial copies, numba._serial_kernels).
 
-from ._numba_dropout import dropout_apply  # noqa: E402, F401 - re-exported
+from ._numba_elementwise import (  # noqa: E402, F401 - re-exported
+    ACTIVATION_CODES,
+    activation_backward,
+    activation_forward,
+    dropout_apply,
+)
 from ._numba_norm import (  # noqa: E402, F401 - re-exported
     bn_backward_dx,
     bn_backward_sums,

@@ -108,3 +108,11 @@ def batch_norm_backward(dy, x, mean, inv_std, gamma, beta, relu, batch_stats, ne
 def dropout(x, seed, threshold, scale):
     return _core().dropout(x, seed, threshold, scale)
 
+
+def activation(x, kind):
+    return _core().activation(x, kind)
+
+
+def activation_backward(dy, y, kind):
+    return _core().activation_backward(dy, y, kind)
+

@@ -303,8 +303,9 @@ def global_pool2d_backward(dy, indices, input_shape, mode):
     return dx
 
 
-# --------------------------------------------------------------------------- norm, dropout
+# ------------------------------------------------------------------ norm, dropout, activations
 # CuPy array expressions, shared with NumPy for testing without a GPU (see _xp_norm,
-# _xp_dropout: the reference backend runs the latter).
+# _xp_dropout, _xp_activation: the reference backend runs the last two).
+from ._xp_activation import activation, activation_backward  # noqa: E402, F401
 from ._xp_dropout import dropout  # noqa: E402, F401
 from ._xp_norm import batch_norm, batch_norm_backward, batch_norm_stats  # noqa: E402, F401

@@ -84,7 +84,7 @@ _serial: SimpleNamespace | None = None
 _KERNEL_NAMES = ("im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_forward_panels",
                  "conv2d_backward_weight_panels", "pool2d_forward", "pool2d_backward",
                  "bn_stats_sums", "bn_forward", "bn_backward_sums", "bn_backward_dx",
-                 "dropout_apply")
+                 "dropout_apply", "activation_forward", "activation_backward")
 
 
 def _serial_kernels(parallel_kernels: ModuleType) -> SimpleNamespace:
@@ -95,7 +95,8 @@ def _serial_kernels(parallel_kernels: ModuleType) -> SimpleNamespace:
         import numba
 
         jit = numba.njit(**parallel_kernels._FLAGS)
-        _serial = SimpleNamespace(**{name: jit(getattr(parallel_kernels, name).py_func)
+        _serial = SimpleNamespace(ACTIVATION_CODES=parallel_kernels.ACTIVATION_CODES,
+                                  **{name: jit(getattr(parallel_kernels, name).py_func)
                                      for name in _KERNEL_NAMES})
     return _serial
 
@@ -357,4 +358,19 @@ def dropout(x, seed, threshold, scale):
     _kernels().dropout_apply(y.reshape(-1), x.reshape(-1), np.uint32(seed & 0xFFFFFFFF),
                              np.uint32(seed >> 32), np.uint32(threshold), x.dtype.type(scale))
     return y
+
+
+def activation(x, kind):
+    x, k = _c(x), _kernels()
+    y = np.empty_like(x)
+    k.activation_forward(y.reshape(-1), x.reshape(-1), k.ACTIVATION_CODES[kind])
+    return y
+
+
+def activation_backward(dy, y, kind):
+    dy, y, k = _c(dy), _c(y), _kernels()
+    dx = np.empty_like(dy)
+    k.activation_backward(dx.reshape(-1), dy.reshape(-1), y.reshape(-1),
+                          k.ACTIVATION_CODES[kind])
+    return dx
 

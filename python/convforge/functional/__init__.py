@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from .._shapes import conv_output_size, pool_output_size
 from .conv import col2im, conv2d, conv2d_backward, im2col
-from .elementwise import dropout
+from .elementwise import activation, activation_backward, dropout
 from .norm import batch_norm, batch_norm_backward, batch_norm_stats
 from .pool import (
     avg_pool2d,
@@ -46,5 +46,6 @@ __all__ = [
     "global_avg_pool2d", "global_avg_pool2d_backward",
     "global_max_pool2d", "global_max_pool2d_backward",
     "batch_norm_stats", "batch_norm", "batch_norm_backward", "dropout",
+    "activation", "activation_backward",
     "conv_output_size", "pool_output_size",
 ]

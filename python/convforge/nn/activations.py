@@ -1,39 +1,21 @@
 """Activation functions of the layers: each is (forward(x) -> y, backward(y, dy) -> dx), so
-backward needs only the output. NumPy or CuPy arrays (the module comes from the input)."""
+backward needs only the output. relu, sigmoid and tanh are convforge.functional's activation
+ops (every backend); softmax is here. NumPy or CuPy arrays (the module comes from the input)."""
 
 from __future__ import annotations
 
 from typing import Callable, Optional
 
+from .. import functional as F
 from .._array import array_module
 
 __all__ = ["ACTIVATIONS"]
 
 
-def _relu(x):
-    return array_module(x).maximum(x, 0)
-
-
-def _relu_grad(y, dy):
-    return dy * (y > 0)
-
-
-def _sigmoid(x):
-    xp = array_module(x)
-    e = xp.exp(-xp.abs(x))                       # in (0, 1]: no overflow for any x
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
-def _sigmoid_grad(y, dy):
-    return dy * y * (1 - y)
-
-
-def _tanh(x):
-    return array_module(x).tanh(x)
-
-
-def _tanh_grad(y, dy):
-    return dy * (1 - y * y)
+def _elementwise(kind: str):
+    """(forward, backward) of convforge.functional's activation `kind` (every backend)."""
+    return (lambda x: F.activation(x, kind),
+            lambda y, dy: F.activation_backward(dy, y, kind))
 
 
 def _softmax(x, axis: int = 1):
@@ -46,19 +28,11 @@ def _softmax_grad(y, dy, axis: int = 1):
     return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
 
 
-def _linear(x):
-    return x
-
-
-def _linear_grad(y, dy):
-    return dy
-
-
 ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
-    "linear": (_linear, _linear_grad),
-    "relu": (_relu, _relu_grad),
-    "sigmoid": (_sigmoid, _sigmoid_grad),
-    "tanh": (_tanh, _tanh_grad),
+    "linear": (lambda x: x, lambda y, dy: dy),
+    "relu": _elementwise("relu"),
+    "sigmoid": _elementwise("sigmoid"),
+    "tanh": _elementwise("tanh"),
     "softmax": (_softmax, _softmax_grad),   # over axis 1 (classes / channels)
 }
 

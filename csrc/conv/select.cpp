@@ -35,6 +35,8 @@ using namespace conv_impl;  // NOLINT(build/namespaces): the shared constants an
 constexpr int64_t kMaxBlockBytes = int64_t(1) << 30; // smallest block above this: naive
 constexpr int64_t kDirectMaxChannels = 16;           // direct_small picked up to this many Ci
 constexpr int64_t kDirectLimitChannels = 64;         // direct_small applies up to this many Ci
+constexpr int64_t kKvecDwMinPositions = 1024;        // direct_kvec dw on small planes: at least
+constexpr int64_t kKvecDwMaxChannels = 128;          // these positions, at most these channels
 
 std::atomic<bool> g_exact{false};  // set_conv_exact
 
@@ -92,14 +94,22 @@ int64_t direct_block(int64_t elem_bytes) {
 // direct_kvec for the weight gradient: float with a vector ISA, a whole tile of output channels
 // (16 with AVX2, 32 with AVX-512), taps that fill the kernel's tap tile (5 with AVX2, 9 with
 // AVX-512: 3x3, 5x5, 7x7 waste at most 1/8; a 3x1 kernel would waste 2/3 of it and lose to
-// im2col_gemm_batch), and either rows of at least 16 outputs (on 4-8 px
-// planes the per-row overheads lose to im2col_gemm_batch) or few input channels (where
-// direct_small's rows would carry KW-1 junk columns). Any stride.
+// im2col_gemm_batch), and either rows of at least 16 outputs, or few input channels (where
+// direct_small's rows would carry KW-1 junk columns), or at most kKvecDwMaxChannels input
+// channels with at least kKvecDwMinPositions positions summed per dw element (N*OH*OW): on
+// 4-8 px planes the per-row overheads lose to im2col_gemm_batch's deep GEMMs when the batch
+// gives few positions or the channels are many (8 images of 512 channels at 4 px: kvec 1.3x
+// slower; 256 channels at 8 px: even with AVX-512, 4-11% slower with AVX2), and win on 32
+// images of 64-128 channels at 8 px (1.4x faster with AVX-512, 1.14x with AVX2, 1 and 2
+// threads, Zen 5). Any stride.
 bool kvec_weight_preferred(const ConvDims& d, int64_t elem_bytes) {
   const direct_detail::Kernel<float> kern = direct_detail::direct_kernel<float>();
   const int64_t taps = d.KH * d.KW, padded = ceil_div(taps, kern.kvdw_tb) * kern.kvdw_tb;
+  const bool many_positions =
+      d.Cg() <= kKvecDwMaxChannels && d.N * d.OH * d.OW >= kKvecDwMinPositions;
+  const bool rows_pay = d.OW >= 16 || d.Cg() <= kDirectMaxChannels || many_positions;
   return elem_bytes == 4 && current_isa() != Isa::baseline && d.Kg() >= kern.kvdw_kb &&
-         8 * (padded - taps) <= taps && (d.OW >= 16 || d.Cg() <= kDirectMaxChannels) &&
+         8 * (padded - taps) <= taps && rows_pay &&
          conv_algo_applies(ConvAlgo::direct_kvec, ConvDir::weight, d, elem_bytes);
 }
 
@@ -162,7 +172,8 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
 //     direction (a single-channel input with G == 1, like LeNet's first layer, does not count
 //     as depthwise: its dw would be K plane-sized dot products on one thread each);
 //   weight, float with AVX2 or AVX-512, a whole channel tile, taps filling the tap tile, rows
-//     >= 16 wide or few input channels: direct_kvec (kvec_weight_preferred(); it beat
+//     >= 16 wide, few input channels or many summed positions: direct_kvec
+//     (kvec_weight_preferred(); it beat
 //     im2col_gemm_batch on VGG layers with AVX-512 at 1 and 2 threads, and with AVX2
 //     direct_small on LeNet C3 and VGG 3->64 and im2col_gemm on VGG 64@32 and 7x7/2 RGB);
 //   stride 1, at most kDirectMaxChannels input channels of that direction (forward and

@@ -290,6 +290,10 @@ def test_heuristic_choices(restore_core):
         assert pick(*vgg, "weight", pad=(1,) * 4, dtype="float64") == "im2col_gemm_batch"
         assert pick((32, 256, 8, 8), (256, 256, 3, 3), "weight", pad=(1,) * 4) == (
             "im2col_gemm_batch")  # rows of 8 (and 256 input channels): im2col_gemm_batch
+        assert pick((32, 64, 8, 8), (128, 64, 3, 3), "weight", pad=(1,) * 4) == kvec_or(
+            "im2col_gemm_batch"), isa  # rows of 8, but 2048 positions of 64 channels
+        assert pick((8, 64, 8, 8), (128, 64, 3, 3), "weight", pad=(1,) * 4) == (
+            "im2col_gemm_batch")  # 512 positions
         assert pick((32, 64, 32, 32), (16, 64, 3, 3), "weight", pad=(1,) * 4) == kvec_or(
             "im2col_gemm_batch", isa == "avx2"), isa  # 16 output channels: half an AVX-512 tile
         assert pick((32, 128, 16, 16), (128, 128, 3, 1), "weight") == "im2col_gemm_batch"

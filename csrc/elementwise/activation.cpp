@@ -1,7 +1,7 @@
 // Activations forward and backward (contracts in convforge/elementwise.hpp): one pass each,
 // parallel over blocks of elements; every element on its own, so results do not depend on the
 // split or the thread count. relu is branch-free (max, and a select with both sides loaded);
-// sigmoid and tanh call the C library's exp / tanh.
+// sigmoid and tanh take one C-library exp / expm1 per value, branch-free.
 #include <algorithm>
 #include <cmath>
 
@@ -22,11 +22,20 @@ void each_block(int64_t n, const F& body) {
   });
 }
 
+// Both branch-free (random signs would mispredict a branch per value) with one exponential:
+// sigmoid: e = exp(-|x|) in (0, 1], r = 1/(1+e), y = r for x >= 0 else e*r (no overflow);
+// tanh: m = expm1(-2|x|) in (-1, 0], |y| = -m/(2+m) (expm1: no cancellation near 0), sign of x.
 template <typename T>
 T sigmoid(T x) {
-  if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
-  const T e = std::exp(x);
-  return e / (T(1) + e);
+  const T e = std::exp(-std::fabs(x));
+  const T r = T(1) / (T(1) + e);
+  return x >= T(0) ? r : e * r;
+}
+
+template <typename T>
+T tanh_(T x) {
+  const T m = std::expm1(T(-2) * std::fabs(x));
+  return std::copysign(-m / (T(2) + m), x);
 }
 
 }  // namespace
@@ -42,7 +51,7 @@ void activation_forward(T* y, const T* x, int64_t n, Activation f) {
         for (int64_t i = i0; i < i1; ++i) y[i] = sigmoid(x[i]);
         break;
       case Activation::tanh:
-        for (int64_t i = i0; i < i1; ++i) y[i] = std::tanh(x[i]);
+        for (int64_t i = i0; i < i1; ++i) y[i] = tanh_(x[i]);
         break;
       case Activation::linear:
         std::copy(x + i0, x + i1, y + i0);

@@ -29,6 +29,18 @@ def test_against_reference(backend, rng, kind, dtype, shape):
     assert_close(dx, ref("activation_backward", dy, y, kind), dtype, 4, what=f"{kind} dx")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_core_kernels_directly(rng, dtype):
+    """The compiled kernels for every kind, also tanh (the cpu backend takes NumPy's SIMD tanh
+    for the forward: faster than the C library's scalar one)."""
+    core = pytest.importorskip("convforge._core")
+    x = (rng.standard_normal((5, 1001)) * 6).astype(dtype)
+    for kind in KINDS:
+        assert_close(core.activation(x, kind), ref("activation", x, kind), dtype, 4, what=kind)
+    with pytest.raises(ValueError, match="activation must be"):
+        core.activation(x, "softplus")
+
+
 def test_extremes(backend):
     x = np.array([-1e30, -800.0, -80.0, 0.0, 80.0, 800.0, 1e30, np.nan], np.float32)
     with np.errstate(over="raise"):

@@ -91,6 +91,14 @@ def conv_bindings(naive):
             functools.partial(core.conv2d_backward_weight, algo=algo))
 
 
+def conv_results(x, w, b, dy, args, naive):
+    """(y, dx, dw, db) of the three bindings (algo "naive" or "auto"); args: (stride, padding,
+    dilation, groups)."""
+    fwd, bwd_data, bwd_weight = conv_bindings(naive)
+    return (fwd(x, w, b, *args), bwd_data(dy, w, x.shape, *args),
+            *bwd_weight(dy, x, w.shape, *args, True))
+
+
 def check_conv(case, dtype, x, w, b, dy, naive):
     xs, ws, stride, pad, dil, g = case
     fwd, bwd_data, bwd_weight = conv_bindings(naive)
@@ -503,9 +511,7 @@ def test_integer_inputs_exact(rng, restore_core, case, dtype):
     for isa in AVAILABLE_ISAS:
         core.set_isa(isa)
         for naive in (False, True):
-            fwd, bwd_data, bwd_weight = conv_bindings(naive)
-            got = (fwd(x, w, b, *args), bwd_data(dy, w, xs, *args),
-                   *bwd_weight(dy, x, ws, *args, True))
+            got = conv_results(x, w, b, dy, args, naive)
             for name, a, r in zip(("y", "dx", "dw", "db"), got, want):
                 if not naive and name in inexact:
                     tol = 16 * np.finfo(dtype).eps * np.sqrt(np.prod(ws[1:])) * np.abs(r).max()
@@ -556,9 +562,7 @@ def test_nan_inf_like_reference(rng, restore_core, case, where):
     for isa in AVAILABLE_ISAS:
         core.set_isa(isa)
         for naive in (False, True):
-            fwd, bwd_data, bwd_weight = conv_bindings(naive)
-            got = (fwd(x, w, b, *args), bwd_data(dy, w, xs, *args),
-                   *bwd_weight(dy, x, ws, *args, True))
+            got = conv_results(x, w, b, dy, args, naive)
             for name, a, r in zip(("y", "dx", "dw", "db"), got, want):
                 for pred in (np.isnan, np.isposinf, np.isneginf):
                     np.testing.assert_array_equal(

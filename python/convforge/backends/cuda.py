@@ -23,6 +23,12 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
+# batch norm, dropout, activations: CuPy array expressions, written once for NumPy and CuPy
+# (tested on NumPy without a GPU; the reference backend runs the last two files too)
+from ._xp_activation import activation, activation_backward  # noqa: F401
+from ._xp_dropout import dropout  # noqa: F401
+from ._xp_norm import batch_norm, batch_norm_backward, batch_norm_stats  # noqa: F401
+
 THREADS = 256             # threads per block; must equal CF_THREADS in csrc/cuda/common.cuh
 MAX_BLOCKS = 65536        # grid cap: the kernels loop grid-stride over whatever is left
 TILE_M, TILE_P = 64, 64   # conv2d_forward tile (output channels x output pixels): CF_TM, CF_TP
@@ -301,11 +307,3 @@ def global_pool2d_backward(dy, indices, input_shape, mode):
         _launch("pool2d", "global_pool2d_max_backward", dy, dx.size,
                 (dx, dy, indices, n * c, h * w))
     return dx
-
-
-# ------------------------------------------------------------------ norm, dropout, activations
-# CuPy array expressions, shared with NumPy for testing without a GPU (see _xp_norm,
-# _xp_dropout, _xp_activation: the reference backend runs the last two).
-from ._xp_activation import activation, activation_backward  # noqa: E402, F401
-from ._xp_dropout import dropout  # noqa: E402, F401
-from ._xp_norm import batch_norm, batch_norm_backward, batch_norm_stats  # noqa: E402, F401

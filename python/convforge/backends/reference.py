@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _xp_activation
+from ._xp_dropout import dropout  # noqa: F401 - the counter-based mask, for NumPy and CuPy
+
 
 def probe():
     return None
@@ -202,22 +205,14 @@ def batch_norm_backward(dy, x, mean, inv_std, gamma, beta, relu, batch_stats, ne
     return (g * scale[:, None]).astype(x.dtype), dgamma, dbeta
 
 
-# --------------------------------------------------------------------------- dropout
-# The counter-based mask, written for NumPy and CuPy alike (the definition is there).
-from ._xp_dropout import dropout  # noqa: E402, F401
-
 # --------------------------------------------------------------------------- activations
 # The definitions in _xp_activation (shared with cuda), evaluated in float64.
 
 def activation(x, kind):
-    from . import _xp_activation
-
     return _xp_activation.activation(np.asarray(x, np.float64), kind).astype(x.dtype)
 
 
 def activation_backward(dy, y, kind):
-    from . import _xp_activation
-
     f64 = [np.asarray(a, np.float64) for a in (dy, y)]
     return _xp_activation.activation_backward(*f64, kind).astype(dy.dtype)
 

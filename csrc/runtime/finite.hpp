@@ -1,5 +1,5 @@
-// all_finite(p, n): true when none of p[0..n) is inf or NaN. Used by the conv dispatchers to
-// keep the algorithms that would mix a non-finite value into outputs the exact computation
+// all_finite(p, n): true when none of p[0..n) is inf or NaN. Used by conv_algo_for_data
+// (csrc/conv/select.cpp) to keep the algorithms that would mix a non-finite value into outputs the exact computation
 // leaves finite (Winograd's transforms, direct_small's padded correlations) off such inputs.
 // Tests the exponent bits (all ones: inf or NaN) with integer operations, which vectorise, a
 // block at a time; parallel over blocks for large arrays. In an unnamed namespace like

@@ -1,13 +1,15 @@
 // Python bindings of the convolution family (kernels: csrc/conv, csrc/im2col, csrc/gemm).
 //
-//   conv2d_forward(x, w, b|None, stride, padding, dilation, groups, algo="auto")
+//   conv2d_forward(x, w, b|None, stride, padding, dilation, groups, algo="auto",
+//                  activation="linear"|"relu")
 //       -> y (N, K, OH, OW)
 //   conv2d_backward_data(dy, w, x_shape, stride, padding, dilation, groups, algo="auto")
 //       -> dx (N, C, H, W)
 //   conv2d_backward_weight(dy, x, w_shape, stride, padding, dilation, groups, bias, algo="auto")
 //       -> (dw (K, C/G, KH, KW), db (K,) or None)
 //   conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, data_algo="auto",
-//                   weight_algo="auto") -> (dx, dw, db or None)   (one GIL release)
+//                   weight_algo="auto", need_dx=True, need_dw=True)
+//       -> (dx or None, dw or None, db or None)   (one GIL release)
 // algo: "auto" (the heuristic, choose_conv_algo) or an algorithm name (ConvAlgo); a name that
 // does not apply to the problem in that direction raises ValueError naming both.
 //   im2col(x, kernel_size, stride, padding, dilation) -> cols (N, C*KH*KW, OH*OW)
@@ -123,14 +125,14 @@ std::optional<ConvAlgo> parse_algo(const char* fn, const std::string& name, Conv
 
 template <typename T>
 py::array forward_t(const py::array& x, const py::array& w, const std::optional<py::array>& b,
-                    const ConvDims& d, std::optional<ConvAlgo> algo) {
+                    const ConvDims& d, std::optional<ConvAlgo> algo, bool relu) {
   auto y = empty<T>({d.N, d.K, d.OH, d.OW});
   T* yp = y.mutable_data();
   const T *xp = ptr<T>(x), *wp = ptr<T>(w), *bp = b ? ptr<T>(*b) : nullptr;
   {
     py::gil_scoped_release nogil;
-    if (algo) conv2d_forward<T>(yp, xp, wp, bp, d, *algo);
-    else conv2d_forward<T>(yp, xp, wp, bp, d);
+    if (algo) conv2d_forward<T>(yp, xp, wp, bp, d, *algo, relu);
+    else conv2d_forward<T>(yp, xp, wp, bp, d, relu);
   }
   return std::move(y);
 }
@@ -138,7 +140,11 @@ py::array forward_t(const py::array& x, const py::array& w, const std::optional<
 py::array conv2d_forward_py(const py::array& x, const py::array& w,
                             const std::optional<py::array>& b, const I2& stride,
                             const I4& padding, const I2& dilation, int64_t groups,
-                            const std::string& algo_name) {
+                            const std::string& algo_name, const std::string& activation) {
+  if (activation != "linear" && activation != "relu")
+    throw py::value_error("conv2d_forward: activation must be 'linear' or 'relu', got '" +
+                          activation + "'");
+  const bool relu = activation == "relu";
   const bool f32 = check_input(x, "x", 4);
   check_input(w, "w", 4, &x, "x");
   if (b) check_input(*b, "b", 1, &x, "x");
@@ -146,8 +152,8 @@ py::array conv2d_forward_py(const py::array& x, const py::array& w,
                                groups, "x", "w");
   if (b) check_shape(*b, "b", {d.K});
   const auto algo = parse_algo("conv2d_forward", algo_name, ConvDir::forward, d, f32 ? 4 : 8);
-  return f32 ? forward_t<float>(x, w, b, d, algo)
-             : forward_t<double>(x, w, b, d, algo);
+  return f32 ? forward_t<float>(x, w, b, d, algo, relu)
+             : forward_t<double>(x, w, b, d, algo, relu);
 }
 
 template <typename T>
@@ -212,35 +218,49 @@ py::tuple conv2d_backward_weight_py(const py::array& dy, const py::array& x, con
              : backward_weight_t<double>(dy, x, d, bias, algo);
 }
 
-// dx, dw and db in one call (one GIL release): the data and the weight kernels in turn.
+// dx, dw and db in one call (one GIL release): the data and the weight kernels in turn; a
+// direction that is not needed (need_dx / need_dw false: a first layer's dx, a frozen layer's
+// dw and db) is not computed and comes back as None.
 template <typename T>
 py::tuple backward_t(const py::array& dy, const py::array& x, const py::array& w,
-                     const ConvDims& d, bool bias, std::optional<ConvAlgo> data_algo,
-                     std::optional<ConvAlgo> weight_algo) {
-  auto dx = empty<T>({d.N, d.C, d.H, d.W});
-  auto dw = empty<T>({d.K, d.Cg(), d.KH, d.KW});
-  T *dxp = dx.mutable_data(), *dwp = dw.mutable_data(), *dbp = nullptr;
-  py::object db_obj = py::none();
-  if (bias) {
-    auto db = empty<T>({d.K});
-    dbp = db.mutable_data();
-    db_obj = std::move(db);
+                     const ConvDims& d, bool bias, bool need_dx, bool need_dw,
+                     std::optional<ConvAlgo> data_algo, std::optional<ConvAlgo> weight_algo) {
+  T *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
+  py::object dx_obj = py::none(), dw_obj = py::none(), db_obj = py::none();
+  if (need_dx) {
+    auto dx = empty<T>({d.N, d.C, d.H, d.W});
+    dxp = dx.mutable_data();
+    dx_obj = std::move(dx);
+  }
+  if (need_dw) {
+    auto dw = empty<T>({d.K, d.Cg(), d.KH, d.KW});
+    dwp = dw.mutable_data();
+    dw_obj = std::move(dw);
+    if (bias) {
+      auto db = empty<T>({d.K});
+      dbp = db.mutable_data();
+      db_obj = std::move(db);
+    }
   }
   const T *dyp = ptr<T>(dy), *xp = ptr<T>(x), *wp = ptr<T>(w);
   {
     py::gil_scoped_release nogil;
-    if (data_algo) conv2d_backward_data<T>(dxp, dyp, wp, d, *data_algo);
-    else conv2d_backward_data<T>(dxp, dyp, wp, d);
-    if (weight_algo) conv2d_backward_weight<T>(dwp, dbp, dyp, xp, d, *weight_algo);
-    else conv2d_backward_weight<T>(dwp, dbp, dyp, xp, d);
+    if (need_dx) {
+      if (data_algo) conv2d_backward_data<T>(dxp, dyp, wp, d, *data_algo);
+      else conv2d_backward_data<T>(dxp, dyp, wp, d);
+    }
+    if (need_dw) {
+      if (weight_algo) conv2d_backward_weight<T>(dwp, dbp, dyp, xp, d, *weight_algo);
+      else conv2d_backward_weight<T>(dwp, dbp, dyp, xp, d);
+    }
   }
-  return py::make_tuple(dx, dw, db_obj);
+  return py::make_tuple(dx_obj, dw_obj, db_obj);
 }
 
 py::tuple conv2d_backward_py(const py::array& dy, const py::array& x, const py::array& w,
                              const I2& stride, const I4& padding, const I2& dilation,
                              int64_t groups, bool bias, const std::string& data_algo,
-                             const std::string& weight_algo) {
+                             const std::string& weight_algo, bool need_dx, bool need_dw) {
   const bool f32 = check_input(dy, "dy", 4);
   check_input(x, "x", 4, &dy, "dy");
   check_input(w, "w", 4, &dy, "dy");
@@ -250,8 +270,8 @@ py::tuple conv2d_backward_py(const py::array& dy, const py::array& x, const py::
   const int64_t eb = f32 ? 4 : 8;
   const auto da = parse_algo("conv2d_backward (data_algo)", data_algo, ConvDir::data, d, eb);
   const auto wa = parse_algo("conv2d_backward (weight_algo)", weight_algo, ConvDir::weight, d, eb);
-  return f32 ? backward_t<float>(dy, x, w, d, bias, da, wa)
-             : backward_t<double>(dy, x, w, d, bias, da, wa);
+  return f32 ? backward_t<float>(dy, x, w, d, bias, need_dx, need_dw, da, wa)
+             : backward_t<double>(dy, x, w, d, bias, need_dx, need_dw, da, wa);
 }
 
 // ---------------------------------------------------------------- im2col / col2im
@@ -418,7 +438,9 @@ void bind_conv(py::module_& m) {
       " algo: 'auto' (the heuristic) or one of conv2d_algorithms(..., direction) for this problem.";
   m.def("conv2d_forward", &conv2d_forward_py, arg("x"), arg("w"), arg("b").none(true),
         arg("stride"), arg("padding"), arg("dilation"), arg("groups"), py::kw_only(),
-        arg("algo") = "auto", (std::string(fwd_doc) + algo_doc).c_str());
+        arg("algo") = "auto", arg("activation") = "linear",
+        (std::string(fwd_doc) + algo_doc +
+         " activation: 'linear' or 'relu' (y = max(conv + b, 0), written once).").c_str());
 
   const char* data_doc = "dx (x_shape) of conv2d given dy (N, K, OH, OW) and w.";
   m.def("conv2d_backward_data", &conv2d_backward_data_py, arg("dy"), arg("w"),
@@ -433,9 +455,11 @@ void bind_conv(py::module_& m) {
         (std::string(weight_doc) + algo_doc).c_str());
   m.def("conv2d_backward", &conv2d_backward_py, arg("dy"), arg("x"), arg("w"), arg("stride"),
         arg("padding"), arg("dilation"), arg("groups"), arg("bias"), py::kw_only(),
-        arg("data_algo") = "auto", arg("weight_algo") = "auto",
+        arg("data_algo") = "auto", arg("weight_algo") = "auto", arg("need_dx") = true,
+        arg("need_dw") = true,
         "(dx (x.shape), dw (w.shape), db (K,) or None) of conv2d given dy, in one call; "
-        "data_algo / weight_algo: 'auto' or an algorithm applying to that direction.");
+        "data_algo / weight_algo: 'auto' or an algorithm applying to that direction; "
+        "need_dx / need_dw false: that gradient (dw and db together) is not computed: None.");
 
   m.def("im2col", &im2col_py, arg("x"), arg("kernel_size"), arg("stride"), arg("padding"),
         arg("dilation"), "cols (N, C*KH*KW, OH*OW) of x (N, C, H, W); padding reads as 0.");

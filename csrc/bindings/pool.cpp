@@ -2,6 +2,8 @@
 // GIL, dispatch float/double. Called by python/convforge/backends/cpu.py with normalised arguments;
 // every check is repeated here because a bad index or window would otherwise read or write out
 // of bounds.
+#include <algorithm>
+#include <optional>
 #include <string>
 
 #include "common.hpp"
@@ -150,15 +152,16 @@ py::tuple pool2d_forward(const py::array& x, const std::string& mode, const I2& 
 // an index outside the plane and reports one: then the error is raised here).
 template <typename T>
 py::array pool_backward(const py::array& dy, const py::array& ia, Mode mode, bool cip,
-                        const PoolDims& d, bool naive) {
+                        const PoolDims& d, bool naive, const std::optional<py::array>& relu_y) {
   py::array_t<T> dx = empty<T>({d.N, d.C, d.H, d.W});
   T* dxp = dx.mutable_data();
   const T* dyp = ptr<T>(dy);
+  const T* yp = relu_y ? ptr<T>(*relu_y) : nullptr;
   bool ok = true;
   {
     py::gil_scoped_release nogil;
     if (d.N * d.C > 0) {
-      if (mode != Mode::avg) ok = pool2d_index_backward(dxp, dyp, ptr<int64_t>(ia), d);
+      if (mode != Mode::avg) ok = pool2d_index_backward(dxp, dyp, ptr<int64_t>(ia), d, yp);
       else if (naive) pool2d_avg_backward_naive(dxp, dyp, cip, d);
       else pool2d_avg_backward(dxp, dyp, cip, d);
     }
@@ -169,9 +172,20 @@ py::array pool_backward(const py::array& dy, const py::array& ia, Mode mode, boo
 
 py::array pool2d_backward(const py::array& dy, const py::object& indices, const I4& input_shape,
                           const std::string& mode, const I2& kernel_size, const I2& stride,
-                          const I2& padding, bool count_include_pad, bool naive) {
+                          const I2& padding, bool count_include_pad, bool naive,
+                          const std::optional<py::array>& relu_y) {
   const bool f32 = check_float_array(dy, "dy", 4);
   const Mode m = parse_mode(mode, false);
+  if (relu_y) {
+    if (m != Mode::max)
+      throw py::value_error("pool2d_backward: relu_y applies to mode 'max' only, got '" + mode +
+                            "'");
+    check_float_array(*relu_y, "relu_y", 4);
+    check_same_dtype(*relu_y, "relu_y", dy, "dy");
+    if (!std::equal(dy.shape(), dy.shape() + 4, relu_y->shape()))
+      throw py::value_error("relu_y must have the shape of dy " + shape_of(dy) + ", got " +
+                            shape_of(*relu_y));
+  }
   check_input_shape(input_shape, "input_shape");
   const int64_t N = input_shape[0], C = input_shape[1];
   if (dy.shape(0) != N || dy.shape(1) != C)
@@ -183,8 +197,8 @@ py::array pool2d_backward(const py::array& dy, const py::object& indices, const 
                                     I2{dy.shape(2), dy.shape(3)});
   py::array ia;  // indices are not used by 'avg'
   if (m != Mode::avg) ia = index_array(indices, {N, C, d.OH, d.OW}, mode);
-  return f32 ? pool_backward<float>(dy, ia, m, count_include_pad, d, naive)
-             : pool_backward<double>(dy, ia, m, count_include_pad, d, naive);
+  return f32 ? pool_backward<float>(dy, ia, m, count_include_pad, d, naive, relu_y)
+             : pool_backward<double>(dy, ia, m, count_include_pad, d, naive, relu_y);
 }
 
 template <typename T>
@@ -241,15 +255,19 @@ void bind_pool(py::module_& m) {
       "pool2d_backward",
       [](const py::array& dy, const py::object& indices, const I4& input_shape,
          const std::string& mode, const I2& kernel_size, const I2& stride, const I2& padding,
-         bool count_include_pad, const std::string& algo) {
+         bool count_include_pad, const std::string& algo,
+         const std::optional<py::array>& relu_y) {
         return pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding,
-                               count_include_pad, parse_pool_algo(algo));
+                               count_include_pad, parse_pool_algo(algo), relu_y);
       },
       py::arg("dy"), py::arg("indices"), py::arg("input_shape"), py::arg("mode"),
       py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
       py::arg("count_include_pad"), py::kw_only(), py::arg("algo") = "auto",
+      py::arg("relu_y") = py::none(),
       "dy (N, C, OH, OW), indices (N, C, OH, OW) int64 for 'max'/'min' (ignored for 'avg') "
-      "-> dx (N, C, H, W). algo: 'auto' or 'naive', as pool2d_forward.");
+      "-> dx (N, C, H, W). algo: 'auto' or 'naive', as pool2d_forward. relu_y ('max' only): "
+      "the forward's y over x = relu(z): dy passes only where y > 0, so dx is the gradient "
+      "w.r.t. z (the ReLU's backward fused into the scatter).");
   m.def(
       "global_pool2d_forward",
       [](const py::array& x, const std::string& mode) {

@@ -3,7 +3,8 @@
 // conv2d_* kernels (convforge/conv2d.hpp): outputs first, every kernel OVERWRITES its outputs,
 // results bit-identical for any thread count. Layouts: x (N, C, H, W), w (K, Cg, KH, KW),
 // b and db (K,), y and dy (N, K, OH, OW). The weight kernels that take db fuse it (db may be
-// null); for the others conv2d.cpp computes db.
+// null); for the others conv2d.cpp computes db. The forward kernels take relu: y = max(conv + b,
+// 0) written once (the epilogue, partials.hpp).
 #pragma once
 #include "convforge/dims.hpp"
 
@@ -11,7 +12,8 @@ namespace convforge::conv_impl {
 
 // im2col_gemm.cpp: im2col_gemm / gemm_pointwise (pointwise = true) and im2col_gemm_batch.
 template <typename T>
-void forward_gemm(T* y, const T* x, const T* w, const T* b, const ConvDims& d, bool pointwise);
+void forward_gemm(T* y, const T* x, const T* w, const T* b, const ConvDims& d, bool pointwise,
+                  bool relu);
 template <typename T>
 void backward_data_gemm(T* dx, const T* dy, const T* w, const ConvDims& d, bool pointwise);
 template <typename T>
@@ -22,7 +24,7 @@ void backward_weight_batch(T* dw, T* db, const T* dy, const T* x, const ConvDims
 
 // depthwise.cpp: direct_depthwise.
 template <typename T>
-void forward_depthwise(T* y, const T* x, const T* w, const T* b, const ConvDims& d);
+void forward_depthwise(T* y, const T* x, const T* w, const T* b, const ConvDims& d, bool relu);
 template <typename T>
 void backward_data_depthwise(T* dx, const T* dy, const T* w, const ConvDims& d);
 template <typename T>
@@ -30,7 +32,7 @@ void backward_weight_depthwise(T* dw, const T* dy, const T* x, const ConvDims& d
 
 // direct_small.cpp: direct_small.
 template <typename T>
-void forward_direct(T* y, const T* x, const T* w, const T* b, const ConvDims& d);
+void forward_direct(T* y, const T* x, const T* w, const T* b, const ConvDims& d, bool relu);
 template <typename T>
 void backward_data_direct(T* dx, const T* dy, const T* w, const ConvDims& d);
 template <typename T>
@@ -38,7 +40,7 @@ void backward_weight_direct(T* dw, T* db, const T* dy, const T* x, const ConvDim
 
 // direct_kvec.cpp: direct_kvec.
 template <typename T>
-void forward_kvec(T* y, const T* x, const T* w, const T* b, const ConvDims& d);
+void forward_kvec(T* y, const T* x, const T* w, const T* b, const ConvDims& d, bool relu);
 template <typename T>
 void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims& d);
 

@@ -60,6 +60,7 @@
 #include <string>
 
 #include "algos.hpp"
+#include "partials.hpp"
 #include "winograd.hpp"
 #include "runtime/tasks.hpp"
 #include "select.hpp"
@@ -99,23 +100,29 @@ void require_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_by
 // ---------------------------------------------------------------- public kernels
 
 template <typename T>
-void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d, ConvAlgo algo) {
+void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d, ConvAlgo algo,
+                    bool relu) {
   require_applies(algo, ConvDir::forward, d, sizeof(T));
   switch (conv_algo_for_data(algo, ConvDir::forward, d, x, w)) {
-    case ConvAlgo::naive: conv2d_forward_naive(y, x, w, b, d); break;
-    case ConvAlgo::direct_depthwise: forward_depthwise(y, x, w, b, d); break;
-    case ConvAlgo::gemm_pointwise: forward_gemm(y, x, w, b, d, true); break;
-    case ConvAlgo::im2col_gemm: forward_gemm(y, x, w, b, d, false); break;
-    case ConvAlgo::direct_small: forward_direct(y, x, w, b, d); break;
-    case ConvAlgo::winograd: winograd_conv2d_forward(y, x, w, b, d); break;
-    case ConvAlgo::direct_kvec: forward_kvec(y, x, w, b, d); break;
+    case ConvAlgo::naive:  // the plain loops stay the reference: the ReLU as a pass after
+      conv2d_forward_naive(y, x, w, b, d);
+      if (relu) run_tasks(d.N * d.K, true, [&](int64_t t) {
+        relu_block(y + t * d.OH * d.OW, 1, d.OH * d.OW, 0);
+      });
+      break;
+    case ConvAlgo::direct_depthwise: forward_depthwise(y, x, w, b, d, relu); break;
+    case ConvAlgo::gemm_pointwise: forward_gemm(y, x, w, b, d, true, relu); break;
+    case ConvAlgo::im2col_gemm: forward_gemm(y, x, w, b, d, false, relu); break;
+    case ConvAlgo::direct_small: forward_direct(y, x, w, b, d, relu); break;
+    case ConvAlgo::winograd: winograd_conv2d_forward(y, x, w, b, d, relu); break;
+    case ConvAlgo::direct_kvec: forward_kvec(y, x, w, b, d, relu); break;
     default: break;  // rejected by require_applies
   }
 }
 
 template <typename T>
-void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
-  conv2d_forward(y, x, w, b, d, choose_conv_algo(d, sizeof(T), ConvDir::forward));
+void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d, bool relu) {
+  conv2d_forward(y, x, w, b, d, choose_conv_algo(d, sizeof(T), ConvDir::forward), relu);
 }
 
 template <typename T>
@@ -167,10 +174,11 @@ void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDim
 }
 
 #define CF_INSTANTIATE(T)                                                                    \
-  template void conv2d_forward<T>(T*, const T*, const T*, const T*, const ConvDims&);        \
+  template void conv2d_forward<T>(T*, const T*, const T*, const T*, const ConvDims&, bool);  \
   template void conv2d_backward_data<T>(T*, const T*, const T*, const ConvDims&);            \
   template void conv2d_backward_weight<T>(T*, T*, const T*, const T*, const ConvDims&);      \
-  template void conv2d_forward<T>(T*, const T*, const T*, const T*, const ConvDims&, ConvAlgo); \
+  template void conv2d_forward<T>(T*, const T*, const T*, const T*, const ConvDims&, ConvAlgo,  \
+                                  bool);                                                      \
   template void conv2d_backward_data<T>(T*, const T*, const T*, const ConvDims&, ConvAlgo);  \
   template void conv2d_backward_weight<T>(T*, T*, const T*, const T*, const ConvDims&, ConvAlgo);
 CF_INSTANTIATE(float)

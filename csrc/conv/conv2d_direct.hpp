@@ -76,6 +76,7 @@ struct KvecTile {
   int64_t taps, sw;
   const T* wp;
   const T* bias;
+  bool relu;  // the ReLU epilogue on the stores (max(v, 0))
 };
 
 // Channel-vector weight gradient (ConvAlgo::direct_kvec, weight direction): KB output

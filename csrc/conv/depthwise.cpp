@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "algos.hpp"
+#include "partials.hpp"
 #include "convforge/conv2d.hpp"
 #include "runtime/tasks.hpp"
 
@@ -20,7 +21,7 @@ using detail::valid_range;
 }  // namespace
 
 template <typename T>
-void forward_depthwise(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
+void forward_depthwise(T* y, const T* x, const T* w, const T* b, const ConvDims& d, bool relu) {
   const int64_t L = d.OH * d.OW, Kg = d.Kg(), taps = d.KH * d.KW;
   run_tasks(d.N * d.K, true, [&](int64_t t) {  // task (n, k): y[n, k] (OH, OW)
     const int64_t n = t / d.K, k = t % d.K;
@@ -54,6 +55,7 @@ void forward_depthwise(T* y, const T* x, const T* w, const T* b, const ConvDims&
         }
       }
     }
+    if (relu) relu_block(y_k, 1, L, L);
   });
 }
 
@@ -134,7 +136,7 @@ void backward_weight_depthwise(T* dw, const T* dy, const T* x, const ConvDims& d
 }
 
 #define CF_INSTANTIATE(T)                                                                    \
-  template void forward_depthwise<T>(T*, const T*, const T*, const T*, const ConvDims&);     \
+  template void forward_depthwise<T>(T*, const T*, const T*, const T*, const ConvDims&, bool); \
   template void backward_data_depthwise<T>(T*, const T*, const T*, const ConvDims&);         \
   template void backward_weight_depthwise<T>(T*, const T*, const T*, const ConvDims&);
 CF_INSTANTIATE(float)

@@ -59,7 +59,7 @@ KvecPlan kvec_plan(const ConvDims& d, const direct_detail::Kernel<T>& kern) {
 // channel block as (Cg, taps, KB), zero past Kg. Tasks: (n, g, channel block, block of tile
 // rows); each output element is computed whole by one tile (results do not depend on the split).
 template <typename T>
-void forward_kvec(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
+void forward_kvec(T* y, const T* x, const T* w, const T* b, const ConvDims& d, bool relu) {
   const direct_detail::Kernel<T> kern = direct_detail::direct_kernel<T>();
   const int64_t Cg = d.Cg(), Kg = d.Kg(), taps = d.KH * d.KW, L = d.OH * d.OW;
   const KvecPlan pl = kvec_plan(d, kern);
@@ -93,7 +93,7 @@ void forward_kvec(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
     direct_detail::KvecTile<T> q{nullptr, L, d.OW, std::min(KB, Kg - k0), 0, 0, nullptr,
                                  d.SH * Wq, Cg, plane, offs.data(), taps, d.SW,
                                  wp.data() + blk * Cg * taps * KB,
-                                 b ? bp.data() + blk * KB : nullptr};
+                                 b ? bp.data() + blk * KB : nullptr, relu};
     for (int64_t rt = rb * rper; rt < std::min(rtiles, (rb + 1) * rper); ++rt) {
       const int64_t oh0 = rt * pl.R;  // tile rows [oh0, oh0 + nr)
       q.nr = std::min(pl.R, d.OH - oh0);
@@ -194,7 +194,7 @@ void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims&
 }
 
 #define CF_INSTANTIATE(T)                                                                    \
-  template void forward_kvec<T>(T*, const T*, const T*, const T*, const ConvDims&);          \
+  template void forward_kvec<T>(T*, const T*, const T*, const T*, const ConvDims&, bool);    \
   template void backward_weight_kvec<T>(T*, T*, const T*, const T*, const ConvDims&);
 CF_INSTANTIATE(float)
 CF_INSTANTIATE(double)

@@ -36,7 +36,8 @@ struct DirectProblem {
 // wgt(g, co, ci, t) is the weight of output channel co, input channel ci and tap t = i*KW + j
 // (flattened positions: offset i*DH*Wp + j*DW); bias(g, co) or null.
 template <typename T, typename Wgt>
-void direct_conv(T* out, const T* in, const T* bias, const DirectProblem& p, const Wgt& wgt) {
+void direct_conv(T* out, const T* in, const T* bias, bool relu, const DirectProblem& p,
+                 const Wgt& wgt) {
   const direct_detail::Kernel<T> kern = direct_detail::direct_kernel<T>();
   const int64_t taps = p.KH * p.KW;
   const int64_t Hp = p.Ho + (p.KH - 1) * p.DH, Wp = p.Wo + (p.KW - 1) * p.DW, plane = Hp * Wp;
@@ -77,11 +78,12 @@ void direct_conv(T* out, const T* in, const T* bias, const DirectProblem& p, con
                                      wp.data() + (g * p.Co + co0) * p.Ci * taps, kb,
                                      bias ? bp.data() + g * p.Co + co0 : nullptr, len};
       kern.rows(r);
+      const T lo = relu_floor<T>(relu);    // the ReLU epilogue on the copy-out
       for (int64_t k = 0; k < kb; ++k) {  // out[n, g, co0 + k] (Ho, Wo) <- tile rows of width Wp
         T* o = out + n * p.out_n + g * p.out_g + (co0 + k) * p.Ho * p.Wo;
         for (int64_t oh = 0; oh < p.Ho; ++oh) {  // a loop: rows are short for a memcpy call
           const T* src = tile + k * lenr + oh * Wp;
-          for (int64_t ow = 0; ow < p.Wo; ++ow) o[oh * p.Wo + ow] = src[ow];
+          for (int64_t ow = 0; ow < p.Wo; ++ow) o[oh * p.Wo + ow] = max_floor(src[ow], lo);
         }
       }
     }
@@ -91,12 +93,12 @@ void direct_conv(T* out, const T* in, const T* bias, const DirectProblem& p, con
 }  // namespace
 
 template <typename T>
-void forward_direct(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
+void forward_direct(T* y, const T* x, const T* w, const T* b, const ConvDims& d, bool relu) {
   const int64_t Cg = d.Cg(), Kg = d.Kg(), taps = d.KH * d.KW, L = d.OH * d.OW;
   const DirectProblem p{d.N, d.G, Cg, d.H, d.W, Kg, d.OH, d.OW, d.KH, d.KW, d.DH, d.DW,
                         d.PH, d.PW, d.C * d.H * d.W, Cg * d.H * d.W, d.K * L, Kg * L};
   // w[g*Kg + k, c, i, j] (K, Cg, KH, KW)
-  direct_conv(y, x, b, p, [&](int64_t g, int64_t k, int64_t c, int64_t t) {
+  direct_conv(y, x, b, relu, p, [&](int64_t g, int64_t k, int64_t c, int64_t t) {
     return w[((g * Kg + k) * Cg + c) * taps + t];
   });
 }
@@ -108,7 +110,7 @@ void backward_data_direct(T* dx, const T* dy, const T* w, const ConvDims& d) {
                         (d.KH - 1) * d.DH - d.PH, (d.KW - 1) * d.DW - d.PW,
                         d.K * L, Kg * L, d.C * d.H * d.W, Cg * d.H * d.W};
   // Output channel c, input channel k, tap t: w[g*Kg + k, c] rotated: tap taps-1-t.
-  direct_conv(dx, dy, static_cast<const T*>(nullptr), p,
+  direct_conv(dx, dy, static_cast<const T*>(nullptr), false, p,
               [&](int64_t g, int64_t c, int64_t k, int64_t t) {
                 return w[((g * Kg + k) * Cg + c) * taps + (taps - 1 - t)];
               });
@@ -184,7 +186,7 @@ void backward_weight_direct(T* dw, T* db, const T* dy, const T* x, const ConvDim
 }
 
 #define CF_INSTANTIATE(T)                                                                    \
-  template void forward_direct<T>(T*, const T*, const T*, const T*, const ConvDims&);        \
+  template void forward_direct<T>(T*, const T*, const T*, const T*, const ConvDims&, bool);  \
   template void backward_data_direct<T>(T*, const T*, const T*, const ConvDims&);            \
   template void backward_weight_direct<T>(T*, T*, const T*, const T*, const ConvDims&);
 CF_INSTANTIATE(float)

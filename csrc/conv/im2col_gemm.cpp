@@ -38,7 +38,8 @@ int64_t forward_column_block(int64_t rows, int64_t L) {
 }  // namespace
 
 template <typename T>
-void forward_gemm(T* y, const T* x, const T* w, const T* b, const ConvDims& d, bool pointwise) {
+void forward_gemm(T* y, const T* x, const T* w, const T* b, const ConvDims& d, bool pointwise,
+                  bool relu) {
   const int64_t L = d.OH * d.OW, Kg = d.Kg(), R = d.Cg() * d.KH * d.KW;
   const int64_t LB = pointwise ? L : forward_column_block(d.C * d.KH * d.KW, L);
   const int64_t nb = ceil_div(L, LB), tasks = d.N * nb;
@@ -56,8 +57,9 @@ void forward_gemm(T* y, const T* x, const T* w, const T* b, const ConvDims& d, b
     }
     for (int64_t g = 0; g < d.G; ++g) {  // y[n, g*Kg:(g+1)*Kg, l0:l0+lb] (Kg, lb)
       const GemmDims gd{Kg, lb, R, /*lda*/ R, ldb, /*ldc*/ L, false, false, false};
-      gemm(y + (n * d.K + g * Kg) * L + l0, w + g * Kg * R, cols + g * R * ldb,
-           b ? b + g * Kg : nullptr, gd, !outer);
+      T* y_g = y + (n * d.K + g * Kg) * L + l0;
+      gemm(y_g, w + g * Kg * R, cols + g * R * ldb, b ? b + g * Kg : nullptr, gd, !outer);
+      if (relu) relu_block(y_g, Kg, lb, L);
     }
   });
 }
@@ -203,7 +205,7 @@ void backward_weight_batch(T* dw, T* db, const T* dy, const T* x, const ConvDims
 }
 
 #define CF_INSTANTIATE(T)                                                                    \
-  template void forward_gemm<T>(T*, const T*, const T*, const T*, const ConvDims&, bool);    \
+  template void forward_gemm<T>(T*, const T*, const T*, const T*, const ConvDims&, bool, bool); \
   template void backward_data_gemm<T>(T*, const T*, const T*, const ConvDims&, bool);        \
   template void backward_weight_gemm<T>(T*, const T*, const T*, const ConvDims&, bool);      \
   template void backward_weight_batch<T>(T*, T*, const T*, const T*, const ConvDims&, bool);

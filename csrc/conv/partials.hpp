@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "convforge/checked.hpp"
@@ -23,6 +24,28 @@ namespace convforge::conv_impl {
 // scratch<T, Tag> and run_tasks: runtime/tasks.hpp (one copy per translation unit). Tags: the
 // default 0 for per-task work buffers, and
 constexpr int PartTag = 1;  // dw partials held by the caller while tasks run
+
+// The forward's ReLU epilogue (conv2d_forward(..., relu = true): a Conv2D with
+// activation="relu"): each algorithm applies it where it stores y, or to the block a task has
+// just written (still in cache), so y is not read back by a separate pass. relu_floor is 0 with
+// the ReLU and -inf without: max_floor(v, lo) = v < lo ? lo : v is then relu(v) (as
+// activation_forward's std::max(v, 0): NaN and -0.0 pass) or v itself, branch-free.
+template <typename T>
+inline T relu_floor(bool relu) {
+  return relu ? T(0) : -std::numeric_limits<T>::infinity();
+}
+template <typename T>
+inline T max_floor(T v, T lo) {
+  return v < lo ? lo : v;
+}
+// p[r*ld + i] = max(p[r*ld + i], 0) for r < rows, i < len.
+template <typename T>
+void relu_block(T* p, int64_t rows, int64_t len, int64_t ld) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* row = p + r * ld;
+    for (int64_t i = 0; i < len; ++i) row[i] = max_floor(row[i], T(0));
+  }
+}
 
 // dst (ci, Hp, Wp): row r, column s is src (ci, Hi, Wi) row r - pt, column s - pl, zero outside
 // (pt, pl may be negative: a crop).

@@ -213,9 +213,10 @@ bool winograd_preferred(const ConvDims& d, int64_t elem_bytes) {
 // ---------------------------------------------------------------- public kernels
 
 template <typename T>
-void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d) {
+void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d,
+                             bool relu) {
   const WgDims s{d.N, d.C, d.H, d.W, d.K, d.OH, d.OW, d.PH, d.PW, ceil_div(d.OH, 4),
-                 ceil_div(d.OW, 4)};
+                 ceil_div(d.OW, 4), relu};
   const int64_t ld_u = matrix_stride(d.K * d.C);
   T* U = scratch<T, 0>(36 * ld_u);
   winograd_weights(U, ld_u, w, d.K, d.C, false);
@@ -235,9 +236,9 @@ void winograd_conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDim
 }
 
 template void winograd_conv2d_forward<float>(float*, const float*, const float*, const float*,
-                                             const ConvDims&);
+                                             const ConvDims&, bool);
 template void winograd_conv2d_forward<double>(double*, const double*, const double*,
-                                              const double*, const ConvDims&);
+                                              const double*, const ConvDims&, bool);
 template void winograd_conv2d_backward_data<float>(float*, const float*, const float*,
                                                    const ConvDims&);
 template void winograd_conv2d_backward_data<double>(double*, const double*, const double*,

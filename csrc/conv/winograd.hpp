@@ -22,7 +22,8 @@ bool winograd_preferred(const ConvDims& d, int64_t elem_bytes);
 
 // y (N, K, OH, OW) = conv2d(x, w) + b (b may be null). Requires winograd_applicable(d).
 template <typename T>
-void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d);
+void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d,
+                             bool relu = false);
 // dx (N, C, H, W) given dy (N, K, OH, OW). Requires winograd_applicable(d).
 template <typename T>
 void winograd_conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d);

@@ -21,6 +21,7 @@ struct WgDims {
   int64_t K, OH, OW;   // out (N, K, OH, OW)
   int64_t PH, PW;      // top / left padding (signed)
   int64_t TH, TW;      // tiles per image: rows, columns
+  bool relu = false;   // output: the ReLU epilogue on the stores (max(v, 0))
 };
 
 // The transforms of one instruction set (bodies in winograd_kernel.inc).

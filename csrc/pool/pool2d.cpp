@@ -359,14 +359,17 @@ void pool2d_avg_forward(T* y, const T* x, bool count_include_pad, const PoolDims
 // ---- windowed backward -----------------------------------------------------------------------
 
 // The scatter of one plane: dx = 0, dx[ind] += dy for every index in [0, H*W); returns false
-// (and skips it) for an index outside. dxp (H*W,), dyp and ip (OH*OW,).
+// (and skips it) for an index outside. dxp (H*W,), dyp, ip and yp (OH*OW,); yp (the ReLU
+// mask) may be null.
 template <typename T>
-bool scatter_plane(T* dxp, const T* dyp, const int64_t* ip, int64_t HW, int64_t OHW) {
+bool scatter_plane(T* dxp, const T* dyp, const int64_t* ip, const T* yp, int64_t HW,
+                   int64_t OHW) {
   std::fill(dxp, dxp + HW, T(0));
   bool ok = true;
   for (int64_t o = 0; o < OHW; ++o) {  // outputs in (oh, ow) order
+    const T g = !yp || yp[o] > T(0) ? dyp[o] : T(0);
     if (ip[o] < 0 || ip[o] >= HW) ok = false;
-    else dxp[ip[o]] += dyp[o];
+    else dxp[ip[o]] += g;
   }
   return ok;
 }
@@ -375,12 +378,15 @@ bool scatter_plane(T* dxp, const T* dyp, const int64_t* ip, int64_t HW, int64_t 
 // position of its windows, was slower). The range check is part of the scatter, so the indices
 // are read once.
 template <typename T>
-bool pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDims& d) {
+bool pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDims& d,
+                           const T* relu_y) {
   const int64_t planes = d.N * d.C, HW = d.H * d.W, OHW = d.OH * d.OW;
   int ok = 1;
   CF_OMP_FOR(schedule(static) reduction(min : ok) if(worth_parallel(d)))
   for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c): dx[n, c] (H*W,), dy/ind (OH*OW,)
-    if (!scatter_plane(dx + p * HW, dy + p * OHW, ind + p * OHW, HW, OHW)) ok = 0;
+    if (!scatter_plane(dx + p * HW, dy + p * OHW, ind + p * OHW,
+                       relu_y ? relu_y + p * OHW : nullptr, HW, OHW))
+      ok = 0;
   return ok == 1;
 }
 
@@ -479,7 +485,8 @@ int64_t pool2d_first_bad_index(const int64_t* ind, int64_t count, int64_t limit)
   template void pool2d_max_forward<T>(T*, int64_t*, const T*, const PoolDims&);                 \
   template void pool2d_min_forward<T>(T*, int64_t*, const T*, const PoolDims&);                 \
   template void pool2d_avg_forward<T>(T*, const T*, bool, const PoolDims&);                     \
-  template bool pool2d_index_backward<T>(T*, const T*, const int64_t*, const PoolDims&);        \
+  template bool pool2d_index_backward<T>(T*, const T*, const int64_t*, const PoolDims&,       \
+                                          const T*);                                            \
   template void pool2d_avg_backward<T>(T*, const T*, bool, const PoolDims&);
 
 CF_POOL_INSTANTIATE(float)

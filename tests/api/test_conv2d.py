@@ -18,6 +18,7 @@ from conftest import (
     ISAS,
     assert_close,
     assert_exact,
+    assert_same_bits,
     available_isas,
     randint,
     randn,
@@ -212,3 +213,41 @@ def test_conv2d_cpu_isa_paths(backend, restore_core, isa):
         for dtype in DTYPES:
             check_forward(backend, case, dtype)
             check_backward(backend, case, dtype)
+
+
+@dtypes
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES[:4]])
+def test_conv2d_backward_skips_what_is_not_needed(backend, case, dtype):
+    """need_dx=False gives (None, dw, db) and need_dw=False (dx, None, None), each the same
+    bits as the full call's (the directions are independent kernels)."""
+    d = conv_data(case, dtype)
+    dx, dw, db = backend("conv2d_backward", d.dy, d.x, d.w, bias=case.bias, **case.kw())
+    no_dx = backend("conv2d_backward", d.dy, d.x, d.w, bias=case.bias, need_dx=False,
+                    **case.kw())
+    assert no_dx[0] is None
+    assert_same_bits(no_dx[1], dw, what=f"{backend.name} dw without dx")
+    if case.bias:
+        assert_same_bits(no_dx[2], db, what=f"{backend.name} db without dx")
+    no_dw = backend("conv2d_backward", d.dy, d.x, d.w, bias=case.bias, need_dw=False,
+                    **case.kw())
+    assert no_dw[1] is None and no_dw[2] is None
+    assert_same_bits(no_dw[0], dx, what=f"{backend.name} dx without dw")
+    empty = backend("conv2d_backward", d.dy[:0], d.x[:0], d.w, bias=case.bias, need_dx=False,
+                    **case.kw())
+    assert empty[0] is None and empty[1].shape == d.w.shape
+
+
+@dtypes
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES[:4]])
+def test_conv2d_relu_activation(backend, case, dtype):
+    """activation='relu' is relu(conv2d(...)): the same bits on the cpu and numba backends (the
+    epilogue / a pass over y), within rounding on the reference (ReLU before the cast)."""
+    d = conv_data(case, dtype)
+    got = backend("conv2d", d.x, d.w, d.b, activation="relu", **case.kw())
+    want = backend("activation", backend("conv2d", d.x, d.w, d.b, **case.kw()), "relu")
+    assert (got >= 0).all()
+    assert_close(got, want, dtype, case.red_forward, what=f"{backend.name} conv2d relu")
+    if backend.name in ("cpu", "numba"):
+        assert_same_bits(got, want, what=f"{backend.name} conv2d relu")
+    with pytest.raises(ValueError, match="activation must be"):
+        backend("conv2d", d.x, d.w, d.b, activation="tanh", **case.kw())

@@ -10,7 +10,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import pytest
 
-from conftest import DTYPES, assert_close, assert_exact, randint, randn, ref
+from conftest import DTYPES, assert_close, assert_exact, assert_same_bits, randint, randn, ref
 
 Pair = Union[int, Tuple[int, int]]
 
@@ -214,3 +214,23 @@ def test_global_pool_integer_ties_and_nan(backend, dtype, rng):
     assert idx_ref[1, 2] == 3 * 8 + 0
     assert_exact(backend("global_avg_pool2d", x), ref("global_avg_pool2d", x), dtype,
                  what=f"{backend.name} global avg")
+
+
+@dtypes
+@pytest.mark.parametrize("geometry", [dict(kernel_size=2), dict(kernel_size=3, stride=2),
+                                      dict(kernel_size=3, stride=1, padding=1)],
+                         ids=["2x2", "3x3s2-overlap", "3x3s1-pad"])
+def test_max_pool_backward_fuses_the_relu(backend, geometry, dtype, rng):
+    """relu_y= (the forward's output over x = relu(z)) gives the gradient w.r.t. z: the same
+    bits as activation_backward(max_pool2d_backward(dy), x, 'relu'), NaN and -0.0 included."""
+    x = backend("activation", rng.standard_normal((2, 3, 7, 8)).astype(dtype), "relu")
+    x[0, 0, 0, :3] = [np.nan, -0.0, 0.0]
+    y, idx = backend("max_pool2d", x, return_indices=True, **geometry)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    want = backend("activation_backward",
+                   backend("max_pool2d_backward", dy, x.shape, indices=idx, **geometry), x,
+                   "relu")
+    got = backend("max_pool2d_backward", dy, x.shape, indices=idx, relu_y=y, **geometry)
+    assert_same_bits(got, want, what=f"{backend.name} fused max-pool + ReLU backward")
+    with pytest.raises(ValueError, match="relu_y must have the shape of dy"):
+        backend("max_pool2d_backward", dy, x.shape, indices=idx, relu_y=y[:1], **geometry)

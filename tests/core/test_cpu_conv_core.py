@@ -569,3 +569,23 @@ def test_nan_inf_like_reference(rng, restore_core, case, where):
                         pred(a), pred(r), err_msg=f"{pred.__name__} {name} {isa} naive={naive}")
                 fin = np.isfinite(r)
                 np.testing.assert_allclose(a[fin], r[fin], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", ALGO_GRID + GRID, ids=ALGO_IDS + IDS)
+def test_relu_epilogue_every_forced_algorithm(rng, restore_core, case, dtype):
+    """activation='relu' (the epilogue each algorithm applies where it stores y) gives exactly
+    activation(conv2d(...), 'relu') of the same algorithm, on every ISA path; NaN stays NaN."""
+    x, w, b, _ = make_problem(rng, case, dtype)
+    x_nan = x.copy()
+    x_nan.flat[::7] = np.nan          # NaN inputs send winograd / direct_small to the exact path
+    args = (case[2], case[3], case[4], case[5])
+    for isa in AVAILABLE_ISAS:
+        core.set_isa(isa)
+        for a in algorithms(case, dtype, "forward"):
+            for xi in (x, x_nan):
+                want = core.activation(core.conv2d_forward(xi, w, b, *args, algo=a), "relu")
+                got = core.conv2d_forward(xi, w, b, *args, algo=a, activation="relu")
+                assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (a, isa, case)
+    with pytest.raises(ValueError, match="activation"):
+        core.conv2d_forward(x, w, b, *args, activation="tanh")

@@ -57,13 +57,16 @@ bool conv_exact();
 const char* conv_dir_name(ConvDir dir);
 
 // y[n,k,oh,ow] = b[k] + sum_{c,i,j} x[n, g*Cg+c, oh*SH-PH+i*DH, ow*SW-PW+j*DW] * w[k,c,i,j]
-// (g = k / Kg; out-of-range x is zero). b may be null.
+// (g = k / Kg; out-of-range x is zero). b may be null. relu: y = max(that, 0) instead, written
+// once (the epilogue of a conv followed by a ReLU; NaN and -0.0 pass, as activation_forward).
 // Each kernel runs the algorithm choose_conv_algo() picks, or the one given (which must pass
 // conv_algo_applies(), else std::invalid_argument).
 template <typename T>
-void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d);
+void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d,
+                    bool relu = false);
 template <typename T>
-void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d, ConvAlgo algo);
+void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d, ConvAlgo algo,
+                    bool relu = false);
 // dx = d(sum dy*y)/dx: x-shaped (N, C, H, W).
 template <typename T>
 void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d);

@@ -26,8 +26,12 @@ void pool2d_avg_forward(T* y, const T* x, bool count_include_pad, const PoolDims
 // dx (N, C, H, W), dy (N, C, OH, OW), ind (N, C, OH, OW), values meant to lie in [0, H*W).
 // Returns false if some index lies outside [0, H*W) (that output is then skipped; the caller
 // raises). Indices are otherwise free to point anywhere in their plane.
+// relu_y (N, C, OH, OW) or null: the max pool's forward output y over x = relu(z); then only
+// outputs with y > 0 pass their dy, which makes dx the gradient w.r.t. z (the ReLU's backward
+// fused: the window's maximum x[ind] is y, and the ReLU passes a gradient where x > 0).
 template <typename T>
-bool pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDims& d);
+bool pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDims& d,
+                           const T* relu_y = nullptr);
 // dx (N, C, H, W), dy (N, C, OH, OW).
 template <typename T>
 void pool2d_avg_backward(T* dx, const T* dy, bool count_include_pad, const PoolDims& d);

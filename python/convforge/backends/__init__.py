@@ -11,10 +11,11 @@ functional that the backend checks the pool backward index range itself.
 
 The functions:
 
-    conv2d(x, w, b, stride, padding, dilation, groups) -> y
+    conv2d(x, w, b, stride, padding, dilation, groups, relu=False) -> y   relu: max(y, 0)
         x (N, C, H, W), w (K, C/G, KH, KW), b (K,) or None, stride (SH, SW),
         padding (PT, PB, PL, PR), dilation (DH, DW), groups G -> y (N, K, OH, OW)
-    conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias) -> (dx, dw, db or None)
+    conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, need_dx=True,
+                    need_dw=True) -> (dx, dw, db), each None when not needed (db: bias=False)
     im2col(x, kernel_size, stride, padding, dilation) -> cols (N, C*KH*KW, OH*OW)
     col2im(cols, input_shape, kernel_size, stride, padding, dilation) -> x (N, C, H, W)
     pool2d(x, mode, kernel_size, stride, padding, out_size, count_include_pad) -> (y, indices)
@@ -22,7 +23,8 @@ The functions:
         ceil_mode applied; indices int64 (N, C, OH, OW) holding ih*W + iw of the chosen element
         (first occurrence; a NaN wins and the last NaN is kept, as in PyTorch), None for 'avg'
     pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding,
-                    count_include_pad) -> dx
+                    count_include_pad, relu_y=None) -> dx   relu_y ('max' only): the forward's
+        y over x = relu(z); dy passes only where y > 0 (dx is then the gradient w.r.t. z)
     global_pool2d(x, mode) -> (y (N, C), indices (N, C) int64 or None)    mode 'max' | 'avg'
     global_pool2d_backward(dy, indices, input_shape, mode) -> dx
     batch_norm_stats(x) -> (mean, var)          x (N, C, HW); float64 (C,) each

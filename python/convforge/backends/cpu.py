@@ -45,24 +45,29 @@ def _algo(core, direction, x_shape, w_shape, dtype, args, call):
         call)
 
 
-def conv2d(x, w, b, stride, padding, dilation, groups):
+def conv2d(x, w, b, stride, padding, dilation, groups, relu=False):
     core, args = _core(), (stride, padding, dilation, groups)
     algo = _algo(core, "forward", x.shape, w.shape, x.dtype, args,
                  lambda a: core.conv2d_forward(x, w, b, *args, algo=a))
-    return core.conv2d_forward(x, w, b, *args, algo=algo)
+    return core.conv2d_forward(x, w, b, *args, algo=algo,
+                               activation="relu" if relu else "linear")
 
 
-def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias):
+def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, need_dx=True,
+                    need_dw=True):
     # dx, dw and db in one binding call (one GIL release); algorithms from the heuristic, or
     # the autotuned winners of each direction.
     core, args = _core(), (stride, padding, dilation, groups)
-    data_algo = _algo(core, "data", x.shape, w.shape, x.dtype, args,
-                      lambda a: core.conv2d_backward_data(dy, w, x.shape, *args, algo=a))
-    weight_algo = _algo(core, "weight", x.shape, w.shape, x.dtype, args,
-                        lambda a: core.conv2d_backward_weight(dy, x, w.shape, *args, bias,
-                                                              algo=a))
+    data_algo = weight_algo = "auto"
+    if need_dx:
+        data_algo = _algo(core, "data", x.shape, w.shape, x.dtype, args,
+                          lambda a: core.conv2d_backward_data(dy, w, x.shape, *args, algo=a))
+    if need_dw:
+        weight_algo = _algo(core, "weight", x.shape, w.shape, x.dtype, args,
+                            lambda a: core.conv2d_backward_weight(dy, x, w.shape, *args, bias,
+                                                                  algo=a))
     return core.conv2d_backward(dy, x, w, *args, bias, data_algo=data_algo,
-                                weight_algo=weight_algo)
+                                weight_algo=weight_algo, need_dx=need_dx, need_dw=need_dw)
 
 
 def im2col(x, kernel_size, stride, padding, dilation):
@@ -79,9 +84,9 @@ def pool2d(x, mode, kernel_size, stride, padding, out_size, count_include_pad):
 
 
 def pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding,
-                    count_include_pad):
+                    count_include_pad, relu_y=None):
     return _core().pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding,
-                                   count_include_pad)
+                                   count_include_pad, relu_y=relu_y)
 
 
 def global_pool2d(x, mode):

@@ -202,7 +202,7 @@ def _check_mode(mode: str, allowed: tuple[str, ...]) -> None:
 
 # --------------------------------------------------------------------------- convolution
 
-def conv2d(x, w, b, stride, padding, dilation, groups, algo: str = "auto"):
+def conv2d(x, w, b, stride, padding, dilation, groups, relu=False, algo: str = "auto"):
     """y (N, K, OH, OW). algo: 'tiled' (implicit GEMM), 'naive' (one thread per output) or
     'auto' (naive when a group has fewer than NAIVE_BELOW_KG output channels)."""
     dims = _conv_dims(x.shape, w.shape, stride, padding, dilation, groups)
@@ -218,21 +218,25 @@ def conv2d(x, w, b, stride, padding, dilation, groups, algo: str = "auto"):
         _launch("conv2d", "conv2d_forward_naive", x, y.size, (y, x, w, bias) + dims)
     else:
         raise ValueError(f"algo must be 'auto', 'tiled' or 'naive', got {algo!r}")
-    return y
+    return activation(y, "relu") if relu else y
 
 
-def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, deterministic: bool = True):
-    """(dx, dw, db or None). Every kernel here is deterministic (gathers and fixed-order block
-    reductions, no atomics), so `deterministic=False` runs the same code."""
+def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, need_dx=True,
+                    need_dw=True, deterministic: bool = True):
+    """(dx, dw, db or None); a gradient not needed is not computed (None). Every kernel here is
+    deterministic (gathers and fixed-order block reductions, no atomics), so
+    `deterministic=False` runs the same code."""
     dims = _conv_dims(x.shape, w.shape, stride, padding, dilation, groups)
-    dx = _device.empty(x.shape, dtype=x.dtype)
-    _launch("conv2d", "conv2d_backward_data", x, dx.size, (dx, dy, w) + dims)
-    dw = _device.empty(w.shape, dtype=w.dtype)
-    _launch("conv2d", "conv2d_backward_weight", x, dw.size, (dw, dy, x) + dims, per_block=1)
-    db = None
-    if bias:
-        db = _device.empty((w.shape[0],), dtype=x.dtype)
-        _launch("conv2d", "conv2d_backward_bias", x, db.size, (db, dy) + dims, per_block=1)
+    dx = dw = db = None
+    if need_dx:
+        dx = _device.empty(x.shape, dtype=x.dtype)
+        _launch("conv2d", "conv2d_backward_data", x, dx.size, (dx, dy, w) + dims)
+    if need_dw:
+        dw = _device.empty(w.shape, dtype=w.dtype)
+        _launch("conv2d", "conv2d_backward_weight", x, dw.size, (dw, dy, x) + dims, per_block=1)
+        if bias:
+            db = _device.empty((w.shape[0],), dtype=x.dtype)
+            _launch("conv2d", "conv2d_backward_bias", x, db.size, (db, dy) + dims, per_block=1)
     return dx, dw, db
 
 
@@ -267,8 +271,10 @@ def pool2d(x, mode, kernel_size, stride, padding, out_size, count_include_pad):
 
 
 def pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding,
-                    count_include_pad):
+                    count_include_pad, relu_y=None):
     _check_mode(mode, ("max", "min", "avg"))
+    if relu_y is not None:   # the ReLU mask on dy (a CuPy elementwise pass before the gather)
+        dy = activation_backward(dy, relu_y, "relu")
     dims = _pool_dims(input_shape, kernel_size, stride, padding, dy.shape[2:])
     dx = _device.empty(tuple(int(s) for s in input_shape), dtype=dy.dtype)
     if mode == "avg":

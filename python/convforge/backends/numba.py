@@ -178,7 +178,7 @@ def _forward(y, x, w, bias, stride, pad_top, pad_left, dilation, groups, naive=F
                                          dilation[0], dilation[1], int(groups))
 
 
-def conv2d(x, w, b, stride, padding, dilation, groups, naive=False):
+def conv2d(x, w, b, stride, padding, dilation, groups, relu=False, naive=False):
     """x (N, C, H, W), w (K, C/G, KH, KW), b (K,) or None -> y (N, K, OH, OW).
     naive=True: the naive tile kernels (a second reference for tests)."""
     x, w = _c(x), _c(w)
@@ -188,6 +188,10 @@ def conv2d(x, w, b, stride, padding, dilation, groups, naive=False):
     bias = np.zeros(k, dtype) if b is None else _c(b)
     y = np.empty((n, k, oh, ow), dtype)
     _forward(y, x, w, bias, stride, padding[0], padding[2], dilation, groups, naive)
+    if relu:  # a pass after the kernels: the fused epilogue is the cpu backend's
+        k = _kernels()
+        k.activation_forward(y.reshape(-1), y.reshape(-1), k.ACTIVATION_CODES["relu"],
+                             dtype.type(1))
     return y
 
 
@@ -200,8 +204,10 @@ def _flipped_transposed(w: np.ndarray, groups: int) -> np.ndarray:
                                                                       kh, kw)
 
 
-def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, naive=False):
-    """Gradients of conv2d: (dx (N, C, H, W), dw (K, C/G, KH, KW), db (K,) or None).
+def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, need_dx=True,
+                    need_dw=True, naive=False):
+    """Gradients of conv2d: (dx (N, C, H, W), dw (K, C/G, KH, KW), db (K,) or None); a
+    gradient not needed (need_dx / need_dw false) is not computed and is None.
 
     dx at stride 1 from _DX_PANEL_MIN_CHANNELS input channels per group is the panel forward
     conv of dy with _flipped_transposed(w), padded so that its output has x's size (negative
@@ -221,6 +227,8 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, naive=Fal
     m = _chunk(n, c * kh * kw * oh * ow)
     dx_panels = not naive and tuple(stride) == (1, 1) and cg >= _DX_PANEL_MIN_CHANNELS
     dw_panels = not naive and k // g >= _DW_PANEL_MIN_CHANNELS
+    dx_naive, dw_naive = need_dx and not dx_panels, need_dw and not dw_panels
+    dx_panels, dw_panels = need_dx and dx_panels, need_dw and dw_panels
     nk = _kernels()
     if dx_panels:
         pad = (dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[2])
@@ -229,12 +237,12 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, naive=Fal
     if dw_panels:
         nk.conv2d_backward_weight_panels(dw, dy, x, stride[0], stride[1], padding[0], padding[2],
                                          dilation[0], dilation[1], g, m)
-    if not (dx_panels and dw_panels):
+    if dx_naive or dw_naive:
         nk.conv2d_backward(dx, dw, dy, x, w, stride[0], stride[1], padding[0], padding[2],
-                           dilation[0], dilation[1], g, m, not dx_panels, not dw_panels)
+                           dilation[0], dilation[1], g, m, dx_naive, dw_naive)
     # db: float64 sum in NumPy's fixed order, like the reference.
-    db = dy.sum(axis=(0, 2, 3), dtype=np.float64).astype(dtype) if bias else None
-    return dx, dw, db
+    db = dy.sum(axis=(0, 2, 3), dtype=np.float64).astype(dtype) if bias and need_dw else None
+    return (dx if need_dx else None), (dw if need_dw else None), db
 
 
 def im2col(x, kernel_size, stride, padding, dilation):
@@ -275,9 +283,10 @@ def pool2d(x, mode, kernel_size, stride, padding, out_size, count_include_pad):
 
 
 def pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding,
-                    count_include_pad):
-    """dx (N, C, H, W) of pool2d. indices: the forward's (max/min), ignored for 'avg'."""
-    dy = _c(dy)
+                    count_include_pad, relu_y=None):
+    """dx (N, C, H, W) of pool2d. indices: the forward's (max/min), ignored for 'avg'. relu_y:
+    dy is masked by relu_y > 0 first (what the cpu backend fuses into its scatter)."""
+    dy = _c(dy) if relu_y is None else np.where(relu_y > 0, dy, dy.dtype.type(0))
     code = _mode(mode, ("max", "min", "avg"))
     if mode == "avg":
         indices = np.empty((0, 0, 0, 0), np.int64)

@@ -64,7 +64,7 @@ def col2im(cols, input_shape, kernel_size, stride, padding, dilation):
     return x.astype(cols.dtype)
 
 
-def conv2d(x, w, b, stride, padding, dilation, groups):
+def conv2d(x, w, b, stride, padding, dilation, groups, relu=False):
     n = x.shape[0]
     k, cg, kh, kw = w.shape
     cols = im2col(np.asarray(x, np.float64), (kh, kw), stride, padding, dilation)
@@ -76,22 +76,28 @@ def conv2d(x, w, b, stride, padding, dilation, groups):
         y = y + np.asarray(b, np.float64)[None, :, None]
     oh, ow = _out_size(x.shape[2], kh, stride[0], padding[0], padding[1], dilation[0]), \
         _out_size(x.shape[3], kw, stride[1], padding[2], padding[3], dilation[1])
+    if relu:
+        y = _xp_activation.activation(y, "relu")
     return y.reshape(n, k, oh, ow).astype(x.dtype)
 
 
-def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias):
+def conv2d_backward(dy, x, w, stride, padding, dilation, groups, bias, need_dx=True,
+                    need_dw=True):
     n = x.shape[0]
     k, cg, kh, kw = w.shape
     L = dy.shape[2] * dy.shape[3]
-    cols = im2col(np.asarray(x, np.float64), (kh, kw), stride, padding, dilation)
-    cols = cols.reshape(n, groups, cg * kh * kw, L)                     # (N, G, R, L)
     dym = np.asarray(dy, np.float64).reshape(n, groups, k // groups, L)  # (N, G, Kg, L)
-    wm = np.asarray(w, np.float64).reshape(groups, k // groups, cg * kh * kw)
-    dw = np.einsum("ngkl,ngrl->gkr", dym, cols).reshape(w.shape)
-    dcols = np.einsum("gkr,ngkl->ngrl", wm, dym).reshape(n, groups * cg * kh * kw, L)
-    dx = col2im(dcols, x.shape, (kh, kw), stride, padding, dilation)
-    db = np.asarray(dy, np.float64).sum(axis=(0, 2, 3)).astype(x.dtype) if bias else None
-    return dx.astype(x.dtype), dw.astype(x.dtype), db
+    dx = dw = db = None
+    if need_dw:
+        cols = im2col(np.asarray(x, np.float64), (kh, kw), stride, padding, dilation)
+        cols = cols.reshape(n, groups, cg * kh * kw, L)                 # (N, G, R, L)
+        dw = np.einsum("ngkl,ngrl->gkr", dym, cols).reshape(w.shape).astype(x.dtype)
+        db = np.asarray(dy, np.float64).sum(axis=(0, 2, 3)).astype(x.dtype) if bias else None
+    if need_dx:
+        wm = np.asarray(w, np.float64).reshape(groups, k // groups, cg * kh * kw)
+        dcols = np.einsum("gkr,ngkl->ngrl", wm, dym).reshape(n, groups * cg * kh * kw, L)
+        dx = col2im(dcols, x.shape, (kh, kw), stride, padding, dilation).astype(x.dtype)
+    return dx, dw, db
 
 
 def _pool_windows(in_hw, kernel_size, stride, padding, out_size):
@@ -133,8 +139,10 @@ def pool2d(x, mode, kernel_size, stride, padding, out_size, count_include_pad):
 
 
 def pool2d_backward(dy, indices, input_shape, mode, kernel_size, stride, padding,
-                    count_include_pad):
+                    count_include_pad, relu_y=None):
     n, c, h, w = input_shape
+    if relu_y is not None:   # the gradient through the ReLU before the pool: windows with y > 0
+        dy = np.where(relu_y > 0, dy, dy.dtype.type(0))
     dy64 = np.asarray(dy, np.float64)
     dx = np.zeros((n, c, h, w))
     if mode == "avg":

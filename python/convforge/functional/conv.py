@@ -40,13 +40,18 @@ def _conv_args(x_shape, w_shape, stride, padding, dilation, groups):
 
 
 def conv2d(x, w, b=None, stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
-           groups: int = 1, *, backend: Optional[str] = None):
+           groups: int = 1, *, activation: Optional[str] = None, backend: Optional[str] = None):
     """2-D cross-correlation: y[n,k] = b[k] + sum_c,i,j x[n,c,oh*s+i*d-p, ow*s+j*d-p] w[k,c,i,j].
 
     x (N, C, H, W) or unbatched (C, H, W), w (K, C/groups, KH, KW), b (K,) or None
     -> y (N, K, OH, OW) (or (K, OH, OW)). N may be 0.
     padding: int, (h, w), (top, bottom, left, right), 'valid' or 'same'.
+    activation: None / 'linear', or 'relu': y = max(conv + b, 0) (the cpu backend applies it
+    where its kernels store y, so y is written once; the gradient is activation_backward(dy,
+    y, 'relu') as for F.activation).
     """
+    if activation not in (None, "linear", "relu"):
+        raise ValueError(f"activation must be None, 'linear' or 'relu', got {activation!r}")
     x, unbatched = _with_batch(x, 4)
     x = _array(x, "x", 4, "(N, C, H, W) or (C, H, W)", batch=True)
     w = _array(w, "w", 4, "(K, C/groups, KH, KW)")
@@ -63,14 +68,19 @@ def conv2d(x, w, b=None, stride: IntPair = 1, padding: Padding = 0, dilation: In
     be = _backend(backend, on_gpu)
     if x.shape[0] == 0:
         return _zeros(x, shape)
-    y = be.conv2d(x, w, b, stride, pad4, dilation, groups)
+    # options go to the backend only when used (a backend written for the plain call still works)
+    y = be.conv2d(x, w, b, stride, pad4, dilation, groups,
+                  **({"relu": True} if activation == "relu" else {}))
     return y[0] if unbatched else y
 
 
 def conv2d_backward(dy, x, w, stride: IntPair = 1, padding: Padding = 0, dilation: IntPair = 1,
-                    groups: int = 1, bias: bool = True, *, backend: Optional[str] = None):
+                    groups: int = 1, bias: bool = True, *, need_dx: bool = True,
+                    need_dw: bool = True, backend: Optional[str] = None):
     """Gradients of conv2d: returns (dx, dw, db); db is None when bias=False. dy and x both
-    with the batch axis (N may be 0: dx is empty, dw and db are zeros) or both without."""
+    with the batch axis (N may be 0: dx is empty, dw and db are zeros) or both without.
+    need_dx=False (a first layer: nobody wants the input's gradient) or need_dw=False (a frozen
+    layer) skips that computation: dx, or dw and db, come back as None."""
     a, unbatched = _with_batch_all({"dy": dy, "x": x}, {"dy": 4, "x": 4})
     dy = _array(a["dy"], "dy", 4, "(N, K, OH, OW) or (K, OH, OW)", batch=True)
     x = _array(a["x"], "x", 4, "(N, C, H, W) or (C, H, W)", batch=True)
@@ -84,11 +94,14 @@ def conv2d_backward(dy, x, w, stride: IntPair = 1, padding: Padding = 0, dilatio
                          f"{tuple(x.shape[1 if unbatched else 0:])} and w {tuple(w.shape)}, "
                          f"got {tuple(dy.shape[1 if unbatched else 0:])}")
     be = _backend(backend, on_gpu)
+    need_dx, need_dw = bool(need_dx), bool(need_dw)
     if x.shape[0] == 0:
-        return (_zeros(x, x.shape), _zeros(w, w.shape),
-                _zeros(w, (w.shape[0],)) if bias else None)
-    dx, dw, db = be.conv2d_backward(dy, x, w, stride, pad4, dilation, groups, bool(bias))
-    return (dx[0] if unbatched else dx), dw, db
+        return (_zeros(x, x.shape) if need_dx else None,
+                _zeros(w, w.shape) if need_dw else None,
+                _zeros(w, (w.shape[0],)) if bias and need_dw else None)
+    skip = {k: False for k, need in (("need_dx", need_dx), ("need_dw", need_dw)) if not need}
+    dx, dw, db = be.conv2d_backward(dy, x, w, stride, pad4, dilation, groups, bool(bias), **skip)
+    return (dx[0] if unbatched and dx is not None else dx), dw, db
 
 
 def im2col(x, kernel_size: IntPair, stride: IntPair = 1, padding: Padding = 0,

@@ -46,14 +46,19 @@ def _pool(x, mode, kernel_size, stride, padding, ceil_mode, count_include_pad, b
 
 
 def _pool_backward(dy, x, mode, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                   indices, backend):
+                   indices, backend, relu_y=None):
     x = x if hasattr(x, "shape") else tuple(x)   # the input array, or its shape
-    a, unbatched = _with_batch_all({"dy": dy, "x": x, "indices": indices},
-                                   {"dy": 4, "x": 4, "indices": 4})
+    a, unbatched = _with_batch_all({"dy": dy, "x": x, "indices": indices, "relu_y": relu_y},
+                                   {"dy": 4, "x": 4, "indices": 4, "relu_y": 4})
     dy = _array(a["dy"], "dy", 4, "(N, C, OH, OW) or (C, OH, OW)", batch=True)
-    x, indices = a["x"], a["indices"]
+    x, indices, relu_y = a["x"], a["indices"], a["relu_y"]
+    if relu_y is not None:
+        relu_y = _array(relu_y, "relu_y", 4, "(N, C, OH, OW) or (C, OH, OW)", batch=True)
+        if tuple(relu_y.shape) != tuple(dy.shape):
+            raise ValueError(f"relu_y must have the shape of dy {tuple(dy.shape)}, got "
+                             f"{tuple(relu_y.shape)}")
     # x is the forward input or only its shape; an input must match dy's dtype and kind
-    on_gpu = _same_dtype({"dy": dy, "x": x if hasattr(x, "dtype") else None})
+    on_gpu = _same_dtype({"dy": dy, "x": x if hasattr(x, "dtype") else None, "relu_y": relu_y})
     shape = _shape4(x, "x")
     ks, st, pad, out = _pool_args(shape, kernel_size, stride, padding, ceil_mode)
     want = shape[:2] + out
@@ -73,7 +78,8 @@ def _pool_backward(dy, x, mode, kernel_size, stride, padding, ceil_mode, count_i
             indices = _indices(indices, want, dy, shape[2] * shape[3], be)
     if shape[0] == 0:
         return _zeros(dy, shape)
-    dx = be.pool2d_backward(dy, indices, shape, mode, ks, st, pad, bool(count_include_pad))
+    dx = be.pool2d_backward(dy, indices, shape, mode, ks, st, pad, bool(count_include_pad),
+                            **({} if relu_y is None else {"relu_y": relu_y}))
     return dx[0] if unbatched else dx
 
 
@@ -114,11 +120,13 @@ def max_pool2d(x, kernel_size: IntPair, stride: Optional[IntPair] = None, paddin
 
 def max_pool2d_backward(dy, x, kernel_size: IntPair, stride: Optional[IntPair] = None,
                         padding: IntPair = 0, ceil_mode: bool = False, indices=None, *,
-                        backend: Optional[str] = None):
+                        relu_y=None, backend: Optional[str] = None):
     """dx of max_pool2d: dy goes to each window's maximum. x: the forward input or its shape
-    (then indices= is required)."""
+    (then indices= is required). relu_y: the forward's output y when the pooled x is a ReLU's
+    output relu(z): dy then passes only where y > 0 and the result is the gradient w.r.t. z
+    (the ReLU's backward, fused; the same values as activation_backward(dx, x, 'relu'))."""
     return _pool_backward(dy, x, "max", kernel_size, stride, padding, ceil_mode, False, indices,
-                          backend)
+                          backend, relu_y)
 
 
 def min_pool2d(x, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0,

@@ -3,9 +3,9 @@ order), and the layer pairs that run as one pass (fusions)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
-from .layers import Activation, BatchNormalization
+from .layers import Activation, BatchNormalization, Conv2D, MaxPooling2D
 
 
 def find_fusions(nodes, outs) -> dict:
@@ -26,6 +26,25 @@ def find_fusions(nodes, outs) -> dict:
                 and users[0].layer.activation == "relu" and id(node.output) not in out_ids):
             fused[id(node)] = users[0]
     return fused
+
+
+def find_pool_relu(nodes, outs) -> dict:
+    """{id(MaxPooling2D node): the node whose ReLU made its input} where the input is the
+    output of a ReLU (a Conv2D with activation="relu", or a ReLU / Activation("relu") layer,
+    fused into a BatchNormalization or not), the pool is its only consumer and it is not a
+    model output. In backward the pool then does the ReLU's backward too (its gradient passes
+    only where the pooled maximum is > 0: F.max_pool2d_backward(relu_y=)), on the pooled
+    side, a quarter of the size, and the ReLU's own backward is skipped."""
+    consumers: dict[int, int] = {}
+    for node in nodes:
+        for t in node.inputs:
+            consumers[id(t)] = consumers.get(id(t), 0) + 1
+    relu_made = {id(n.output): n for n in nodes
+                 if isinstance(n.layer, (Conv2D, Activation)) and n.layer.activation == "relu"}
+    out_ids = {id(t) for t in outs}
+    return {id(n): relu_made[id(n.inputs[0])] for n in nodes
+            if isinstance(n.layer, MaxPooling2D) and id(n.inputs[0]) in relu_made
+            and consumers[id(n.inputs[0])] == 1 and id(n.inputs[0]) not in out_ids}
 
 
 def run_forward(nodes, fused: dict, values: dict, training: bool) -> dict:
@@ -50,24 +69,57 @@ def add_grad(grads: dict, t, g) -> None:
     grads[id(t)] = g if id(t) not in grads else grads[id(t)] + g
 
 
-def run_backward(nodes, fused: dict, grads: dict, keep: set) -> None:
+def wanted_grads(nodes, keep: set) -> set:
+    """Ids of the tensors whose gradient someone uses: those in `keep`, and every output of a
+    node with trainable parameters or with such a tensor upstream. Below the lowest trainable
+    layer (a first layer's input, a frozen base) backward has nothing to do."""
+    wanted = set(keep)
+    for node in nodes:
+        if node.layer.trainable_params or any(id(t) in wanted for t in node.inputs):
+            wanted.add(id(node.output))
+    return wanted
+
+
+def run_backward(nodes, fused: dict, grads: dict, keep: set,
+                 pool_relu: Optional[dict] = None) -> None:
     """Back-propagates `grads` ({id(tensor): gradient}, holding the outputs') through the nodes
     in reverse; the gradients of tensors in `keep` stay in grads, the others are dropped once
-    used."""
+    used. A node whose inputs' gradients nobody uses (wanted_grads) is asked not to compute
+    them, and a node without trainable parameters below that point is not run at all.
+    pool_relu (find_pool_relu): max pools that do the backward of the ReLU before them."""
     skip = {id(relu): bn for bn in nodes for relu in [fused.get(id(bn))] if relu}
+    wanted = wanted_grads(nodes, keep)
+    pool_relu = pool_relu or {}
+    done = set()   # ids of ReLU outputs whose gradient a fused max pool already masked
     for node in reversed(nodes):
         key = id(node.output)
         g: Any = grads.get(key) if key in keep else grads.pop(key, None)
-        if g is None:
+        if g is None or key not in wanted:
             continue
         if id(node) in skip:
-            # A fused ReLU: its BatchNormalization masks g itself. Where the normalised values
-            # before the ReLU are asked for (keep), their gradient is the masked g (masking it
-            # again in the BatchNormalization changes nothing).
+            # A fused ReLU: its BatchNormalization masks g itself (or a max pool did). Where
+            # the normalised values before the ReLU are asked for (keep), their gradient is the
+            # masked g (masking it again in the BatchNormalization changes nothing).
             bn = skip[id(node)]
+            if key in done:
+                done.add(id(bn.output))
             add_grad(grads, bn.output,
                      bn.layer.relu_input_grad(g) if id(bn.output) in keep else g)
             continue
-        dx = node.layer.backward(g)
+        need_dx = any(id(t) in wanted for t in node.inputs)
+        if not need_dx and not node.layer.trainable_params:
+            continue
+        opts = {}
+        if key in done:          # g is already through this node's ReLU
+            if isinstance(node.layer, Activation):
+                add_grad(grads, node.inputs[0], g)
+                continue
+            opts["relu_done"] = True
+        if id(node) in pool_relu and id(node.inputs[0]) not in keep:
+            opts["relu"] = True
+            done.add(id(node.inputs[0]))
+        dx = node.layer.backward(g, need_dx, **opts)
+        if not need_dx:
+            continue
         for t, d in zip(node.inputs, dx if node.layer.multi_input else [dx]):
             add_grad(grads, t, d)

@@ -396,12 +396,22 @@ class Layer:
         want = self.dtype or (a.dtype if a.dtype.kind == "f" else np.float32)
         return a if a.dtype == want else a.astype(want)
 
-    def backward(self, dy):
-        """Gradient of the loss w.r.t. the input, given dy w.r.t. the output."""
+    # Layers whose _backward takes need_dx (and skips the input's gradient when it is False).
+    _can_skip_dx = False
+
+    def backward(self, dy, need_dx: bool = True, **fused):
+        """Gradient of the loss w.r.t. the input, given dy w.r.t. the output. need_dx=False:
+        nobody wants the input's gradient (a first layer, or a frozen part below): layers that
+        can skip it (Conv2D, Dense) return None and only accumulate their parameters'.
+        `fused`: options of a Model that found a fusion (MaxPooling2D: relu=True, the ReLU
+        before it done by the pool; Conv2D, BatchNormalization: relu_done=True, dy already
+        through their ReLU; see nn/_graph.py)."""
         if self._cache is _NOT_RUN:
             raise RuntimeError(f"layer {self.label}: backward called before forward (on this "
                                "thread, outside inference())")
-        return self._backward(dy)
+        if not need_dx and self._can_skip_dx:
+            fused["need_dx"] = False
+        return self._backward(dy, **fused)
 
     def _forward(self, x, training: bool):
         raise NotImplementedError

@@ -93,18 +93,21 @@ class Conv2D(Layer):
                     groups=self.groups)
 
     def _forward(self, x, training):
-        # x: (N, C, H, W) -> z, y: (N, K, OH, OW)
+        # x: (N, C, H, W) -> y: (N, K, OH, OW). A ReLU is the conv's epilogue (y written once).
+        relu = self.activation == "relu"
         z = F.conv2d(x, self.kernel.data, self.bias.data if self.use_bias else None,
-                     **self._args())
-        y = ACTIVATIONS[self.activation][0](z)
+                     activation="relu" if relu else None, **self._args())
+        y = z if relu else ACTIVATIONS[self.activation][0](z)
         self._cache = (x, y)
         return y
 
-    def _backward(self, dy):
+    _can_skip_dx = True
+
+    def _backward(self, dy, need_dx: bool = True, relu_done: bool = False):
         x, y = self._cache
-        dz = ACTIVATIONS[self.activation][1](y, dy)
+        dz = dy if relu_done else ACTIVATIONS[self.activation][1](y, dy)
         dx, dw, db = F.conv2d_backward(dz, x, self.kernel.data, bias=self.use_bias,
-                                       **self._args())
+                                       need_dx=need_dx, need_dw=self.trainable, **self._args())
         if self.trainable:
             self.kernel.accumulate(dw)
             if self.use_bias:
@@ -176,14 +179,16 @@ class Dense(Layer):
         self._cache = (x.shape, x2, y)
         return y.reshape(tuple(x.shape[:-1]) + (self.units,))
 
-    def _backward(self, dy):
+    _can_skip_dx = True
+
+    def _backward(self, dy, need_dx: bool = True):
         x_shape, x2, y = self._cache
         dz = ACTIVATIONS[self.activation][1](y, dy.reshape(y.shape))   # (rows, units)
         if self.trainable:
             self.kernel.accumulate(_matmul(x2, dz, trans_a=True))
             if self.use_bias:
                 self.bias.accumulate(dz.sum(axis=0))
-        return _matmul(dz, self.kernel.data, trans_b=True).reshape(x_shape)
+        return _matmul(dz, self.kernel.data, trans_b=True).reshape(x_shape) if need_dx else None
 
 
 # --------------------------------------------------------------------------- pooling
@@ -257,14 +262,15 @@ class _Pool2D(Layer):
                                                                pads[2:]))
                 scale = F.avg_pool2d(ones, **args)
                 y = y / scale
-        self._cache = (x.shape, pads, idx, scale)
+        self._cache = (x.shape, pads, idx, scale, y if self.mode == "max" else None)
         return y
 
-    def _backward(self, dy):
-        shape, pads, idx, scale = self._cache
+    def _backward(self, dy, relu: bool = False):
+        # relu (max pooling of a ReLU's output, fused by a Model): the ReLU's backward too
+        shape, pads, idx, scale, y = self._cache
         args = dict(kernel_size=self.pool_size, stride=self.strides, padding=self._fn_padding())
         if self.mode == "max":
-            dx = F.max_pool2d_backward(dy, shape, indices=idx, **args)
+            dx = F.max_pool2d_backward(dy, shape, indices=idx, relu_y=y if relu else None, **args)
         elif self.mode == "min":
             dx = F.min_pool2d_backward(dy, shape, indices=idx, **args)
         else:
@@ -533,8 +539,9 @@ class BatchNormalization(Layer):
         self._cache = (x, mean, var, batch_stats, relu)
         return F.batch_norm(x, mean, var, gamma, beta, self.epsilon, relu)
 
-    def _backward(self, dy):
+    def _backward(self, dy, relu_done: bool = False):
         x, mean, var, batch_stats, relu = self._cache
+        relu = relu and not relu_done     # dy already through the ReLU (a fused max pool)
         gamma = self.gamma.data if self.scale else None
         beta = self.beta.data if self.center else None
         dx, dgamma, dbeta = F.batch_norm_backward(dy, x, mean, var, gamma, beta, self.epsilon,

@@ -115,6 +115,7 @@ class Model:
         self._nodes: list = []
         self._multi_output = False
         self._fused: dict = {}
+        self._pool_relu: dict = {}
         self.optimizer: Optional[_optim.Optimizer] = None
         self.loss: Optional[_losses.Loss] = None
         self.metrics: list[tuple[str, Callable]] = []
@@ -156,6 +157,7 @@ class Model:
         self.inputs, self.outputs, self._nodes = ins, outs, nodes
         self._multi_output = isinstance(outputs, (list, tuple))
         self._fused = _graph.find_fusions(nodes, outs)
+        self._pool_relu = _graph.find_pool_relu(nodes, outs)
 
     @staticmethod
     def _name_layers(layers: Sequence[Layer]) -> None:
@@ -279,23 +281,28 @@ class Model:
         outs = [values[id(t)] for t in self.outputs]
         return outs if self._multi_output else outs[0]
 
-    def backward(self, dy, wrt: Optional[Sequence[SymbolicTensor]] = None):
+    def backward(self, dy, wrt: Optional[Sequence[SymbolicTensor]] = None, *,
+                 input_grad: bool = True):
         """Back-propagates dy (w.r.t. the output; a list with None entries allowed for several
         outputs) through the latest forward. Parameter gradients are added into `.grad`.
-        Returns dx w.r.t. the input, or with `wrt` the gradients w.r.t. those tensors."""
+        Returns dx w.r.t. the input, or with `wrt` the gradients w.r.t. those tensors;
+        input_grad=False (a training step) returns None and skips every gradient that only
+        the input's would need."""
         dys = list(dy) if self._multi_output else [dy]
         if len(dys) != len(self.outputs):
             raise ValueError(f"model {self.name!r} has {len(self.outputs)} outputs, got "
                              f"{len(dys)} gradients")
         keep = {id(t) for t in (wrt or [])}
+        if wrt is None and input_grad:
+            keep.add(id(self.inputs[0]))
         grads: dict[int, Any] = {}
         for t, g in zip(self.outputs, dys):
             if g is not None:
                 _graph.add_grad(grads, t, g)
-        _graph.run_backward(self._nodes, self._fused, grads, keep)
+        _graph.run_backward(self._nodes, self._fused, grads, keep, self._pool_relu)
         if wrt is not None:
             return [grads.get(id(t)) for t in wrt]
-        return grads.get(id(self.inputs[0]))
+        return grads.get(id(self.inputs[0])) if input_grad else None
 
     # ------------------------------------------------------------------ training setup
     def compile(self, optimizer: Union[str, _optim.Optimizer] = "rmsprop",
@@ -361,7 +368,7 @@ class Model:
         self.optimizer.zero_grad(params)
         out = self.forward(xb, training=True)
         loss, dout = self.loss.forward_backward(yb, out)
-        self.backward(dout)
+        self.backward(dout, input_grad=False)
         self.optimizer.step(params)
         return loss, out
 

@@ -84,7 +84,7 @@ _serial: SimpleNamespace | None = None
 _KERNEL_NAMES = ("im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_forward_panels",
                  "conv2d_backward_weight_panels", "pool2d_forward", "pool2d_backward",
                  "bn_stats_sums", "bn_forward", "bn_backward_sums", "bn_backward_dx",
-                 "dropout_apply", "activation_forward", "activation_backward")
+                 "dropout_apply", "activation_forward", "activation_backward", "softmax_xent")
 
 
 def _serial_kernels(parallel_kernels: ModuleType) -> SimpleNamespace:
@@ -378,3 +378,24 @@ def activation_backward(dy, y, kind):
                           k.ACTIVATION_CODES[kind], dy.dtype.type(1))
     return dx
 
+
+
+# --------------------------------------------------------------------------- losses
+
+def softmax_cross_entropy(logits, labels, label_smoothing, reduction):
+    """(loss, dlogits): int64 labels (N,) (range checked by functional; an id out of range would
+    give its row NaN, never a read outside it) or soft labels (N, K); see _numba_loss."""
+    logits = _c(logits)
+    n, k = logits.shape
+    hard = labels.ndim == 1
+    ids = _c(labels) if hard else np.empty(0, np.int64)
+    target = np.empty((0, 0), logits.dtype) if hard else _c(labels)
+    rows, total = np.empty(n), np.empty(1)
+    dlogits = np.empty_like(logits)
+    scale = 1.0 / n if reduction == "mean" and n > 0 else 1.0
+    _kernels().softmax_xent(rows, total, dlogits, logits, ids, target, hard,
+                            float(label_smoothing), scale)
+    if reduction == "none":
+        return rows.astype(logits.dtype), dlogits
+    value = total[0] if reduction == "sum" else (total[0] / n if n > 0 else np.nan)
+    return np.asarray(value, logits.dtype), dlogits

@@ -77,7 +77,7 @@ def _labels(labels, logits):
     if shape != (n, k):
         raise ValueError(f"labels of probabilities must have the shape of logits {(n, k)}, got "
                          f"{shape} (class ids need an integer dtype)")
-    _same_dtype({"labels": labels, "logits": logits})
+    _same_dtype({"logits": logits, "labels": labels})
     if not labels.flags.c_contiguous:
         labels = labels.copy(order="C")
     return labels, False

@@ -322,3 +322,24 @@ def test_losses_match_their_numpy_formulas(nn_backend, rng, dtype):
         assert_close(value, old_loss, dtype, 10, what=f"{loss!r} loss")
         assert_close(grad, old_grad, dtype, 10, what=f"{loss!r} gradient")
         assert_same_bits(loss(y, z), value, f"{loss!r} call")
+
+
+def test_numba_serial_and_parallel_kernels_agree(rng):
+    """The numba backend runs small batches on the serial twin of its parallel kernel: the same
+    rows, so the same bits."""
+    if convforge.backends.unavailable_reason("numba"):
+        pytest.skip("backend numba not available")
+    from convforge.backends import _numba_kernels as k
+
+    z = (rng.standard_normal((40, 30)) * 3).astype(np.float32)
+    ids = rng.integers(0, 30, 40)
+    soft = soft_labels(rng, 40, 30, np.float32)
+    for hard, labels, target in ((True, ids, np.empty((0, 0), np.float32)),
+                                 (False, np.empty(0, np.int64), soft)):
+        out = []
+        for kernel in (k.softmax_xent, k.softmax_xent_serial):
+            rows, total, dz = np.empty(40), np.empty(1), np.empty_like(z)
+            kernel(rows, total, dz, z, labels, target, hard, 0.1, 1 / 40)
+            out.append((rows, total, dz))
+        for a, b in zip(*out):
+            assert_same_bits(a, b, f"hard={hard}")

@@ -544,7 +544,7 @@ from ._numba_elementwise import (  # noqa: E402, F401 - re-exported
     activation_forward,
     dropout_apply,
 )
-from ._numba_loss import softmax_xent  # noqa: E402, F401 - re-exported
+from ._numba_loss import softmax_xent, softmax_xent_serial  # noqa: E402, F401 - re-exported
 from ._numba_norm import (  # noqa: E402, F401 - re-exported
     bn_backward_dx,
     bn_backward_sums,

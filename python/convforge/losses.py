@@ -9,7 +9,11 @@ arrays: Model checks labels on the host before moving them to the GPU (`check_ta
 labels already on the GPU once per fit/evaluate call, not per batch.
 
 Cross-entropies take logits by default (from_logits=True) and use a stable log-softmax /
-log-sigmoid: no exp of a large positive number is ever taken. Class axis: 1 for (N, K).
+log-sigmoid: no exp of a large positive number is ever taken. Class axis: 1 for (N, K). The
+categorical ones from float32/float64 logits run convforge.functional.softmax_cross_entropy
+(loss and gradient in one pass per row, on the chosen backend); there a class with no target
+mass contributes 0 to the loss even at a -inf logit (0 log 0 = 0, where NumPy's 0 * -inf would
+give NaN), and a CuPy class id out of range gives a NaN loss instead of a read elsewhere.
 
 An empty batch (N = 0) gives a NaN loss (the mean over zero samples, as in PyTorch), without a
 warning, and an empty gradient of y_pred's shape, so it adds nothing to parameter gradients.
@@ -21,7 +25,8 @@ from typing import Union
 
 import numpy as np
 
-from ._array import array_module
+from . import functional as F
+from ._array import FLOAT_DTYPES, array_module
 
 __all__ = ["Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy",
            "BinaryCrossentropy", "MeanSquaredError", "get"]
@@ -144,9 +149,11 @@ class SparseCategoricalCrossentropy(Loss):
     def forward_backward(self, y_true, y_pred):
         xp = array_module(_pred(y_pred))
         y = self.labels(y_true, y_pred)
+        if self.from_logits and y_pred.dtype in FLOAT_DTYPES:
+            return F.softmax_cross_entropy(y_pred, y)
         n = y_pred.shape[0]
         rows = xp.arange(n)
-        if self.from_logits:
+        if self.from_logits:    # other float dtypes (float16): NumPy / CuPy expressions
             logp = _log_softmax(y_pred)                              # (N, K)
             loss = -_mean(logp[rows, y])
             grad = xp.exp(logp)
@@ -172,9 +179,11 @@ class CategoricalCrossentropy(Loss):
         xp = array_module(_pred(y_pred))
         y = xp.asarray(y_true).astype(y_pred.dtype, copy=False)
         _check_2d(y_pred, y.shape, tuple(y_pred.shape))
+        if self.from_logits and y_pred.dtype in FLOAT_DTYPES:
+            return F.softmax_cross_entropy(y_pred, y)
         n = y_pred.shape[0]
         rows = y_pred[:, 0]                                          # (N,): for _mean's size
-        if self.from_logits:
+        if self.from_logits:    # other float dtypes (float16): NumPy / CuPy expressions
             logp = _log_softmax(y_pred)
             loss = -_mean(rows, (y * logp).sum())
             grad = xp.exp(logp) * y.sum(axis=1, keepdims=True) - y

@@ -7,7 +7,8 @@ The contract (see convforge.functional's docstring): functional normalises and v
 backends trust what they receive and do not validate it again. A backend checks only what its
 kernels' memory safety needs beyond that (the numba backend: max/min pool backward indices; the
 cpu backend: the compiled bindings' buffer checks). `CHECKS_INDICES = True` in a backend tells
-functional that the backend checks the pool backward index range itself.
+functional that the backend checks the pool backward index range itself; `CHECKS_LABELS = True`,
+that it checks the softmax cross-entropy's class ids itself.
 
 The functions:
 
@@ -36,6 +37,11 @@ The functions:
         hash of (seed, flat index) >= threshold (uint32), else 0 (convforge.functional.dropout)
     activation(x, kind) -> y; activation_backward(dy, y, kind) -> dx   any shape; kind 'linear'
         | 'relu' | 'sigmoid' | 'tanh'; the backward from the forward's output
+    softmax_cross_entropy(logits, labels, label_smoothing, reduction) -> (loss, dlogits)
+        logits (N, K), N >= 1; labels int64 (N,) class ids (checked to lie in [0, K) by
+        functional for NumPy ids, unless the backend sets CHECKS_LABELS) or (N, K) soft labels
+        of logits' dtype; label_smoothing float in [0, 1); reduction 'mean' | 'sum' | 'none';
+        loss 0-d (mean, sum) or (N,) (none) in logits' dtype, dlogits (N, K)
 
 and `probe() -> str | None` (None when usable, else the reason it is not).
 Backends are imported lazily: numba and cupy load only when used.

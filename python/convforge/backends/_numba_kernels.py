@@ -535,9 +535,8 @@ def pool2d_backward(dx, dy, idx, mode, KH, KW, SH, SW, PH, PW, count_include_pad
             _avg_gather(dxc, dyc, KH, KW, SH, SW, PH, PW, count_include_pad)
 
 
-# The elementwise and batch normalisation kernels live in their own files; re-exported so that the
-# backend finds
-# every kernel here (and its serial copies, numba._serial_kernels).
+# The elementwise, loss and batch normalisation kernels live in their own files; re-exported so
+# that the backend finds every kernel here (and its serial copies, numba._serial_kernels).
 
 from ._numba_elementwise import (  # noqa: E402, F401 - re-exported
     ACTIVATION_CODES,
@@ -545,6 +544,7 @@ from ._numba_elementwise import (  # noqa: E402, F401 - re-exported
     activation_forward,
     dropout_apply,
 )
+from ._numba_loss import softmax_xent, softmax_xent_serial  # noqa: E402, F401 - re-exported
 from ._numba_norm import (  # noqa: E402, F401 - re-exported
     bn_backward_dx,
     bn_backward_sums,

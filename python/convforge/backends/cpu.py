@@ -9,6 +9,9 @@ from . import _autotune
 
 # pool backward checks every index against [0, H*W) inside its scatter (functional skips its pass)
 CHECKS_INDICES = True
+# softmax_cross_entropy checks every int64 class id against [0, K) in its binding (one pass over
+# the N ids, with functional's message; functional skips its pass)
+CHECKS_LABELS = True
 
 
 def probe():
@@ -127,3 +130,7 @@ def activation(x, kind):
 def activation_backward(dy, y, kind):
     return _core().activation_backward(dy, y, kind)
 
+
+
+def softmax_cross_entropy(logits, labels, label_smoothing, reduction):
+    return _core().softmax_cross_entropy(logits, labels, label_smoothing, reduction)

@@ -23,10 +23,11 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-# batch norm, dropout, activations: CuPy array expressions, written once for NumPy and CuPy
-# (tested on NumPy without a GPU; the reference backend runs the last two files too)
+# batch norm, dropout, activations, softmax cross-entropy: CuPy array expressions, written once
+# for NumPy and CuPy (tested on NumPy without a GPU; the reference backend runs all but _xp_norm)
 from ._xp_activation import activation, activation_backward  # noqa: F401
 from ._xp_dropout import dropout  # noqa: F401
+from ._xp_loss import softmax_cross_entropy  # noqa: F401
 from ._xp_norm import batch_norm, batch_norm_backward, batch_norm_stats  # noqa: F401
 
 THREADS = 256             # threads per block; must equal CF_THREADS in csrc/cuda/common.cuh

@@ -34,6 +34,9 @@ _DX_PANEL_MIN_CHANNELS = 8
 # 6 and 16 channels; faster at 64, even of 3 inputs, where the GEMM is a single task.
 _DW_PANEL_MIN_CHANNELS = 32
 _MODES = {"avg": 0, "max": 1, "min": 2}
+# softmax_cross_entropy below this many logits runs the serial kernel: starting numba's parallel
+# loop costs tens of microseconds, more than a LeNet-sized (64, 10) batch takes.
+_XENT_PARALLEL_MIN = 1 << 14
 
 
 # pool backward checks that every index lies in [0, H*W) itself, with one NumPy min/max pass
@@ -84,7 +87,8 @@ _serial: SimpleNamespace | None = None
 _KERNEL_NAMES = ("im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_forward_panels",
                  "conv2d_backward_weight_panels", "pool2d_forward", "pool2d_backward",
                  "bn_stats_sums", "bn_forward", "bn_backward_sums", "bn_backward_dx",
-                 "dropout_apply", "activation_forward", "activation_backward")
+                 "dropout_apply", "activation_forward", "activation_backward", "softmax_xent",
+                 "softmax_xent_serial")
 
 
 def _serial_kernels(parallel_kernels: ModuleType) -> SimpleNamespace:
@@ -387,3 +391,26 @@ def activation_backward(dy, y, kind):
                           k.ACTIVATION_CODES[kind], dy.dtype.type(1))
     return dx
 
+
+
+# --------------------------------------------------------------------------- losses
+
+def softmax_cross_entropy(logits, labels, label_smoothing, reduction):
+    """(loss, dlogits): int64 labels (N,) (range checked by functional; an id out of range would
+    give its row NaN, never a read outside it) or soft labels (N, K); see _numba_loss. Below
+    _XENT_PARALLEL_MIN logits the serial kernel (same rows, same bits)."""
+    logits = _c(logits)
+    n, k = logits.shape
+    hard = labels.ndim == 1
+    ids = _c(labels) if hard else np.empty(0, np.int64)
+    target = np.empty((0, 0), logits.dtype) if hard else _c(labels)
+    rows, total = np.empty(n), np.empty(1)
+    dlogits = np.empty_like(logits)
+    scale = 1.0 / n if reduction == "mean" and n > 0 else 1.0
+    k_mod = _kernels()
+    kernel = k_mod.softmax_xent if n * k >= _XENT_PARALLEL_MIN else k_mod.softmax_xent_serial
+    kernel(rows, total, dlogits, logits, ids, target, hard, float(label_smoothing), scale)
+    if reduction == "none":
+        return rows.astype(logits.dtype), dlogits
+    value = total[0] if reduction == "sum" else (total[0] / n if n > 0 else np.nan)
+    return np.asarray(value, logits.dtype), dlogits

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _xp_activation
+from . import _xp_activation, _xp_loss
 from ._xp_dropout import dropout  # noqa: F401 - the counter-based mask, for NumPy and CuPy
 
 
@@ -224,3 +224,13 @@ def activation_backward(dy, y, kind):
     f64 = [np.asarray(a, np.float64) for a in (dy, y)]
     return _xp_activation.activation_backward(*f64, kind).astype(dy.dtype)
 
+
+
+# --------------------------------------------------------------------------- losses
+# The definition in _xp_loss (shared with cuda), evaluated in float64.
+
+def softmax_cross_entropy(logits, labels, label_smoothing, reduction):
+    as64 = np.asarray(labels, np.float64) if labels.ndim == 2 else labels
+    loss, dlogits = _xp_loss.softmax_cross_entropy(np.asarray(logits, np.float64), as64,
+                                                   label_smoothing, reduction)
+    return loss.astype(logits.dtype), dlogits.astype(logits.dtype)

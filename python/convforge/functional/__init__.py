@@ -1,5 +1,5 @@
 """Public ops (convforge.functional, `F`): normalise arguments once, check shapes, pick a backend,
-call it. One module per op family: conv, pool, norm, elementwise; _common holds the checks.
+call it. One module per op family: conv, pool, norm, elementwise, loss; _common holds the checks.
 
 Arrays: NCHW activations, OIHW weights (K, C/groups, KH, KW), float32 or float64.
 NumPy in -> NumPy out (cpu, numba, reference backends); CuPy in -> CuPy out (cuda backend).
@@ -13,8 +13,9 @@ Validation contract (one layer validates, the others trust it):
   in int64, and the backend that takes this kind of array. Calls with N = 0 return here.
 - Backends (convforge.backends) receive only such normalised arguments and do not check them
   again. A backend checks only what its kernels' memory safety needs and nothing upstream
-  covers: the max/min pool backward's index range, data that no shape check sees (a backend
-  whose kernels check it in their own pass sets CHECKS_INDICES; see _indices).
+  covers: the max/min pool backward's index range and the softmax cross-entropy's class ids,
+  data that no shape check sees (a backend that checks them itself sets CHECKS_INDICES /
+  CHECKS_LABELS; see pool._indices and loss.softmax_cross_entropy).
 - The compiled bindings (convforge._core), which tests and benchmarks also call directly,
   check shapes against buffer sizes and dtypes: what memory safety needs.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 from .._shapes import conv_output_size, pool_output_size
 from .conv import col2im, conv2d, conv2d_backward, im2col
 from .elementwise import activation, activation_backward, dropout
+from .loss import softmax_cross_entropy
 from .norm import batch_norm, batch_norm_backward, batch_norm_stats
 from .pool import (
     avg_pool2d,
@@ -46,6 +48,6 @@ __all__ = [
     "global_avg_pool2d", "global_avg_pool2d_backward",
     "global_max_pool2d", "global_max_pool2d_backward",
     "batch_norm_stats", "batch_norm", "batch_norm_backward", "dropout",
-    "activation", "activation_backward",
+    "activation", "activation_backward", "softmax_cross_entropy",
     "conv_output_size", "pool_output_size",
 ]

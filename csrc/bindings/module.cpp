@@ -11,6 +11,7 @@ void bind_conv(py::module_& m);    // bindings/conv.cpp: conv2d forward/backward
 void bind_pool(py::module_& m);    // bindings/pool.cpp: pooling forward/backward
 void bind_norm(py::module_& m);    // bindings/norm.cpp: batch normalisation
 void bind_elementwise(py::module_& m);  // bindings/elementwise.cpp: dropout
+void bind_optim(py::module_& m);  // bindings/optim.cpp: SGD, Adam, RMSprop updates
 }  // namespace convforge::bind
 
 #ifndef CONVFORGE_VERSION
@@ -47,4 +48,5 @@ PYBIND11_MODULE(_core, m) {
   bind::bind_pool(m);
   bind::bind_norm(m);
   bind::bind_elementwise(m);
+  bind::bind_optim(m);
 }

@@ -21,9 +21,11 @@ kept per parameter object (self._state[p]: a dict of arrays, and Adam's step cou
 
 step() updates all parameters at once: one call of the multi-tensor ops of
 convforge.functional.optim (sgd_update, adam_update, rmsprop_update) per array kind (NumPy /
-CuPy), on the backend the other ops use (convforge.set_backend / use_backend / automatic). In
-float32 the arithmetic is the float32 NumPy expressions' of the formulas above; the reference
-backend computes in float64 (see functional.optim).
+CuPy), on the backend the other ops use (convforge.set_backend / use_backend / automatic).
+Arithmetic is in the parameters' dtype: on the cpu backend the results are, bit for bit, those
+of the formulas above written as NumPy expressions with Python-float scalars; the numba backend
+may fuse multiply-adds; the reference backend computes in float64 (see functional.optim).
+Parameter arrays must be C-contiguous (they are updated in place) and gradients of their dtype.
 """
 
 from __future__ import annotations
@@ -142,7 +144,8 @@ class SGD(Optimizer):
                          first_step=True, **kw)
             for i, b in zip(first, bufs):      # stored once the update went through
                 states[i]["momentum_buffer"] = b
-        later = [i for i in range(len(params)) if i not in set(first)]
+        started = set(first)
+        later = [i for i in range(len(params)) if i not in started]
         if later:
             F.sgd_update([data[i] for i in later], [grads[i] for i in later],
                          [states[i]["momentum_buffer"] for i in later], **kw)

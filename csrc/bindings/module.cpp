@@ -12,6 +12,7 @@ void bind_pool(py::module_& m);    // bindings/pool.cpp: pooling forward/backwar
 void bind_norm(py::module_& m);    // bindings/norm.cpp: batch normalisation
 void bind_elementwise(py::module_& m);  // bindings/elementwise.cpp: dropout, activations
 void bind_loss(py::module_& m);    // bindings/loss.cpp: softmax cross-entropy
+void bind_optim(py::module_& m);  // bindings/optim.cpp: SGD, Adam, RMSprop updates
 }  // namespace convforge::bind
 
 #ifndef CONVFORGE_VERSION
@@ -49,4 +50,5 @@ PYBIND11_MODULE(_core, m) {
   bind::bind_norm(m);
   bind::bind_elementwise(m);
   bind::bind_loss(m);
+  bind::bind_optim(m);
 }

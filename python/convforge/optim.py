@@ -17,16 +17,24 @@ sqrt in RMSprop), so with Keras' default eps=1e-7 results match Keras only up to
 
 Usage in a training step: zero_grad(params); forward; backward (layers add into .grad);
 step(params). Parameters are objects with `.data` and `.grad` arrays (NumPy or CuPy); state is
-kept per parameter object.
+kept per parameter object (self._state[p]: a dict of arrays, and Adam's step count).
+
+step() updates all parameters at once: one call of the multi-tensor ops of
+convforge.functional.optim (sgd_update, adam_update, rmsprop_update) per array kind (NumPy /
+CuPy), on the backend the other ops use (convforge.set_backend / use_backend / automatic).
+Arithmetic is in the parameters' dtype: on the cpu backend the results are, bit for bit, those
+of the formulas above written as NumPy expressions with Python-float scalars; the numba backend
+may fuse multiply-adds; the reference backend computes in float64 (see functional.optim).
+Parameter arrays must be C-contiguous (they are updated in place) and gradients of their dtype.
 """
 
 from __future__ import annotations
 
-import math
 import weakref
 from typing import Iterable, Union
 
-from ._array import array_module
+from . import functional as F
+from ._array import array_module, is_cupy
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "get"]
 
@@ -38,9 +46,31 @@ def _nonneg(v, name: str) -> float:
     return v
 
 
+def _zeros(p):
+    """Zeros of p.data's shape and dtype, C-contiguous, on its device."""
+    return array_module(p.data).zeros(p.data.shape, p.data.dtype)
+
+
+def _calls(params: list) -> list:
+    """params (with gradients) split into the update calls of one step: one per array kind
+    (NumPy / CuPy: one backend per call). A parameter listed k times is updated k times, in
+    turn, as by a loop over the list: its i-th occurrence goes to the i-th round of calls."""
+    rounds: list = []
+    seen: dict = {}
+    for p in params:
+        k = seen[id(p)] = seen.get(id(p), -1) + 1
+        if k == len(rounds):
+            rounds.append({})
+        rounds[k].setdefault(is_cupy(p.data), []).append(p)
+    return [group for r in rounds for group in r.values()]
+
+
 class Optimizer:
     """Base: `step(params)` updates every parameter that has a gradient; `zero_grad(params)`
-    sets the gradients to zero."""
+    sets the gradients to zero. Subclasses implement `_step_group(params, states)`: one step of
+    a list of parameters of one array kind (states: their state dicts, filled in by it), or
+    `_update(p, state)`: one parameter's step (the default _step_group calls it per
+    parameter)."""
 
     def __init__(self, learning_rate: float, weight_decay: float = 0.0):
         self.learning_rate = _nonneg(learning_rate, "learning_rate")
@@ -55,17 +85,27 @@ class Optimizer:
 
     def step(self, params: Iterable) -> None:
         self.iterations += 1
+        ready = []
         for p in params:
             if p.grad is None:
                 continue
             if p.grad.shape != p.data.shape:
                 raise ValueError(f"gradient shape {tuple(p.grad.shape)} does not match the "
                                  f"parameter shape {tuple(p.data.shape)}")
-            state = self._state.setdefault(p, {})
+            ready.append(p)
+        for group in _calls(ready):
+            self._step_group(group, [self._state.setdefault(p, {}) for p in group])
+
+    def _step_group(self, params: list, states: list) -> None:
+        for p, state in zip(params, states):
             self._update(p, state)
 
     def _update(self, p, state: dict) -> None:
-        raise NotImplementedError
+        """One parameter's step (the default _step_group calls it for each parameter)."""
+        if type(self)._step_group is Optimizer._step_group:
+            raise NotImplementedError(f"{type(self).__name__} must implement _step_group or "
+                                      "_update")
+        self._step_group([p], [state])
 
     def _grad(self, p):
         """The gradient with coupled (L2) weight decay added."""
@@ -88,17 +128,27 @@ class SGD(Optimizer):
         if self.nesterov and self.momentum == 0.0:
             raise ValueError("nesterov=True needs momentum > 0")
 
-    def _update(self, p, state):
-        g = self._grad(p)
-        if self.momentum:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = g.copy()
-            else:
-                buf *= self.momentum
-                buf += g
-            g = g + self.momentum * buf if self.nesterov else buf
-        p.data -= self.learning_rate * g
+    def _step_group(self, params, states):
+        kw = dict(lr=self.learning_rate, momentum=self.momentum, nesterov=self.nesterov,
+                  weight_decay=self.weight_decay)
+        data, grads = [p.data for p in params], [p.grad for p in params]
+        if not self.momentum:
+            F.sgd_update(data, grads, None, **kw)
+            return
+        # parameters without a buffer yet take their first step (buf = d) in a call of their own
+        first = [i for i, s in enumerate(states) if "momentum_buffer" not in s]
+        if first:
+            bufs = [array_module(params[i].data).empty_like(params[i].data, order="C")
+                    for i in first]
+            F.sgd_update([data[i] for i in first], [grads[i] for i in first], bufs,
+                         first_step=True, **kw)
+            for i, b in zip(first, bufs):      # stored once the update went through
+                states[i]["momentum_buffer"] = b
+        started = set(first)
+        later = [i for i in range(len(params)) if i not in started]
+        if later:
+            F.sgd_update([data[i] for i in later], [grads[i] for i in later],
+                         [states[i]["momentum_buffer"] for i in later], **kw)
 
 
 class RMSprop(Optimizer):
@@ -110,32 +160,25 @@ class RMSprop(Optimizer):
         self.rho, self.momentum = _nonneg(rho, "rho"), _nonneg(momentum, "momentum")
         self.epsilon, self.centered = _nonneg(epsilon, "epsilon"), bool(centered)
 
-    def _update(self, p, state):
-        xp = array_module(p.data)
-        g = self._grad(p)
-        if not state:
-            state["square_avg"] = xp.zeros_like(p.data)
-            if self.centered:
-                state["grad_avg"] = xp.zeros_like(p.data)
-            if self.momentum:
-                state["momentum_buffer"] = xp.zeros_like(p.data)
-        sq = state["square_avg"]
-        sq *= self.rho
-        sq += (1 - self.rho) * g * g
-        if self.centered:
-            ga = state["grad_avg"]
-            ga *= self.rho
-            ga += (1 - self.rho) * g
-            denom = xp.sqrt(sq - ga * ga) + self.epsilon
-        else:
-            denom = xp.sqrt(sq) + self.epsilon
-        if self.momentum:
-            buf = state["momentum_buffer"]
-            buf *= self.momentum
-            buf += g / denom
-            p.data -= self.learning_rate * buf
-        else:
-            p.data -= self.learning_rate * g / denom
+    def _step_group(self, params, states):
+        names = ["square_avg"] + ["grad_avg"] * self.centered + \
+            ["momentum_buffer"] * bool(self.momentum)
+        new, lists = _state_lists(params, states, names)
+        F.rmsprop_update([p.data for p in params], [p.grad for p in params],
+                         lists["square_avg"], lr=self.learning_rate, rho=self.rho,
+                         epsilon=self.epsilon, momentum=self.momentum,
+                         momentum_buffers=lists.get("momentum_buffer"), centered=self.centered,
+                         grad_avg=lists.get("grad_avg"), weight_decay=self.weight_decay)
+        for s, n in zip(states, new):
+            s.update(n)
+
+
+def _state_lists(params, states, names) -> tuple:
+    """(new, lists): new[i] holds zeros for each state array in `names` that parameter i lacks
+    (the caller stores them once the update went through); lists[name] the arrays of every
+    parameter, existing or new."""
+    new = [{k: _zeros(p) for k in names if k not in s} for p, s in zip(params, states)]
+    return new, {k: [n[k] if k in n else s[k] for s, n in zip(states, new)] for k in names}
 
 
 class Adam(Optimizer):
@@ -152,34 +195,18 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
         self.epsilon, self.amsgrad = _nonneg(epsilon, "epsilon"), bool(amsgrad)
 
-    def _update(self, p, state):
-        xp = array_module(p.data)
-        if not state:
-            state["step"] = 0
-            state["m"] = xp.zeros_like(p.data)
-            state["v"] = xp.zeros_like(p.data)
-            if self.amsgrad:
-                state["v_max"] = xp.zeros_like(p.data)
-        if self.decoupled:
-            g = p.grad
-            if self.weight_decay:
-                p.data *= 1 - self.learning_rate * self.weight_decay
-        else:
-            g = self._grad(p)
-        state["step"] += 1
-        t = state["step"]
-        m, v = state["m"], state["v"]
-        m *= self.beta_1
-        m += (1 - self.beta_1) * g
-        v *= self.beta_2
-        v += (1 - self.beta_2) * g * g
-        if self.amsgrad:
-            xp.maximum(state["v_max"], v, out=state["v_max"])
-            v = state["v_max"]
-        bc1 = 1 - self.beta_1 ** t
-        bc2 = 1 - self.beta_2 ** t
-        denom = xp.sqrt(v) / math.sqrt(bc2) + self.epsilon
-        p.data -= (self.learning_rate / bc1) * m / denom
+    def _step_group(self, params, states):
+        names = ["m", "v"] + ["v_max"] * self.amsgrad
+        new, lists = _state_lists(params, states, names)
+        steps = [s.get("step", 0) + 1 for s in states]
+        F.adam_update([p.data for p in params], [p.grad for p in params], lists["m"],
+                      lists["v"], lr=self.learning_rate, beta_1=self.beta_1,
+                      beta_2=self.beta_2, epsilon=self.epsilon, step=steps,
+                      weight_decay=self.weight_decay, decoupled=self.decoupled,
+                      v_max=lists.get("v_max"))
+        for s, n, t in zip(states, new, steps):
+            s.update(n)
+            s["step"] = t
 
 
 class AdamW(Adam):

@@ -42,6 +42,17 @@ The functions:
         functional for NumPy ids, unless the backend sets CHECKS_LABELS) or (N, K) soft labels
         of logits' dtype; label_smoothing float in [0, 1); reduction 'mean' | 'sum' | 'none';
         loss 0-d (mean, sum) or (N,) (none) in logits' dtype, dlogits (N, K)
+    sgd_update(params, grads, bufs, lr, momentum, nesterov, weight_decay, first_step) -> None
+    adam_update(params, grads, m, v, v_max, step_size, sqrt_bc2, beta_1, beta_2, epsilon,
+                weight_decay, decay) -> None
+    rmsprop_update(params, grads, square_avg, grad_avg, bufs, lr, rho, epsilon, momentum,
+                   weight_decay) -> None
+        optimiser steps (convforge.functional.optim): lists of C-contiguous arrays of one dtype,
+        entry i of each of params[i]'s shape, none of zero size, updated in place (params and
+        the state lists). Optional state lists are None when unused: bufs without momentum,
+        v_max without AMSGrad, grad_avg when not centred. Scalars are Python floats; Adam's
+        step_size (lr / (1 - beta_1^t)) and sqrt_bc2 (sqrt(1 - beta_2^t)) have one per tensor;
+        weight_decay is the coupled (L2) decay, decay AdamW's factor 1 - lr*wd (1.0: none)
 
 and `probe() -> str | None` (None when usable, else the reason it is not).
 Backends are imported lazily: numba and cupy load only when used.

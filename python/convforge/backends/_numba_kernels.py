@@ -535,8 +535,9 @@ def pool2d_backward(dx, dy, idx, mode, KH, KW, SH, SW, PH, PW, count_include_pad
             _avg_gather(dxc, dyc, KH, KW, SH, SW, PH, PW, count_include_pad)
 
 
-# The elementwise, loss and batch normalisation kernels live in their own files; re-exported so
-# that the backend finds every kernel here (and its serial copies, numba._serial_kernels).
+# The elementwise, loss, batch normalisation and optimiser kernels live in their own files;
+# re-exported so that the backend finds every kernel here (and its serial copies,
+# numba._serial_kernels).
 
 from ._numba_elementwise import (  # noqa: E402, F401 - re-exported
     ACTIVATION_CODES,
@@ -550,4 +551,9 @@ from ._numba_norm import (  # noqa: E402, F401 - re-exported
     bn_backward_sums,
     bn_forward,
     bn_stats_sums,
+)
+from ._numba_optim import (  # noqa: E402, F401 - re-exported
+    adam_update,
+    rmsprop_update,
+    sgd_update,
 )

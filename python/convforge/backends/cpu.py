@@ -134,3 +134,21 @@ def activation_backward(dy, y, kind):
 
 def softmax_cross_entropy(logits, labels, label_smoothing, reduction):
     return _core().softmax_cross_entropy(logits, labels, label_smoothing, reduction)
+
+
+# optimiser updates: lists of arrays of one dtype, updated in place in one kernel call each
+
+def sgd_update(params, grads, bufs, lr, momentum, nesterov, weight_decay, first_step):
+    _core().sgd_update(params, grads, bufs, lr, momentum, nesterov, weight_decay, first_step)
+
+
+def adam_update(params, grads, m, v, v_max, step_size, sqrt_bc2, beta_1, beta_2, epsilon,
+                weight_decay, decay):
+    _core().adam_update(params, grads, m, v, v_max, step_size, sqrt_bc2, beta_1, beta_2, epsilon,
+                        weight_decay, decay)
+
+
+def rmsprop_update(params, grads, square_avg, grad_avg, bufs, lr, rho, epsilon, momentum,
+                   weight_decay):
+    _core().rmsprop_update(params, grads, square_avg, grad_avg, bufs, lr, rho, epsilon, momentum,
+                           weight_decay)

@@ -23,12 +23,14 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-# batch norm, dropout, activations, softmax cross-entropy: CuPy array expressions, written once
-# for NumPy and CuPy (tested on NumPy without a GPU; the reference backend runs all but _xp_norm)
+# batch norm, dropout, activations, softmax cross-entropy, optimiser updates: CuPy array
+# expressions, written once for NumPy and CuPy (tested on NumPy without a GPU; the reference
+# backend runs all but _xp_norm)
 from ._xp_activation import activation, activation_backward  # noqa: F401
 from ._xp_dropout import dropout  # noqa: F401
 from ._xp_loss import softmax_cross_entropy  # noqa: F401
 from ._xp_norm import batch_norm, batch_norm_backward, batch_norm_stats  # noqa: F401
+from ._xp_optim import adam_update, rmsprop_update, sgd_update  # noqa: F401
 
 THREADS = 256             # threads per block; must equal CF_THREADS in csrc/cuda/common.cuh
 MAX_BLOCKS = 65536        # grid cap: the kernels loop grid-stride over whatever is left

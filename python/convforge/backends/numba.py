@@ -37,6 +37,8 @@ _MODES = {"avg": 0, "max": 1, "min": 2}
 # softmax_cross_entropy below this many logits runs the serial kernel: starting numba's parallel
 # loop costs tens of microseconds, more than a LeNet-sized (64, 10) batch takes.
 _XENT_PARALLEL_MIN = 1 << 14
+# Elements per block of the optimiser kernels' prange (the C++ kernels' kBlock).
+_OPTIM_BLOCK = 1 << 15
 
 
 # pool backward checks that every index lies in [0, H*W) itself, with one NumPy min/max pass
@@ -88,7 +90,8 @@ _KERNEL_NAMES = ("im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2
                  "conv2d_backward_weight_panels", "pool2d_forward", "pool2d_backward",
                  "bn_stats_sums", "bn_forward", "bn_backward_sums", "bn_backward_dx",
                  "dropout_apply", "activation_forward", "activation_backward", "softmax_xent",
-                 "softmax_xent_serial")
+                 "softmax_xent_serial", "sgd_update", "adam_update",
+                 "rmsprop_update")
 
 
 def _serial_kernels(parallel_kernels: ModuleType) -> SimpleNamespace:
@@ -414,3 +417,54 @@ def softmax_cross_entropy(logits, labels, label_smoothing, reduction):
         return rows.astype(logits.dtype), dlogits
     value = total[0] if reduction == "sum" else (total[0] / n if n > 0 else np.nan)
     return np.asarray(value, logits.dtype), dlogits
+# --------------------------------------------------------------------------- optimiser updates
+# Lists of arrays of one dtype, updated in place by one kernel call each (see _numba_optim).
+
+def _flat_list(arrays):
+    """A typed list of the arrays' flat views (they are C-contiguous: views, no copies)."""
+    from numba.typed import List
+
+    return List([a.reshape(-1) for a in arrays])
+
+
+def _optim_blocks(sizes) -> np.ndarray:
+    """The optimiser kernels' block table (B, 3) int64: rows (tensor, begin, end) cutting each
+    tensor of `sizes` elements into pieces of at most _OPTIM_BLOCK (none for a zero-size one)."""
+    sizes = np.asarray(sizes, np.int64)
+    nb = (sizes + _OPTIM_BLOCK - 1) // _OPTIM_BLOCK
+    tensor = np.repeat(np.arange(sizes.size, dtype=np.int64), nb)
+    first = np.repeat(np.cumsum(nb) - nb, nb)          # each block's tensor's first block
+    begin = (np.arange(int(nb.sum()), dtype=np.int64) - first) * _OPTIM_BLOCK
+    return np.stack([tensor, begin, np.minimum(begin + _OPTIM_BLOCK, sizes[tensor])], axis=1)
+
+
+def _optim_call(params, grads, states):
+    """(typed lists of params, grads and each state list, block table, dtype's type); a state
+    list that is None becomes params' list (the kernel leaves it untouched then)."""
+    k = _kernels()
+    p = _flat_list(params)
+    lists = [p if s is None else _flat_list(s) for s in states]
+    return k, p, _flat_list([_c(g) for g in grads]), lists, \
+        _optim_blocks([a.size for a in params]), params[0].dtype.type
+
+
+def sgd_update(params, grads, bufs, lr, momentum, nesterov, weight_decay, first_step):
+    k, p, g, (b,), blk, t = _optim_call(params, grads, [bufs if momentum else None])
+    k.sgd_update(p, g, b, blk, t(lr), t(weight_decay), t(momentum),
+                 weight_decay != 0, momentum != 0, bool(nesterov), bool(first_step))
+
+
+def adam_update(params, grads, m, v, v_max, step_size, sqrt_bc2, beta_1, beta_2, epsilon,
+                weight_decay, decay):
+    k, p, g, (m_, v_, vm), blk, t = _optim_call(params, grads, [m, v, v_max])
+    k.adam_update(p, g, m_, v_, vm, blk, np.array(step_size, t), np.array(sqrt_bc2, t),
+                  t(beta_1), t(1.0 - beta_1), t(beta_2), t(1.0 - beta_2), t(epsilon),
+                  t(weight_decay), t(decay), weight_decay != 0, decay != 1.0, v_max is not None)
+
+
+def rmsprop_update(params, grads, square_avg, grad_avg, bufs, lr, rho, epsilon, momentum,
+                   weight_decay):
+    k, p, g, (sq, ga, b), blk, t = _optim_call(params, grads,
+                                               [square_avg, grad_avg, bufs if momentum else None])
+    k.rmsprop_update(p, g, sq, ga, b, blk, t(lr), t(rho), t(1.0 - rho), t(epsilon), t(momentum),
+                     t(weight_decay), weight_decay != 0, grad_avg is not None, momentum != 0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _xp_activation, _xp_loss
+from . import _xp_activation, _xp_loss, _xp_optim
 from ._xp_dropout import dropout  # noqa: F401 - the counter-based mask, for NumPy and CuPy
 
 
@@ -234,3 +234,40 @@ def softmax_cross_entropy(logits, labels, label_smoothing, reduction):
     loss, dlogits = _xp_loss.softmax_cross_entropy(np.asarray(logits, np.float64), as64,
                                                    label_smoothing, reduction)
     return loss.astype(logits.dtype), dlogits.astype(logits.dtype)
+
+
+# --------------------------------------------------------------------------- optimiser updates
+# _xp_optim's formulas on float64 copies (scalars not rounded), written back in the arrays' dtype.
+
+def _f64(arrays):
+    return None if arrays is None else [np.array(a, np.float64) for a in arrays]
+
+
+def _store(arrays, copies) -> None:
+    for a, c in zip(arrays or (), copies or ()):
+        a[...] = c
+
+
+def sgd_update(params, grads, bufs, lr, momentum, nesterov, weight_decay, first_step):
+    p = _f64(params)
+    # on the first step the buffers are only written (and may hold any bits before)
+    b = [np.zeros(a.shape) for a in bufs] if first_step and bufs else _f64(bufs)
+    _xp_optim.sgd_update(p, _f64(grads), b, lr, momentum, nesterov, weight_decay, first_step)
+    _store(params, p)
+    _store(bufs, b)
+
+
+def adam_update(params, grads, m, v, v_max, *scalars):
+    states = [params, m, v, v_max]
+    copies = [_f64(s) for s in states]
+    _xp_optim.adam_update(copies[0], _f64(grads), *copies[1:], *scalars)
+    for s, c in zip(states, copies):
+        _store(s, c)
+
+
+def rmsprop_update(params, grads, square_avg, grad_avg, bufs, *scalars):
+    states = [params, square_avg, grad_avg, bufs]
+    copies = [_f64(s) for s in states]
+    _xp_optim.rmsprop_update(copies[0], _f64(grads), *copies[1:], *scalars)
+    for s, c in zip(states, copies):
+        _store(s, c)

@@ -1,10 +1,12 @@
 """Public ops (convforge.functional, `F`): normalise arguments once, check shapes, pick a backend,
-call it. One module per op family: conv, pool, norm, elementwise, loss; _common holds the checks.
+call it. One module per op family: conv, pool, norm, elementwise, loss, optim (the optimiser
+updates, lists of arrays updated in place); _common holds the checks.
 
 Arrays: NCHW activations, OIHW weights (K, C/groups, KH, KW), float32 or float64.
 NumPy in -> NumPy out (cpu, numba, reference backends); CuPy in -> CuPy out (cuda backend).
-Inputs are never modified. Non-contiguous, Fortran-order or read-only inputs are copied once,
-here, into C order (no dtype conversion ever happens silently: mixed dtypes raise).
+Inputs are never modified (except by the optimiser updates, whose params and state lists are
+updated in place). Non-contiguous, Fortran-order or read-only inputs are copied once, here, into
+C order (no dtype conversion ever happens silently: mixed dtypes raise).
 
 Validation contract (one layer validates, the others trust it):
 - This module normalises and validates every argument once, with the messages users see:
@@ -28,6 +30,7 @@ from .conv import col2im, conv2d, conv2d_backward, im2col
 from .elementwise import activation, activation_backward, dropout
 from .loss import softmax_cross_entropy
 from .norm import batch_norm, batch_norm_backward, batch_norm_stats
+from .optim import adam_update, rmsprop_update, sgd_update
 from .pool import (
     avg_pool2d,
     avg_pool2d_backward,
@@ -49,5 +52,6 @@ __all__ = [
     "global_max_pool2d", "global_max_pool2d_backward",
     "batch_norm_stats", "batch_norm", "batch_norm_backward", "dropout",
     "activation", "activation_backward", "softmax_cross_entropy",
+    "sgd_update", "adam_update", "rmsprop_update",
     "conv_output_size", "pool_output_size",
 ]

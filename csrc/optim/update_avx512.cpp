@@ -1,0 +1,4 @@
+// AVX-512 copy of the optimiser block kernels (CMake adds the -m flags by file-name suffix).
+// Called only through update.cpp, and only when current_isa() is avx512.
+#define CF_ISA avx512
+#include "update_kernel.inc"

@@ -338,8 +338,8 @@ ConvAlgo for_data(ConvAlgo a, ConvDir dir, const ConvDims& d, const py::array& i
 }
 
 // The algorithm auto runs. Given the arrays the direction's data rule reads (forward: x and w;
-// data: dy and w; weight: x), also on that data (conv_algo_for_data: inf/NaN); without them,
-// the choice for finite data.
+// data: dy and w; weight: x and dy), also on that data (conv_algo_for_data: inf/NaN); without
+// them, the choice for finite data.
 std::string conv2d_algorithm_py(const I4& x_shape, const I4& w_shape, const I2& stride,
                                 const I4& padding, const I2& dilation, int64_t groups,
                                 const std::string& dtype, const std::string& direction,
@@ -352,12 +352,14 @@ std::string conv2d_algorithm_py(const I4& x_shape, const I4& w_shape, const I2& 
                                groups, "x_shape", "w_shape");
   const ConvAlgo chosen = choose_conv_algo(d, eb, dir);
   if (!x && !w && !dy) return conv_algo_name(chosen);
-  const bool data = dir == ConvDir::data, needs_w = dir != ConvDir::weight;
+  const bool data = dir == ConvDir::data, weight = dir == ConvDir::weight;
   const std::optional<py::array>& in = data ? dy : x;
+  const std::optional<py::array>& other = weight ? dy : w;  // the second operand
   const char* in_name = data ? "dy" : "x";
-  if (!in || (needs_w && !w))
+  const char* other_name = weight ? "dy" : "w";
+  if (!in || !other)
     throw py::value_error(std::string("conv2d_algorithm: the ") + conv_dir_name(dir) +
-                          " direction's data rule reads " + in_name + (needs_w ? " and w" : "") +
+                          " direction's data rule reads " + in_name + " and " + other_name +
                           ": give them all or no array");
   const bool f32 = check_input(*in, in_name, 4);
   if (f32 != (eb == 4))
@@ -365,12 +367,11 @@ std::string conv2d_algorithm_py(const I4& x_shape, const I4& w_shape, const I2& 
                          (f32 ? "float32" : "float64") + " but dtype is '" + dtype + "'");
   if (data) check_shape(*in, in_name, {d.N, d.K, d.OH, d.OW});
   else check_shape(*in, in_name, {d.N, d.C, d.H, d.W});
-  if (needs_w) {
-    check_input(*w, "w", 4, &*in, in_name);
-    check_shape(*w, "w", {d.K, d.Cg(), d.KH, d.KW});
-  }
-  const ConvAlgo a = f32 ? for_data<float>(chosen, dir, d, *in, needs_w ? w : std::nullopt)
-                         : for_data<double>(chosen, dir, d, *in, needs_w ? w : std::nullopt);
+  check_input(*other, other_name, 4, &*in, in_name);
+  if (weight) check_shape(*other, other_name, {d.N, d.K, d.OH, d.OW});
+  else check_shape(*other, other_name, {d.K, d.Cg(), d.KH, d.KW});
+  const ConvAlgo a = f32 ? for_data<float>(chosen, dir, d, *in, other)
+                         : for_data<double>(chosen, dir, d, *in, other);
   return conv_algo_name(a);
 }
 

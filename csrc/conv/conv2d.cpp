@@ -149,7 +149,7 @@ template <typename T>
 void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d,
                             ConvAlgo algo) {
   require_applies(algo, ConvDir::weight, d, sizeof(T));
-  switch (conv_algo_for_data(algo, ConvDir::weight, d, x, static_cast<const T*>(nullptr))) {
+  switch (conv_algo_for_data(algo, ConvDir::weight, d, x, dy)) {
     case ConvAlgo::naive: conv2d_backward_weight_naive(dw, db, dy, x, d); return;
     case ConvAlgo::direct_depthwise: backward_weight_depthwise(dw, dy, x, d); break;
     case ConvAlgo::gemm_pointwise: backward_weight_gemm(dw, dy, x, d, true); break;
@@ -162,6 +162,9 @@ void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDim
       return;
     case ConvAlgo::direct_kvec:  // db fused into the pass over the chunks
       backward_weight_kvec(dw, db, dy, x, d);
+      return;
+    case ConvAlgo::winograd:  // db fused into the pass over the chunks
+      winograd_conv2d_backward_weight(dw, db, dy, x, d);
       return;
     default: return;
   }

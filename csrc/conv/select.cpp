@@ -154,7 +154,7 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
              (dir != ConvDir::weight || d.Kg() <= kDirectLimitChannels) &&
              direct_fits(d, dir, elem_bytes);
     case ConvAlgo::im2col_gemm_batch: return dir == ConvDir::weight && im2col_fits(d, elem_bytes);
-    case ConvAlgo::winograd: return dir != ConvDir::weight && winograd_applicable(d, elem_bytes);
+    case ConvAlgo::winograd: return winograd_applicable(d, elem_bytes);
     case ConvAlgo::direct_kvec:
       return dir != ConvDir::data && kvec_fits(d, elem_bytes);
     case ConvAlgo::direct_batch:  // dyt of one block of images: Kg * OH * OW * block
@@ -185,7 +185,8 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
 //   weight: im2col_gemm_batch once there are at least 2 images (chunks run in parallel and
 //     each GEMM is deep), else im2col_gemm (channel-block tasks, GEMMs split over threads);
 //   forward and data of 3x3 stride-1 layers with enough channels and tiles:
-//     winograd (winograd_preferred() in winograd.cpp holds the rule);
+//     winograd (winograd_preferred() in winograd.cpp holds the rule); weight too, with more
+//     channels (winograd_weight_preferred(), checked first);
 //   forward, strided, at most kDirectMaxChannels input channels per group: direct_kvec
 //     (faster than im2col_gemm on 7x7/2 on RGB at 224 px with AVX-512 and AVX2);
 //   im2col_gemm otherwise, naive when even one im2col block would be too big.
@@ -200,6 +201,8 @@ ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir) {
     const ConvAlgo direct = ConvAlgo::direct_small;
     return conv_algo_applies(direct, dir, d, elem_bytes) ? direct : ConvAlgo::naive;
   }
+  if (dir == ConvDir::weight && !conv_exact() && winograd_weight_preferred(d, elem_bytes))
+    return ConvAlgo::winograd;  // winograd.cpp
   if (dir == ConvDir::weight && kvec_weight_preferred(d, elem_bytes))
     return ConvAlgo::direct_kvec;
   // data with one output plane per group (Cg == 1): one accumulator row per tile, im2col wins.
@@ -259,8 +262,10 @@ template <typename T>
 ConvAlgo conv_algo_for_data(ConvAlgo a, ConvDir dir, const ConvDims& d, const T* in, const T* w) {
   const bool wg = a == ConvAlgo::winograd, ds = a == ConvAlgo::direct_small;
   if (!wg && !ds) return a;
-  const int64_t in_size = dir == ConvDir::data ? d.N * d.K * d.OH * d.OW : d.N * d.C * d.H * d.W;
-  const int64_t w_size = d.K * d.Cg() * d.KH * d.KW;
+  const int64_t dy_size = d.N * d.K * d.OH * d.OW;
+  const int64_t in_size = dir == ConvDir::data ? dy_size : d.N * d.C * d.H * d.W;
+  // w: the filters (forward, data) or dy (weight: winograd's transforms mix dy's patches too)
+  const int64_t w_size = dir == ConvDir::weight ? dy_size : d.K * d.Cg() * d.KH * d.KW;
   const bool check_in = wg || dir == ConvDir::weight, check_w = wg || dir == ConvDir::data;
   if ((!check_in || all_finite(in, in_size)) && (!check_w || all_finite(w, w_size))) return a;
   if (!im2col_fits(d, sizeof(T))) return ConvAlgo::naive;

@@ -70,6 +70,7 @@
 #include "convforge/conv2d.hpp"
 #include "convforge/cpu.hpp"
 #include "convforge/gemm.hpp"
+#include "partials.hpp"
 #include "runtime/isa.hpp"
 #include "runtime/tasks.hpp"
 
@@ -95,6 +96,7 @@ constexpr int64_t kMinOuterTiles = 32;                  // fewest tiles of a per
 constexpr int64_t kMinChannels = 16;                    // heuristic: C and K at least this,
 constexpr int64_t kMinTiles = 16;                       // and at least this many tiles in the
 constexpr int64_t kSmallWeights = 128 * 128;            // batch unless C*K is at most this
+constexpr int64_t kWeightMinRatio = 32;                 // weight gradient: C*K/(C+K) at least
 
 // Stride between the 36 matrices of U, V or M: n elements rounded up to 16 plus 16, so the
 // 36 rows a transform touches at once never share an L1 set (a power-of-two stride would put
@@ -210,6 +212,15 @@ bool winograd_preferred(const ConvDims& d, int64_t elem_bytes) {
   return d.N * tiles >= kMinTiles || d.C * d.K <= kSmallWeights;
 }
 
+bool winograd_weight_preferred(const ConvDims& d, int64_t elem_bytes) {
+  // Per tile the two transforms cost about (C + K) and the GEMMs C*K: with few channels the
+  // transforms dominate where direct_kvec is strong, on AVX-512 (N = 32, 1 thread: 32->32 at
+  // 32 px 3.6 ms against direct_kvec's 2.9, 32->64 at 16 px even, 64->64 at 16 px 2.2 against
+  // 3.0); with AVX2 winograd won all of them (4.1 against 6.3 ms at 32->32, 32 px).
+  return winograd_preferred(d, elem_bytes) &&
+         (current_isa() != Isa::avx512 || d.C * d.K >= kWeightMinRatio * (d.C + d.K));
+}
+
 // ---------------------------------------------------------------- public kernels
 
 template <typename T>
@@ -235,6 +246,65 @@ void winograd_conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDim
   winograd_run(dx, dy, U, ld_u, static_cast<const T*>(nullptr), s);
 }
 
+// Weight gradient. With the forward Y = A^T [U .* V] A per tile, the loss sum dY .* Y =
+// sum_e (A dY A^T)[e] U[e] V[e], so per tile dw = G^T [ (A dY A^T) .* (B^T d B) ] G (exact in
+// exact arithmetic: the correlation of the 6x6 patch d with the 4x4 dY). Summed over tiles the
+// product is 36 GEMMs M[e] (K, C) = sum_t D[e] (K, t) V[e]^T (t, C), D the transformed dY;
+// then dw[k, c] = G^T M[., k, c] G. Multiplies per weight and tile: 36 against 9*16 direct.
+// The batch is cut into dw_chunks() image chunks (run_dw_chunks, partials.hpp), each summing its
+// tiles in sub-chunks of chunk_tiles() (fixed by the shapes: the GEMMs' depth blocking, and so
+// the sums, never depend on the thread count) into its own M, added in chunk order at the end.
+template <typename T>
+void winograd_conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d) {
+  using conv_impl::add_db_partial;
+  const Transforms<T> tr = select_transforms<T>();
+  const WgDims s{d.N, d.C, d.H, d.W, d.K, d.OH, d.OW, d.PH, d.PW, ceil_div(d.OH, 4),
+                 ceil_div(d.OW, 4)};
+  const WgDims sg{d.N, d.K, d.OH, d.OW, d.C, d.OH, d.OW, 0, 0, s.TH, s.TW};  // dy as the plane
+  const int64_t tpi = s.TH * s.TW, TB = chunk_tiles(s, sizeof(T));
+  const int64_t ld_v = matrix_stride(s.C * TB), ld_d = matrix_stride(s.K * TB);
+  const int64_t ld_k = ceil_div(s.C, kLanes) * kLanes;  // row stride of M[e] (K, C)
+  const int64_t ld_m = matrix_stride(s.K * ld_k);        // M (36, K, ld_k), M[e] at M + e*ld_m
+  constexpr int64_t kChanBlock = 16;                     // channels per transform task (inner)
+  const int64_t nq = conv_impl::dw_chunks(d, 36 * ld_m);
+  T* part = const_cast<T*>(conv_impl::run_dw_chunks(
+      db, d, nq, 36 * ld_m,
+      [&](int64_t, int64_t n0, int64_t n1, T* M, double* db_q, bool inner) {
+        if (db_q) add_db_partial(db_q, dy, n0, n1, d);
+        T* V = scratch<T, 3>(36 * ld_v);  // V (36, C, TB): B^T d B of x's patches
+        T* D = scratch<T, 4>(36 * ld_d);  // D (36, K, TB): A g A^T of dy's patches
+        for (int64_t t0 = n0 * tpi; t0 < n1 * tpi; t0 += TB) {  // tiles [t0, t0 + tb)
+          const int64_t tb = std::min(TB, n1 * tpi - t0);
+          run_tasks(inner ? ceil_div(s.C, kChanBlock) : 1, inner, [&](int64_t cb) {
+            const int64_t c0 = inner ? cb * kChanBlock : 0;
+            tr.input(V, ld_v, TB, x, s, c0, inner ? std::min(s.C, c0 + kChanBlock) : s.C, t0, tb);
+          });
+          run_tasks(inner ? ceil_div(s.K, kChanBlock) : 1, inner, [&](int64_t kb) {
+            const int64_t k0 = inner ? kb * kChanBlock : 0;
+            tr.grad(D, ld_d, TB, dy, sg, k0, inner ? std::min(s.K, k0 + kChanBlock) : s.K, t0,
+                    tb);
+          });
+          run_tasks(36, inner, [&](int64_t e) {  // M[e] (K, C) (+)= D[e] (K, tb) . V[e]^T
+            const GemmDims gd{s.K, s.C, tb, /*lda*/ TB, /*ldb*/ TB, /*ldc*/ ld_k, false, true,
+                              t0 != n0 * tpi};
+            gemm(M + e * ld_m, D + e * ld_d, V + e * ld_v, static_cast<const T*>(nullptr), gd,
+                 false);
+          });
+        }
+      }));
+  run_tasks(36, true, [&](int64_t e) {  // part[0] += part[q], q = 1 .. nq-1 in order
+    T* m0 = part + e * ld_m;
+    for (int64_t q = 1; q < nq; ++q) {
+      const T* mq = part + q * 36 * ld_m + e * ld_m;
+      for (int64_t i = 0; i < s.K * ld_k; ++i) m0[i] += mq[i];
+    }
+  });
+  constexpr int64_t kRows = 4;  // output channels k per task
+  run_tasks(ceil_div(s.K, kRows), true, [&](int64_t q) {
+    tr.wgrad_out(dw, part, ld_m, ld_k, s.C, q * kRows, std::min(s.K, (q + 1) * kRows));
+  });
+}
+
 template void winograd_conv2d_forward<float>(float*, const float*, const float*, const float*,
                                              const ConvDims&, bool);
 template void winograd_conv2d_forward<double>(double*, const double*, const double*,
@@ -243,5 +313,10 @@ template void winograd_conv2d_backward_data<float>(float*, const float*, const f
                                                    const ConvDims&);
 template void winograd_conv2d_backward_data<double>(double*, const double*, const double*,
                                                     const ConvDims&);
+
+template void winograd_conv2d_backward_weight<float>(float*, float*, const float*, const float*,
+                                                     const ConvDims&);
+template void winograd_conv2d_backward_weight<double>(double*, double*, const double*,
+                                                      const double*, const ConvDims&);
 
 }  // namespace convforge

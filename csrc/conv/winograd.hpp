@@ -1,5 +1,5 @@
 // Winograd F(4x4, 3x3) convolution for 3x3 / stride 1 / dilation 1 / one group (winograd.cpp):
-// forward and backward data, float and double. Layouts as in conv2d.hpp: x (N, C, H, W),
+// forward, backward data and backward weight, float and double. Layouts as in conv2d.hpp: x (N, C, H, W),
 // w (K, C, 3, 3), b (K,), y and dy (N, K, OH, OW). Every kernel OVERWRITES its outputs; results
 // do not depend on the OpenMP thread count. See winograd.cpp for the algorithm.
 //
@@ -19,6 +19,8 @@ bool winograd_applicable(const ConvDims& d, int64_t elem_bytes);
 // Applicable and measured faster than im2col_gemm on this kind of layer (the heuristic that
 // choose_conv_algo() in csrc/conv/select.cpp consults for forward and backward data).
 bool winograd_preferred(const ConvDims& d, int64_t elem_bytes);
+// The same for the weight gradient (its two transforms per tile weigh more: more channels needed).
+bool winograd_weight_preferred(const ConvDims& d, int64_t elem_bytes);
 
 // y (N, K, OH, OW) = conv2d(x, w) + b (b may be null). Requires winograd_applicable(d).
 template <typename T>
@@ -27,5 +29,8 @@ void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* b, const Con
 // dx (N, C, H, W) given dy (N, K, OH, OW). Requires winograd_applicable(d).
 template <typename T>
 void winograd_conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d);
+// dw (K, C, 3, 3) and db (K,) (db may be null) given dy and x. Requires winograd_applicable(d).
+template <typename T>
+void winograd_conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d);
 
 }  // namespace convforge

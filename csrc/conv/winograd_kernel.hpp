@@ -34,6 +34,12 @@ struct WgDims {
 //           [t0, t0 + tb), m[e] = M + e * ld_e + (t - t0) * ld_t + k (M[e] is (tiles, K) with
 //           row stride ld_t >= round_up(K, 16)); only the part inside (OH, OW) is stored. bias
 //           may be null.
+//   grad:   (weight gradient) D[e, k, t - t0] = (A g A^T)[e] for channels [k0, k1) and tiles
+//           [t0, t0 + tb), g the 4x4 patch of dy at tile t (zero outside (OH, OW)); s describes
+//           dy as the plane read (s.C = its channels, s.H x s.W = OH x OW, no padding; the
+//           tile grid of the forward); laid out as V.
+//   wgrad_out: dw[k, c] (3, 3) = G^T m G with m[e] = M[e, k, c] (M[e] (K, ld_k) at
+//           M + e * ld_e), for k in [k0, k1) and every c < C.
 template <typename T>
 struct Transforms {
   void (*weights)(T* U, int64_t ld_e, const T* w, int64_t K, int64_t C, bool rotate, int64_t c0,
@@ -42,6 +48,10 @@ struct Transforms {
                 int64_t c1, int64_t t0, int64_t tb);
   void (*output)(T* out, const T* M, int64_t ld_e, int64_t ld_t, const T* bias, const WgDims& s,
                  int64_t k0, int64_t k1, int64_t t0, int64_t tb);
+  void (*grad)(T* D, int64_t ld_e, int64_t ld_c, const T* dy, const WgDims& s, int64_t k0,
+               int64_t k1, int64_t t0, int64_t tb);
+  void (*wgrad_out)(T* dw, const T* M, int64_t ld_e, int64_t ld_k, int64_t C, int64_t k0,
+                    int64_t k1);
 };
 
 constexpr int64_t kLanes = 16;  // lanes of the transforms' vectorised axis (tiles or channels)

@@ -101,7 +101,7 @@ def test_conv2d_algorithm_reports_what_auto_runs_on_the_data(where):
         clean = _problem(case, np.float32, None)
         for direction in ("forward", "data", "weight"):
             arrays = dict(x=x, w=w) if direction == "forward" else \
-                dict(dy=dy, w=w) if direction == "data" else dict(x=x)
+                dict(dy=dy, w=w) if direction == "data" else dict(x=x, dy=dy)
             clean_arrays = {k: clean["xwd".index(k[0])] for k in arrays}
             shapes_only = core.conv2d_algorithm(xs, ws, *args, "float32", direction)
             assert core.conv2d_algorithm(xs, ws, *args, "float32", direction,
@@ -126,7 +126,9 @@ def test_conv2d_algorithm_reports_what_auto_runs_on_the_data(where):
     with pytest.raises(ValueError, match="data rule reads dy and w"):
         core.conv2d_algorithm(xs, ws, *args, "float32", "data", dy=dy)
     with pytest.raises(TypeError, match="x has dtype float64 but dtype is 'float32'"):
-        core.conv2d_algorithm(xs, ws, *args, "float32", "weight", x=x.astype(np.float64))
+        core.conv2d_algorithm(xs, ws, *args, "float32", "weight", x=x.astype(np.float64), dy=dy)
+    with pytest.raises(ValueError, match="data rule reads x and dy"):
+        core.conv2d_algorithm(xs, ws, *args, "float32", "weight", x=x)
 
 
 def test_winograd_one_inf_like_torch():

@@ -1,8 +1,8 @@
 """Winograd F(4x4, 3x3) kernels of the compiled core (csrc/conv/winograd.cpp, run through the
-conv2d bindings with algo="winograd") against the float64 reference: forward and backward data
-on a grid of shapes and per-side paddings, float32 and float64, bias or not, every ISA path this
-CPU has; thread-count invariance; applicability; that choose_conv_algo picks Winograd for VGG
-layers and the public functional API still agrees with the reference there."""
+conv2d bindings with algo="winograd") against the float64 reference: forward, backward data and
+backward weight on a grid of shapes and per-side paddings, float32 and float64, bias or not,
+every ISA path this CPU has; thread-count invariance; applicability; that choose_conv_algo picks
+Winograd for VGG layers and the public functional API still agrees with the reference there."""
 
 from __future__ import annotations
 
@@ -66,8 +66,8 @@ def problem(rng, case, dtype):
 def reference(x, w, b, dy, pad):
     f64 = [None if a is None else a.astype(np.float64) for a in (x, w, b, dy)]
     y = F.conv2d(f64[0], f64[1], f64[2], padding=pad, backend="reference")
-    dx = F.conv2d_backward(f64[3], f64[0], f64[1], padding=pad, backend="reference")[0]
-    return y, dx
+    dx, dw, db = F.conv2d_backward(f64[3], f64[0], f64[1], padding=pad, backend="reference")
+    return y, dx, dw, db
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -77,13 +77,20 @@ def test_forward_and_backward_data(rng, restore_core, case, dtype):
     pad = case[5]
     c = case[1]
     for with_bias in (True, False):
-        want_y, want_dx = reference(x, w, b if with_bias else None, dy, pad)
+        want_y, want_dx, want_dw, want_db = reference(x, w, b if with_bias else None, dy, pad)
         for isa in AVAILABLE_ISAS:
             core.set_isa(isa)
             y = wg_forward(x, w, b if with_bias else None, pad)
             assert_close(y, want_y, dtype, c * 9, what=f"winograd y ({isa}, bias={with_bias})")
             dx = wg_backward_data(dy, w, x.shape, pad)
             assert_close(dx, want_dx, dtype, case[2] * 9, what=f"winograd dx ({isa})")
+            dw, db = core.conv2d_backward_weight(dy, x, w.shape, S1, pad, D1, 1, with_bias,
+                                                 algo="winograd")
+            assert_close(dw, want_dw, dtype, dy.shape[0] * dy.shape[2] * dy.shape[3],
+                         what=f"winograd dw ({isa})")
+            assert (db is None) != with_bias
+            if with_bias:
+                assert_close(db, want_db, dtype, dy.size // dy.shape[1], what=f"db ({isa})")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -148,10 +155,12 @@ VGG_LAYERS = [  # (x_shape, channels out)
 
 @pytest.mark.parametrize("xs,k", VGG_LAYERS, ids=[f"C{x[1]}-{x[2]}px" for x, _ in VGG_LAYERS])
 def test_vgg_layers_pick_winograd_and_match_reference(rng, xs, k):
-    """choose_conv_algo picks Winograd for VGG 3x3 layers (forward and backward data use it,
-    backward weight stays on im2col GEMM) and the public API agrees with the reference."""
+    """choose_conv_algo picks Winograd for VGG 3x3 layers (forward, backward data and, from
+    64 x 64 channels, backward weight) and the public API agrees with the reference."""
     ws = (k, xs[1], 3, 3)
-    assert core.conv2d_algorithm(xs, ws, (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32") == "winograd"
+    for direction in ("forward", "data", "weight"):
+        assert core.conv2d_algorithm(xs, ws, (1, 1), (1, 1, 1, 1), (1, 1), 1, "float32",
+                                     direction) == "winograd"
     # strided / dilated / grouped / 5x5 layers of the same size are not Winograd
     assert core.conv2d_algorithm(xs, ws, (2, 2), (1, 1, 1, 1), (1, 1), 1, "float32") != "winograd"
     assert core.conv2d_algorithm(xs, (k, xs[1] // 2, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2,

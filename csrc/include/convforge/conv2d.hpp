@@ -30,7 +30,7 @@ enum class ConvAlgo {
   im2col_gemm_batch,  // weight only: batch split into chunks fixed by the shapes, one partial
                       // dw per chunk (GEMM over several images at once), reduced in order
   winograd,           // 3x3 stride 1 dilation 1, G == 1: Winograd F(4x4,3x3) (winograd.hpp);
-                      // forward and data only
+                      // forward, data and weight (F(3x3,4x4) by transposition)
   direct_kvec,        // forward and weight, any stride: direct kernels vectorised along the
                       // output channels (no im2col; see conv2d_direct.hpp KvecTile, KvecDwTile)
   direct_batch,       // data only, any stride: direct kernel vectorised along the batch (images
@@ -43,11 +43,11 @@ ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir = C
 bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_bytes);
 const char* conv_algo_name(ConvAlgo a);
 // The algorithm a call runs on this data: `a` (the caller's choice or choose_conv_algo's)
-// unless it would change which outputs are inf/NaN: winograd (any inf/NaN in x or dy, or in w)
+// unless it would change which outputs are inf/NaN: winograd (any inf/NaN in its two inputs)
 // and direct_small (backward data: in w; backward weight: in x) then give way to the exact path
 // (im2col_gemm, im2col_gemm_batch for the weight with N >= 2, naive when an im2col block would
-// not fit). `in` is x (forward, weight) or dy (data). The dispatchers of conv2d_* call it, so
-// choose_conv_algo + this function are the whole decision.
+// not fit). `in` is x (forward, weight) or dy (data); `w` is w (forward, data) or dy (weight).
+// The dispatchers of conv2d_* call it, so choose_conv_algo + this function are the whole decision.
 template <typename T>
 ConvAlgo conv_algo_for_data(ConvAlgo a, ConvDir dir, const ConvDims& d, const T* in, const T* w);
 // Exact mode (convforge.set_conv_exact, CONVFORGE_CONV_EXACT=1): choose_conv_algo never picks

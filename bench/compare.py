@@ -6,6 +6,7 @@ median time, GFLOP/s (or GB/s, images/s), "x torch" (torch median / implementati
     python bench/compare.py --quick --threads 2        # a representative subset
     python bench/compare.py --suites conv,pool,train --out table.md --json-out run.json
     python bench/compare.py --json out.json            # print from a pytest-benchmark JSON
+    python bench/compare.py --isa avx2 --suites train  # both libraries on AVX2 (see --isa)
 
 Every group (one shape and direction) runs its implementations interleaved, round-robin, after
 warm-up, and reports medians (bench/harness.py); `convforge bench ...` runs this script.
@@ -24,6 +25,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 SUITES = {"conv": "bench_conv2d", "pool": "bench_pool2d", "train": "bench_train_step"}
+# --isa: PyTorch's settings for the same instruction set (oneDNN's cap, ATen's kernels)
+TORCH_ISA = {"avx2": ("AVX2", "avx2"), "avx512": ("AVX512_CORE", "avx512"),
+             "baseline": ("SSE41", "default")}
 
 
 def table(data: dict) -> str:
@@ -101,7 +105,14 @@ def main(argv=None) -> int:
     p.add_argument("-k", default=None, help="only groups whose name contains this")
     p.add_argument("--out", help="also write the tables (markdown) to this file")
     p.add_argument("--json-out", help="also write the raw results (JSON) to this file")
+    p.add_argument("--isa", choices=sorted(TORCH_ISA),
+                   help="run convforge's kernels of this instruction set (CONVFORGE_ISA) and hold "
+                        "PyTorch to the same one (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY): "
+                        "what an AVX2 machine would measure, on an AVX-512 one")
     args = p.parse_args(argv)
+    if args.isa:  # before convforge or torch is imported: both read these at import time
+        os.environ["CONVFORGE_ISA"] = args.isa
+        os.environ["ONEDNN_MAX_CPU_ISA"], os.environ["ATEN_CPU_CAPABILITY"] = TORCH_ISA[args.isa]
     if args.json:
         runs = [from_pytest_benchmark(args.json)]
     else:

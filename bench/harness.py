@@ -142,6 +142,9 @@ def machine_line(threads: int, fma: Optional[float], sgemm: float) -> str:
         except ImportError:
             pass
     peak = f"FMA peak {fma:.1f} GFLOP/s" if fma else "FMA peak n/a"
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):
+        versions.append(f"torch held to ONEDNN_MAX_CPU_ISA={os.environ['ONEDNN_MAX_CPU_ISA']} "
+                        f"ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY')}")
     return (f"{info.get('cpu')} | {info.get('cpu_count')} cores | threads {threads} | "
             f"isa {info.get('isa')} | {' | '.join(versions)} | {peak} | "
             f"torch.mm 2048^3 {sgemm:.1f} GFLOP/s (all measured in this run)")

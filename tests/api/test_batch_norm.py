@@ -11,7 +11,7 @@ import pytest
 import convforge
 from convforge import functional as F
 
-from conftest import DTYPES, assert_close, assert_exact, fd_grad, randn, ref
+from conftest import DTYPES, assert_close, assert_exact, available_isas, fd_grad, randn, ref
 
 RNG_SEED = 20261207
 
@@ -142,6 +142,29 @@ def test_thread_count_invariance(rng, restore_core, be):
     for res in results[1:]:
         for a, b in zip(res, results[0]):
             assert_exact(a, b, what=f"{be} thread count")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("relu", [False, True])
+def test_every_isa_gives_the_same_bits(rng, restore_core, dtype, relu):
+    """The cpu backend's plane kernels (one copy per ISA, compiled without FMA contraction) give
+    the baseline's bits on every ISA: odd planes (the lanes' tail) and (N, C) inputs too."""
+    core = pytest.importorskip("convforge._core")
+    for shape in ((5, 7, 13, 11), (9, 6)):
+        x, gamma, beta, dy = problem(rng, shape, dtype, offset=3.0)
+        results = {}
+        for isa in available_isas(core):
+            core.set_isa(isa)
+            mean, var = F.batch_norm_stats(x, backend="cpu")
+            results[isa] = (mean, var, F.batch_norm(x, mean, var, gamma, beta, relu=relu,
+                                                    backend="cpu"),
+                            *F.batch_norm_backward(dy, x, mean, var, gamma, beta, relu=relu,
+                                                   backend="cpu"),
+                            F.batch_norm_backward(dy, x, mean, var, gamma, beta, relu=relu,
+                                                  batch_stats=False, backend="cpu")[0])
+        for isa, res in results.items():
+            for a, b in zip(res, results["baseline"]):
+                assert_exact(a, b, what=f"batch norm {isa} vs baseline {shape}")
 
 
 def test_bad_arguments():

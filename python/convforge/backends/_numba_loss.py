@@ -62,6 +62,15 @@ def _xent_row(g, z, y, tg, hard, ls, scale):
     return loss
 
 
+@numba.njit(cache=CACHE, **_FLAGS)
+def _sum_rows(rows, total):
+    # total[0] = sum of the per-row losses in row order (fixed whatever the threads)
+    acc = 0.0
+    for n in range(rows.shape[0]):
+        acc += rows[n]
+    total[0] = acc
+
+
 @_kernel
 def softmax_xent(rows, total, dlogits, logits, labels, target, hard, ls, scale):
     # rows float64 (N,): the per-row losses; total float64 (1,): their sum in row order;
@@ -71,10 +80,7 @@ def softmax_xent(rows, total, dlogits, logits, labels, target, hard, ls, scale):
     for n in prange(logits.shape[0]):
         rows[n] = _xent_row(dlogits[n], logits[n], labels[n] if hard else 0,
                             logits[n] if hard else target[n], hard, ls, scale)
-    acc = 0.0
-    for n in range(logits.shape[0]):
-        acc += rows[n]
-    total[0] = acc
+    _sum_rows(rows, total)
 
 
 @numba.njit(cache=CACHE, **_FLAGS)
@@ -83,7 +89,4 @@ def softmax_xent_serial(rows, total, dlogits, logits, labels, target, hard, ls, 
     for n in range(logits.shape[0]):
         rows[n] = _xent_row(dlogits[n], logits[n], labels[n] if hard else 0,
                             logits[n] if hard else target[n], hard, ls, scale)
-    acc = 0.0
-    for n in range(logits.shape[0]):
-        acc += rows[n]
-    total[0] = acc
+    _sum_rows(rows, total)

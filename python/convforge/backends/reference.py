@@ -257,17 +257,18 @@ def sgd_update(params, grads, bufs, lr, momentum, nesterov, weight_decay, first_
     _store(bufs, b)
 
 
-def adam_update(params, grads, m, v, v_max, *scalars):
-    states = [params, m, v, v_max]
-    copies = [_f64(s) for s in states]
-    _xp_optim.adam_update(copies[0], _f64(grads), *copies[1:], *scalars)
-    for s, c in zip(states, copies):
+def _update_in_float64(update, params, grads, states, scalars):
+    """update(params, grads, *states, *scalars) on float64 copies, stored back in place."""
+    copies = [_f64(s) for s in [params] + states]
+    update(copies[0], _f64(grads), *copies[1:], *scalars)
+    for s, c in zip([params] + states, copies):
         _store(s, c)
+
+
+def adam_update(params, grads, m, v, v_max, *scalars):
+    _update_in_float64(_xp_optim.adam_update, params, grads, [m, v, v_max], scalars)
 
 
 def rmsprop_update(params, grads, square_avg, grad_avg, bufs, *scalars):
-    states = [params, square_avg, grad_avg, bufs]
-    copies = [_f64(s) for s in states]
-    _xp_optim.rmsprop_update(copies[0], _f64(grads), *copies[1:], *scalars)
-    for s, c in zip(states, copies):
-        _store(s, c)
+    _update_in_float64(_xp_optim.rmsprop_update, params, grads, [square_avg, grad_avg, bufs],
+                       scalars)

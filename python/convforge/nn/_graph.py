@@ -1,11 +1,26 @@
 """Running a Model's graph: the forward and backward walks over its nodes (in topological
-order), and the layer pairs that run as one pass (fusions)."""
+order), the layer pairs that run as one pass (fusions), and the naming of its layers."""
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
+from .base import _snake, _unique_name
 from .layers import Activation, BatchNormalization, Conv2D, MaxPooling2D
+
+
+def name_layers(layers) -> None:
+    """Unnamed layers get snake_case class names, numbered within the model."""
+    used: set = set()
+    for la in layers:
+        if la.name is not None:
+            if la.name in used:
+                raise ValueError(f"two layers in one model are named {la.name!r}")
+            used.add(la.name)
+    for la in layers:
+        if la.name is None:
+            la.name = _unique_name(_snake(la.default_name()), used)
+            used.add(la.name)
 
 
 def find_fusions(nodes, outs) -> dict:

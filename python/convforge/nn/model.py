@@ -55,8 +55,6 @@ from .base import (
     Parameter,
     SymbolicTensor,
     _new_seed,
-    _snake,
-    _unique_name,
     array_module,
     inference,
     to_host,
@@ -153,25 +151,11 @@ class Model:
             dup = next(la for la in layers if sum(m is la for m in layers) > 1)
             raise ValueError(f"layer {dup.label} is called more than once in this model; "
                              "shared layers are not supported")
-        self._name_layers(layers)
+        _graph.name_layers(layers)
         self.inputs, self.outputs, self._nodes = ins, outs, nodes
         self._multi_output = isinstance(outputs, (list, tuple))
         self._fused = _graph.find_fusions(nodes, outs)
         self._pool_relu = _graph.find_pool_relu(nodes, outs)
-
-    @staticmethod
-    def _name_layers(layers: Sequence[Layer]) -> None:
-        """Unnamed layers get snake_case class names, numbered within the model."""
-        used: set = set()
-        for la in layers:
-            if la.name is not None:
-                if la.name in used:
-                    raise ValueError(f"two layers in one model are named {la.name!r}")
-                used.add(la.name)
-        for la in layers:
-            if la.name is None:
-                la.name = _unique_name(_snake(la.default_name()), used)
-                used.add(la.name)
 
     @property
     def built(self) -> bool:
@@ -260,11 +244,14 @@ class Model:
         """Sequential builds itself from the first batch; a functional model is built."""
         self._require_built()
 
-    def __call__(self, x, training: bool = False):
+    def __call__(self, x, training: Optional[bool] = None):
+        """On an array: forward(x, training). On a symbolic tensor: this model as one layer of
+        an outer model (nn/_nested.py; training=False pins it to inference mode)."""
         if isinstance(x, SymbolicTensor):
-            raise TypeError("calling a Model on a symbolic tensor (nesting models) is not "
-                            "supported; call its layers instead")
-        return self.forward(x, training)
+            from ._nested import ModelLayer
+
+            return ModelLayer(self, training)(x)
+        return self.forward(x, bool(training))
 
     def forward(self, x, training: bool = False):
         """Runs the graph on a batch x (N, ...) -> output batch (a list for several outputs)."""
@@ -280,6 +267,21 @@ class Model:
         values = _graph.run_forward(self._nodes, self._fused, {id(inp): x}, training)
         outs = [values[id(t)] for t in self.outputs]
         return outs if self._multi_output else outs[0]
+
+    def extract_features(self, x, layer: Union[str, int, Layer]):
+        """The raw output of `layer` (a name, index or layer of this model) for the batch x, in
+        inference mode, with no fusion (a BatchNormalization's output before its ReLU); writes
+        nothing on the model. Keras' Model(inputs, base.get_layer(name).output) works too."""
+        la = layer if isinstance(layer, Layer) else (
+            self.get_layer(index=layer) if isinstance(layer, int) else self.get_layer(layer))
+        node = next((n for n in self._nodes if n.layer is la), None)
+        if node is None:
+            raise ValueError(f"layer {la.label} is not in model {self.name!r}")
+        xb, _ = self._batch(x, None)
+        with inference():
+            values = _graph.run_forward(self._nodes[:self._nodes.index(node) + 1], {},
+                                        {id(self.inputs[0]): xb}, False)
+        return values[id(node.output)]
 
     def backward(self, dy, wrt: Optional[Sequence[SymbolicTensor]] = None, *,
                  input_grad: bool = True):

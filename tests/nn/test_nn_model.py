@@ -258,10 +258,12 @@ def test_fit_progress_output(rng, capsys):
     model.compile("rmsprop", "sparse_categorical_crossentropy", ["accuracy"])
     model.fit(x, y, epochs=1, verbose=2)
     out = capsys.readouterr().out
-    assert "Epoch 1/1 - loss:" in out and "accuracy:" in out
-    model.fit(x, y, epochs=1, verbose=1)
-    err = capsys.readouterr().err
-    assert "Epoch 1/1" in err and "loss=" in err
+    assert "Epoch 1/1: loss " in out and ", accuracy " in out
+    model.fit(x, y, epochs=1, verbose=1, validation_data=(x, y))
+    out, err = capsys.readouterr()
+    assert "Epoch 1/1" in err and "loss=" in err           # the bar
+    lines = out.splitlines()                                # and the summary, in 80 columns
+    assert "val_loss" in out and "val_accuracy" in out and max(map(len, lines)) <= 80
     model.fit(x, y, epochs=1, verbose=0)
     assert capsys.readouterr() == ("", "")
 

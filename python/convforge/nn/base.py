@@ -423,6 +423,25 @@ class Layer:
         return f"{type(self).__name__}(name={self.name!r})"
 
 
+def layout_hint(shape) -> str:
+    """A sentence for shape errors when a per-sample (C, H, W) shape looks channels-last."""
+    shape = tuple(shape)
+    if len(shape) == 3 and shape[2] in (1, 3, 4) and min(shape[:2]) > 4:
+        h, w, c = shape
+        return (f" convforge is channels-first (NCHW): {shape} looks like (H, W, C); use "
+                f"input_shape=({c}, {h}, {w}) and put the channels of your batches first, "
+                "x.transpose(0, 3, 1, 2).")
+    return ""
+
+
+def check_data_format(data_format, layer: str) -> None:
+    """Keras' data_format argument: channels_first only (convforge is NCHW throughout)."""
+    if data_format not in (None, "channels_first"):
+        raise ValueError(f"{layer}: data_format={data_format!r} is not supported: convforge is "
+                         "channels-first (NCHW); transpose NHWC batches with "
+                         "x.transpose(0, 3, 1, 2) and give input_shape as (C, H, W)")
+
+
 def _fmt(shape) -> str:
     if shape and isinstance(shape[0], tuple):
         return ", ".join(_fmt(s) for s in shape)

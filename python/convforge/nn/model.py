@@ -38,9 +38,9 @@ from . import metrics as _metrics
 from . import saving as _saving
 from ._loop import (
     POSTFIX_SECONDS,
-    LinePrinter,
     batches_and_count,
     check_xy,
+    epoch_line,
     hold_out,
     is_batch_source,
     progress_class,
@@ -57,6 +57,7 @@ from .base import (
     _new_seed,
     array_module,
     inference,
+    layout_hint,
     to_host,
 )
 from .callbacks import Callback, History
@@ -260,8 +261,9 @@ class Model:
         self._ensure_built_for(x)
         inp = self.inputs[0]
         if tuple(x.shape[1:]) != inp.shape:
+            hint = layout_hint(x.shape[1:]) if layout_hint(inp.shape) == "" else ""
             raise ValueError(f"model {self.name!r} expects input batches of shape "
-                             f"{_shape_str(inp.shape)}, got {tuple(x.shape)}")
+                             f"{_shape_str(inp.shape)}, got {tuple(x.shape)}.{hint}")
         if x.dtype != inp.dtype:
             x = x.astype(inp.dtype)
         values = _graph.run_forward(self._nodes, self._fused, {id(inp): x}, training)
@@ -311,12 +313,14 @@ class Model:
                 loss: Union[str, _losses.Loss, None] = None,
                 metrics: Optional[Sequence[Union[str, Callable]]] = None) -> None:
         """Sets the optimiser, the loss (names: 'sparse_categorical_crossentropy',
-        'categorical_crossentropy', 'binary_crossentropy' (all from logits), 'mse') and the
-        metrics ('accuracy' or callables)."""
+        'categorical_crossentropy', 'binary_crossentropy' (from logits, or from probabilities
+        when the model ends with a softmax / sigmoid, as a Keras model would: never applied
+        twice), 'mse') and the metrics ('accuracy' or callables)."""
         if loss is None:
             raise ValueError("compile needs a loss")
         self.optimizer = _optim.get(optimizer)
         self.loss = _losses.get(loss)
+        self._loss_by_name = isinstance(loss, str)
         self.metrics = [_metrics.get(m, self.loss) for m in (metrics or [])]
         names = [n for n, _ in self.metrics]
         if len(set(names)) != len(names) or "loss" in names:
@@ -326,6 +330,12 @@ class Model:
         if self.loss is None:
             raise ValueError(f"model {self.name!r} must be compiled (model.compile(optimizer, "
                              "loss, metrics)) before fit/evaluate/train_on_batch")
+        self._match_loss_to_output()
+
+    def _match_loss_to_output(self) -> None:
+        last = self.outputs[0].node.layer if self.built and not self._multi_output else None
+        self.loss = _losses.for_output(self.loss, getattr(last, "activation", None),
+                                       getattr(self, "_loss_by_name", False), self.name)
         if self._multi_output:
             raise ValueError("fit/evaluate/predict need a model with a single output")
 
@@ -479,9 +489,8 @@ class Model:
                 logs.update({f"val_{k}": v for k, v in val.items()})
                 bar.set_postfix(logs)
             bar.close()
-            if verbose == 2 or (verbose == 1 and bar_cls is LinePrinter):
-                print(f"Epoch {epoch + 1}/{epochs} - " +
-                      " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+            if verbose in (1, 2):   # the summary, val_* included, in 80 columns
+                print(epoch_line(epoch + 1, epochs, logs))
             for cb in cbs:
                 cb.on_epoch_end(epoch, dict(logs))
             if self.stop_training:
@@ -544,6 +553,8 @@ class Model:
         batch_size = positive_int(batch_size, "batch_size")
         if self._multi_output:
             raise ValueError("predict needs a model with a single output")
+        if self.loss is not None:
+            self._match_loss_to_output()
         link = self.loss.link if (self.loss is not None and not raw) else None
         if not is_batch_source(x) and not hasattr(x, "shape"):
             x = np.asarray(x)

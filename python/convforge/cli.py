@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _transfer
 from .data import DataError
 
 __all__ = ["build_parser", "main"]
@@ -91,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stream", action="store_true",
                    help="cifar10 only: decode JPEGs from disk per batch instead of loading all")
     t.add_argument("--quiet", action="store_true", help="no progress bars or model summary")
+    t.add_argument("--init", default=None, metavar="WEIGHTS",
+                   help="start from another run's weights.npz: every layer with the same name "
+                        "and shapes takes them (a head for another class count stays new)")
+    t.add_argument("--freeze", choices=("none", "base", "convs"), default="none",
+                   help="freeze layers: base = everything before the Flatten (feature "
+                        "extraction), convs = everything before the last Conv2D (fine-tune "
+                        "the last conv block; pair it with a lower --lr) (default none)")
+    t.add_argument("--per-class", type=int, default=None, metavar="N",
+                   help="train on N images of every class (a seeded subset of the training "
+                        "set, before the validation split)")
 
     sub.add_parser("info", help="print convforge.info(): version, backends, CPU ISA, threads")
 
@@ -355,6 +366,12 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
             if not 1 <= a.limit <= len(x_train):
                 raise CLIError(f"--limit must be in 1..{len(x_train)}, got {a.limit}", 2)
             x_train, y_train = data.random_subset(x_train, y_train, a.limit, seed=a.seed)
+        if a.per_class is not None:
+            try:
+                x_train, y_train = _transfer.per_class_subset(x_train, y_train, a.per_class,
+                                                              a.seed)
+            except ValueError as e:
+                raise CLIError(f"--per-class: {e}", 2) from None
         if a.test_limit is not None:
             if not 1 <= a.test_limit <= len(x_test):
                 raise CLIError(f"--test-limit must be in 1..{len(x_test)}, got {a.test_limit}", 2)
@@ -381,6 +398,16 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
 
     # ---- model
     model = _build_model(models_mod, a.model, NUM_CLASSES[dataset], input_shape, a.seed)
+    if a.init is not None:
+        try:
+            skipped = _transfer.init_from(model, a.init)
+        except (OSError, ValueError, TypeError) as e:
+            raise CLIError(f"--init {a.init}: {e}", 2) from None
+        print(f"initial weights from {a.init}" + (f" (new: {', '.join(skipped)})" if skipped
+                                                  else ""))
+    frozen = _transfer.freeze(model, a.freeze)
+    if frozen:
+        print(f"frozen: {', '.join(frozen)}")
     model.compile(optimizer=_make_optimizer(a.optimizer, lr),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if verbose:
@@ -428,6 +455,7 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
             "optimizer": a.optimizer,
             "learning_rate": lr,
             "augment": augment.spec() if augment else "none",
+            "init": a.init, "freeze": a.freeze, "per_class": a.per_class,
             "params": int(model.count_params()),
             "note": "train_seconds is the wall time of model.fit (per-epoch validation included)",
         }

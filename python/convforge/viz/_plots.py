@@ -16,8 +16,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from ._array import is_cupy
-from ._io_atomic import atomic_write
+from .._array import is_cupy
+from .._io_atomic import atomic_write
 
 __all__ = ["plot_history", "show_activations", "show_filters"]
 
@@ -155,7 +155,7 @@ def _run_layer(lyr: Any, x):
     another thread is not disturbed)."""
     if hasattr(lyr, "forward"):
         if "training" in inspect.signature(lyr.forward).parameters:
-            from .nn.base import inference
+            from ..nn.base import inference
 
             with inference():
                 return lyr.forward(x, training=False)

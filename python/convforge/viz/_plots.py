@@ -1,4 +1,5 @@
-"""Plots for training runs: loss/accuracy curves, first-layer filters, activations.
+"""Plots for training runs: loss/accuracy curves, first-layer filters, activations (the
+Grad-CAM functions are in _gradcam.py; convforge.viz re-exports both).
 
 Needs matplotlib (`pip install matplotlib`, or the `viz` extra). Figures are drawn with the Agg
 canvas directly (no pyplot, no change to the global matplotlib backend) and written to `path`;

@@ -1,4 +1,4 @@
-"""convforge.viz.grad_cam / show_grad_cam / resize_bilinear.
+"""convforge.viz.grad_cam / show_grad_cam / resize_bilinear and `convforge viz`.
 
 Grad-CAM maps are checked against PyTorch autograd on the same small CNNs (weights copied), at
 plain layers and at the intermediates a Model fuses (BatchNormalization + ReLU, a max pool
@@ -8,13 +8,16 @@ model's training state alone (weights, moving statistics, .grad, later training 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import convforge
-from convforge import nn, optim, viz
+from convforge import cli, nn, optim, viz
+
+from conftest import REPO
 
 pytestmark = pytest.mark.usefixtures("nn_backend")  # conftest: cpu, else reference
 RNG_SEED = 11
@@ -311,3 +314,86 @@ def test_show_grad_cam_writes_png(tmp_path, rng):
     with pytest.raises(ValueError, match=r"\(3, H, W\)"):
         viz.show_grad_cam(np.zeros((2, 10, 12)), heat, tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+# --------------------------------------------------------------------------- convforge viz
+
+def _mnist_root():
+    env = os.environ.get("CONVFORGE_DATA")
+    roots = ([Path(p).resolve() for p in env.split(os.pathsep) if p] if env
+             else [REPO.parent / "shared" / "data"])
+    return next((r for r in roots if (r / "mnist").is_dir()), None)
+
+
+_MNIST = _mnist_root()   # read before isolated_data hides $CONVFORGE_DATA
+
+
+@pytest.fixture
+def trained_lenet5(tmp_path, monkeypatch, isolated_data, capsys):
+    if _MNIST is None:
+        pytest.skip("MNIST not found ($CONVFORGE_DATA or ../shared/data)")
+    pytest.importorskip("matplotlib")
+    monkeypatch.setenv("CONVFORGE_DATA", str(_MNIST))
+    run = tmp_path / "run"
+    rc = cli.main(["train", "lenet5", "--limit", "64", "--epochs", "1", "--val-split", "0",
+                   "--test-limit", "16", "--out", str(run), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    capsys.readouterr()
+    return run
+
+
+def test_cli_writes_filters_activations_gradcam(trained_lenet5, tmp_path, capsys):
+    figs = tmp_path / "figs"
+    rc = cli.main(["viz", "filters", "activations", "gradcam", "--weights",
+                   str(trained_lenet5 / "weights.npz"), "--out", str(figs), "--index", "3"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    names = ["filters_conv2d.png", "activations_conv2d.png", "gradcam_conv2d_1.png"]
+    assert out.split() == [str(figs / n) for n in names]
+    assert all(is_png(figs / n) for n in names)
+
+    # a PNG file (28x28: padded to 32 as in training), the model named, a chosen class/layer
+    from PIL import Image
+
+    from convforge.data import load_mnist
+
+    (x, _), _ = load_mnist()
+    Image.fromarray(x[0, 0]).save(tmp_path / "digit.png")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "w.npz").write_bytes((trained_lenet5 / "weights.npz").read_bytes())
+    args = ["viz", "gradcam", "--weights", str(alone / "w.npz"), "--image",
+            str(tmp_path / "digit.png"), "--layer", "max_pooling2d", "--class-index", "3"]
+    assert cli.main(args) == 2   # no metrics.json beside the weights: --model needed
+    assert "give --model" in capsys.readouterr().err
+    assert cli.main(args + ["--model", "lenet5"]) == 0
+    assert capsys.readouterr().out.split() == [str(alone / "gradcam_max_pooling2d.png")]
+    assert is_png(alone / "gradcam_max_pooling2d.png")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--layer", "conv9"], "'conv9' not found; layers are ['rescaling', 'conv2d'"),
+    (["--layer", "dense"], "feature map"),
+    (["--class-index", "10"], "class_index 10 is out of range"),
+    (["--index", "10000"], "--index must be in 0..9999"),
+])
+def test_cli_errors(trained_lenet5, extra, message, capsys):
+    rc = cli.main(["viz", "gradcam", "--weights", str(trained_lenet5 / "weights.npz")] + extra)
+    assert rc == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_bad_weights(tmp_path, capsys):
+    assert cli.main(["viz", "filters", "--weights", str(tmp_path / "none.npz")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    bad = tmp_path / "w.npz"
+    np.savez(bad, x=np.zeros(3))
+    assert cli.main(["viz", "filters", "--weights", str(bad), "--model", "lenet5"]) == 1
+    assert "does not fit lenet5 for mnist" in capsys.readouterr().err
+
+
+def test_cli_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["viz", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--class-index" in text and "default 0.4" in text and "predicted class" in text

@@ -9,7 +9,7 @@
 The figures need matplotlib (`pip install matplotlib`, or the `viz` extra); they are drawn on
 the Agg canvas directly (no pyplot, no change to the global matplotlib backend) and written
 atomically to `path` (each function returns the Path it wrote). grad_cam itself needs only
-NumPy.
+NumPy. The `convforge viz` command writes these figures for a model trained by `convforge train`.
 """
 
 from ._gradcam import grad_cam, resize_bilinear, show_grad_cam

@@ -1,14 +1,17 @@
-"""The `convforge` command: train a zoo model on a dataset, print info, run benchmarks.
+"""The `convforge` command: train a zoo model on a dataset, draw what it learnt, print info,
+run benchmarks.
 
     convforge train lenet5 --dataset mnist --epochs 5 --out runs/lenet5
     convforge train vgg_small --dataset cifar10 --augment flip,crop=4 --backend cuda
+    convforge viz filters activations gradcam --weights runs/lenet5/weights.npz --index 0
     convforge info
     convforge bench [args for bench/compare.py]
 
 `train` writes DIR/metrics.json, DIR/weights.npz and DIR/curves.png (each atomically: a crash
 never leaves a truncated file). --seed S (default 0) calls convforge.set_seed(S) and seeds the
 data order and augmentation: the same command on the same machine, thread count and backend
-gives bit-identical weights and metrics (times aside).
+gives bit-identical weights and metrics (times aside). `viz` (convforge/_cli_viz.py) writes
+PNG figures of a trained model: filters, activations, Grad-CAM.
 
 Errors (bad options, unreadable or corrupt data, an unusable --out) end with one line on
 stderr and exit status 2 (usage) or 1. SIGINT (Ctrl-C) or SIGTERM during training stops after
@@ -60,7 +63,7 @@ class CLIError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convforge", description="convforge command line")
-    sub = p.add_subparsers(dest="command", metavar="{train,info,bench}")
+    sub = p.add_subparsers(dest="command", metavar="{train,viz,info,bench}")
 
     t = sub.add_parser("train", help="train a model from the zoo and write metrics/weights/curves",
                        description="Train lenet5 or vgg_small; writes DIR/metrics.json, "
@@ -102,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--per-class", type=int, default=None, metavar="N",
                    help="train on N images of every class (a seeded subset of the training "
                         "set, before the validation split)")
+
+    from ._cli_viz import add_parser as add_viz_parser  # imports this module: not at the top
+
+    add_viz_parser(sub)
 
     sub.add_parser("info", help="print convforge.info(): version, backends, CPU ISA, threads")
 
@@ -511,6 +518,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if a.command == "info":
             return cmd_info()
+        if a.command == "viz":
+            from ._cli_viz import cmd_viz
+
+            return cmd_viz(a)
         return cmd_train(a)
     except CLIError as e:
         print(f"convforge {a.command}: error: {e}", file=sys.stderr)

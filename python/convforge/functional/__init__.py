@@ -26,6 +26,7 @@ Validation contract (one layer validates, the others trust it):
 from __future__ import annotations
 
 from .._shapes import conv_output_size, pool_output_size
+from . import _interop
 from .conv import col2im, conv2d, conv2d_backward, im2col
 from .elementwise import activation, activation_backward, dropout
 from .loss import softmax_cross_entropy
@@ -55,3 +56,9 @@ __all__ = [
     "sgd_update", "adam_update", "rmsprop_update",
     "conv_output_size", "pool_output_size",
 ]
+
+# Every op also takes DLPack arrays (torch, JAX, ...) and answers in the caller's library.
+for _name in __all__:
+    if not _name.endswith("_size"):
+        globals()[_name] = _interop.dlpack_in_out(globals()[_name])
+del _name

@@ -122,7 +122,7 @@ def test_fit_brings_logs_to_host_once_per_epoch(counted):
     assert DeviceScalar.conversions == [], \
         f"per-batch host conversions of loss/metric values: {DeviceScalar.conversions}"
     assert len(counted) == 3, f"to_host called {len(counted)} times for 3 epochs of 5 batches"
-    assert set(hist.history) == {"loss", "counting_accuracy"}
+    assert set(hist.history) == {"loss", "counting_accuracy", "learning_rate"}
     for vals in hist.history.values():
         assert len(vals) == 3 and all(type(v) is float and np.isfinite(v) for v in vals)
 

@@ -148,6 +148,17 @@ def test_evaluate_and_train_on_batch_transfer_once(counted):
     assert set(logs) == {"loss", "counting_accuracy"}
 
 
+def test_regularised_fit_and_evaluate_stay_on_the_device(counted):
+    """The penalties of kernel_regularizer join the loss on the device: no host round trip."""
+    x, y = _data(40)
+    m = _tiny_model()
+    m.layers[0].kernel.regularizer = nn.regularizers.L2(0.01)
+    m.fit(x[:32], y[:32], batch_size=8, epochs=2, validation_data=(x[32:], y[32:]), verbose=0)
+    assert DeviceScalar.conversions == [] and len(counted) == 4
+    m.evaluate(x, y, batch_size=8)
+    assert DeviceScalar.conversions == [] and len(counted) == 5
+
+
 def test_running_means_match_per_batch_floats():
     """The device-side accumulation gives the same epoch logs as float() per batch did."""
     x, y = _data(40)

@@ -29,7 +29,7 @@ __all__ = ["F", "functional", "backends", "available", "set_backend", "use_backe
            "set_seed", "set_conv_exact", "__version__"]
 
 
-_LAZY = ("nn", "models", "optim", "losses", "data", "viz", "cli")
+_LAZY = ("nn", "models", "optim", "losses", "data", "viz", "cli", "utils")
 
 
 def __getattr__(name: str):

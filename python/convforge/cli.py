@@ -1,14 +1,17 @@
-"""The `convforge` command: train a zoo model on a dataset, print info, run benchmarks.
+"""The `convforge` command: train a zoo model on a dataset, draw what it learnt, print info,
+run benchmarks.
 
     convforge train lenet5 --dataset mnist --epochs 5 --out runs/lenet5
     convforge train vgg_small --dataset cifar10 --augment flip,crop=4 --backend cuda
+    convforge viz filters activations gradcam --weights runs/lenet5/weights.npz --index 0
     convforge info
     convforge bench [args for bench/compare.py]
 
 `train` writes DIR/metrics.json, DIR/weights.npz and DIR/curves.png (each atomically: a crash
 never leaves a truncated file). --seed S (default 0) calls convforge.set_seed(S) and seeds the
 data order and augmentation: the same command on the same machine, thread count and backend
-gives bit-identical weights and metrics (times aside).
+gives bit-identical weights and metrics (times aside). `viz` (convforge/_cli_viz.py) writes
+PNG figures of a trained model: filters, activations, Grad-CAM.
 
 Errors (bad options, unreadable or corrupt data, an unusable --out) end with one line on
 stderr and exit status 2 (usage) or 1. SIGINT (Ctrl-C) or SIGTERM during training stops after
@@ -36,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _transfer
 from .data import DataError
 
 __all__ = ["build_parser", "main"]
@@ -60,7 +64,7 @@ class CLIError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convforge", description="convforge command line")
-    sub = p.add_subparsers(dest="command", metavar="{train,info,bench}")
+    sub = p.add_subparsers(dest="command", metavar="{train,viz,info,bench}")
 
     t = sub.add_parser("train", help="train a model from the zoo and write metrics/weights/curves",
                        description="Train lenet5 or vgg_small; writes DIR/metrics.json, "
@@ -103,6 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stream", action="store_true",
                    help="cifar10 only: decode JPEGs from disk per batch instead of loading all")
     t.add_argument("--quiet", action="store_true", help="no progress bars or model summary")
+    t.add_argument("--init", default=None, metavar="WEIGHTS",
+                   help="start from another run's weights.npz: every layer with the same name "
+                        "and shapes takes them (a head for another class count stays new)")
+    t.add_argument("--freeze", choices=("none", "base", "convs"), default="none",
+                   help="freeze layers: base = everything before the Flatten (feature "
+                        "extraction), convs = everything before the last Conv2D (fine-tune "
+                        "the last conv block; pair it with a lower --lr) (default none)")
+    t.add_argument("--per-class", type=int, default=None, metavar="N",
+                   help="train on N images of every class (a seeded subset of the training "
+                        "set, before the validation split)")
+
+    from ._cli_viz import add_parser as add_viz_parser  # imports this module: not at the top
+
+    add_viz_parser(sub)
 
     sub.add_parser("info", help="print convforge.info(): version, backends, CPU ISA, threads")
 
@@ -388,6 +406,12 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
             if not 1 <= a.limit <= len(x_train):
                 raise CLIError(f"--limit must be in 1..{len(x_train)}, got {a.limit}", 2)
             x_train, y_train = data.random_subset(x_train, y_train, a.limit, seed=a.seed)
+        if a.per_class is not None:
+            try:
+                x_train, y_train = _transfer.per_class_subset(x_train, y_train, a.per_class,
+                                                              a.seed)
+            except ValueError as e:
+                raise CLIError(f"--per-class: {e}", 2) from None
         if a.test_limit is not None:
             if not 1 <= a.test_limit <= len(x_test):
                 raise CLIError(f"--test-limit must be in 1..{len(x_test)}, got {a.test_limit}", 2)
@@ -414,6 +438,16 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
 
     # ---- model
     model = _build_model(models_mod, a.model, NUM_CLASSES[dataset], input_shape, a.seed)
+    if a.init is not None:
+        try:
+            skipped = _transfer.init_from(model, a.init)
+        except (OSError, ValueError, TypeError) as e:
+            raise CLIError(f"--init {a.init}: {e}", 2) from None
+        print(f"initial weights from {a.init}" + (f" (new: {', '.join(skipped)})" if skipped
+                                                  else ""))
+    frozen = _transfer.freeze(model, a.freeze)
+    if frozen:
+        print(f"frozen: {', '.join(frozen)}")
     rate = make_schedule(a.lr_schedule, lr, a.epochs, len(train_src))
     model.compile(optimizer=_make_optimizer(a.optimizer, rate, a.weight_decay),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -466,6 +500,7 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
             "lr_schedule": a.lr_schedule,
             "weight_decay": a.weight_decay,
             "augment": augment.spec() if augment else "none",
+            "init": a.init, "freeze": a.freeze, "per_class": a.per_class,
             "params": int(model.count_params()),
             "note": "train_seconds is the wall time of model.fit (per-epoch validation included)",
         }
@@ -521,6 +556,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if a.command == "info":
             return cmd_info()
+        if a.command == "viz":
+            from ._cli_viz import cmd_viz
+
+            return cmd_viz(a)
         return cmd_train(a)
     except CLIError as e:
         print(f"convforge {a.command}: error: {e}", file=sys.stderr)

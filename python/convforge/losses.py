@@ -263,6 +263,20 @@ _NAMES = {
 }
 
 
+def for_output(loss: Loss, activation, by_name: bool, model: str) -> Loss:
+    """The loss to use on a model whose last layer has this activation. A cross-entropy from
+    logits on an output that is already a softmax (sigmoid) would apply it twice: a loss given by
+    name takes probabilities instead (Keras' default), a Loss object is an error."""
+    if (activation not in ("softmax", "sigmoid") or not loss.from_logits
+            or not type(loss).__name__.endswith("Crossentropy")):
+        return loss
+    if not by_name:
+        raise ValueError(f"model {model!r} ends with a {activation}, so its outputs are "
+                         f"probabilities, but the loss {loss!r} takes logits: use "
+                         "from_logits=False, or drop the final activation")
+    return type(loss)(from_logits=False)
+
+
 def get(loss: Union[str, Loss]) -> Loss:
     """A loss from its name (cross-entropies then take logits) or the given Loss object."""
     if isinstance(loss, Loss):

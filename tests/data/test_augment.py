@@ -280,6 +280,14 @@ def test_from_spec_builds_steps_and_round_trips():
     assert Augment.from_spec("flip,shift=0.1,crop=4").spec() == "flip=h,shift=0.1,crop=4"
 
 
+def test_from_spec_rejects_options_that_apply_to_nothing():
+    """fill/cval/interp apply to the geometric items after them: a trailing one (Keras users
+    write it last) is an error rather than silently ignored."""
+    with pytest.raises(ValueError, match="'fill=reflect' applies to the geometric items after"):
+        Augment.from_spec("shift=0.1,flip,fill=reflect")
+    assert Augment.from_spec("fill=reflect,shift=0.1,flip").steps[0].fill_mode == "reflect"
+
+
 @pytest.mark.parametrize("bad", ["blur=3", "flip=x", "shift=", "fill=mirror", "crop=1.5",
                                  "rotate=abc", "interp=cubic"])
 def test_from_spec_rejects_bad_items(bad):

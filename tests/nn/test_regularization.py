@@ -86,6 +86,26 @@ def test_conv_kernel_gradient_gains_2_l2_w(rng):
     assert np.array_equal(grads[1][1], grads[0][1])            # the bias is not regularised
 
 
+def test_nested_model_penalty_counted_once(rng):
+    nn.set_seed(5)
+    inner = nn.Sequential([nn.Dense(3, input_shape=(4,), dtype="float64",
+                                    kernel_regularizer=0.1)], name="inner")
+    m = nn.Sequential([inner, nn.Dense(2, dtype="float64")])
+    m.compile(optim.SGD(0.0), "sparse_categorical_crossentropy")
+    x, y = rng.standard_normal((5, 4)), rng.integers(0, 2, 5)
+    kernel = inner.layers[0].kernel
+    assert len(m.losses) == 1 and float(m.losses[0]) == pytest.approx(
+        0.1 * (kernel.data ** 2).sum(), rel=1e-14)
+
+    def total():
+        return float(m.loss(y, m.forward(x))) + float(sum(m.losses))
+
+    m.optimizer.zero_grad(m.trainable_params)
+    _, dout = m.loss.forward_backward(y, m.forward(x, training=True))
+    m.backward(dout, input_grad=False)
+    assert_within(kernel.grad, fd_grad(total, kernel.data, 1e-6), 1e-6, 1e-8, "inner kernel")
+
+
 def test_frozen_layer_has_no_penalty(rng):
     m = dense_model(0.1)
     m.layers[0].trainable = False

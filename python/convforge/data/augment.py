@@ -463,6 +463,7 @@ class Augment:
             return cls()
         fill, cval, interp = "constant", 0.0, "nearest"
         steps: list[Step] = []
+        pending = None   # an option item not yet followed by a geometric item
         for raw in spec.split(","):
             item = raw.strip()
             if not item:
@@ -503,4 +504,12 @@ class Augment:
             except ValueError as e:
                 raise ValueError(f"augment spec {spec!r}: bad item {item!r}: {e}. "
                                  f"Syntax: {_SPEC_HELP}") from None
+            if name in ("fill", "cval", "interp"):
+                pending = item
+            elif name in ("shift", "rotate", "rotation", "zoom", "crop"):
+                pending = None
+        if pending is not None:   # an option after the last item it could apply to
+            raise ValueError(f"augment spec {spec!r}: {pending!r} applies to the geometric items "
+                             "after it (shift, rotate, zoom, crop) and none follows: put it "
+                             f"before them. Syntax: {_SPEC_HELP}")
         return cls(steps)

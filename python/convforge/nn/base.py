@@ -427,8 +427,10 @@ class Layer:
         if not need_dx and self._can_skip_dx:
             fused["need_dx"] = False
         dx = self._backward(dy, **fused)
-        for p in self.trainable_params:   # the gradient of the penalties in self.losses
-            if p.regularizer is not None:
+        # the gradient of the penalties in self.losses: of this layer's own parameters only
+        # (the layers of a nested model, ModelLayer, add theirs in their own backward)
+        for p in (self._params.values() if self._trainable else ()):
+            if p.trainable and p.regularizer is not None:
                 p.accumulate(p.regularizer.grad(p.data))
         return dx
 
@@ -440,6 +442,25 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+def layout_hint(shape) -> str:
+    """A sentence for shape errors when a per-sample (C, H, W) shape looks channels-last."""
+    shape = tuple(shape)
+    if len(shape) == 3 and shape[2] in (1, 3, 4) and min(shape[:2]) > 4:
+        h, w, c = shape
+        return (f" convforge is channels-first (NCHW): {shape} looks like (H, W, C); use "
+                f"input_shape=({c}, {h}, {w}) and put the channels of your batches first, "
+                "x.transpose(0, 3, 1, 2).")
+    return ""
+
+
+def check_data_format(data_format, layer: str) -> None:
+    """Keras' data_format argument: channels_first only (convforge is NCHW throughout)."""
+    if data_format not in (None, "channels_first"):
+        raise ValueError(f"{layer}: data_format={data_format!r} is not supported: convforge is "
+                         "channels-first (NCHW); transpose NHWC batches with "
+                         "x.transpose(0, 3, 1, 2) and give input_shape as (C, H, W)")
 
 
 def _fmt(shape) -> str:

@@ -16,8 +16,9 @@ from .. import functional as F
 from .._array import array_module, positive_int
 from .._shapes import conv_output_size, conv_padding, pair, pool_output_size, pool_padding
 from . import regularizers
+from ._matmul import matmul as _matmul
 from .activations import ACTIVATIONS, _activation, _softmax, _softmax_grad
-from .base import Layer, _new_seed
+from .base import Layer, _new_seed, check_data_format, layout_hint
 
 __all__ = ["Conv2D", "Dense", "MaxPooling2D", "AveragePooling2D", "MinPooling2D",
            "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Dropout", "Activation",
@@ -48,8 +49,10 @@ class Conv2D(Layer):
                  = "valid", dilation_rate=1, groups: int = 1, activation: Optional[str] = None,
                  use_bias: bool = True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", input_shape=None, name=None, dtype=None,
-                 trainable: bool = True, kernel_regularizer=None):
+                 trainable: bool = True, data_format: Optional[str] = None,
+                 kernel_regularizer=None):
         super().__init__(name, trainable, dtype, input_shape)
+        check_data_format(data_format, "Conv2D")
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.filters = positive_int(filters, "filters")
         self.kernel_size = pair(kernel_size, "kernel_size")
@@ -81,8 +84,13 @@ class Conv2D(Layer):
     def compute_output_shape(self, input_shape) -> tuple:
         _need_rank(self, input_shape, 3, "(N, C, H, W)")
         hw = tuple(input_shape[1:])
-        pad4 = conv_padding(self.padding, hw, self.kernel_size, self.strides, self.dilation_rate)
-        oh, ow = conv_output_size(hw, self.kernel_size, self.strides, pad4, self.dilation_rate)
+        try:
+            pad4 = conv_padding(self.padding, hw, self.kernel_size, self.strides,
+                                self.dilation_rate)
+            oh, ow = conv_output_size(hw, self.kernel_size, self.strides, pad4,
+                                      self.dilation_rate)
+        except ValueError as e:
+            raise ValueError(f"layer {self.label}: {e}.{layout_hint(input_shape)}") from None
         return (self.filters, oh, ow)
 
     def flops(self, input_shape) -> int:
@@ -119,27 +127,6 @@ class Conv2D(Layer):
 
 
 # --------------------------------------------------------------------------- Dense
-
-def _gemm_core():
-    """convforge._core when it loads, else None (then NumPy's matmul is used)."""
-    try:
-        from .. import _core
-    except ImportError:
-        return None
-    return _core
-
-
-def _matmul(a, b, trans_a: bool = False, trans_b: bool = False):
-    """op(a) @ op(b). NumPy float arrays go through the compiled core's blocked GEMM: it runs on
-    convforge's OpenMP threads (NumPy's OpenBLAS threads keep spinning after a call and, on a
-    small machine, steal the cores from the conv kernels that follow and slow them down)
-    and its sums do not depend on the batch size or thread count. Anything else: `@`."""
-    core = _gemm_core() if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) else None
-    if (core is not None and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
-            and a.flags.c_contiguous and b.flags.c_contiguous and a.size and b.size):
-        return core.gemm(a, b, trans_a, trans_b)
-    return (a.T if trans_a else a) @ (b.T if trans_b else b)
-
 
 class Dense(Layer):
     """Fully connected: y = x @ kernel + bias over the last axis; kernel (in, units).
@@ -214,8 +201,10 @@ class _Pool2D(Layer):
     mode = "max"
 
     def __init__(self, pool_size=2, strides=None, padding: Union[str, int, Sequence] = "valid",
-                 input_shape=None, name=None, dtype=None, trainable: bool = True):
+                 input_shape=None, name=None, dtype=None, trainable: bool = True,
+                 data_format: Optional[str] = None):
         super().__init__(name, trainable, dtype, input_shape)
+        check_data_format(data_format, type(self).__name__)
         self.pool_size = pair(pool_size, "pool_size")
         self.strides = self.pool_size if strides is None else pair(strides, "strides")
         if isinstance(padding, str):
@@ -308,8 +297,10 @@ class AveragePooling2D(_Pool2D):
     mode = "avg"
 
     def __init__(self, pool_size=2, strides=None, padding="valid", count_include_pad: bool = True,
-                 input_shape=None, name=None, dtype=None, trainable: bool = True):
-        super().__init__(pool_size, strides, padding, input_shape, name, dtype, trainable)
+                 input_shape=None, name=None, dtype=None, trainable: bool = True,
+                 data_format: Optional[str] = None):
+        super().__init__(pool_size, strides, padding, input_shape, name, dtype, trainable,
+                         data_format)
         self.count_include_pad = bool(count_include_pad)
 
 

@@ -38,9 +38,9 @@ from . import metrics as _metrics
 from . import saving as _saving
 from ._loop import (
     POSTFIX_SECONDS,
-    LinePrinter,
     batches_and_count,
     check_xy,
+    epoch_line,
     hold_out,
     is_batch_source,
     progress_class,
@@ -55,10 +55,9 @@ from .base import (
     Parameter,
     SymbolicTensor,
     _new_seed,
-    _snake,
-    _unique_name,
     array_module,
     inference,
+    layout_hint,
     to_host,
 )
 from .callbacks import Callback, History
@@ -131,47 +130,13 @@ class Model:
                                 f"and layer calls, got {type(t).__name__}")
         if len(ins) != 1 or ins[0].node is not None:
             raise ValueError("Model takes exactly one Input tensor as inputs")
-        nodes, leaves, seen = [], [], set()
-
-        def visit(t: SymbolicTensor) -> None:
-            if id(t) in seen:
-                return
-            seen.add(id(t))
-            if t.node is None:
-                leaves.append(t)
-                return
-            for parent in t.node.inputs:
-                visit(parent)
-            nodes.append(t.node)
-
-        for t in outs:
-            visit(t)
-        if any(leaf is not ins[0] for leaf in leaves):
-            raise ValueError("the outputs depend on an Input that is not the model's input")
+        nodes = _graph.collect_nodes(ins[0], outs)
         layers = [n.layer for n in nodes]
-        if len({id(la) for la in layers}) != len(layers):
-            dup = next(la for la in layers if sum(m is la for m in layers) > 1)
-            raise ValueError(f"layer {dup.label} is called more than once in this model; "
-                             "shared layers are not supported")
-        self._name_layers(layers)
+        _graph.name_layers(layers)
         self.inputs, self.outputs, self._nodes = ins, outs, nodes
         self._multi_output = isinstance(outputs, (list, tuple))
         self._fused = _graph.find_fusions(nodes, outs)
         self._pool_relu = _graph.find_pool_relu(nodes, outs)
-
-    @staticmethod
-    def _name_layers(layers: Sequence[Layer]) -> None:
-        """Unnamed layers get snake_case class names, numbered within the model."""
-        used: set = set()
-        for la in layers:
-            if la.name is not None:
-                if la.name in used:
-                    raise ValueError(f"two layers in one model are named {la.name!r}")
-                used.add(la.name)
-        for la in layers:
-            if la.name is None:
-                la.name = _unique_name(_snake(la.default_name()), used)
-                used.add(la.name)
 
     @property
     def built(self) -> bool:
@@ -260,11 +225,14 @@ class Model:
         """Sequential builds itself from the first batch; a functional model is built."""
         self._require_built()
 
-    def __call__(self, x, training: bool = False):
+    def __call__(self, x, training: Optional[bool] = None):
+        """On an array: forward(x, training). On a symbolic tensor: this model as one layer of
+        an outer model (nn/_nested.py; training=False pins it to inference mode)."""
         if isinstance(x, SymbolicTensor):
-            raise TypeError("calling a Model on a symbolic tensor (nesting models) is not "
-                            "supported; call its layers instead")
-        return self.forward(x, training)
+            from ._nested import ModelLayer
+
+            return ModelLayer(self, training)(x)
+        return self.forward(x, bool(training))
 
     def forward(self, x, training: bool = False):
         """Runs the graph on a batch x (N, ...) -> output batch (a list for several outputs)."""
@@ -273,13 +241,29 @@ class Model:
         self._ensure_built_for(x)
         inp = self.inputs[0]
         if tuple(x.shape[1:]) != inp.shape:
+            hint = layout_hint(x.shape[1:]) if layout_hint(inp.shape) == "" else ""
             raise ValueError(f"model {self.name!r} expects input batches of shape "
-                             f"{_shape_str(inp.shape)}, got {tuple(x.shape)}")
+                             f"{_shape_str(inp.shape)}, got {tuple(x.shape)}.{hint}")
         if x.dtype != inp.dtype:
             x = x.astype(inp.dtype)
         values = _graph.run_forward(self._nodes, self._fused, {id(inp): x}, training)
         outs = [values[id(t)] for t in self.outputs]
         return outs if self._multi_output else outs[0]
+
+    def extract_features(self, x, layer: Union[str, int, Layer]):
+        """The raw output of `layer` (a name, index or layer of this model) for the batch x, in
+        inference mode, with no fusion (a BatchNormalization's output before its ReLU); writes
+        nothing on the model. Keras' Model(inputs, base.get_layer(name).output) works too."""
+        la = layer if isinstance(layer, Layer) else (
+            self.get_layer(index=layer) if isinstance(layer, int) else self.get_layer(layer))
+        node = next((n for n in self._nodes if n.layer is la), None)
+        if node is None:
+            raise ValueError(f"layer {la.label} is not in model {self.name!r}")
+        xb, _ = self._batch(x, None)
+        with inference():
+            values = _graph.run_forward(self._nodes[:self._nodes.index(node) + 1], {},
+                                        {id(self.inputs[0]): xb}, False)
+        return values[id(node.output)]
 
     def backward(self, dy, wrt: Optional[Sequence[SymbolicTensor]] = None, *,
                  input_grad: bool = True):
@@ -309,12 +293,14 @@ class Model:
                 loss: Union[str, _losses.Loss, None] = None,
                 metrics: Optional[Sequence[Union[str, Callable]]] = None) -> None:
         """Sets the optimiser, the loss (names: 'sparse_categorical_crossentropy',
-        'categorical_crossentropy', 'binary_crossentropy' (all from logits), 'mse') and the
-        metrics ('accuracy' or callables)."""
+        'categorical_crossentropy', 'binary_crossentropy' (from logits, or from probabilities
+        when the model ends with a softmax / sigmoid, as a Keras model would: never applied
+        twice), 'mse') and the metrics ('accuracy' or callables)."""
         if loss is None:
             raise ValueError("compile needs a loss")
         self.optimizer = _optim.get(optimizer)
         self.loss = _losses.get(loss)
+        self._loss_by_name = isinstance(loss, str)
         self.metrics = [_metrics.get(m, self.loss) for m in (metrics or [])]
         names = [n for n, _ in self.metrics]
         if len(set(names)) != len(names) or "loss" in names:
@@ -324,6 +310,12 @@ class Model:
         if self.loss is None:
             raise ValueError(f"model {self.name!r} must be compiled (model.compile(optimizer, "
                              "loss, metrics)) before fit/evaluate/train_on_batch")
+        self._match_loss_to_output()
+
+    def _match_loss_to_output(self) -> None:
+        last = self.outputs[0].node.layer if self.built and not self._multi_output else None
+        self.loss = _losses.for_output(self.loss, getattr(last, "activation", None),
+                                       getattr(self, "_loss_by_name", False), self.name)
         if self._multi_output:
             raise ValueError("fit/evaluate/predict need a model with a single output")
 
@@ -488,10 +480,8 @@ class Model:
             bar.close()
             # the rate the epoch's last step used (callbacks change it between epochs)
             logs["learning_rate"] = self.optimizer._rate(max(self.optimizer.iterations - 1, 0))
-            if verbose == 2 or (verbose == 1 and bar_cls is LinePrinter):
-                print(f"Epoch {epoch + 1}/{epochs} - " + " - ".join(
-                    f"{k}: {v:.4g}" if k == "learning_rate" else f"{k}: {v:.4f}"
-                    for k, v in logs.items()))
+            if verbose in (1, 2):   # the summary, val_* included, in 80 columns
+                print(epoch_line(epoch + 1, epochs, logs))
             for cb in cbs:
                 cb.on_epoch_end(epoch, dict(logs))
             if self.stop_training:
@@ -555,6 +545,8 @@ class Model:
         batch_size = positive_int(batch_size, "batch_size")
         if self._multi_output:
             raise ValueError("predict needs a model with a single output")
+        if self.loss is not None:
+            self._match_loss_to_output()
         link = self.loss.link if (self.loss is not None and not raw) else None
         if not is_batch_source(x) and not hasattr(x, "shape"):
             x = np.asarray(x)

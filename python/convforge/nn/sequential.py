@@ -34,6 +34,10 @@ class Sequential(Model):
                 raise ValueError("an Input may only be the first element of a Sequential")
             self._input = layer
             return
+        if isinstance(layer, Model):   # a model as one layer (transfer learning: a base)
+            from ._nested import ModelLayer
+
+            layer = ModelLayer(layer)
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential takes layers, got {type(layer).__name__}")
         if layer.multi_input:

@@ -1,4 +1,5 @@
-"""Plots for training runs: loss/accuracy curves, first-layer filters, activations.
+"""Plots for training runs: loss/accuracy curves, first-layer filters, activations (the
+Grad-CAM functions are in _gradcam.py; convforge.viz re-exports both).
 
 Needs matplotlib (`pip install matplotlib`, or the `viz` extra). Figures are drawn with the Agg
 canvas directly (no pyplot, no change to the global matplotlib backend) and written to `path`;
@@ -16,8 +17,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from ._array import is_cupy
-from ._io_atomic import atomic_write
+from .._array import is_cupy
+from .._io_atomic import atomic_write
 
 __all__ = ["plot_history", "show_activations", "show_filters"]
 
@@ -155,7 +156,7 @@ def _run_layer(lyr: Any, x):
     another thread is not disturbed)."""
     if hasattr(lyr, "forward"):
         if "training" in inspect.signature(lyr.forward).parameters:
-            from .nn.base import inference
+            from ..nn.base import inference
 
             with inference():
                 return lyr.forward(x, training=False)

@@ -49,6 +49,7 @@ MODELS = ("lenet5", "vgg_small")
 DEFAULT_DATASET = {"lenet5": "mnist", "vgg_small": "cifar10"}
 NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "emnist_letters": 26, "cifar10": 10}
 DEFAULT_LR = {"adam": 1e-3, "rmsprop": 1e-3, "sgd": 1e-2}
+LR_SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle")
 
 
 class CLIError(Exception):
@@ -83,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="adam")
     t.add_argument("--lr", type=float, default=None,
                    help="learning rate (default: 1e-3 for adam/rmsprop, 1e-2 for sgd)")
+    t.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
+                   help="how the rate moves over the E epochs x S steps of the run, per step "
+                        "(default: constant): step = x0.1 every ceil(E/3) epochs; exponential = "
+                        "lr * 0.1^(t/(E*S)), a tenth of --lr at the end; cosine = from --lr "
+                        "down to 0 at the end, no warmup; onecycle = PyTorch's OneCycleLR with "
+                        "--lr as the peak (up from lr/25 over the first 30%%, then down to "
+                        "lr/25e4)")
+    t.add_argument("--weight-decay", type=float, default=0.0, metavar="WD",
+                   help="L2 weight decay of the optimizer, added to the gradients (PyTorch's "
+                        "coupled form); biases and BatchNorm gamma/beta are not decayed "
+                        "(default: 0)")
     t.add_argument("--limit", type=int, default=None, metavar="N",
                    help="use only N training images (a seeded random subset), for quick runs")
     t.add_argument("--test-limit", type=int, default=None, metavar="N",
@@ -193,14 +205,33 @@ def _to_32(x: np.ndarray) -> np.ndarray:
     return pad_images(x, 2) if x.shape[-1] == 28 else x
 
 
-def _make_optimizer(name: str, lr: float):
+def make_schedule(name: str, lr: float, epochs: int, steps_per_epoch: int):
+    """The learning rate for --lr-schedule NAME (see its --help): lr itself for 'constant',
+    else a schedule over epochs * steps_per_epoch optimiser steps."""
+    from .optim import schedules
+
+    total = max(1, epochs * steps_per_epoch)
+    if name == "constant":
+        return lr
+    if name == "step":
+        return schedules.StepDecay(lr, max(1, steps_per_epoch * math.ceil(epochs / 3)), 0.1)
+    if name == "exponential":
+        return schedules.ExponentialDecay(lr, total, 0.1)
+    if name == "cosine":
+        return schedules.CosineDecay(lr, total)
+    if name == "onecycle":
+        return schedules.OneCycle(lr, total)
+    raise ValueError(f"unknown learning-rate schedule {name!r}; choose from {LR_SCHEDULES}")
+
+
+def _make_optimizer(name: str, lr, weight_decay: float = 0.0):
     from . import optim
 
     if name == "sgd":
-        return optim.SGD(learning_rate=lr, momentum=0.9)
+        return optim.SGD(learning_rate=lr, momentum=0.9, weight_decay=weight_decay)
     if name == "rmsprop":
-        return optim.RMSprop(learning_rate=lr)
-    return optim.Adam(learning_rate=lr)
+        return optim.RMSprop(learning_rate=lr, weight_decay=weight_decay)
+    return optim.Adam(learning_rate=lr, weight_decay=weight_decay)
 
 
 def _build_model(models_mod, name: str, num_classes: int, input_shape: tuple[int, ...],
@@ -245,6 +276,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise CLIError("--stream works with --dataset cifar10 (the JPEG tree or archive)", 2)
     if a.lr is not None and not (math.isfinite(a.lr) and a.lr > 0):
         raise CLIError(f"--lr must be a finite number > 0, got {a.lr}", 2)
+    if not (math.isfinite(a.weight_decay) and a.weight_decay >= 0):
+        raise CLIError(f"--weight-decay must be a finite number >= 0, got {a.weight_decay}", 2)
     if a.seed < 0:
         raise CLIError(f"--seed must be >= 0, got {a.seed}", 2)
     for opt, v in (("--limit", a.limit), ("--test-limit", a.test_limit)):
@@ -415,12 +448,15 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
     frozen = _transfer.freeze(model, a.freeze)
     if frozen:
         print(f"frozen: {', '.join(frozen)}")
-    model.compile(optimizer=_make_optimizer(a.optimizer, lr),
+    rate = make_schedule(a.lr_schedule, lr, a.epochs, len(train_src))
+    model.compile(optimizer=_make_optimizer(a.optimizer, rate, a.weight_decay),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if verbose:
         model.summary()
     print(f"training {a.model} on {dataset}: {n_train} images, {a.epochs} epoch(s), batch "
           f"{a.batch_size}, backend {backend}, augment {augment.spec() if augment else 'none'}")
+    print(f"optimizer {a.optimizer}, learning rate {lr:g} "
+          f"({'constant' if rate == lr else rate}), weight decay {a.weight_decay:g}")
     print(f"validation: {validation}")
 
     # ---- train (SIGINT/SIGTERM stop it after the current batch), evaluate
@@ -461,6 +497,8 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
             "batch_size": a.batch_size,
             "optimizer": a.optimizer,
             "learning_rate": lr,
+            "lr_schedule": a.lr_schedule,
+            "weight_decay": a.weight_decay,
             "augment": augment.spec() if augment else "none",
             "init": a.init, "freeze": a.freeze, "per_class": a.per_class,
             "params": int(model.count_params()),

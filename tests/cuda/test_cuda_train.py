@@ -122,7 +122,7 @@ def test_fit_brings_logs_to_host_once_per_epoch(counted):
     assert DeviceScalar.conversions == [], \
         f"per-batch host conversions of loss/metric values: {DeviceScalar.conversions}"
     assert len(counted) == 3, f"to_host called {len(counted)} times for 3 epochs of 5 batches"
-    assert set(hist.history) == {"loss", "counting_accuracy"}
+    assert set(hist.history) == {"loss", "counting_accuracy", "learning_rate"}
     for vals in hist.history.values():
         assert len(vals) == 3 and all(type(v) is float and np.isfinite(v) for v in vals)
 
@@ -146,6 +146,17 @@ def test_evaluate_and_train_on_batch_transfer_once(counted):
     logs = m.train_on_batch(x[:8], y[:8])
     assert DeviceScalar.conversions == [] and len(counted) == 2
     assert set(logs) == {"loss", "counting_accuracy"}
+
+
+def test_regularised_fit_and_evaluate_stay_on_the_device(counted):
+    """The penalties of kernel_regularizer join the loss on the device: no host round trip."""
+    x, y = _data(40)
+    m = _tiny_model()
+    m.layers[0].kernel.regularizer = nn.regularizers.L2(0.01)
+    m.fit(x[:32], y[:32], batch_size=8, epochs=2, validation_data=(x[32:], y[32:]), verbose=0)
+    assert DeviceScalar.conversions == [] and len(counted) == 4
+    m.evaluate(x, y, batch_size=8)
+    assert DeviceScalar.conversions == [] and len(counted) == 5
 
 
 def test_running_means_match_per_batch_floats():

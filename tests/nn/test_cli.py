@@ -182,6 +182,58 @@ def test_train_streaming_cifar_tree(tmp_path, capsys):
     assert m["validation"].startswith("none") and m["test_images"] == 7
 
 
+@pytest.mark.parametrize("name,kind", [("constant", float), ("step", "StepDecay"),
+                                       ("exponential", "ExponentialDecay"),
+                                       ("cosine", "CosineDecay"), ("onecycle", "OneCycle")])
+def test_lr_schedule_choices(name, kind):
+    a = cli.build_parser().parse_args(["train", "lenet5", "--lr-schedule", name,
+                                       "--weight-decay", "1e-4"])
+    assert a.lr_schedule == name and a.weight_decay == 1e-4
+    rate = cli.make_schedule(name, 0.1, 4, 10)            # 4 epochs of 10 steps
+    if kind is float:
+        assert rate == 0.1
+        return
+    assert type(rate).__name__ == kind
+    first = 0.1 / 25 if name == "onecycle" else 0.1
+    # step: x0.1 every ceil(4/3) = 2 epochs (at step 20)
+    last = {"step": 0.01, "exponential": 0.1 * 0.1 ** (39 / 40),
+            "cosine": 0.05 * (1 + np.cos(np.pi * 39 / 40)), "onecycle": 0.1 / 25e4}[name]
+    assert rate(0) == pytest.approx(first) and rate(39) == pytest.approx(last)
+    if name == "step":
+        assert rate(19) == 0.1 and rate(20) == pytest.approx(0.01)
+
+
+def test_train_help_lists_schedules_and_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "{constant,step,exponential,cosine,onecycle}" in out
+    assert "(default: constant)" in out and "(default: 0)" in out and "--lr as the peak" in out
+
+
+def test_train_rejects_negative_weight_decay(capsys):
+    assert cli.main(["train", "lenet5", "--weight-decay", "-1"]) == 2
+    assert "--weight-decay" in capsys.readouterr().err
+
+
+@needs_models
+def test_train_with_lr_schedule_and_weight_decay(tmp_path, monkeypatch, capsys):
+    root = mnist_root()
+    if root is None:
+        pytest.skip("MNIST not found ($CONVFORGE_DATA or ../shared/data)")
+    monkeypatch.setenv("CONVFORGE_DATA", str(root))
+    out = tmp_path / "run"
+    rc = cli.main(["train", "lenet5", "--limit", "64", "--epochs", "1", "--batch-size", "16",
+                   "--lr-schedule", "onecycle", "--weight-decay", "1e-4", "--out", str(out),
+                   "--quiet", "--test-limit", "64", "--val-split", "0.25"])
+    assert rc == 0, capsys.readouterr().err
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["lr_schedule"] == "onecycle" and m["weight_decay"] == 1e-4
+    # 48 training images, batches of 16: the one cycle has 3 steps, the last at lr/25e4
+    assert m["history"]["learning_rate"] == [pytest.approx(1e-3 / 25e4)]
+    assert "OneCycle(max_lr=0.001, total_steps=3" in capsys.readouterr().out
+
+
 # --------------------------------------------------------------------------- viz
 
 class FakeHistory:

@@ -208,7 +208,8 @@ def test_fit_history_validation_and_reproducibility(rng):
                               seed=11))
     h = runs[0]
     assert h.epoch == [0, 1, 2]
-    assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
+    assert h.history["learning_rate"] == [0.01] * 3
     assert all(len(v) == 3 for v in h.history.values())
     assert h.history == runs[1].history
     # validation_split holds out the last samples: val metrics equal evaluate on them
@@ -430,14 +431,14 @@ def test_checkpoint_and_csv_logger_in_fit(rng, tmp_path):
                                             save_best_only=True)])
     with open(path) as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+    assert rows[0] == ["epoch", "accuracy", "learning_rate", "loss", "val_accuracy", "val_loss"]
     assert [r[0] for r in rows[1:]] == ["0", "1", "2"]
     assert all(np.isfinite(float(v)) for r in rows[1:] for v in r)
     assert ck.exists()
     model.fit(x, y, epochs=1, verbose=0, callbacks=[nn.CSVLogger(str(path), append=True)])
     with open(path) as f:
         rows = list(csv.reader(f))
-    assert len(rows) == 5 and rows[-1][0] == "0" and len(rows[-1]) == 3
+    assert len(rows) == 5 and rows[-1][0] == "0" and len(rows[-1]) == 4
 
 
 # --------------------------------------------------------------------------- weight files

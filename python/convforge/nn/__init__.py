@@ -11,9 +11,18 @@ Layers run on the active convforge backend (convforge.set_backend / use_backend)
 array module of their inputs (NumPy or CuPy). Weights are float32 unless a dtype is given.
 """
 
-from . import callbacks, initializers, metrics
+from . import callbacks, initializers, metrics, regularizers
 from .base import Input, Layer, Parameter, SymbolicTensor, set_seed
-from .callbacks import Callback, CSVLogger, EarlyStopping, History, ModelCheckpoint
+from .callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    History,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+    TerminateOnNaN,
+)
 from .layers import (
                      Activation,
                      Add,
@@ -41,5 +50,6 @@ __all__ = [
     "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Dropout", "Activation", "ReLU",
     "Sigmoid", "Softmax", "Rescaling", "ZeroPadding2D", "BatchNormalization", "Add",
     "Callback", "History", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
-    "callbacks", "initializers", "metrics",
+    "LearningRateScheduler", "ReduceLROnPlateau", "TerminateOnNaN",
+    "callbacks", "initializers", "metrics", "regularizers",
 ]

@@ -9,6 +9,34 @@ from .base import _snake, _unique_name
 from .layers import Activation, BatchNormalization, Conv2D, MaxPooling2D
 
 
+def collect_nodes(inp, outs) -> list:
+    """The nodes from Input tensor `inp` to the tensors `outs`, each after its inputs'. Refuses
+    outputs that depend on another Input and layers called more than once (shared layers)."""
+    nodes, leaves, seen = [], [], set()
+
+    def visit(t) -> None:
+        if id(t) in seen:
+            return
+        seen.add(id(t))
+        if t.node is None:
+            leaves.append(t)
+            return
+        for parent in t.node.inputs:
+            visit(parent)
+        nodes.append(t.node)
+
+    for t in outs:
+        visit(t)
+    if any(leaf is not inp for leaf in leaves):
+        raise ValueError("the outputs depend on an Input that is not the model's input")
+    layers = [n.layer for n in nodes]
+    if len({id(la) for la in layers}) != len(layers):
+        dup = next(la for la in layers if sum(m is la for m in layers) > 1)
+        raise ValueError(f"layer {dup.label} is called more than once in this model; "
+                         "shared layers are not supported")
+    return nodes
+
+
 def name_layers(layers) -> None:
     """Unnamed layers get snake_case class names, numbered within the model."""
     used: set = set()

@@ -55,7 +55,8 @@ def progress_class(verbose: int):
 def epoch_line(epoch: int, epochs: int, logs: dict, width: int = 80) -> str:
     """'Epoch 2/5: loss 0.4570, accuracy 0.8780, val_loss 0.3740, val_accuracy 0.8630', folded
     at `width` columns (continuation lines indented), for the end of each epoch."""
-    words = [f"{k} {v:.4f}" for k, v in logs.items()]
+    words = [f"{k} {v:.4g}" if k == "learning_rate" else f"{k} {v:.4f}"
+             for k, v in logs.items()]
     return textwrap.fill(", ".join(words), width, initial_indent=f"Epoch {epoch}/{epochs}: ",
                          subsequent_indent="    ", break_long_words=False,
                          break_on_hyphens=False)

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from .._array import array_module, is_cupy, is_int, xp_of
-from . import initializers
+from . import initializers, regularizers
 
 __all__ = ["Parameter", "Layer", "SymbolicTensor", "Input", "set_seed", "inference",
            "array_module", "to_host", "to_numpy"]
@@ -107,14 +107,19 @@ def _float_dtype(dtype) -> np.dtype:
 
 class Parameter:
     """A weight array with its gradient. Layers add into `.grad`; optimisers update `.data` in
-    place and zero `.grad`. `trainable=False` marks state such as BatchNorm moving statistics."""
+    place and zero `.grad`. `trainable=False` marks state such as BatchNorm moving statistics.
+    `decay=False` exempts it from the optimiser's weight decay (layers set it on biases and
+    BatchNorm's gamma and beta); `regularizer` (nn.regularizers) adds a penalty on it to the
+    loss and the penalty's gradient to `.grad` in its layer's backward."""
 
     def __init__(self, name: str, shape: Sequence[int], dtype, initializer: Callable,
-                 trainable: bool = True):
+                 trainable: bool = True, decay: bool = True, regularizer=None):
         self.name = name
         self.shape = tuple(int(s) for s in shape)
         self.dtype = _float_dtype(dtype)
         self.trainable = bool(trainable)
+        self.decay = bool(decay)
+        self.regularizer = regularizer
         self.grad = None
         self._init = initializer
         self._seed = _new_seed()
@@ -263,12 +268,21 @@ class Layer:
 
     # ---- parameters
     def add_weight(self, name: str, shape: Sequence[int],
-                   initializer: Union[str, Callable] = "zeros",
-                   trainable: bool = True) -> Parameter:
+                   initializer: Union[str, Callable] = "zeros", trainable: bool = True,
+                   regularizer=None, decay: bool = True) -> Parameter:
+        """A new parameter; regularizer: None, a name, a factor or an nn.regularizers object;
+        decay=False: no optimiser weight decay on it (biases, normalisation scales/shifts)."""
         p = Parameter(name, shape, self.dtype or np.float32, initializers.get(initializer),
-                      trainable)
+                      trainable, decay, regularizers.get(regularizer))
         self._params[name] = p
         return p
+
+    @property
+    def losses(self) -> list:
+        """The regularisation penalties of the trainable parameters (0-d arrays; Keras'
+        `layer.losses`). Model.fit adds their sum to the loss."""
+        return [p.regularizer(p.data) for p in self.trainable_params
+                if p.regularizer is not None]
 
     @property
     def params(self) -> list[Parameter]:
@@ -405,13 +419,20 @@ class Layer:
         can skip it (Conv2D, Dense) return None and only accumulate their parameters'.
         `fused`: options of a Model that found a fusion (MaxPooling2D: relu=True, the ReLU
         before it done by the pool; Conv2D, BatchNormalization: relu_done=True, dy already
-        through their ReLU; see nn/_graph.py)."""
+        through their ReLU; see nn/_graph.py). Regularised parameters get their penalty's
+        gradient added too."""
         if self._cache is _NOT_RUN:
             raise RuntimeError(f"layer {self.label}: backward called before forward (on this "
                                "thread, outside inference())")
         if not need_dx and self._can_skip_dx:
             fused["need_dx"] = False
-        return self._backward(dy, **fused)
+        dx = self._backward(dy, **fused)
+        # the gradient of the penalties in self.losses: of this layer's own parameters only
+        # (the layers of a nested model, ModelLayer, add theirs in their own backward)
+        for p in (self._params.values() if self._trainable else ()):
+            if p.trainable and p.regularizer is not None:
+                p.accumulate(p.regularizer.grad(p.data))
+        return dx
 
     def _forward(self, x, training: bool):
         raise NotImplementedError

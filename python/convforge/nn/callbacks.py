@@ -1,20 +1,25 @@
-"""Training callbacks (Keras semantics): History, EarlyStopping, ModelCheckpoint, CSVLogger.
+"""Training callbacks (Keras semantics): History, EarlyStopping, ModelCheckpoint, CSVLogger,
+LearningRateScheduler, ReduceLROnPlateau, TerminateOnNaN.
 
 fit calls on_train_begin, then per epoch on_epoch_begin, on_train_batch_end (per batch) and
-on_epoch_end(epoch, logs) with logs such as {"loss", "accuracy", "val_loss", "val_accuracy"}
-(epoch counts from 0), and on_train_end. A callback stops training by setting
-`model.stop_training = True`.
+on_epoch_end(epoch, logs) with logs such as {"loss", "accuracy", "val_loss", "val_accuracy",
+"learning_rate"} (epoch counts from 0; learning_rate is the rate of the epoch's last optimiser
+step, Keras 3's key), and on_train_end. A callback stops training by setting
+`model.stop_training = True`. Batch logs (on_train_batch_end) hold the running means of the
+epoch so far; asking for them costs a GPU synchronisation per batch on the cuda backend.
 """
 
 from __future__ import annotations
 
 import csv
+import inspect
 import math
 import os
 import warnings
-from typing import Optional
+from typing import Callable, Optional
 
-__all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint", "CSVLogger"]
+__all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
+           "LearningRateScheduler", "ReduceLROnPlateau", "TerminateOnNaN"]
 
 
 class Callback:
@@ -191,3 +196,107 @@ class CSVLogger(Callback):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _set_rate(model, value, who: str) -> float:
+    """model.optimizer.learning_rate = value (a finite float >= 0); returns it."""
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{who}: the new learning rate must be a number, got {value!r}") \
+            from None
+    if not (math.isfinite(rate) and rate >= 0.0):
+        raise ValueError(f"{who}: the new learning rate must be finite and >= 0, got {rate!r}")
+    model.optimizer.learning_rate = rate   # TypeError when a schedule drives the rate
+    return rate
+
+
+def _takes_two(fn: Callable) -> bool:
+    """Whether fn accepts two positional arguments (schedule(epoch, lr)) or only one."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):   # some builtins: assume Keras' two-argument form
+        return True
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return True
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params) >= 2
+
+
+class LearningRateScheduler(Callback):
+    """Sets the optimiser's learning rate at the start of each epoch to schedule(epoch, lr)
+    (epoch from 0, lr the current rate; a one-argument schedule(epoch) works too), as Keras'
+    LearningRateScheduler. For a rate that changes every optimiser step give the optimiser a
+    schedule from convforge.optim.schedules instead (the two do not combine: an optimiser
+    driven by a schedule refuses a float rate, TypeError)."""
+
+    def __init__(self, schedule: Callable, verbose: int = 0):
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"schedule must be callable, got {type(schedule).__name__}")
+        self.schedule, self.verbose = schedule, verbose
+        self._two = _takes_two(schedule)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = float(self.model.optimizer.learning_rate)
+        new = self.schedule(epoch, lr) if self._two else self.schedule(epoch)
+        new = _set_rate(self.model, new, "LearningRateScheduler")
+        if self.verbose:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {new}.")
+
+
+class ReduceLROnPlateau(_Monitor):
+    """Multiplies the learning rate by `factor` (not below min_lr) once `monitor` has not
+    improved by more than min_delta for `patience` epochs; then waits `cooldown` epochs
+    before counting again (Keras' ReduceLROnPlateau, same arguments and defaults)."""
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 verbose: int = 0, mode: str = "auto", min_delta: float = 1e-4,
+                 cooldown: int = 0, min_lr: float = 0.0):
+        super().__init__(monitor, mode, min_delta)
+        if not 0.0 <= float(factor) < 1.0:
+            raise ValueError(f"factor must be in [0, 1) (it reduces the rate), got {factor!r}")
+        for name, v in (("patience", patience), ("cooldown", cooldown)):
+            if int(v) < 0:
+                raise ValueError(f"{name} must be >= 0, got {v!r}")
+        if not float(min_lr) >= 0.0:
+            raise ValueError(f"min_lr must be >= 0, got {min_lr!r}")
+        self.factor, self.patience, self.cooldown = float(factor), int(patience), int(cooldown)
+        self.min_lr, self.verbose = float(min_lr), verbose
+
+    def on_train_begin(self, logs=None):
+        self.wait, self.cooldown_counter = 0, 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = self._current(logs)
+        if value is None:
+            return
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._improved(value):
+            self.best, self.wait = value, 0
+            return
+        if self.cooldown_counter > 0:
+            return
+        self.wait += 1
+        if self.wait < self.patience:
+            return
+        old = float(self.model.optimizer.learning_rate)
+        if old > self.min_lr:
+            new = _set_rate(self.model, max(old * self.factor, self.min_lr), "ReduceLROnPlateau")
+            if self.verbose:
+                print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+            self.cooldown_counter, self.wait = self.cooldown, 0
+
+
+class TerminateOnNaN(Callback):
+    """Stops training as soon as the loss is NaN or infinite: checked after every batch on the
+    epoch's running mean loss (which a single bad batch makes NaN/inf); the epoch ends there,
+    without validation, and fit returns (Keras' TerminateOnNaN)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            print(f"Batch {batch}: invalid loss, terminating training")
+            self.model.stop_training = True

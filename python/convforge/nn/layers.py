@@ -15,6 +15,8 @@ import numpy as np
 from .. import functional as F
 from .._array import array_module, positive_int
 from .._shapes import conv_output_size, conv_padding, pair, pool_output_size, pool_padding
+from . import regularizers
+from ._matmul import matmul as _matmul
 from .activations import ACTIVATIONS, _activation, _softmax, _softmax_grad
 from .base import Layer, _new_seed, check_data_format, layout_hint
 
@@ -39,16 +41,19 @@ class Conv2D(Layer):
 
     kernel: OIHW (filters, C/groups, KH, KW); bias: (filters,). padding: 'valid', 'same'
     (output ceil(H/stride), extra row/column at the bottom/right), an int, (h, w) or
-    (top, bottom, left, right). `activation` is applied after the bias.
+    (top, bottom, left, right). `activation` is applied after the bias. kernel_regularizer:
+    see nn.regularizers (the bias is not weight-decayed by default: convforge.optim).
     """
 
     def __init__(self, filters: int, kernel_size, strides=1, padding: Union[str, int, Sequence]
                  = "valid", dilation_rate=1, groups: int = 1, activation: Optional[str] = None,
                  use_bias: bool = True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", input_shape=None, name=None, dtype=None,
-                 trainable: bool = True, data_format: Optional[str] = None):
+                 trainable: bool = True, data_format: Optional[str] = None,
+                 kernel_regularizer=None):
         super().__init__(name, trainable, dtype, input_shape)
         check_data_format(data_format, "Conv2D")
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.filters = positive_int(filters, "filters")
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.strides = pair(strides, "strides")
@@ -72,9 +77,9 @@ class Conv2D(Layer):
         kh, kw = self.kernel_size
         # kernel: (K, C/G, KH, KW)
         self.kernel = self.add_weight("kernel", (self.filters, c // self.groups, kh, kw),
-                                      self.kernel_initializer)
-        self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer) \
-            if self.use_bias else None
+                                      self.kernel_initializer, regularizer=self.kernel_regularizer)
+        self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer,
+                                    decay=False) if self.use_bias else None
 
     def compute_output_shape(self, input_shape) -> tuple:
         _need_rank(self, input_shape, 3, "(N, C, H, W)")
@@ -123,34 +128,16 @@ class Conv2D(Layer):
 
 # --------------------------------------------------------------------------- Dense
 
-def _gemm_core():
-    """convforge._core when it loads, else None (then NumPy's matmul is used)."""
-    try:
-        from .. import _core
-    except ImportError:
-        return None
-    return _core
-
-
-def _matmul(a, b, trans_a: bool = False, trans_b: bool = False):
-    """op(a) @ op(b). NumPy float arrays go through the compiled core's blocked GEMM: it runs on
-    convforge's OpenMP threads (NumPy's OpenBLAS threads keep spinning after a call and, on a
-    small machine, steal the cores from the conv kernels that follow and slow them down)
-    and its sums do not depend on the batch size or thread count. Anything else: `@`."""
-    core = _gemm_core() if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) else None
-    if (core is not None and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
-            and a.flags.c_contiguous and b.flags.c_contiguous and a.size and b.size):
-        return core.gemm(a, b, trans_a, trans_b)
-    return (a.T if trans_a else a) @ (b.T if trans_b else b)
-
-
 class Dense(Layer):
-    """Fully connected: y = x @ kernel + bias over the last axis; kernel (in, units)."""
+    """Fully connected: y = x @ kernel + bias over the last axis; kernel (in, units).
+    kernel_regularizer: see nn.regularizers."""
 
     def __init__(self, units: int, activation: Optional[str] = None, use_bias: bool = True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 input_shape=None, name=None, dtype=None, trainable: bool = True):
+                 input_shape=None, name=None, dtype=None, trainable: bool = True,
+                 kernel_regularizer=None):
         super().__init__(name, trainable, dtype, input_shape)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.units = positive_int(units, "units")
         self.activation = _activation(activation)
         self.use_bias = bool(use_bias)
@@ -160,9 +147,9 @@ class Dense(Layer):
         if len(input_shape) < 1:
             raise ValueError(f"layer {self.label} needs inputs with a feature axis")
         self.kernel = self.add_weight("kernel", (input_shape[-1], self.units),
-                                      self.kernel_initializer)
-        self.bias = self.add_weight("bias", (self.units,), self.bias_initializer) \
-            if self.use_bias else None
+                                      self.kernel_initializer, regularizer=self.kernel_regularizer)
+        self.bias = self.add_weight("bias", (self.units,), self.bias_initializer,
+                                    decay=False) if self.use_bias else None
 
     def compute_output_shape(self, input_shape) -> tuple:
         return tuple(input_shape[:-1]) + (self.units,)
@@ -524,8 +511,8 @@ class BatchNormalization(Layer):
                              f"per-sample shape {tuple(input_shape)}")
         c = (input_shape[0],)
         g_init, b_init, mm_init, mv_init = self._inits
-        self.gamma = self.add_weight("gamma", c, g_init) if self.scale else None
-        self.beta = self.add_weight("beta", c, b_init) if self.center else None
+        self.gamma = self.add_weight("gamma", c, g_init, decay=False) if self.scale else None
+        self.beta = self.add_weight("beta", c, b_init, decay=False) if self.center else None
         self.moving_mean = self.add_weight("moving_mean", c, mm_init, trainable=False)
         self.moving_variance = self.add_weight("moving_variance", c, mv_init, trainable=False)
 

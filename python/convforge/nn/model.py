@@ -130,28 +130,8 @@ class Model:
                                 f"and layer calls, got {type(t).__name__}")
         if len(ins) != 1 or ins[0].node is not None:
             raise ValueError("Model takes exactly one Input tensor as inputs")
-        nodes, leaves, seen = [], [], set()
-
-        def visit(t: SymbolicTensor) -> None:
-            if id(t) in seen:
-                return
-            seen.add(id(t))
-            if t.node is None:
-                leaves.append(t)
-                return
-            for parent in t.node.inputs:
-                visit(parent)
-            nodes.append(t.node)
-
-        for t in outs:
-            visit(t)
-        if any(leaf is not ins[0] for leaf in leaves):
-            raise ValueError("the outputs depend on an Input that is not the model's input")
+        nodes = _graph.collect_nodes(ins[0], outs)
         layers = [n.layer for n in nodes]
-        if len({id(la) for la in layers}) != len(layers):
-            dup = next(la for la in layers if sum(m is la for m in layers) > 1)
-            raise ValueError(f"layer {dup.label} is called more than once in this model; "
-                             "shared layers are not supported")
         _graph.name_layers(layers)
         self.inputs, self.outputs, self._nodes = ins, outs, nodes
         self._multi_output = isinstance(outputs, (list, tuple))
@@ -375,12 +355,20 @@ class Model:
         """The batch loss and metrics, left where they are (device 0-d arrays on CuPy)."""
         return [loss] + [fn(yb, out) for _, fn in self.metrics]
 
+    @property
+    def losses(self) -> list:
+        """The layers' regularisation penalties (Layer.losses): fit, train_on_batch and
+        evaluate add their sum to the loss."""
+        return [v for la in self.layers for v in la.losses]
+
     def _train_step(self, xb, yb):
         params = self.trainable_params
         self.optimizer.zero_grad(params)
         out = self.forward(xb, training=True)
         loss, dout = self.loss.forward_backward(yb, out)
-        self.backward(dout, input_grad=False)
+        self.backward(dout, input_grad=False)   # regularised layers add their penalty's grad
+        for v in self.losses:                    # penalty of the weights this forward used
+            loss = loss + v
         self.optimizer.step(params)
         return loss, out
 
@@ -404,7 +392,8 @@ class Model:
             augment: Optional[Callable] = None, seed: Optional[int] = None,
             initial_epoch: int = 0) -> History:
         """Trains for `epochs` epochs; returns a History (.history: per-epoch lists of loss,
-        metrics and val_* values).
+        metrics, val_* values and learning_rate, the rate of the epoch's last optimiser step).
+        The loss includes the layers' regularisation penalties (Model.losses), as in Keras.
 
         x: array (N, ...) of any numeric dtype (each batch is cast to the model dtype, not
         rescaled) with labels y, or a batch source (iterable of (xb, yb) per epoch with len()
@@ -489,6 +478,8 @@ class Model:
                 logs.update({f"val_{k}": v for k, v in val.items()})
                 bar.set_postfix(logs)
             bar.close()
+            # the rate the epoch's last step used (callbacks change it between epochs)
+            logs["learning_rate"] = self.optimizer._rate(max(self.optimizer.iterations - 1, 0))
             if verbose in (1, 2):   # the summary, val_* included, in 80 columns
                 print(epoch_line(epoch + 1, epochs, logs))
             for cb in cbs:
@@ -513,13 +504,14 @@ class Model:
         bar = progress_class(verbose)(total=total, desc="evaluate")
         running = _RunningMeans(["loss"] + [name for name, _ in self.metrics])
         with inference():   # writes nothing on the layers: safe beside a fit on another thread
+            penalty = sum(self.losses)   # fixed weights: the same for every batch (or 0)
             for xb, yb in batches:
                 xb, yb = self._to_device(*self._batch(xb, yb))
                 bar.update(1)
                 if len(xb) == 0:   # adds nothing to sample-weighted means (NaN * 0 would)
                     continue
                 out = self.forward(xb, training=False)
-                running.add(self._step_values(self.loss(yb, out), yb, out), len(xb))
+                running.add(self._step_values(self.loss(yb, out) + penalty, yb, out), len(xb))
         bar.close()
         if running.count == 0:
             raise ValueError("the evaluation data holds no samples: a mean loss over zero "

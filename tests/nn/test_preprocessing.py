@@ -72,3 +72,44 @@ def test_rescaling_still_importable_from_layers():
 
     assert Rescaling is nn.Rescaling
     assert nn.Rescaling(0.5, 1.0)(np.full((1, 2), 4.0, np.float32)).tolist() == [[3.0, 3.0]]
+
+
+# --------------------------------------------------------------------------- vgg16 presets
+
+def test_vgg16_torch_preprocessing_is_torchvisions_normalize(rng):
+    """transforms.ToTensor() (x / 255) then transforms.Normalize(mean, std), in float64."""
+    from convforge import models
+
+    m = models.vgg16(input_shape=(3, 32, 32), preprocess="torch")
+    assert [type(la).__name__ for la in m.layers[:3]] == ["Rescaling", "Normalization", "Conv2D"]
+    raw = rng.integers(0, 256, (2, 3, 32, 32)).astype(np.uint8)
+    got = m.layers[1](m.layers[0](raw))
+    mean = np.array([0.485, 0.456, 0.406])[:, None, None]
+    std = np.array([0.229, 0.224, 0.225])[:, None, None]
+    assert got.dtype == np.float32
+    assert_within(got, (raw / 255.0 - mean) / std, 1e-6, 1e-6, "torch preprocessing")
+
+
+def test_vgg16_caffe_preprocessing_is_keras_preprocess_input(rng):
+    """Keras' imagenet_utils.preprocess_input(mode="caffe") on channels-last images:
+    x = x[..., ::-1]; x[..., 0] -= 103.939; x[..., 1] -= 116.779; x[..., 2] -= 123.68."""
+    from convforge import models
+
+    m = models.vgg16(input_shape=(3, 32, 32), preprocess="caffe")
+    assert type(m.layers[0]).__name__ == "Normalization" and m.layers[0].bgr
+    raw = rng.integers(0, 256, (2, 32, 32, 3)).astype(np.float64)          # NHWC
+    want = raw[..., ::-1].copy()
+    want[..., 0] -= 103.939
+    want[..., 1] -= 116.779
+    want[..., 2] -= 123.68
+    got = m.layers[0](raw.transpose(0, 3, 1, 2).astype(np.float32))
+    assert_within(got.transpose(0, 2, 3, 1), want, 1e-6, 1e-4, "caffe preprocessing")
+
+
+def test_vgg16_without_preprocessing_starts_with_the_first_conv():
+    from convforge import models
+
+    m = models.vgg16(input_shape=(3, 32, 32), preprocess=None)
+    assert m.layers[0].name == "block1_conv1" and m.input_shape == (3, 32, 32)
+    with pytest.raises(ValueError, match="preprocess must be 'torch', 'caffe' or None"):
+        models.vgg16(preprocess="tf")

@@ -311,3 +311,15 @@ def test_npz_object_arrays_are_refused_unread(tmp_path, features_model):
     with pytest.raises(ValueError, match=r"features.0.weight has dtype object"):
         io.load_torchvision(features_model, path)
     assert untouched(features_model)
+
+
+def test_nested_model_takes_its_layers_in_place(small_torch):
+    """A convforge base model inside an outer Sequential: its layers pair in their place."""
+    from convforge import nn
+
+    base = models.vgg16(input_shape=(3, 32, 32), include_top=False, preprocess=None)
+    m = nn.Sequential([base, nn.Flatten(), nn.Dense(4096, activation="relu"), nn.Dropout(0.5),
+                       nn.Dense(4096, activation="relu"), nn.Dropout(0.5), nn.Dense(10)])
+    io.load_torchvision(m, state_dict(small_torch))
+    x = images(1, 32)
+    assert_rel(m(x), torch_out(small_torch, x), what="nested")

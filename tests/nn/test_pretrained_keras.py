@@ -227,3 +227,49 @@ def test_vgg16_weights_from_h5_and_caffe_preprocessing(tmp_path, rng):
                      weights=tmp_path / "k.weights.h5")
     got = m(raw.transpose(0, 3, 1, 2))
     assert np.abs(got - want.transpose(0, 3, 1, 2)).max() <= 1e-4 * np.abs(want).max()
+
+
+@quiet_keras
+def test_real_keras_transfer_model_with_a_nested_base(tmp_path, rng):
+    """Keras' Sequential([VGG16 base, Flatten, Dense]) saved both ways loads into convforge's
+    Sequential([vgg16 base, Flatten, Dense]): nested models' layers in their place, and the
+    outer Dense's rows permuted (a 2x2 map at 64x64)."""
+    keras = keras_or_skip()
+    base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(64, 64, 3))
+    km = keras.Sequential([keras.Input((64, 64, 3)), base, keras.layers.Flatten(),
+                           keras.layers.Dense(5)])
+    x = rng.standard_normal((2, 64, 64, 3)).astype(np.float32)
+    want = keras.ops.convert_to_numpy(km(x, training=False))
+    km.save_weights(str(tmp_path / "t.weights.h5"))
+    km.save(str(tmp_path / "t.h5"))
+    for name in ("t.weights.h5", "t.h5"):
+        cf_base = models.vgg16(include_top=False, input_shape=(3, 64, 64), preprocess=None)
+        m = nn.Sequential([cf_base, nn.Flatten(), nn.Dense(5)])
+        io.load_keras_h5(m, tmp_path / name)
+        got = m(x.transpose(0, 3, 1, 2))
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), name
+
+
+def test_keras2_group_of_a_nested_model(tmp_path, rng):
+    """A Keras 2 file stores a nested model as one group whose weight names carry each inner
+    layer's name ("conv_a/kernel:0", "conv_b/kernel:0", ...)."""
+    ka = rng.standard_normal((3, 3, 2, 4))
+    kb = rng.standard_normal((3, 3, 4, 3))
+    with h5py.File(tmp_path / "n.h5", "w") as f:
+        f.attrs["layer_names"] = np.array([b"inner", b"flatten", b"dense"])
+        g = f.create_group("inner")
+        names = [b"conv_a/kernel:0", b"conv_a/bias:0", b"conv_b/kernel:0", b"conv_b/bias:0"]
+        g.attrs["weight_names"] = np.array(names)
+        for n, a in zip(names, [ka, np.ones(4), kb, np.zeros(3)]):
+            g.create_dataset(n.decode(), data=a)
+        f.create_group("flatten").attrs["weight_names"] = EMPTY
+        d = f.create_group("dense")
+        d.attrs["weight_names"] = np.array([b"dense/kernel:0", b"dense/bias:0"])
+        d.create_dataset("dense/kernel:0", data=rng.standard_normal((2 * 2 * 3, 2)))
+        d.create_dataset("dense/bias:0", data=np.zeros(2))
+    inner = nn.Sequential([nn.Conv2D(4, 3, input_shape=(2, 6, 6), name="conv_a"),
+                           nn.Conv2D(3, 3, name="conv_b")], dtype="float64")
+    m = nn.Sequential([inner, nn.Flatten(), nn.Dense(2, name="dense")], dtype="float64")
+    io.load_keras_h5(m, tmp_path / "n.h5", by_name=True)
+    assert np.array_equal(inner.get_layer("conv_b").kernel.data, kb.transpose(3, 2, 0, 1))
+    assert np.array_equal(inner.get_layer("conv_a").bias.data, np.ones(4))

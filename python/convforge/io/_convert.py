@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .._array import array_module
+from ..nn._nested import ModelLayer
 from ..nn.layers import BatchNormalization, Conv2D, Dense
 
 # Layer classes that take pretrained weights, and the kind a source layer must have to fit.
@@ -74,11 +75,27 @@ class Layout:
         self.source_shape, self.convert, self.description = source_shape, convert, description
 
 
-def param_layers(model) -> list:
-    """The model's layers that hold parameters, in model order; only Conv2D, Dense and
-    BatchNormalization can take pretrained weights."""
+def all_layers(model) -> list:
+    """The model's layers in model order, those of nested models (ModelLayer) in their place."""
     model._require_built()
-    layers = [la for la in model.layers if la.params]
+    out = []
+    for la in model.layers:
+        out += all_layers(la.model) if isinstance(la, ModelLayer) else [la]
+    return out
+
+
+def all_nodes(model) -> list:
+    """The graph nodes of the model and of every nested model."""
+    out = []
+    for n in model._nodes:
+        out += all_nodes(n.layer.model) if isinstance(n.layer, ModelLayer) else [n]
+    return out
+
+
+def param_layers(model) -> list:
+    """The model's layers that hold parameters, in model order (nested models' in their
+    place); only Conv2D, Dense and BatchNormalization can take pretrained weights."""
+    layers = [la for la in all_layers(model) if la.params]
     other = [f"{la.name} ({type(la).__name__})" for la in layers if type(la) not in KINDS]
     if other:
         raise ValueError(f"model {model.name!r} has layers with parameters that pretrained "

@@ -63,19 +63,22 @@ def _keras2_sources(root, path: str) -> list:
         if lname not in root:
             raise ValueError(f"{path!r} lists layer {lname!r} but holds no group for it")
         g = root[lname]
-        roles = {}
+        # weight names are "<layer>/<weight>:0"; a nested model's group holds several layers
+        by_layer: dict = {}
         for wname in _names(g.attrs.get("weight_names")):
             if wname not in g:
                 raise ValueError(f"{path!r}: layer {lname!r} lists weight {wname!r} but holds "
                                  "no dataset for it")
-            role = wname.rsplit("/", 1)[-1].split(":", 1)[0]      # kernel:0 -> kernel
-            roles[role] = (f"{lname}/{wname}", _H5Ref(g[wname]))
-        if roles:
-            out.append(_convert.SourceLayer(lname, _kind(roles), roles))
+            prefix, _, last = wname.rpartition("/")
+            role = last.split(":", 1)[0]                            # kernel:0 -> kernel
+            by_layer.setdefault(prefix, {})[role] = (f"{lname}/{wname}", _H5Ref(g[wname]))
+        for prefix, roles in by_layer.items():
+            name = lname if len(by_layer) == 1 else prefix.rpartition("/")[2]
+            out.append(_convert.SourceLayer(name, _kind(roles), roles))
     return out
 
 
-def _keras3_sources(layers_group) -> list:
+def _keras3_sources(layers_group, where: str = "layers") -> list:
     def order(key):
         base, _, n = key.rpartition("_")
         return (base, int(n)) if n.isdigit() and base else (key, 0)
@@ -83,11 +86,16 @@ def _keras3_sources(layers_group) -> list:
     out = []
     for key in sorted(layers_group, key=order):
         g = layers_group[key]
+        if "layers" in g:                                           # a nested model
+            out += _keras3_sources(g["layers"], f"{where}/{key}/layers")
         if "vars" not in g or not len(g["vars"]):
             continue
         v = g["vars"]
         name = _text(v.attrs.get("name", key))
-        arrays = {int(i): (f"layers/{key}/vars/{i}", _H5Ref(v[i])) for i in v}
+        if not all(i.isdigit() for i in v):
+            raise ValueError(f"{where}/{key}/vars holds {sorted(v)}: Keras 3 numbers "
+                             "variables 0, 1, ...")
+        arrays = {int(i): (f"{where}/{key}/vars/{i}", _H5Ref(v[i])) for i in v}
         base = re.sub(r"_\d+$", "", key)
         out.append(_convert.SourceLayer(name, _KERAS3_KINDS.get(base), arrays, positional=True))
     return out
@@ -108,7 +116,7 @@ def _flatten_inputs(model) -> dict:
     """{id(Dense layer): (C, H, W)} for Dense layers fed by a Flatten of a (C, H, W) map
     (through layers that keep the shape and hold no weights, such as Dropout)."""
     out = {}
-    for node in model._nodes:
+    for node in _convert.all_nodes(model):
         if not isinstance(node.layer, Dense):
             continue
         t = node.inputs[0]

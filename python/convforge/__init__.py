@@ -29,11 +29,11 @@ __all__ = ["F", "functional", "backends", "available", "set_backend", "use_backe
            "set_seed", "set_conv_exact", "__version__"]
 
 
-_LAZY = ("nn", "models", "optim", "losses", "data", "viz", "cli", "utils")
+_LAZY = ("nn", "models", "optim", "losses", "data", "viz", "cli", "utils", "io")
 
 
 def __getattr__(name: str):
-    """convforge.nn, .models, .optim, .losses, .data, .viz import on first use."""
+    """convforge.nn, .models, .optim, .losses, .data, .viz, .io import on first use."""
     if name in _LAZY:
         import importlib
 

@@ -94,6 +94,30 @@ def test_vgg16_architecture_without_weights():
         models.lenet5(input_shape=(32, 32))
 
 
+@pytest.mark.parametrize("size,pooling,shape", [
+    (224, None, (512, 7, 7)), (64, None, (512, 2, 2)), (224, "avg", (512,)), (64, "max", (512,))])
+def test_vgg16_without_top(size, pooling, shape):
+    m = models.vgg16(input_shape=(3, size, size), include_top=False, pooling=pooling)
+    assert m.output.shape == shape
+    assert m.count_params() == 14_714_688                 # the 13 convolutions only
+    assert [la.name for la in m.layers][-1] == {None: "block5_pool", "avg": "avg_pool",
+                                                "max": "max_pool"}[pooling]
+    x = np.random.default_rng(0).integers(0, 256, (1, 3, size, size)).astype(np.uint8)
+    if size == 64:
+        assert m(x).shape == (1,) + shape
+
+
+def test_vgg16_layer_names_and_argument_errors():
+    m = models.vgg16()
+    names = [la.name for la in m.layers]
+    assert names[:4] == ["rescaling", "normalization", "block1_conv1", "block1_conv2"]
+    assert names[-6:] == ["flatten", "fc1", "dropout", "fc2", "dropout_1", "predictions"]
+    with pytest.raises(ValueError, match="pooling='avg' applies only with include_top=False"):
+        models.vgg16(pooling="avg")
+    with pytest.raises(ValueError, match="pooling must be None, 'avg' or 'max'"):
+        models.vgg16(include_top=False, pooling="mean")
+
+
 def test_zoo_dtype_argument():
     m = models.lenet5(dtype="float64")
     assert m.dtype == np.float64 and m.layers[1].kernel.data.dtype == np.float64

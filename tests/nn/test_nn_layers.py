@@ -193,8 +193,9 @@ def test_flatten_gradients(rng):
     lambda: nn.Activation("tanh"), lambda: nn.Activation("softmax"),
     lambda: nn.Activation("linear"), lambda: nn.Activation(None), nn.ReLU, nn.Sigmoid,
     nn.Softmax, lambda: nn.Softmax(axis=2), lambda: nn.Rescaling(0.5, offset=-1.0),
+    lambda: nn.Normalization((1.0, -2.0, 0.5), (2.0, 0.5, 4.0), bgr=True),
 ], ids=["relu", "sigmoid", "tanh", "softmax", "linear", "none", "ReLU", "Sigmoid", "Softmax",
-        "Softmax-axis2", "Rescaling"])
+        "Softmax-axis2", "Rescaling", "Normalization-bgr"])
 def test_elementwise_gradients(layer_fn, rng):
     layer = layer_fn()
     layer.dtype = np.dtype(np.float64)

@@ -445,8 +445,6 @@ def test_checkpoint_and_csv_logger_in_fit(rng, tmp_path):
 
 @pytest.mark.parametrize("ext", [".npz", ".safetensors"])
 def test_save_load_round_trip(ext, rng, tmp_path):
-    if ext == ".safetensors":
-        pytest.importorskip("safetensors")
     x = rng.standard_normal((6, 2, 6, 6)).astype(np.float32)
     y = rng.integers(0, 3, 6)
     nn.set_seed(1)

@@ -135,6 +135,7 @@ EMPTY_LAYERS = [
     (lambda: nn.Activation("tanh"), (3,)),
     (lambda: nn.Softmax(), (4,)),
     (lambda: nn.Rescaling(0.5, 1.0), (2, 3, 3)),
+    (lambda: nn.Normalization((1.0, 2.0), 0.5), (2, 3, 3)),
     (lambda: nn.ZeroPadding2D(1), (2, 3, 3)),
 ]
 

@@ -37,18 +37,19 @@ from .layers import (
                      MaxPooling2D,
                      MinPooling2D,
                      ReLU,
-                     Rescaling,
                      Sigmoid,
                      Softmax,
                      ZeroPadding2D,
 )
 from .model import Model, Sequential
+from .preprocessing import Normalization, Rescaling
 
 __all__ = [
     "Input", "Layer", "Parameter", "SymbolicTensor", "set_seed", "Model", "Sequential",
     "Conv2D", "Dense", "MaxPooling2D", "AveragePooling2D", "MinPooling2D",
     "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Dropout", "Activation", "ReLU",
-    "Sigmoid", "Softmax", "Rescaling", "ZeroPadding2D", "BatchNormalization", "Add",
+    "Sigmoid", "Softmax", "Rescaling", "Normalization", "ZeroPadding2D", "BatchNormalization",
+    "Add",
     "Callback", "History", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
     "LearningRateScheduler", "ReduceLROnPlateau", "TerminateOnNaN",
     "callbacks", "initializers", "metrics", "regularizers",

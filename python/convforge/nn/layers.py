@@ -19,6 +19,7 @@ from . import regularizers
 from ._matmul import matmul as _matmul
 from .activations import ACTIVATIONS, _activation, _softmax, _softmax_grad
 from .base import Layer, _new_seed, check_data_format, layout_hint
+from .preprocessing import Rescaling  # re-exported: it lived here before nn/preprocessing.py
 
 __all__ = ["Conv2D", "Dense", "MaxPooling2D", "AveragePooling2D", "MinPooling2D",
            "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Dropout", "Activation",
@@ -434,22 +435,6 @@ class Softmax(Activation):
 
     def _backward(self, dy):
         return _softmax_grad(self._cache, dy, self.axis)
-
-
-class Rescaling(Layer):
-    """y = x * scale + offset (e.g. Rescaling(1/255) turns uint8 pixels into [0, 1])."""
-
-    def __init__(self, scale: float, offset: float = 0.0, name=None, dtype=None,
-                 input_shape=None, trainable: bool = True):
-        super().__init__(name, trainable, dtype, input_shape)
-        self.scale, self.offset = float(scale), float(offset)
-
-    def _forward(self, x, training):
-        self._cache = None
-        return x * self.scale + self.offset
-
-    def _backward(self, dy):
-        return dy * self.scale
 
 
 class Dropout(Layer):

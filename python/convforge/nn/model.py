@@ -581,7 +581,7 @@ class Model:
 
     def save_weights(self, path: Union[str, os.PathLike]) -> None:
         """Writes every parameter (moving statistics included) as "<layer>/<param>" arrays to
-        a .npz file, or to a .safetensors file when the `safetensors` package is installed.
+        a .npz or .safetensors file.
         The write is atomic: a crash or error leaves any previous file at `path` whole."""
         _saving.save_weights(self, path)
 

@@ -1,5 +1,6 @@
-"""Model weights on disk: save_weights / load_weights (.npz, or .safetensors when the package
-is installed). Model.save_weights and Model.load_weights call these.
+"""Model weights on disk: save_weights / load_weights (.npz or .safetensors, the latter through
+convforge.io.safetensors: no extra package). Model.save_weights and Model.load_weights call
+these.
 
 Files are written atomically (convforge._io_atomic: temporary file in the same folder, fsync,
 os.replace): a crash or a write error leaves the previous file whole. Loading never unpickles
@@ -16,7 +17,7 @@ from typing import Union
 import numpy as np
 
 from .._array import array_module
-from .._io_atomic import atomic_write, write_bytes
+from .._io_atomic import atomic_write
 from .base import Parameter, to_numpy
 
 __all__ = ["save_weights", "load_weights"]
@@ -46,12 +47,9 @@ def save_weights(model, path: PathLike) -> None:
         with atomic_write(path, "wb") as f:
             np.savez(f, **tensors)
         return
-    try:
-        from safetensors.numpy import save
-    except ImportError as e:
-        raise ImportError("saving .safetensors needs the `safetensors` package; "
-                          "use a .npz path instead") from e
-    write_bytes(path, save(tensors))
+    from ..io.safetensors import write_safetensors  # here: convforge.io imports nn
+
+    write_safetensors(path, tensors)
 
 
 def _read(path: str) -> dict[str, np.ndarray]:
@@ -67,11 +65,9 @@ def _read(path: str) -> dict[str, np.ndarray]:
             if isinstance(e, FileNotFoundError):
                 raise
             raise ValueError(f"{path!r} is not a readable .npz weights file: {e}") from None
-    try:
-        from safetensors.numpy import load_file
-    except ImportError as e:
-        raise ImportError("loading .safetensors needs the `safetensors` package") from e
-    return load_file(path)
+    from ..io.safetensors import read_safetensors
+
+    return read_safetensors(path)
 
 
 def load_weights(model, path: PathLike) -> None:

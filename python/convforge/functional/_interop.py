@@ -71,11 +71,21 @@ def _convert(v, libs: list):
     return v
 
 
+# argument types that are never foreign arrays: the common calls skip the conversion at once
+_PLAIN = frozenset({np.ndarray, int, float, bool, str, tuple, type(None)})
+
+
+def _maybe_foreign(v) -> bool:
+    return type(v) not in _PLAIN and (isinstance(v, list) or _foreign(v))
+
+
 def dlpack_in_out(fn):
     """fn taking foreign arrays (see the module docstring); NumPy/CuPy calls go straight through
-    after one scan of the arguments."""
+    after one scan of the argument types."""
     @functools.wraps(fn)
     def call(*args, **kwargs):
+        if not (any(map(_maybe_foreign, args)) or any(map(_maybe_foreign, kwargs.values()))):
+            return fn(*args, **kwargs)
         libs: list = []
         args = tuple(_convert(a, libs) for a in args)
         kwargs = {k: _convert(v, libs) for k, v in kwargs.items()}

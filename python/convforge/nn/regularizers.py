@@ -23,6 +23,7 @@ from typing import Optional, Union
 import numpy as np
 
 from .._array import array_module
+from .._config import Configurable
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get"]
 
@@ -36,7 +37,7 @@ def _factor(v, name: str) -> float:
     return v
 
 
-class Regularizer:
+class Regularizer(Configurable):
     """Base: `reg(w)` is the penalty (a 0-d array), `reg.grad(w)` its gradient (w's shape)."""
 
     def __call__(self, w):
@@ -45,12 +46,6 @@ class Regularizer:
     def grad(self, w):
         raise NotImplementedError
 
-    def get_config(self) -> dict:
-        return dict(vars(self))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class L1L2(Regularizer):

@@ -32,6 +32,8 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
+from .._config import Configurable
+
 __all__ = ["LearningRateSchedule", "Constant", "StepDecay", "ExponentialDecay", "CosineDecay",
            "OneCycle", "get"]
 
@@ -63,7 +65,7 @@ def _step(step) -> int:
     return int(step)
 
 
-class LearningRateSchedule:
+class LearningRateSchedule(Configurable):
     """Base class: `schedule(step) -> float` for step = 0, 1, 2, ... (optimiser steps)."""
 
     def __call__(self, step: int) -> float:
@@ -72,13 +74,6 @@ class LearningRateSchedule:
     def _value(self, step: int) -> float:
         raise NotImplementedError
 
-    def get_config(self) -> dict:
-        """The constructor arguments (Keras' name for it)."""
-        return dict(vars(self))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class Constant(LearningRateSchedule):

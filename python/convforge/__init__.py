@@ -16,6 +16,7 @@ from typing import Any
 from . import _threads, backends, functional
 from . import functional as F
 from ._array import positive_int
+from ._openmp import check_openmp
 from .backends import available, set_backend, use_backend
 from .backends._autotune import autotune_enabled, set_autotune
 
@@ -26,7 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = ["F", "functional", "backends", "available", "set_backend", "use_backend",
            "set_num_threads", "get_num_threads", "set_autotune", "autotune_enabled", "info",
-           "set_seed", "set_conv_exact", "__version__"]
+           "set_seed", "set_conv_exact", "check_openmp", "__version__"]
 
 
 _LAZY = ("nn", "models", "optim", "losses", "data", "viz", "cli", "utils", "io")
@@ -126,7 +127,8 @@ def _cpu_name() -> str:
 
 
 def info() -> dict[str, Any]:
-    """Version, usable backends, chosen CPU ISA, OpenMP threads, and the machine."""
+    """Version, usable backends, chosen CPU ISA, OpenMP threads, the machine, and the OpenMP
+    runtimes loaded (openmp_runtimes; warns as check_openmp does when they oversubscribe)."""
     import numpy as np
 
     out: dict[str, Any] = {
@@ -150,4 +152,10 @@ def info() -> dict[str, Any]:
     out.update(default_num_threads=_threads.state["default_num_threads"],
                dynamic_threads=_threads.state["dynamic"],
                omp_wait_policy=_threads.state["wait_policy"])
+    # the OpenMP runtimes loaded (convforge's, torch's, numba's...): check_openmp warns when
+    # two of them have more threads in all than the cores
+    from . import _openmp
+
+    out["openmp_runtimes"] = _openmp.openmp_runtimes()
+    check_openmp(out["openmp_runtimes"])
     return out

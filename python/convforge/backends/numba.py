@@ -12,11 +12,16 @@ to offsets read from `indices`. Those indices are the one thing checked here
 functional leaves the range check to this backend (CHECKS_INDICES).
 numba is imported lazily: probe() tries it, the kernels load on the first op. Results do not
 depend on numba's thread count (see _numba_kernels).
+Starting numba's threads never changes torch's thread count: numba's OpenMP layer sets the
+OpenMP runtime's count, which torch (sharing libgomp) reads as its own; convforge restores
+torch's around the moment numba starts (_keeping_torch_threads).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from types import ModuleType, SimpleNamespace
 
 import numpy as np
@@ -73,13 +78,39 @@ def _choose_fork_safe_layer(numba: ModuleType) -> None:
         numba.config.THREADING_LAYER = "forksafe"
 
 
+@contextlib.contextmanager
+def _keeping_torch_threads():
+    """Restores torch's thread count if numba changed it inside the block.
+
+    numba's OpenMP threading layer (the user's NUMBA_THREADING_LAYER=omp, or numba's choice
+    with Intel OpenMP, where "forksafe" can mean omp) calls omp_set_num_threads when it starts
+    its threads. libgomp is loaded once per soname, so torch and numba then share one runtime,
+    and torch.get_num_threads() (omp_get_max_threads) jumped from the user's 1 to numba's
+    count: torch's conv then ran on threads competing with convforge's (issue #16 item 4).
+    convforge never changes another library's settings, so whatever numba does while convforge
+    starts it is undone for torch. Only when torch is already imported (if it is imported
+    later it reads its own count then); numba's own count is convforge's to set."""
+    torch = sys.modules.get("torch")
+    get = getattr(torch, "get_num_threads", None)
+    if get is None:
+        yield
+        return
+    before = get()
+    try:
+        yield
+    finally:
+        if get() != before:
+            torch.set_num_threads(before)
+
+
 def set_num_threads(n: int) -> None:
     """numba's thread count (capped by NUMBA_NUM_THREADS); picks the threading layer first, as
-    numba starts its threads on the first set_num_threads."""
+    numba starts its threads on the first set_num_threads (without changing torch's count)."""
     import numba
 
     _choose_fork_safe_layer(numba)
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    with _keeping_torch_threads():
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
 # In a fork() child whose parent had started numba's GNU OpenMP layer (the user chose it, or ran
@@ -125,6 +156,9 @@ def _kernels():
             n = _threads.state["default_num_threads"] or _threads.default_num_threads()
         if n is not None:
             set_num_threads(n)
+        else:  # numba starts its threads now (get_num_threads does), not in a first kernel
+            with _keeping_torch_threads():
+                numba.get_num_threads()
         _loaded = _numba_kernels
     if _threads.state["numba_omp_inherited"]:
         return _serial_kernels(_loaded)

@@ -50,7 +50,9 @@ def check(y, ref, who):
 
 
 def _run(code: str, timeout: float = 120, env: dict | None = None) -> str:
-    full_env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"), **(env or {}))
+    # the environment as it is: PYTHONPATH=python for a development build, the installed
+    # package in CI (the source tree has no compiled _core there)
+    full_env = dict(os.environ, **(env or {}))
     try:
         p = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                            text=True, timeout=timeout, env=full_env, cwd=ROOT)

@@ -39,7 +39,11 @@ def header() -> str:
 
 def generate(out_dir: str) -> dict[str, str]:
     """{module: stub text} for MODULES, generated in a fresh interpreter."""
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+    # the modules built in python/convforge (a development build) when they are there, else
+    # the installed package (CI installs the wheel: the source tree then has no _core)
+    built = any(f.startswith("_core.") and f.endswith((".so", ".pyd"))
+                for f in os.listdir(PACKAGE))
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python")) if built else None
     subprocess.run([sys.executable, "-m", "pybind11_stubgen", "--exit-code", "-o", out_dir,
                     *(f"convforge.{m}" for m in MODULES)], check=True, env=env, cwd=ROOT,
                    stdout=subprocess.DEVNULL)

@@ -8,13 +8,14 @@ NumPy-only installs pay nothing.
 
 from __future__ import annotations
 
+import math
 import numbers
 from types import ModuleType
 
 import numpy as np
 
 __all__ = ["FLOAT_DTYPES", "INT64_MAX", "array_module", "int64", "int_at_least", "is_cupy",
-           "is_int", "on_device_of", "positive_int", "xp_of"]
+           "is_int", "nonneg_float", "on_device_of", "positive_int", "xp_of"]
 
 # The float dtypes every op takes (no silent conversion between them).
 FLOAT_DTYPES = (np.float32, np.float64)
@@ -72,6 +73,16 @@ def int_at_least(v, name: str, minimum: int) -> int:
     if not is_int(v) or v < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {v!r}")
     return int(v)
+
+
+def nonneg_float(v, name: str) -> float:
+    """v (a Python or NumPy real number, not a bool) as a finite float >= 0."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
+    v = float(v)
+    if not (math.isfinite(v) and v >= 0.0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    return v
 
 
 def int64(v, name: str) -> int:

@@ -17,24 +17,14 @@ convforge.optim for which parameters it skips.
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Union
 
 import numpy as np
 
-from .._array import array_module
+from .._array import array_module, nonneg_float
 from .._config import Configurable
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get"]
-
-
-def _factor(v, name: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
-    v = float(v)
-    if not (math.isfinite(v) and v >= 0.0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    return v
 
 
 class Regularizer(Configurable):
@@ -47,12 +37,11 @@ class Regularizer(Configurable):
         raise NotImplementedError
 
 
-
 class L1L2(Regularizer):
     """l1 * sum(|w|) + l2 * sum(w^2)."""
 
     def __init__(self, l1: float = 0.0, l2: float = 0.0):
-        self.l1, self.l2 = _factor(l1, "l1"), _factor(l2, "l2")
+        self.l1, self.l2 = nonneg_float(l1, "l1"), nonneg_float(l2, "l2")
 
     def __call__(self, w):
         xp = array_module(w)

@@ -32,20 +32,11 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
+from .._array import nonneg_float
 from .._config import Configurable
 
 __all__ = ["LearningRateSchedule", "Constant", "StepDecay", "ExponentialDecay", "CosineDecay",
            "OneCycle", "get"]
-
-
-def _rate(v, name: str) -> float:
-    """v as a finite float >= 0."""
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
-    v = float(v)
-    if not (math.isfinite(v) and v >= 0.0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    return v
 
 
 def _positive(v, name: str, integer: bool = False) -> Union[int, float]:
@@ -53,7 +44,7 @@ def _positive(v, name: str, integer: bool = False) -> Union[int, float]:
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be an int >= 1, got {v!r}")
         return int(v)
-    v = _rate(v, name)
+    v = nonneg_float(v, name)
     if v == 0.0:
         raise ValueError(f"{name} must be > 0, got {v!r}")
     return v
@@ -75,12 +66,11 @@ class LearningRateSchedule(Configurable):
         raise NotImplementedError
 
 
-
 class Constant(LearningRateSchedule):
     """The same rate at every step (what a float learning rate means)."""
 
     def __init__(self, learning_rate: float):
-        self.learning_rate = _rate(learning_rate, "learning_rate")
+        self.learning_rate = nonneg_float(learning_rate, "learning_rate")
 
     def _value(self, step):
         return self.learning_rate
@@ -92,9 +82,9 @@ class StepDecay(LearningRateSchedule):
     staircase=True)."""
 
     def __init__(self, initial_lr: float, step_size: int, gamma: float = 0.1):
-        self.initial_lr = _rate(initial_lr, "initial_lr")
+        self.initial_lr = nonneg_float(initial_lr, "initial_lr")
         self.step_size = _positive(step_size, "step_size", integer=True)
-        self.gamma = _rate(gamma, "gamma")
+        self.gamma = nonneg_float(gamma, "gamma")
 
     def _value(self, step):
         return self.initial_lr * self.gamma ** (step // self.step_size)
@@ -107,9 +97,9 @@ class ExponentialDecay(LearningRateSchedule):
 
     def __init__(self, initial_lr: float, decay_steps: int, decay_rate: float,
                  staircase: bool = False):
-        self.initial_lr = _rate(initial_lr, "initial_lr")
+        self.initial_lr = nonneg_float(initial_lr, "initial_lr")
         self.decay_steps = _positive(decay_steps, "decay_steps", integer=True)
-        self.decay_rate = _rate(decay_rate, "decay_rate")
+        self.decay_rate = nonneg_float(decay_rate, "decay_rate")
         self.staircase = bool(staircase)
 
     def _value(self, step):
@@ -135,15 +125,15 @@ class CosineDecay(LearningRateSchedule):
 
     def __init__(self, initial_lr: float, decay_steps: int, alpha: float = 0.0,
                  warmup_steps: int = 0, warmup_target: Optional[float] = None):
-        self.initial_lr = _rate(initial_lr, "initial_lr")
+        self.initial_lr = nonneg_float(initial_lr, "initial_lr")
         self.decay_steps = _positive(decay_steps, "decay_steps", integer=True)
-        self.alpha = _rate(alpha, "alpha")
+        self.alpha = nonneg_float(alpha, "alpha")
         if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, (int, np.integer)) \
                 or warmup_steps < 0:
             raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
         self.warmup_steps = int(warmup_steps)
         self.warmup_target = None if warmup_target is None else \
-            _rate(warmup_target, "warmup_target")
+            nonneg_float(warmup_target, "warmup_target")
         if self.warmup_steps and self.warmup_target is None:
             raise ValueError("warmup_steps > 0 needs warmup_target (the rate reached at the end "
                              "of the warmup, from initial_lr)")
@@ -168,9 +158,9 @@ class OneCycle(LearningRateSchedule):
 
     def __init__(self, max_lr: float, total_steps: int, pct_start: float = 0.3,
                  div_factor: float = 25.0, final_div_factor: float = 1e4, anneal: str = "cos"):
-        self.max_lr = _rate(max_lr, "max_lr")
+        self.max_lr = nonneg_float(max_lr, "max_lr")
         self.total_steps = _positive(total_steps, "total_steps", integer=True)
-        self.pct_start = _rate(pct_start, "pct_start")
+        self.pct_start = nonneg_float(pct_start, "pct_start")
         if self.pct_start > 1.0:
             raise ValueError(f"pct_start must be in [0, 1], got {pct_start!r}")
         self.div_factor = _positive(div_factor, "div_factor")

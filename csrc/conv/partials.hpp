@@ -118,15 +118,16 @@ void reduce_db_partials(T* db, const double* part, int64_t nq, int64_t K) {
   }
 }
 
-// The frame of the chunked weight gradients (im2col_gemm_batch, direct_small, direct_kvec): nq
-// batch chunks (dw_chunks or fixed by the caller), chunk q summing images [N*q/nq, N*(q+1)/nq)
-// into its partial dw part_q = part + q * lanes (part (nq, lanes) is returned for the caller's
-// reduction in chunk order, whose layout differs per algorithm) and, when db is given, into
-// its bias partial db_q (K,) (add_db_partial), reduced into db here. The chunks are the tasks
-// when there are at least as many as threads; else they run in turn and the body parallelises
-// inside (its `inner` argument). body(q, n0, n1, part_q, db_q or nullptr, inner).
+// The frame of the chunked weight gradients (im2col_gemm_batch, direct_small, direct_kvec,
+// winograd): nq batch chunks (dw_chunks or fixed by the caller), chunk q summing images
+// [N*q/nq, N*(q+1)/nq) into its partial dw part_q = part + q * lanes (part (nq, lanes) is
+// returned for the caller's reduction in chunk order, whose layout differs per algorithm; it
+// may reduce in place) and, when db is given, into its bias partial db_q (K,)
+// (add_db_partial), reduced into db here. The chunks are the tasks when there are at least as
+// many as threads; else they run in turn and the body parallelises inside (its `inner`
+// argument). body(q, n0, n1, part_q, db_q or nullptr, inner).
 template <typename T, typename Body>
-const T* run_dw_chunks(T* db, const ConvDims& d, int64_t nq, int64_t lanes, Body body) {
+T* run_dw_chunks(T* db, const ConvDims& d, int64_t nq, int64_t lanes, Body body) {
   T* part = scratch<T, PartTag>(nq * lanes);  // (nq, lanes)
   std::vector<double> db_part(db ? nq * d.K : 0);  // (nq, K)
   const bool outer = nq >= max_threads();

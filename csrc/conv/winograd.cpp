@@ -267,7 +267,7 @@ void winograd_conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, cons
   const int64_t ld_m = matrix_stride(s.K * ld_k);        // M (36, K, ld_k), M[e] at M + e*ld_m
   constexpr int64_t kChanBlock = 16;                     // channels per transform task (inner)
   const int64_t nq = conv_impl::dw_chunks(d, 36 * ld_m);
-  T* part = const_cast<T*>(conv_impl::run_dw_chunks(
+  T* part = conv_impl::run_dw_chunks(
       db, d, nq, 36 * ld_m,
       [&](int64_t, int64_t n0, int64_t n1, T* M, double* db_q, bool inner) {
         if (db_q) add_db_partial(db_q, dy, n0, n1, d);
@@ -291,7 +291,7 @@ void winograd_conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, cons
                  false);
           });
         }
-      }));
+      });
   run_tasks(36, true, [&](int64_t e) {  // part[0] += part[q], q = 1 .. nq-1 in order
     T* m0 = part + e * ld_m;
     for (int64_t q = 1; q < nq; ++q) {

@@ -39,8 +39,8 @@ def wants_batch_logs(cb: Callback) -> bool:
 
 
 def progress_class(verbose: int):
-    """A progress bar factory (total, desc) for verbose 0 (none), 1 (tqdm, else one line per
-    epoch) or 2 (none: fit prints one line per epoch)."""
+    """A progress bar factory (total, desc): tqdm for verbose 1 when it is installed, else none
+    (fit prints one summary line per epoch for verbose 1 and 2 either way)."""
     if verbose == 1:
         try:
             from tqdm.auto import tqdm
@@ -48,7 +48,7 @@ def progress_class(verbose: int):
             return lambda total, desc: tqdm(total=total, desc=desc, unit="batch",
                                             leave=True, dynamic_ncols=True)
         except ImportError:
-            return LinePrinter
+            pass
     return NoBar
 
 
@@ -76,10 +76,6 @@ class NoBar:
 
     def close(self):
         pass
-
-
-class LinePrinter(NoBar):
-    """verbose=1 without tqdm: fit prints one line per epoch instead of a bar."""
 
 
 def check_xy(x, y, what: str = "x"):

@@ -27,8 +27,7 @@ _FROM_DLPACK = {"torch": ("torch", "from_dlpack"), "jax": ("jax.numpy", "from_dl
 
 
 def _foreign(a) -> bool:
-    return (type(a) is not np.ndarray and hasattr(a, "__dlpack__")
-            and not isinstance(a, np.ndarray) and not is_cupy(a))
+    return hasattr(a, "__dlpack__") and not isinstance(a, np.ndarray) and not is_cupy(a)
 
 
 def to_native(a):

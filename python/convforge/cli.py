@@ -39,16 +39,16 @@ from typing import Any
 
 import numpy as np
 
-from . import _transfer
+from . import _transfer, recipes
 from .data import DataError
 
 __all__ = ["build_parser", "main"]
 
 DATASETS = ("mnist", "fashion_mnist", "emnist_letters", "cifar10")
-MODELS = ("lenet5", "vgg_small")
-DEFAULT_DATASET = {"lenet5": "mnist", "vgg_small": "cifar10"}
+MODELS = ("lenet5", "vgg_small", "vgg_fast")
+DEFAULT_DATASET = {"lenet5": "mnist", "vgg_small": "cifar10", "vgg_fast": "cifar10"}
 NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "emnist_letters": 26, "cifar10": 10}
-DEFAULT_LR = {"adam": 1e-3, "rmsprop": 1e-3, "sgd": 1e-2}
+DEFAULT_LR = recipes.DEFAULT_LR
 LR_SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle")
 
 
@@ -67,41 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="{train,viz,info,bench}")
 
     t = sub.add_parser("train", help="train a model from the zoo and write metrics/weights/curves",
-                       description="Train lenet5 or vgg_small; writes DIR/metrics.json, "
-                                   "DIR/weights.npz and DIR/curves.png.")
+                       description="Train a zoo model (lenet5, vgg_small, vgg_fast); writes "
+                                   "DIR/metrics.json, DIR/weights.npz and DIR/curves.png. "
+                                   "Options marked 'recipe' default to the --recipe's value.")
     t.add_argument("model", choices=MODELS)
     t.add_argument("--dataset", choices=DATASETS, default=None,
-                   help="default: mnist for lenet5, cifar10 for vgg_small")
-    t.add_argument("--epochs", type=int, default=5)
-    t.add_argument("--batch-size", type=int, default=64)
+                   help="default: mnist for lenet5, cifar10 for vgg_small and vgg_fast")
     t.add_argument("--backend", default=None,
                    help="cpu, cuda, numba or reference (default: automatic choice)")
     t.add_argument("--out", default=None, help="output folder (default: runs/MODEL-DATASET)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--augment", default=None, metavar="SPEC",
-                   help="augmentation, e.g. 'flip,shift=0.1,crop=4' "
-                        "(see convforge.data.Augment.from_spec)")
-    t.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="adam")
-    t.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default: 1e-3 for adam/rmsprop, 1e-2 for sgd)")
-    t.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
-                   help="how the rate moves over the E epochs x S steps of the run, per step "
-                        "(default: constant): step = x0.1 every ceil(E/3) epochs; exponential = "
-                        "lr * 0.1^(t/(E*S)), a tenth of --lr at the end; cosine = from --lr "
-                        "down to 0 at the end, no warmup; onecycle = PyTorch's OneCycleLR with "
-                        "--lr as the peak (up from lr/25 over the first 30%%, then down to "
-                        "lr/25e4)")
-    t.add_argument("--weight-decay", type=float, default=0.0, metavar="WD",
-                   help="L2 weight decay of the optimizer, added to the gradients (PyTorch's "
-                        "coupled form); biases and BatchNorm gamma/beta are not decayed "
-                        "(default: 0)")
     t.add_argument("--limit", type=int, default=None, metavar="N",
                    help="use only N training images (a seeded random subset), for quick runs")
     t.add_argument("--test-limit", type=int, default=None, metavar="N",
                    help="evaluate on only N test images (a seeded random subset), for quick runs")
-    t.add_argument("--val-split", type=float, default=0.1,
-                   help="fraction of the training images held out for validation each epoch; "
-                        "0 validates on the test set instead (default 0.1)")
     t.add_argument("--data", default=None, metavar="PATH",
                    help="dataset location (else $CONVFORGE_DATA, cache, system dirs, download)")
     t.add_argument("--stream", action="store_true",
@@ -117,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--per-class", type=int, default=None, metavar="N",
                    help="train on N images of every class (a seeded subset of the training "
                         "set, before the validation split)")
+    recipes.add_arguments(t, LR_SCHEDULES)
 
     from ._cli_viz import add_parser as add_viz_parser  # imports this module: not at the top
 
@@ -224,11 +204,12 @@ def make_schedule(name: str, lr: float, epochs: int, steps_per_epoch: int):
     raise ValueError(f"unknown learning-rate schedule {name!r}; choose from {LR_SCHEDULES}")
 
 
-def _make_optimizer(name: str, lr, weight_decay: float = 0.0):
+def _make_optimizer(name: str, lr, weight_decay: float = 0.0, nesterov: bool = False):
     from . import optim
 
     if name == "sgd":
-        return optim.SGD(learning_rate=lr, momentum=0.9, weight_decay=weight_decay)
+        return optim.SGD(learning_rate=lr, momentum=0.9, nesterov=nesterov,
+                         weight_decay=weight_decay)
     if name == "rmsprop":
         return optim.RMSprop(learning_rate=lr, weight_decay=weight_decay)
     return optim.Adam(learning_rate=lr, weight_decay=weight_decay)
@@ -251,13 +232,13 @@ def _history_dict(history: Any) -> dict[str, list[float]]:
     return {k: [float(v) for v in vals] for k, vals in hist.items()}
 
 
-def _evaluate_stream(model, batches) -> dict[str, float]:
-    """Sample-weighted mean of model.evaluate over streamed batches."""
+def _evaluate_stream(model, batches, tta: str) -> dict[str, float]:
+    """Sample-weighted mean of recipes.evaluate_tta over streamed batches."""
     total, loss, correct = 0, 0.0, 0.0
     for xb, yb in batches:
-        r = model.evaluate(xb, yb, batch_size=len(yb), verbose=0, return_dict=True)
-        loss += float(r["loss"]) * len(yb)
-        correct += float(r["accuracy"]) * len(yb)
+        r = recipes.evaluate_tta(model, xb, yb, len(yb), tta)
+        loss += r["loss"] * len(yb)
+        correct += r["accuracy"] * len(yb)
         total += len(yb)
     return {"loss": loss / total, "accuracy": correct / total}
 
@@ -268,6 +249,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     from . import data
 
     dataset = a.dataset or DEFAULT_DATASET[a.model]
+    recipes.resolve(a, a.model)
+    if not 0.0 <= a.label_smoothing < 1.0:
+        raise CLIError(f"--label-smoothing must be in [0, 1), got {a.label_smoothing}", 2)
     if a.epochs < 1 or a.batch_size < 1:
         raise CLIError("--epochs and --batch-size must be >= 1", 2)
     if not 0.0 <= a.val_split < 1.0:
@@ -374,7 +358,7 @@ class _Interrupt:
 def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
     import convforge
 
-    from . import data
+    from . import data, losses
 
     backend = convforge.backends.chosen(False)
     on_gpu = backend == "cuda"
@@ -382,7 +366,7 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
     if on_gpu:
         import cupy as xp  # the cuda backend takes CuPy arrays: data goes to the device once
     out = Path(a.out or f"runs/{a.model}-{dataset}")
-    lr = a.lr if a.lr is not None else DEFAULT_LR[a.optimizer]
+    lr = a.lr
     verbose = 0 if a.quiet else 1
 
     # ---- data
@@ -449,14 +433,18 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
     if frozen:
         print(f"frozen: {', '.join(frozen)}")
     rate = make_schedule(a.lr_schedule, lr, a.epochs, len(train_src))
-    model.compile(optimizer=_make_optimizer(a.optimizer, rate, a.weight_decay),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=_make_optimizer(a.optimizer, rate, a.weight_decay, a.nesterov),
+                  loss=losses.SparseCategoricalCrossentropy(label_smoothing=a.label_smoothing),
+                  metrics=["accuracy"])
     if verbose:
         model.summary()
     print(f"training {a.model} on {dataset}: {n_train} images, {a.epochs} epoch(s), batch "
           f"{a.batch_size}, backend {backend}, augment {augment.spec() if augment else 'none'}")
-    print(f"optimizer {a.optimizer}, learning rate {lr:g} "
-          f"({'constant' if rate == lr else rate}), weight decay {a.weight_decay:g}")
+    nesterov = " (nesterov)" if a.nesterov and a.optimizer == "sgd" else ""
+    print(f"recipe {a.recipe}: optimizer {a.optimizer}{nesterov}, "
+          f"learning rate {lr:g} ({'constant' if rate == lr else rate}), weight decay "
+          f"{a.weight_decay:g}, label smoothing {a.label_smoothing:g}, test-time "
+          f"augmentation {a.tta}")
     print(f"validation: {validation}")
 
     # ---- train (SIGINT/SIGTERM stop it after the current batch), evaluate
@@ -472,9 +460,9 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
             print(f"interrupted by {signal.Signals(interrupted).name}: saving the weights of "
                   "the last batch", file=sys.stderr)
         elif test_src is not None:
-            test = _evaluate_stream(model, test_src)
+            test = _evaluate_stream(model, test_src, a.tta)
         else:
-            test = model.evaluate(x_test, y_test, batch_size=256, verbose=0, return_dict=True)
+            test = recipes.evaluate_tta(model, x_test, y_test, 256, a.tta)
         hist = _history_dict(history)
         epochs_run = len(getattr(history, "epoch", []))
 
@@ -499,6 +487,7 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
             "learning_rate": lr,
             "lr_schedule": a.lr_schedule,
             "weight_decay": a.weight_decay,
+            "recipe": a.recipe, "label_smoothing": a.label_smoothing, "tta": a.tta,
             "augment": augment.spec() if augment else "none",
             "init": a.init, "freeze": a.freeze, "per_class": a.per_class,
             "params": int(model.count_params()),

@@ -122,9 +122,37 @@ def _class_ids(y, k: int, what: str):
     return y
 
 
-class SparseCategoricalCrossentropy(Loss):
+class _Smoothed(Loss):
+    """A cross-entropy with `label_smoothing` in [0, 1): the target (1 - ls) * t + ls / K, as in
+    PyTorch's cross_entropy and Keras' CategoricalCrossentropy (from logits only)."""
+
+    def __init__(self, from_logits: bool = True, label_smoothing: float = 0.0):
+        super().__init__(from_logits)
+        ls = float(label_smoothing)
+        if not 0.0 <= ls < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        if ls and not self.from_logits:
+            raise ValueError("label_smoothing needs from_logits=True")
+        self.label_smoothing = ls
+
+    def _smoothed(self, y_pred, y):
+        """The fused loss for float32/float64 logits, or None for the expression paths (which
+        support label_smoothing 0 only)."""
+        if self.from_logits and y_pred.dtype in FLOAT_DTYPES:
+            return F.softmax_cross_entropy(y_pred, y, label_smoothing=self.label_smoothing)
+        if self.label_smoothing:
+            raise TypeError(f"label_smoothing needs float32 or float64 logits, got "
+                            f"{y_pred.dtype}")
+        return None
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(from_logits={self.from_logits}, "
+                f"label_smoothing={self.label_smoothing:g})")
+
+
+class SparseCategoricalCrossentropy(_Smoothed):
     """-mean log softmax(y_pred)[n, y_true[n]]; y_true int class ids (N,) or (N, 1),
-    y_pred (N, K)."""
+    y_pred (N, K); label_smoothing=ls spreads ls of the target over the K classes."""
 
     name = "sparse_categorical_crossentropy"
 
@@ -149,8 +177,9 @@ class SparseCategoricalCrossentropy(Loss):
     def forward_backward(self, y_true, y_pred):
         xp = array_module(_pred(y_pred))
         y = self.labels(y_true, y_pred)
-        if self.from_logits and y_pred.dtype in FLOAT_DTYPES:
-            return F.softmax_cross_entropy(y_pred, y)
+        fused = self._smoothed(y_pred, y)
+        if fused is not None:
+            return fused
         n = y_pred.shape[0]
         rows = xp.arange(n)
         if self.from_logits:    # other float dtypes (float16): NumPy / CuPy expressions
@@ -170,8 +199,9 @@ class SparseCategoricalCrossentropy(Loss):
         return xp_softmax(y_pred) if self.from_logits and y_pred.ndim == 2 else y_pred
 
 
-class CategoricalCrossentropy(Loss):
-    """-mean sum_k y_true[n, k] log softmax(y_pred)[n, k]; y_true one-hot/probabilities (N, K)."""
+class CategoricalCrossentropy(_Smoothed):
+    """-mean sum_k y_true[n, k] log softmax(y_pred)[n, k]; y_true one-hot/probabilities (N, K);
+    label_smoothing as in Keras."""
 
     name = "categorical_crossentropy"
 
@@ -179,8 +209,9 @@ class CategoricalCrossentropy(Loss):
         xp = array_module(_pred(y_pred))
         y = xp.asarray(y_true).astype(y_pred.dtype, copy=False)
         _check_2d(y_pred, y.shape, tuple(y_pred.shape))
-        if self.from_logits and y_pred.dtype in FLOAT_DTYPES:
-            return F.softmax_cross_entropy(y_pred, y)
+        fused = self._smoothed(y_pred, y)
+        if fused is not None:
+            return fused
         n = y_pred.shape[0]
         rows = y_pred[:, 0]                                          # (N,): for _mean's size
         if self.from_logits:    # other float dtypes (float16): NumPy / CuPy expressions

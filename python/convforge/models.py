@@ -8,6 +8,8 @@ its `preprocess`) and outputs logits; compile with loss="sparse_categorical_cros
                  + dropout, widths (32, 64, 128), then dense 128 + dropout + dense 10:
                  551,914 params (551,018 trainable), 78.0 MFLOPs per 3x32x32 image.
                  widths=(64, 128, 256) gives 1,673,802 params and 307.0 MFLOPs.
+    vgg_fast()   the fast CIFAR-10 recipe's net (pool after each block's first conv, global
+                 max-pool head), widths (64, 128, 256) after a 32-channel stem.
     vgg16()      Simonyan & Zisserman configuration D: 13 conv3x3 + 3 dense (dropout 0.5);
                  138,357,544 params at 3x224x224 with 1000 classes (31.0 GFLOPs per image).
                  Weights are drawn only when first used, so the architecture is cheap to build;
@@ -23,7 +25,7 @@ from typing import Mapping, Optional, Sequence, Union
 
 from . import nn
 
-__all__ = ["lenet5", "vgg_small", "vgg16"]
+__all__ = ["lenet5", "vgg_small", "vgg_fast", "vgg16"]
 
 
 def _shape(input_shape: Sequence[int], name: str = "input_shape") -> tuple:
@@ -66,6 +68,38 @@ def vgg_small(num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32),
                nn.Dropout(dropout),
                nn.Dense(num_classes)]
     return nn.Sequential(layers, name="vgg_small", dtype=dtype)
+
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)   # per-channel statistics of the 50,000 training
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)    # images, RGB in [0, 1]
+
+
+def vgg_fast(num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32),
+             widths: Sequence[int] = (64, 128, 256), stem: int = 32,
+             logit_scale: float = 0.125, dtype="float32") -> nn.Sequential:
+    """The net of `convforge train vgg_fast` (the fast CIFAR-10 recipe, issue #17): normalise,
+    a stem conv3x3 of `stem` channels + BatchNorm + ReLU, then per width conv3x3 -> max-pool 2
+    -> BN -> ReLU -> conv3x3 -> BN -> ReLU, a global max-pool and one dense layer whose logits
+    are scaled by `logit_scale`.
+
+    The layout follows the fast CIFAR-10 nets (David Page's DAWNBench ResNet-9 without its
+    residual branches, Keller Jordan's airbench): pooling right after each block's first conv
+    halves that block's second conv, so the widths can grow where the pixels are few; the
+    small logit scale keeps the initial softmax soft, which suits label smoothing and a high
+    learning rate. 1,168,352 params, 171.8 MFLOPs per 3x32x32 image at the default widths.
+    """
+    shape = _shape(input_shape)
+    conv = {"padding": "same", "use_bias": False, "kernel_initializer": "he_uniform"}
+    layers: list = [nn.Rescaling(1.0 / 255, input_shape=shape),
+                    nn.Normalization(CIFAR10_MEAN, CIFAR10_STD),
+                    nn.Conv2D(stem, 3, **conv), nn.BatchNormalization(momentum=0.9), nn.ReLU()]
+    for width in widths:
+        layers += [nn.Conv2D(width, 3, **conv), nn.MaxPooling2D(2),
+                   nn.BatchNormalization(momentum=0.9), nn.ReLU(),
+                   nn.Conv2D(width, 3, **conv), nn.BatchNormalization(momentum=0.9), nn.ReLU()]
+    layers += [nn.GlobalMaxPooling2D(), nn.Dense(num_classes, use_bias=False),
+               nn.Rescaling(logit_scale)]
+    return nn.Sequential(layers, name="vgg_fast", dtype=dtype)
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)     # torchvision's transforms.Normalize, RGB in [0, 1]

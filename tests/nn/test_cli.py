@@ -208,7 +208,8 @@ def test_train_help_lists_schedules_and_defaults(capsys):
         cli.main(["train", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "{constant,step,exponential,cosine,onecycle}" in out
-    assert "(default: constant)" in out and "(default: 0)" in out and "--lr as the peak" in out
+    assert "(recipe default: cosine; fast: onecycle)" in out and "--lr as the peak" in out
+    assert "(recipe default: 0.0; fast: 0.0005)" in out      # --weight-decay
 
 
 def test_train_rejects_negative_weight_decay(capsys):

@@ -263,6 +263,14 @@ def _evaluate_stream(model, batches) -> dict[str, float]:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    from . import distributed
+
+    world = distributed.init()   # under mpiexec: data-parallel, --batch-size the global batch
+    with world.guard():          # an error on one rank ends them all (no rank left waiting)
+        return _cmd_train(a, world)
+
+
+def _cmd_train(a: argparse.Namespace, world) -> int:
     import convforge
 
     from . import data
@@ -297,10 +305,13 @@ def cmd_train(a: argparse.Namespace) -> int:
                   if a.backend in convforge.backends.NAMES else "unknown backend")
         raise CLIError(f"--backend {a.backend} cannot run here ({reason}); available: "
                        f"{convforge.available()}", 2)
-    _check_out_dir(Path(a.out or f"runs/{a.model}-{dataset}"))
+    if world.is_root:   # only rank 0 writes
+        _check_out_dir(Path(a.out or f"runs/{a.model}-{dataset}"))
     scope = convforge.use_backend(a.backend) if a.backend else contextlib.nullcontext()
-    with scope:  # the backend choice ends with the command (main() may run in-process)
-        return _train(a, dataset, augment, models_mod)
+    quiet = contextlib.redirect_stdout(open(os.devnull, "w")) if not world.is_root else \
+        contextlib.nullcontext()
+    with scope, quiet:  # the backend choice ends with the command (main() may run in-process)
+        return _train(a, dataset, augment, models_mod, world)
 
 
 def _check_out_dir(out: Path) -> None:
@@ -371,7 +382,7 @@ class _Interrupt:
         return _StopOnSignal()
 
 
-def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
+def _train(a: argparse.Namespace, dataset: str, augment, models_mod, world) -> int:
     import convforge
 
     from . import data
@@ -381,6 +392,7 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
     xp = np
     if on_gpu:
         import cupy as xp  # the cuda backend takes CuPy arrays: data goes to the device once
+        world.select_gpu()
     out = Path(a.out or f"runs/{a.model}-{dataset}")
     lr = a.lr if a.lr is not None else DEFAULT_LR[a.optimizer]
     verbose = 0 if a.quiet else 1
@@ -451,6 +463,12 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
     rate = make_schedule(a.lr_schedule, lr, a.epochs, len(train_src))
     model.compile(optimizer=_make_optimizer(a.optimizer, rate, a.weight_decay),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if world.size > 1:
+        from .distributed import data_parallel
+
+        data_parallel(model, world)
+        print(f"data-parallel over {world.size} MPI ranks: {a.batch_size} images per global "
+              f"batch, about {a.batch_size // world.size} per rank")
     if verbose:
         model.summary()
     print(f"training {a.model} on {dataset}: {n_train} images, {a.epochs} epoch(s), batch "
@@ -502,9 +520,11 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
             "augment": augment.spec() if augment else "none",
             "init": a.init, "freeze": a.freeze, "per_class": a.per_class,
             "params": int(model.count_params()),
+            "mpi_ranks": world.size,
             "note": "train_seconds is the wall time of model.fit (per-epoch validation included)",
         }
-        _write_outputs(out, model, metrics, hist)
+        if world.is_root:
+            _write_outputs(out, model, metrics, hist)
     if interrupted is not None:
         print(f"wrote {out}/metrics.json (interrupted), weights.npz", file=sys.stderr)
         return 128 + int(interrupted)

@@ -244,6 +244,14 @@ def _evaluate_stream(model, batches, tta: str) -> dict[str, float]:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    from . import distributed
+
+    world = distributed.init()   # under mpiexec: data-parallel, --batch-size the global batch
+    with world.guard():          # an error on one rank ends them all (no rank left waiting)
+        return _cmd_train(a, world)
+
+
+def _cmd_train(a: argparse.Namespace, world) -> int:
     import convforge
 
     from . import data
@@ -281,10 +289,15 @@ def cmd_train(a: argparse.Namespace) -> int:
                   if a.backend in convforge.backends.NAMES else "unknown backend")
         raise CLIError(f"--backend {a.backend} cannot run here ({reason}); available: "
                        f"{convforge.available()}", 2)
-    _check_out_dir(Path(a.out or f"runs/{a.model}-{dataset}"))
-    scope = convforge.use_backend(a.backend) if a.backend else contextlib.nullcontext()
-    with scope:  # the backend choice ends with the command (main() may run in-process)
-        return _train(a, dataset, augment, models_mod)
+    if world.is_root:   # only rank 0 writes
+        _check_out_dir(Path(a.out or f"runs/{a.model}-{dataset}"))
+    with contextlib.ExitStack() as stack:  # the backend choice ends with the command
+        if a.backend:                          # (main() may run in-process)
+            stack.enter_context(convforge.use_backend(a.backend))
+        if not world.is_root:                  # the other ranks are quiet
+            stack.enter_context(contextlib.redirect_stdout(
+                stack.enter_context(open(os.devnull, "w"))))
+        return _train(a, dataset, augment, models_mod, world)
 
 
 def _check_out_dir(out: Path) -> None:
@@ -355,7 +368,7 @@ class _Interrupt:
         return _StopOnSignal()
 
 
-def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
+def _train(a: argparse.Namespace, dataset: str, augment, models_mod, world) -> int:
     import convforge
 
     from . import data, losses
@@ -365,6 +378,7 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
     xp = np
     if on_gpu:
         import cupy as xp  # the cuda backend takes CuPy arrays: data goes to the device once
+        world.select_gpu()
     out = Path(a.out or f"runs/{a.model}-{dataset}")
     lr = a.lr
     verbose = 0 if a.quiet else 1
@@ -436,6 +450,12 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
     model.compile(optimizer=_make_optimizer(a.optimizer, rate, a.weight_decay, a.nesterov),
                   loss=losses.SparseCategoricalCrossentropy(label_smoothing=a.label_smoothing),
                   metrics=["accuracy"])
+    if world.size > 1:
+        from .distributed import data_parallel
+
+        data_parallel(model, world)
+        print(f"data-parallel over {world.size} MPI ranks: {a.batch_size} images per global "
+              f"batch, about {a.batch_size // world.size} per rank")
     if verbose:
         model.summary()
     print(f"training {a.model} on {dataset}: {n_train} images, {a.epochs} epoch(s), batch "
@@ -491,9 +511,11 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod) -> int:
             "augment": augment.spec() if augment else "none",
             "init": a.init, "freeze": a.freeze, "per_class": a.per_class,
             "params": int(model.count_params()),
+            "mpi_ranks": world.size,
             "note": "train_seconds is the wall time of model.fit (per-epoch validation included)",
         }
-        _write_outputs(out, model, metrics, hist)
+        if world.is_root:
+            _write_outputs(out, model, metrics, hist)
     if interrupted is not None:
         print(f"wrote {out}/metrics.json (interrupted), weights.npz", file=sys.stderr)
         return 128 + int(interrupted)

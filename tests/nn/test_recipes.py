@@ -5,11 +5,10 @@ import json
 
 import numpy as np
 import pytest
+from test_cli import mnist_root, needs_models
 
 from convforge import cli, losses, models, nn, recipes
 from convforge import functional as F
-
-from test_cli import mnist_root, needs_models
 
 
 def parse(*args):

@@ -124,12 +124,14 @@ def wanted_grads(nodes, keep: set) -> set:
 
 
 def run_backward(nodes, fused: dict, grads: dict, keep: set,
-                 pool_relu: Optional[dict] = None) -> None:
+                 pool_relu: Optional[dict] = None, layer_done=None) -> None:
     """Back-propagates `grads` ({id(tensor): gradient}, holding the outputs') through the nodes
     in reverse; the gradients of tensors in `keep` stay in grads, the others are dropped once
     used. A node whose inputs' gradients nobody uses (wanted_grads) is asked not to compute
     them, and a node without trainable parameters below that point is not run at all.
-    pool_relu (find_pool_relu): max pools that do the backward of the ReLU before them."""
+    pool_relu (find_pool_relu): max pools that do the backward of the ReLU before them.
+    layer_done(layer): called after each layer with trainable parameters has run its backward
+    (their gradients are then complete: data-parallel training starts sending them)."""
     skip = {id(relu): bn for bn in nodes for relu in [fused.get(id(bn))] if relu}
     wanted = wanted_grads(nodes, keep)
     pool_relu = pool_relu or {}
@@ -162,6 +164,8 @@ def run_backward(nodes, fused: dict, grads: dict, keep: set,
             opts["relu"] = True
             done.add(id(node.inputs[0]))
         dx = node.layer.backward(g, need_dx, **opts)
+        if layer_done is not None and node.layer.trainable_params:
+            layer_done(node.layer)
         if not need_dx:
             continue
         for t, d in zip(node.inputs, dx if node.layer.multi_input else [dx]):

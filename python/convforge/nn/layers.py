@@ -8,6 +8,7 @@ parameter gradients into `Parameter.grad` while the layer is trainable.
 
 from __future__ import annotations
 
+import weakref
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -464,6 +465,11 @@ class Dropout(Layer):
         return dy if self._cache is None else F.dropout(dy, self.rate, self._cache)
 
 
+# {BatchNormalization: convforge.distributed.DataParallel}: layers whose batch statistics are
+# those of the global batch over MPI ranks (registered by DataParallel.setup)
+bn_sync: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 class BatchNormalization(Layer):
     """Per-channel normalisation over axis 1 of (N, C, H, W) or (N, C) inputs.
 
@@ -509,8 +515,12 @@ class BatchNormalization(Layer):
         # An empty batch has no statistics: it is normalised with the moving ones, which it
         # leaves unchanged (a mean over zero values would turn them into NaN).
         batch_stats = training and self.trainable and x.shape[0] > 0
+        counts = None
         if batch_stats:
             mean, var = F.batch_norm_stats(x)                          # (C,) float64 each
+            sync = bn_sync.get(self)
+            if sync is not None:   # the global batch's statistics (data-parallel training)
+                mean, var, counts = sync.bn_stats(x.shape[0], mean, var)
             m = self.momentum
             self.moving_mean.data[...] = m * self.moving_mean.data + (1 - m) * mean
             self.moving_variance.data[...] = m * self.moving_variance.data + (1 - m) * var
@@ -518,16 +528,21 @@ class BatchNormalization(Layer):
             mean, var = self.moving_mean.data, self.moving_variance.data
         gamma = self.gamma.data if self.scale else None
         beta = self.beta.data if self.center else None
-        self._cache = (x, mean, var, batch_stats, relu)
+        self._cache = (x, mean, var, batch_stats, relu, counts)
         return F.batch_norm(x, mean, var, gamma, beta, self.epsilon, relu)
 
     def _backward(self, dy, relu_done: bool = False):
-        x, mean, var, batch_stats, relu = self._cache
+        x, mean, var, batch_stats, relu, counts = self._cache
         relu = relu and not relu_done     # dy already through the ReLU (a fused max pool)
         gamma = self.gamma.data if self.scale else None
         beta = self.beta.data if self.center else None
-        dx, dgamma, dbeta = F.batch_norm_backward(dy, x, mean, var, gamma, beta, self.epsilon,
-                                                  relu, batch_stats)
+        sync = bn_sync.get(self) if counts is not None else None
+        if sync is not None:   # statistics of the global batch: its sums span the ranks
+            dx, dgamma, dbeta = sync.bn_backward(dy, x, mean, var, gamma, beta, self.epsilon,
+                                                 relu, counts)
+        else:
+            dx, dgamma, dbeta = F.batch_norm_backward(dy, x, mean, var, gamma, beta,
+                                                      self.epsilon, relu, batch_stats)
         if self.trainable:
             if self.scale:
                 self.gamma.accumulate(dgamma)
@@ -538,7 +553,7 @@ class BatchNormalization(Layer):
     def relu_input_grad(self, dy):
         """For a forward run with relu=True: the gradient w.r.t. the normalised values before
         the ReLU, given dy w.r.t. the output (a Model asked for that intermediate)."""
-        x, mean, var, _, _ = self._cache
+        x, mean, var = self._cache[:3]
         gamma = self.gamma.data if self.scale else None
         beta = self.beta.data if self.center else None
         return dy * (F.batch_norm(x, mean, var, gamma, beta, self.epsilon) > 0)

@@ -119,6 +119,7 @@ class Model:
         self.loss: Optional[_losses.Loss] = None
         self.metrics: list[tuple[str, Callable]] = []
         self.stop_training = False
+        self._dist = None   # convforge.distributed.data_parallel(model) sets it
 
     # ------------------------------------------------------------------ graph
     def _set_graph(self, inputs, outputs) -> None:
@@ -283,7 +284,9 @@ class Model:
         for t, g in zip(self.outputs, dys):
             if g is not None:
                 _graph.add_grad(grads, t, g)
-        _graph.run_backward(self._nodes, self._fused, grads, keep, self._pool_relu)
+        dist = getattr(self, "_dist", None)   # data-parallel: gradients are sent as they come
+        _graph.run_backward(self._nodes, self._fused, grads, keep, self._pool_relu,
+                            dist and dist.layer_done)
         if wrt is not None:
             return [grads.get(id(t)) for t in wrt]
         return grads.get(id(self.inputs[0])) if input_grad else None
@@ -364,9 +367,14 @@ class Model:
     def _train_step(self, xb, yb):
         params = self.trainable_params
         self.optimizer.zero_grad(params)
+        dist = getattr(self, "_dist", None)
+        if dist is not None:   # data-parallel: gradients summed over the ranks in backward
+            dist.begin_step(len(xb), params)
         out = self.forward(xb, training=True)
         loss, dout = self.loss.forward_backward(yb, out)
         self.backward(dout, input_grad=False)   # regularised layers add their penalty's grad
+        if dist is not None:
+            dist.finish_step()
         for v in self.losses:                    # penalty of the weights this forward used
             loss = loss + v
         self.optimizer.step(params)
@@ -382,7 +390,9 @@ class Model:
                              "move weights with momentum)")
         loss, out = self._train_step(xb, yb)
         running = _RunningMeans(["loss"] + [name for name, _ in self.metrics])
-        running.add(self._step_values(loss, yb, out), 1)
+        running.add(self._step_values(loss, yb, out), len(xb))
+        if getattr(self, "_dist", None) is not None:
+            self._dist.reduce(running)   # over every rank's samples
         return running.means()
 
     # ------------------------------------------------------------------ fit
@@ -421,6 +431,9 @@ class Model:
             x, y, validation_data = hold_out(x, y, validation_split, validation_data)
         if seed is None:
             seed = _new_seed()
+        dist = getattr(self, "_dist", None)   # data-parallel: convforge.distributed
+        if dist is not None:   # rank 0's seed (the same batch order), the other ranks quiet
+            seed, verbose = dist.start_fit(seed, verbose)
         shuffle_rng, aug_rng = (np.random.default_rng(s)
                                 for s in np.random.SeedSequence(seed).spawn(2))
 
@@ -453,6 +466,10 @@ class Model:
                     xb = augment(xb, aug_rng)
                     if xb.dtype != self.dtype:
                         xb = xb.astype(self.dtype)
+                if dist is not None:      # this rank's shard of the global batch
+                    xb, yb = dist.shard(xb, yb, self)
+                    if xb is None:        # fewer samples than ranks: skipped everywhere
+                        continue
                 xb, yb = self._to_device(xb, yb)
                 loss, out = self._train_step(xb, yb)
                 running.add(self._step_values(loss, yb, out), len(xb))
@@ -465,12 +482,15 @@ class Model:
                 bar.update(1)
                 for cb in batch_cbs:
                     cb.on_train_batch_end(i, logs)
+                self.stop_training = dist.agree(self.stop_training) if dist else self.stop_training
                 if self.stop_training:
                     cut_short = i + 1 < n_batches
                     break
             if running.count == 0:
                 bar.close()
                 raise ValueError("the training data yielded no batches")
+            if dist is not None:
+                dist.reduce(running)   # the epoch's means over every rank's samples
             logs = running.means()
             bar.set_postfix(logs, refresh=False)
             if validation_data is not None and not cut_short:
@@ -484,6 +504,7 @@ class Model:
                 print(epoch_line(epoch + 1, epochs, logs))
             for cb in cbs:
                 cb.on_epoch_end(epoch, dict(logs))
+            self.stop_training = dist.agree(self.stop_training) if dist else self.stop_training
             if self.stop_training:
                 break
         for cb in cbs:
@@ -500,6 +521,9 @@ class Model:
                 raise ValueError("validation_data must be (x, y) or a batch source")
             x, y = check_xy(*data, what=what)
             self._check_device_targets(x, y)
+        dist = None if is_batch_source(x) else getattr(self, "_dist", None)
+        if dist is not None:   # data-parallel: each rank evaluates its part of the arrays
+            x, y = dist.shard_arrays((x, y))
         batches, total = batches_and_count(x, y, batch_size)
         bar = progress_class(verbose)(total=total, desc="evaluate")
         running = _RunningMeans(["loss"] + [name for name, _ in self.metrics])
@@ -513,6 +537,8 @@ class Model:
                 out = self.forward(xb, training=False)
                 running.add(self._step_values(self.loss(yb, out) + penalty, yb, out), len(xb))
         bar.close()
+        if dist is not None:
+            dist.reduce(running)
         if running.count == 0:
             raise ValueError("the evaluation data holds no samples: a mean loss over zero "
                              "samples is undefined")

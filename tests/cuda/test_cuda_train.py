@@ -4,8 +4,8 @@ Two parts:
 - CPU (always runs): fit / evaluate / train_on_batch on NumPy arrays, with the loss and metric
   values wrapped in a 0-d array type that counts every conversion to a Python number (on CuPy
   such a conversion is a device-to-host copy that waits for the GPU), and with
-  `convforge.nn.model.to_host`, the model's one host-transfer point, counted. Per-batch code
-  may do neither; the epoch end calls to_host exactly once.
+  `convforge.nn._loop.to_host` (RunningMeans'), the model's one host-transfer point, counted.
+  Per-batch code may do neither; the epoch end calls to_host exactly once.
 - GPU (skipped without CuPy and a CUDA device): LeNet-5 trained with Model.fit on CuPy arrays
   (3,000 MNIST images, 6 epochs) and through `convforge train lenet5 --backend cuda`; the
   parameters and optimiser state must stay CuPy arrays and test accuracy must pass 0.9. (With
@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from convforge import backends, losses, models, nn
+from convforge.nn import _loop as loop_mod
 from convforge.nn import model as model_mod
 
 # --------------------------------------------------------------------------- CPU: sync counting
@@ -80,7 +81,7 @@ def counting_accuracy(y_true, y_pred):
 def counted(monkeypatch):
     """Counts calls of the model's host-transfer helper; conversions inside it are allowed."""
     calls = []
-    real = model_mod.to_host
+    real = loop_mod.to_host
 
     def to_host(a):
         calls.append(1)
@@ -90,7 +91,7 @@ def counted(monkeypatch):
         finally:
             DeviceScalar.inside_to_host = False
 
-    monkeypatch.setattr(model_mod, "to_host", to_host)
+    monkeypatch.setattr(loop_mod, "to_host", to_host)
     DeviceScalar.conversions = []
     yield calls
     DeviceScalar.conversions = []

@@ -4,14 +4,38 @@ from __future__ import annotations
 
 import math
 import textwrap
+from typing import Sequence
 
 import numpy as np
 
 from .. import backends as _backends
 from .._array import array_module, on_device_of
+from .base import to_host
 from .callbacks import Callback
 
 POSTFIX_SECONDS = 0.5   # fit's progress bar shows the running logs at most this often
+
+
+class RunningMeans:
+    """Sample-weighted running means of the loss and metrics over the batches of an epoch (or
+    of an evaluate call). The sums stay where the batch values are (0-d NumPy or CuPy arrays,
+    summed in float64), so adding a batch never waits for the GPU; `means()` brings every sum
+    to the host with one to_host call."""
+
+    def __init__(self, names: Sequence[str]):
+        self.names = list(names)
+        self.sums: list = [0.0] * len(self.names)
+        self.count = 0
+
+    def add(self, values: Sequence, n: int) -> None:
+        for i, v in enumerate(values):
+            v = v.astype(np.float64) if hasattr(v, "astype") else float(v)
+            self.sums[i] = self.sums[i] + v * n
+        self.count += n
+
+    def means(self) -> dict[str, float]:
+        host = to_host(self.sums)
+        return {k: float(s) / self.count for k, s in zip(self.names, host)}
 
 
 def is_batch_source(x) -> bool:

@@ -38,6 +38,7 @@ from . import metrics as _metrics
 from . import saving as _saving
 from ._loop import (
     POSTFIX_SECONDS,
+    RunningMeans,
     batches_and_count,
     check_xy,
     epoch_line,
@@ -58,35 +59,10 @@ from .base import (
     array_module,
     inference,
     layout_hint,
-    to_host,
 )
 from .callbacks import Callback, History
 
 __all__ = ["Model", "Sequential"]
-
-
-# --------------------------------------------------------------------------- helpers
-
-class _RunningMeans:
-    """Sample-weighted running means of the loss and metrics over the batches of an epoch (or
-    of an evaluate call). The sums stay where the batch values are (0-d NumPy or CuPy arrays,
-    summed in float64), so adding a batch never waits for the GPU; `means()` brings every sum
-    to the host with one to_host call."""
-
-    def __init__(self, names: Sequence[str]):
-        self.names = list(names)
-        self.sums: list = [0.0] * len(self.names)
-        self.count = 0
-
-    def add(self, values: Sequence, n: int) -> None:
-        for i, v in enumerate(values):
-            v = v.astype(np.float64) if hasattr(v, "astype") else float(v)
-            self.sums[i] = self.sums[i] + v * n
-        self.count += n
-
-    def means(self) -> dict[str, float]:
-        host = to_host(self.sums)
-        return {k: float(s) / self.count for k, s in zip(self.names, host)}
 
 
 class Model:
@@ -389,7 +365,7 @@ class Model:
                              f"{tuple(xb.shape)} (an optimiser step without data would still "
                              "move weights with momentum)")
         loss, out = self._train_step(xb, yb)
-        running = _RunningMeans(["loss"] + [name for name, _ in self.metrics])
+        running = RunningMeans(["loss"] + [name for name, _ in self.metrics])
         running.add(self._step_values(loss, yb, out), len(xb))
         if getattr(self, "_dist", None) is not None:
             self._dist.reduce(running)   # over every rank's samples
@@ -455,7 +431,7 @@ class Model:
             bar = bar_cls(total=n_batches, desc=f"Epoch {epoch + 1}/{epochs}")
             live_bar = getattr(bar, "shows_postfix", True)
             shown = time.monotonic()
-            running = _RunningMeans(names)
+            running = RunningMeans(names)
             logs: dict[str, float] = {}
             cut_short = False   # stopped before the last batch: no validation of a part-epoch
             for i, (xb, yb) in enumerate(batches):
@@ -526,7 +502,7 @@ class Model:
             x, y = dist.shard_arrays((x, y))
         batches, total = batches_and_count(x, y, batch_size)
         bar = progress_class(verbose)(total=total, desc="evaluate")
-        running = _RunningMeans(["loss"] + [name for name, _ in self.metrics])
+        running = RunningMeans(["loss"] + [name for name, _ in self.metrics])
         with inference():   # writes nothing on the layers: safe beside a fit on another thread
             penalty = sum(self.losses)   # fixed weights: the same for every batch (or 0)
             for xb, yb in batches:

@@ -1,5 +1,6 @@
 """README's Python examples run as written, in order, in one namespace (a later block may use
-what an earlier one defined), so they stay true."""
+what an earlier one defined), so they stay true. A block starting with `# needs: MODULE` (the
+PyTorch, JAX and CuPy examples: optional libraries) is left out where MODULE does not import."""
 
 from __future__ import annotations
 

@@ -27,6 +27,7 @@
 #include "convforge/cpu.hpp"
 
 // Declares the same entities in the namespaces baseline, avx2 and avx512 (of the enclosing one).
+#if defined(CONVFORGE_X86)
 #define CF_PER_ISA(...)    \
   namespace baseline {     \
   __VA_ARGS__              \
@@ -37,6 +38,17 @@
   namespace avx512 {       \
   __VA_ARGS__              \
   }
+#else
+// Not x86 (aarch64, ...): CMake builds no *_avx2.cpp / *_avx512.cpp unit and current_isa() is
+// always baseline; avx2 and avx512 name the baseline copy, so select_isa's callers compile
+// unchanged and reference no code that does not exist.
+#define CF_PER_ISA(...)           \
+  namespace baseline {            \
+  __VA_ARGS__                     \
+  }                               \
+  namespace avx2 = baseline;      \
+  namespace avx512 = baseline;
+#endif
 
 namespace convforge {
 namespace {  // NOLINT(build/namespaces): per-translation-unit copies on purpose

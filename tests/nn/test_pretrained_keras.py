@@ -4,11 +4,13 @@ Without Keras: files written here with h5py in each layout Keras uses (Keras 2 s
 a full-model .h5, Keras 3 .weights.h5), checked against a channels-last forward pass written
 out in NumPy (HWIO convolution, H, W, C flatten). With Keras 3 (torch backend): a real
 keras.applications.VGG16(weights=None) at 64x64 (and, with CONVFORGE_RUN_SLOW=1, at 224x224)
-saved both ways and compared logit for logit. Each part skips when h5py / keras are missing.
+saved both ways and compared logit for logit. Each part skips when h5py / keras / torch are
+missing.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
@@ -163,7 +165,11 @@ quiet_keras = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def keras_or_skip():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
+    # Keras 3 runs on torch here (optional: skip without it) unless KERAS_BACKEND names another
+    # backend (its NumPy backend needs jax and scipy, so it is no torch-free fallback).
+    if os.environ.setdefault("KERAS_BACKEND", "torch") == "torch" and \
+            importlib.util.find_spec("torch") is None:
+        pytest.skip("Keras uses its torch backend here and torch is not installed")
     try:
         import keras
     except Exception as e:                       # not installed, or no usable backend

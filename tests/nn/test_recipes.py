@@ -138,3 +138,35 @@ def test_train_with_the_fast_recipe_records_it(tmp_path, monkeypatch, capsys):
                                                                           "flip")
     assert m["augment"] == "flip=h,fill=reflect,crop=4" and m["lr_schedule"] == "onecycle"
     assert "sgd (nesterov)" in capsys.readouterr().out
+
+
+def test_torch_side_of_the_recipe_comparison(tmp_path, monkeypatch):
+    """bench/train_torch.py builds the same nets (same trainable parameter counts) and runs the
+    fast recipe end to end on a few images."""
+    torch = pytest.importorskip("torch")
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("train_torch", REPO / "bench" / "train_torch.py")
+    tt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tt)
+    for name in ("vgg_small", "vgg_fast"):
+        ours = getattr(models, name)()
+        trainable = sum(p.data.size for p in ours.trainable_params)
+        theirs = tt.NETS[name](3, (32, 32), 10)
+        assert sum(q.numel() for q in theirs.parameters()) == trainable, name
+    x = np.random.default_rng(0).integers(0, 256, (4, 3, 32, 32)).astype(np.float32)
+    net = tt.vgg_fast(3, (32, 32), 10).eval()
+    with torch.no_grad():
+        assert tuple(net(torch.from_numpy(x)).shape) == (4, 10)
+    data_root = mnist_root()
+    if data_root is None:
+        pytest.skip("MNIST not found ($CONVFORGE_DATA or ../shared/data)")
+    out = tmp_path / "torch"
+    assert tt.main(["vgg_small", "--dataset", "mnist", "--recipe", "fast", "--limit", "64",
+                    "--test-limit", "32", "--epochs", "1", "--batch-size", "32", "--threads", "1",
+                    "--data", str(data_root / "mnist"), "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["recipe"], m["optimizer"], m["tta"], m["label_smoothing"]) == ("fast", "sgd", "flip",
+                                                                          0.2)

@@ -53,7 +53,7 @@ RECIPES = {
     "default": Recipe("default", epochs=5, batch_size=64, optimizer="adam", lr=None,
                       lr_schedule="cosine", weight_decay=0.0, augment=None,
                       label_smoothing=0.0, tta="none", val_split=0.1, nesterov=False),
-    "fast": Recipe("fast", epochs=18, batch_size=256, optimizer="sgd", lr=0.2,
+    "fast": Recipe("fast", epochs=30, batch_size=256, optimizer="sgd", lr=0.2,
                    lr_schedule="onecycle", weight_decay=5e-4, augment="flip,fill=reflect,crop=4",
                    label_smoothing=0.2, tta="flip", val_split=0.0, nesterov=True),
 }

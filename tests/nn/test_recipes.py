@@ -48,7 +48,7 @@ def test_help_shows_each_recipes_defaults(capsys):
         cli.main(["train", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "{default,fast}" in out and "vgg_fast" in out
-    assert "(recipe default: 5; fast: 18)" in out
+    assert "(recipe default: 5; fast: 30)" in out
     assert "(recipe default: cosine; fast: onecycle)" in out
     assert "(recipe default: 0.0; fast: 0.2)" in out       # --label-smoothing
 

@@ -247,11 +247,11 @@ class DataParallel:
         BatchNormalization layers (nested models' too) synchronised."""
         from .nn.layers import BatchNormalization, bn_sync
 
+        if self.size == 1:   # nothing to share: the layers keep their own (fused) kernels
+            return
         for la in _all_layers(model):
             if isinstance(la, BatchNormalization):
                 bn_sync[la] = self
-        if self.size == 1:
-            return
         for p in model.params:
             host = self.world.bcast(_host(p.data) if self.is_root else None)
             p.data[...] = host if not _is_cupy(p.data) else _to_like(host, p.data)

@@ -3,6 +3,8 @@ run benchmarks.
 
     convforge train lenet5 --dataset mnist --epochs 5 --out runs/lenet5
     convforge train vgg_small --dataset cifar10 --augment flip,crop=4 --backend cuda
+    convforge train vgg_fast                      # the fast CIFAR-10 recipe (--recipe fast)
+    mpiexec -n 2 convforge train lenet5           # data-parallel (convforge.distributed)
     convforge viz filters activations gradcam --weights runs/lenet5/weights.npz --index 0
     convforge info
     convforge bench [args for bench/compare.py]

@@ -50,7 +50,6 @@ DATASETS = ("mnist", "fashion_mnist", "emnist_letters", "cifar10")
 MODELS = ("lenet5", "vgg_small", "vgg_fast")
 DEFAULT_DATASET = {"lenet5": "mnist", "vgg_small": "cifar10", "vgg_fast": "cifar10"}
 NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "emnist_letters": 26, "cifar10": 10}
-DEFAULT_LR = recipes.DEFAULT_LR
 LR_SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle")
 
 

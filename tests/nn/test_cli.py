@@ -44,6 +44,16 @@ def mnist_root():
 pytestmark = pytest.mark.usefixtures("isolated_data")  # conftest: no real data dirs
 
 
+@pytest.fixture
+def mnist_data(monkeypatch):
+    """CONVFORGE_DATA pointed at the folder holding mnist/ (skips without it)."""
+    root = mnist_root()
+    if root is None:
+        pytest.skip("MNIST not found ($CONVFORGE_DATA or ../shared/data)")
+    monkeypatch.setenv("CONVFORGE_DATA", str(root))
+    return root
+
+
 def is_png(path):
     return Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -145,11 +155,7 @@ def check_run_outputs(out, model, dataset, epochs, n_train):
 
 
 @needs_models
-def test_train_lenet5_mnist_tiny_subset(tmp_path, monkeypatch, capsys):
-    root = mnist_root()
-    if root is None:
-        pytest.skip("MNIST not found ($CONVFORGE_DATA or ../shared/data)")
-    monkeypatch.setenv("CONVFORGE_DATA", str(root))
+def test_train_lenet5_mnist_tiny_subset(tmp_path, mnist_data, capsys):
     out = tmp_path / "run"
     rc = cli.main(["train", "lenet5", "--dataset", "mnist", "--limit", "256", "--epochs", "1",
                    "--out", str(out), "--seed", "0", "--augment", "shift=0.1", "--quiet",
@@ -218,11 +224,7 @@ def test_train_rejects_negative_weight_decay(capsys):
 
 
 @needs_models
-def test_train_with_lr_schedule_and_weight_decay(tmp_path, monkeypatch, capsys):
-    root = mnist_root()
-    if root is None:
-        pytest.skip("MNIST not found ($CONVFORGE_DATA or ../shared/data)")
-    monkeypatch.setenv("CONVFORGE_DATA", str(root))
+def test_train_with_lr_schedule_and_weight_decay(tmp_path, mnist_data, capsys):
     out = tmp_path / "run"
     rc = cli.main(["train", "lenet5", "--limit", "64", "--epochs", "1", "--batch-size", "16",
                    "--lr-schedule", "onecycle", "--weight-decay", "1e-4", "--out", str(out),

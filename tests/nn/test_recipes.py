@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from test_cli import mnist_root, needs_models
+from test_cli import mnist_data, mnist_root, needs_models  # noqa: F401 (a fixture)
 
 from convforge import cli, losses, models, nn, recipes
 from convforge import functional as F
@@ -124,11 +124,8 @@ def test_evaluate_tta_averages_the_mirror():
 
 
 @needs_models
-def test_train_with_the_fast_recipe_records_it(tmp_path, monkeypatch, capsys):
-    root = mnist_root()
-    if root is None:
-        pytest.skip("MNIST not found ($CONVFORGE_DATA or ../shared/data)")
-    monkeypatch.setenv("CONVFORGE_DATA", str(root))
+@pytest.mark.usefixtures("mnist_data")
+def test_train_with_the_fast_recipe_records_it(tmp_path, capsys):
     out = tmp_path / "run"
     rc = cli.main(["train", "lenet5", "--recipe", "fast", "--limit", "64", "--epochs", "1",
                    "--batch-size", "32", "--test-limit", "50", "--out", str(out), "--quiet"])

@@ -136,6 +136,8 @@ struct Kernel {
   void (*kvec_dw[2])(const KvecDwTile<T>& q);  // [0]: any stride (q.sw), [1]: stride 1
   int64_t kvdw_kb, kvdw_tb;  // channels (lanes) and taps per kvec_dw call
   void (*batch)(const BatchTile<T>& q);  // kb <= kb_max channels x block images
+  // dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols (csrc/runtime/transpose_simd.inc)
+  void (*transpose)(T* dst, int64_t ldd, const T* src, int64_t lds, int64_t rows, int64_t cols);
 };
 
 // The table of each ISA copy (float and double: specialisations at the end of

@@ -154,16 +154,10 @@ void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims&
         }
         const int64_t g = (j - d.C) / nkb, kb = (j - d.C) % nkb;
         const int64_t kn = std::min(KB, Kg - kb * KB);
-        const T* src = dy + (n * d.K + g * Kg + kb * KB) * L;  // (kn, OH, OW)
+        const T* src = dy + (n * d.K + g * Kg + kb * KB) * L;  // (kn, L)
         T* dst = xpad + x_img + (g * nkb + kb) * L * KB;        // (L, KB)
-        for (int64_t oh = 0; oh < d.OH; ++oh) {  // row oh: (OW, KB), in L1
-          T* o = dst + oh * d.OW * KB;
-          if (kn < KB) std::fill(o, o + d.OW * KB, T(0));
-          for (int64_t k = 0; k < kn; ++k) {
-            const T* row = src + k * L + oh * d.OW;
-            for (int64_t ow = 0; ow < d.OW; ++ow) o[ow * KB + k] = row[ow];
-          }
-        }
+        if (kn < KB) std::fill(dst, dst + L * KB, T(0));
+        kern.transpose(dst, KB, src, L, kn, L);  // register squares: one read of each line
       });
       for (int64_t oh0 = 0; oh0 < d.OH; oh0 += rb) {  // output rows [oh0, oh0 + rows)
         const int64_t rows = std::min(rb, d.OH - oh0);

@@ -15,7 +15,7 @@
 //   1. weights: U (36, C, K), transformed in T (winograd_weights; in double it cost more time
 //      for no measurable gain in accuracy: the errors below are the same either way).
 //   2. tiles are numbered across the batch (t = (n*TH + th)*TW + tw) and processed in chunks
-//      of TB tiles (chunk_tiles(): 64, or 32 when V + M would pass kChunkBytes):
+//      of TB tiles (chunk_tiles(): 48, or 16 / 32 when V + M would pass kChunkBytes):
 //      V (36, C, TB) = input transform of the chunk; M (36, TB, K) = 36 calls of gemm()
 //      (gemm.hpp; tiles are the rows, so few tiles waste little of a register tile, and U,
 //      the big operand, is packed from contiguous rows); output transform of M into y.
@@ -38,9 +38,9 @@
 // never between runs.
 //
 // Workspace per call: U (36*K*C elements; applicability caps it at kMaxWeightBytes) plus V and M
-// per thread (about kChunkBytes, at least 32 tiles; buffers are grow-only per thread and kept
-// between calls, like the other conv algorithms'): VGG-16 64->64 at 224x224 float32: U 0.6 MB + 1.2 MB per
-// thread (64 tiles); 512->512 at 14x14: U 37.7 MB + 2.4 MB (one chunk of 16 tiles). float64 512->512
+// per thread (about kChunkBytes, at least 16 tiles; buffers are grow-only per thread and kept
+// between calls, like the other conv algorithms'): VGG-16 64->64 at 224x224 float32: U 0.6 MB + 0.9 MB per
+// thread (48 tiles); 512->512 at 14x14: U 37.7 MB + 2.4 MB (one chunk of 16 tiles). float64 512->512
 // (U 75 MB) is over the cap: not applicable, im2col GEMM runs it.
 //
 // Non-finite values: a NaN/inf anywhere in a 6x6 patch would reach every output of the 4x4
@@ -77,7 +77,9 @@
 // Baseline copy of the tile transforms (the AVX2 / AVX-512 copies live in winograd_avx2.cpp
 // and winograd_avx512.cpp).
 #define CF_ISA baseline
+#define CF_VEC_BYTES 16
 #include "winograd_kernel.inc"
+#undef CF_VEC_BYTES
 #undef CF_ISA
 
 namespace convforge {
@@ -89,9 +91,10 @@ using winograd_detail::WgDims;
 
 constexpr int64_t kMaxWeightBytes = int64_t(48) << 20;  // cap on U (36*K*C elements)
 constexpr int64_t kChunkBytes = int64_t(6) << 20;       // target V + M per chunk
-constexpr int64_t kTileAlign = 32;                      // chunk tiles: multiple of this
-constexpr int64_t kMaxChunk = 64;                       // most tiles per chunk (measured:
-                                                        // never slower than 512)
+constexpr int64_t kRowChunk = 48;     // forward / data: most tiles per chunk (the GEMMs' rows: a
+                                      // multiple of the lanes and of the GEMM tile's 12 or 6 rows)
+constexpr int64_t kDepthChunk = 64;   // weight: most tiles per chunk (the GEMMs' depth), and
+constexpr int64_t kDepthAlign = 32;   // a multiple of this
 constexpr int64_t kMinOuterTiles = 32;                  // fewest tiles of a per-thread chunk
 constexpr int64_t kMinChannels = 16;                    // heuristic: C and K at least this,
 constexpr int64_t kMinTiles = 16;                       // and at least this many tiles in the
@@ -113,13 +116,16 @@ Transforms<T> select_transforms() {
 
 // scratch<T, Tag> and run_tasks: runtime/tasks.hpp. Tags: weights 0, V 1, M 2.
 
-// Tiles per chunk: V (36, C, TB) + M (36, K, TB) of about kChunkBytes, a multiple of
-// kTileAlign in [kTileAlign, kMaxChunk]; never more than the batch's tiles (rounded up to the
-// transforms' lane count). winograd_run may cut it smaller to feed every thread.
-int64_t chunk_tiles(const WgDims& s, int64_t elem_bytes) {
+// Tiles per chunk: V (36, C, TB) + M (36, K, TB) of about kChunkBytes. Forward and backward
+// data (the tiles are the rows of the GEMMs): kRowChunk, or a smaller multiple of the lanes for
+// very wide layers; a row count the GEMM's register tile divides leaves no padded rows. Weight
+// (the tiles are the GEMMs' depth, `weight`): a multiple of kDepthAlign up to kDepthChunk.
+// Never more than the batch's tiles (rounded up to the lanes); winograd_run may cut it smaller
+// to feed every thread.
+int64_t chunk_tiles(const WgDims& s, int64_t elem_bytes, bool weight) {
   const int64_t per_tile = 36 * (s.C + s.K) * elem_bytes;
-  const int64_t tb = std::clamp<int64_t>(kChunkBytes / per_tile / kTileAlign * kTileAlign,
-                                         kTileAlign, kMaxChunk);
+  const int64_t align = weight ? kDepthAlign : kLanes, most = weight ? kDepthChunk : kRowChunk;
+  const int64_t tb = std::clamp<int64_t>(kChunkBytes / per_tile / align * align, align, most);
   const int64_t total = s.N * s.TH * s.TW;
   return std::min(tb, ceil_div(total, kLanes) * kLanes);
 }
@@ -142,7 +148,7 @@ void winograd_run(T* out, const T* in, const T* U, int64_t ld_u, const T* bias,
                   const WgDims& s) {
   const Transforms<T> tr = select_transforms<T>();
   const int64_t total = s.N * s.TH * s.TW, threads = max_threads();
-  int64_t TB = chunk_tiles(s, sizeof(T)), chunks = ceil_div(total, TB);
+  int64_t TB = chunk_tiles(s, sizeof(T), false), chunks = ceil_div(total, TB);
   if (threads > 1 && chunks < 2 * threads) {
     // Few chunks: cut the tiles into a multiple of the thread count unless that makes chunks
     // smaller than kMinOuterTiles (the chunk size never changes a result, see above).
@@ -261,7 +267,7 @@ void winograd_conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, cons
   const WgDims s{d.N, d.C, d.H, d.W, d.K, d.OH, d.OW, d.PH, d.PW, ceil_div(d.OH, 4),
                  ceil_div(d.OW, 4)};
   const WgDims sg{d.N, d.K, d.OH, d.OW, d.C, d.OH, d.OW, 0, 0, s.TH, s.TW};  // dy as the plane
-  const int64_t tpi = s.TH * s.TW, TB = chunk_tiles(s, sizeof(T));
+  const int64_t tpi = s.TH * s.TW, TB = chunk_tiles(s, sizeof(T), true);
   const int64_t ld_v = matrix_stride(s.C * TB), ld_d = matrix_stride(s.K * TB);
   const int64_t ld_k = ceil_div(s.C, kLanes) * kLanes;  // row stride of M[e] (K, C)
   const int64_t ld_m = matrix_stride(s.K * ld_k);        // M (36, K, ld_k), M[e] at M + e*ld_m

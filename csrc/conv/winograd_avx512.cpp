@@ -2,4 +2,5 @@
 // -mavx512f/bw/dq/vl). Called only through winograd.cpp, and only when current_isa() is avx512.
 // Layouts and algorithm: see winograd_kernel.inc and winograd.hpp.
 #define CF_ISA avx512
+#define CF_VEC_BYTES 64
 #include "winograd_kernel.inc"

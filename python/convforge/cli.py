@@ -47,8 +47,9 @@ from .data import DataError
 __all__ = ["build_parser", "main"]
 
 DATASETS = ("mnist", "fashion_mnist", "emnist_letters", "cifar10")
-MODELS = ("lenet5", "vgg_small", "vgg_fast")
-DEFAULT_DATASET = {"lenet5": "mnist", "vgg_small": "cifar10", "vgg_fast": "cifar10"}
+MODELS = ("lenet5", "vgg_small", "vgg_fast", "vgg_small_gmp")
+DEFAULT_DATASET = {"lenet5": "mnist", "vgg_small": "cifar10", "vgg_fast": "cifar10",
+                   "vgg_small_gmp": "cifar10"}
 NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "emnist_letters": 26, "cifar10": 10}
 LR_SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle")
 
@@ -68,12 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="{train,viz,info,bench}")
 
     t = sub.add_parser("train", help="train a model from the zoo and write metrics/weights/curves",
-                       description="Train a zoo model (lenet5, vgg_small, vgg_fast); writes "
+                       description="Train a zoo model (lenet5, vgg_small, vgg_fast, vgg_small_gmp); writes "
                                    "DIR/metrics.json, DIR/weights.npz and DIR/curves.png. "
                                    "Options marked 'recipe' default to the --recipe's value.")
     t.add_argument("model", choices=MODELS)
     t.add_argument("--dataset", choices=DATASETS, default=None,
-                   help="default: mnist for lenet5, cifar10 for vgg_small and vgg_fast")
+                   help="default: mnist for lenet5, cifar10 for the VGG nets")
     t.add_argument("--backend", default=None,
                    help="cpu, cuda, numba or reference (default: automatic choice)")
     t.add_argument("--out", default=None, help="output folder (default: runs/MODEL-DATASET)")
@@ -373,6 +374,7 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod, world) -> i
     import convforge
 
     from . import data, losses
+    from .nn import EpochTimer
 
     backend = convforge.backends.chosen(False)
     on_gpu = backend == "cuda"
@@ -472,8 +474,9 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod, world) -> i
     t0 = time.perf_counter()
     with _Interrupt() as intr:
         intr.model = model
+        timer = EpochTimer()
         history = model.fit(train_src, None, epochs=a.epochs, validation_data=val_data,
-                            verbose=verbose, seed=a.seed, callbacks=[intr.callback()])
+                            verbose=verbose, seed=a.seed, callbacks=[intr.callback(), timer])
         train_seconds = time.perf_counter() - t0
         interrupted = intr.signum
         if interrupted is not None:   # no test evaluation: stop promptly, as asked
@@ -494,6 +497,7 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod, world) -> i
             "epochs": epochs_run,
             "interrupted": interrupted is not None,
             "train_seconds": train_seconds,
+            "epoch_end_seconds": timer.seconds,
             "images_per_second": n_train * epochs_run / train_seconds if epochs_run else None,
             "backend": backend,
             "model": a.model,
@@ -513,7 +517,8 @@ def _train(a: argparse.Namespace, dataset: str, augment, models_mod, world) -> i
             "init": a.init, "freeze": a.freeze, "per_class": a.per_class,
             "params": int(model.count_params()),
             "mpi_ranks": world.size,
-            "note": "train_seconds is the wall time of model.fit (per-epoch validation included)",
+            "note": "train_seconds is the wall time of model.fit (per-epoch validation "
+                    "included); epoch_end_seconds: from its start to each epoch's end",
         }
         if world.is_root:
             _write_outputs(out, model, metrics, hist)

@@ -10,6 +10,9 @@ its `preprocess`) and outputs logits; compile with loss="sparse_categorical_cros
                  widths=(64, 128, 256) gives 1,673,802 params and 307.0 MFLOPs.
     vgg_fast()   the fast CIFAR-10 recipe's net (pool after each block's first conv, global
                  max-pool head), widths (64, 128, 256) after a 32-channel stem.
+    vgg_small_gmp()  vgg_small's conv blocks (no dropout) with a global max-pool head: the
+                 net of issue #17's PyTorch anchor; 289,642 params (288,746 trainable),
+                 77.5 MFLOPs.
     vgg16()      Simonyan & Zisserman configuration D: 13 conv3x3 + 3 dense (dropout 0.5);
                  138,357,544 params at 3x224x224 with 1000 classes (31.0 GFLOPs per image).
                  Weights are drawn only when first used, so the architecture is cheap to build;
@@ -25,7 +28,7 @@ from typing import Mapping, Optional, Sequence, Union
 
 from . import nn
 
-__all__ = ["lenet5", "vgg_small", "vgg_fast", "vgg16"]
+__all__ = ["lenet5", "vgg_small", "vgg_fast", "vgg_small_gmp", "vgg16"]
 
 
 def _shape(input_shape: Sequence[int], name: str = "input_shape") -> tuple:
@@ -100,6 +103,25 @@ def vgg_fast(num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32),
     layers += [nn.GlobalMaxPooling2D(), nn.Dense(num_classes, use_bias=False),
                nn.Rescaling(logit_scale)]
     return nn.Sequential(layers, name="vgg_fast", dtype=dtype)
+
+
+def vgg_small_gmp(num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32),
+                  widths: Sequence[int] = (32, 64, 128), dtype="float32") -> nn.Sequential:
+    """The net of issue #17's PyTorch anchor (bench/train_torch.py vgg_small_gmp): vgg_fast's
+    normalised input, then per width 2 x [conv3x3 + BatchNorm + ReLU] and a max-pool 2 (vgg_small's
+    blocks without dropout), a global max-pool and one dense layer. Its default recipe is the
+    fast one, as vgg_fast's."""
+    shape = _shape(input_shape)
+    conv = {"padding": "same", "use_bias": False, "kernel_initializer": "he_uniform"}
+    layers: list = [nn.Rescaling(1.0 / 255, input_shape=shape),
+                    nn.Normalization(CIFAR10_MEAN, CIFAR10_STD)]
+    for width in widths:
+        for _ in range(2):
+            layers += [nn.Conv2D(width, 3, **conv), nn.BatchNormalization(momentum=0.9),
+                       nn.ReLU()]
+        layers += [nn.MaxPooling2D(2)]
+    layers += [nn.GlobalMaxPooling2D(), nn.Dense(num_classes)]
+    return nn.Sequential(layers, name="vgg_small_gmp", dtype=dtype)
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)     # torchvision's transforms.Normalize, RGB in [0, 1]

@@ -9,7 +9,7 @@
              weight decay 5e-4 on the conv and dense kernels only, label smoothing 0.2, flip +
              reflect-padded 4-pixel crops drawn per batch, all 50,000 training images (the
              test set is the per-epoch curve) and a flip test-time augmentation at the end.
-             The default recipe of `vgg_fast`.
+             The default recipe of `vgg_fast` and `vgg_small_gmp`.
 
 A recipe only fills the options left unset on the command line: `--recipe fast --epochs 30`
 is the fast recipe run for 30 epochs.
@@ -57,7 +57,7 @@ RECIPES = {
                    lr_schedule="onecycle", weight_decay=5e-4, augment="flip,fill=reflect,crop=4",
                    label_smoothing=0.2, tta="flip", val_split=0.0, nesterov=True),
 }
-DEFAULT_RECIPE = {"vgg_fast": "fast"}   # every other model: "default"
+DEFAULT_RECIPE = {"vgg_fast": "fast", "vgg_small_gmp": "fast"}   # every other model: "default"
 
 
 def get(name: str) -> Recipe:
@@ -88,7 +88,8 @@ def add_arguments(parser, lr_schedules) -> None:
     t = parser
     t.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                    help="the defaults of the options marked 'recipe' (default: fast for "
-                        "vgg_fast, default for the other models; see convforge.recipes)")
+                        "vgg_fast and vgg_small_gmp, default for the other models; see "
+                        "convforge.recipes)")
     t.add_argument("--epochs", type=int, default=None, help=help_suffix("epochs"))
     t.add_argument("--batch-size", type=int, default=None, help=help_suffix("batch_size"))
     t.add_argument("--augment", default=None, metavar="SPEC",

@@ -148,6 +148,8 @@ def check_run_outputs(out, model, dataset, epochs, n_train):
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and np.isfinite(metrics["test_loss"])
     assert metrics["backend"] in convforge.available()
     assert len(metrics["history"]["loss"]) == epochs
+    ends = metrics["epoch_end_seconds"]
+    assert len(ends) == epochs and ends == sorted(ends) and ends[-1] <= metrics["train_seconds"]
     with np.load(out / "weights.npz") as w:
         assert sum(w[k].size for k in w.files) == metrics["params"]
     assert is_png(out / "curves.png")

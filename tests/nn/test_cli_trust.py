@@ -24,7 +24,7 @@ import convforge
 from conftest import REPO
 
 PYTHON_DIR = str(Path(convforge.__file__).resolve().parents[1])
-TIME_FIELDS = ("train_seconds", "images_per_second")
+TIME_FIELDS = ("train_seconds", "images_per_second", "epoch_end_seconds")
 
 
 def mnist_root():

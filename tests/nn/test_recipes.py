@@ -35,6 +35,7 @@ def test_fast_recipe_is_vgg_fasts_default_and_options_win():
     assert (a.epochs, a.label_smoothing, a.augment, a.batch_size) == (3, 0.0, None, 256)
     a = parse("vgg_small", "--recipe", "fast")
     assert a.recipe == "fast" and a.optimizer == "sgd" and a.lr == 0.2 and a.nesterov
+    assert parse("vgg_small_gmp").recipe == "fast"       # the anchor's net, the anchor's recipe
 
 
 def test_recipe_rate_goes_only_with_its_optimizer():
@@ -69,6 +70,17 @@ def test_vgg_fast_layout():
     small = models.vgg_fast(widths=(8, 16), stem=4, num_classes=3)
     x = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 32)).astype(np.float32)
     small.compile("sgd", "sparse_categorical_crossentropy")
+    assert small.predict(x).shape == (2, 3)
+
+
+def test_vgg_small_gmp_layout():
+    m = models.vgg_small_gmp()
+    assert m.count_params() == 289_642 and m.count_flops() == 77_498_890
+    assert [type(layer).__name__ for layer in m.layers[-3:]] == ["MaxPooling2D",
+                                                                   "GlobalMaxPooling2D", "Dense"]
+    small = models.vgg_small_gmp(num_classes=3, input_shape=(3, 16, 16), widths=(4, 8))
+    small.compile("sgd", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).integers(0, 256, (2, 3, 16, 16)).astype(np.float32)
     assert small.predict(x).shape == (2, 3)
 
 
@@ -148,7 +160,7 @@ def test_torch_side_of_the_recipe_comparison(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("train_torch", REPO / "bench" / "train_torch.py")
     tt = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tt)
-    for name in ("vgg_small", "vgg_fast"):
+    for name in ("vgg_small", "vgg_fast", "vgg_small_gmp"):
         ours = getattr(models, name)()
         trainable = sum(p.data.size for p in ours.trainable_params)
         theirs = tt.NETS[name](3, (32, 32), 10)

@@ -304,7 +304,17 @@ def test_terminate_on_nan_stops_at_the_bad_batch(capsys):
     assert h.epoch == [0, 1]
 
 
+def test_epoch_timer_counts_from_the_start_of_fit():
+    timer = nn.EpochTimer()
+    m = tiny_model()
+    m.fit(*data(16), batch_size=8, epochs=3, verbose=0, validation_data=data(8),
+          callbacks=[timer])
+    assert len(timer.seconds) == 3 and 0 < timer.seconds[0] <= timer.seconds[1] <= timer.seconds[2]
+    m.fit(*data(16), batch_size=8, epochs=1, verbose=0, callbacks=[timer])   # a new fit: anew
+    assert len(timer.seconds) == 1
+
+
 def test_callbacks_are_exported():
-    for name in ("LearningRateScheduler", "ReduceLROnPlateau", "TerminateOnNaN"):
+    for name in ("LearningRateScheduler", "ReduceLROnPlateau", "TerminateOnNaN", "EpochTimer"):
         assert name in nn.__all__ and getattr(nn, name) is getattr(nn.callbacks, name)
     assert "schedules" in optim.__all__

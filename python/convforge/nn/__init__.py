@@ -17,6 +17,7 @@ from .callbacks import (
     Callback,
     CSVLogger,
     EarlyStopping,
+    EpochTimer,
     History,
     LearningRateScheduler,
     ModelCheckpoint,
@@ -51,6 +52,6 @@ __all__ = [
     "Sigmoid", "Softmax", "Rescaling", "Normalization", "ZeroPadding2D", "BatchNormalization",
     "Add",
     "Callback", "History", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
-    "LearningRateScheduler", "ReduceLROnPlateau", "TerminateOnNaN",
+    "LearningRateScheduler", "ReduceLROnPlateau", "TerminateOnNaN", "EpochTimer",
     "callbacks", "initializers", "metrics", "regularizers",
 ]

@@ -1,5 +1,5 @@
 """Training callbacks (Keras semantics): History, EarlyStopping, ModelCheckpoint, CSVLogger,
-LearningRateScheduler, ReduceLROnPlateau, TerminateOnNaN.
+LearningRateScheduler, ReduceLROnPlateau, TerminateOnNaN; and EpochTimer.
 
 fit calls on_train_begin, then per epoch on_epoch_begin, on_train_batch_end (per batch) and
 on_epoch_end(epoch, logs) with logs such as {"loss", "accuracy", "val_loss", "val_accuracy",
@@ -15,11 +15,12 @@ import csv
 import inspect
 import math
 import os
+import time
 import warnings
 from typing import Callable, Optional
 
 __all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
-           "LearningRateScheduler", "ReduceLROnPlateau", "TerminateOnNaN"]
+           "LearningRateScheduler", "ReduceLROnPlateau", "TerminateOnNaN", "EpochTimer"]
 
 
 class Callback:
@@ -56,6 +57,22 @@ class History(Callback):
         self.epoch.append(epoch)
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
+
+
+class EpochTimer(Callback):
+    """Wall seconds from the start of fit to the end of each epoch, its validation included:
+    the time axis of a time-to-accuracy curve. `.seconds` holds one value per epoch run."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_begin(self, logs=None):
+        self.seconds, self._start = [], time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
 
 
 def _mode(monitor: str, mode: str) -> str:

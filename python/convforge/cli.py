@@ -69,9 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="{train,viz,info,bench}")
 
     t = sub.add_parser("train", help="train a model from the zoo and write metrics/weights/curves",
-                       description="Train a zoo model (lenet5, vgg_small, vgg_fast, vgg_small_gmp); writes "
-                                   "DIR/metrics.json, DIR/weights.npz and DIR/curves.png. "
-                                   "Options marked 'recipe' default to the --recipe's value.")
+                       description="Train a zoo model (lenet5, vgg_small, vgg_fast, "
+                                   "vgg_small_gmp); writes DIR/metrics.json, DIR/weights.npz "
+                                   "and DIR/curves.png. Options marked 'recipe' default to "
+                                   "the --recipe's value.")
     t.add_argument("model", choices=MODELS)
     t.add_argument("--dataset", choices=DATASETS, default=None,
                    help="default: mnist for lenet5, cifar10 for the VGG nets")

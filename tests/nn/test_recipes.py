@@ -179,3 +179,32 @@ def test_torch_side_of_the_recipe_comparison(tmp_path, monkeypatch):
     m = json.loads((out / "metrics.json").read_text())
     assert (m["recipe"], m["optimizer"], m["tta"], m["label_smoothing"]) == ("fast", "sgd", "flip",
                                                                           0.2)
+
+
+def test_time_to_accuracy_reads_both_kinds_of_run(tmp_path, capsys):
+    """bench/time_to_accuracy.py: when each run first reaches a target, from epoch_end_seconds
+    or (older runs) train_seconds spread over the epochs, with the TTA probe where present."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("tta_bench",
+                                                  REPO / "bench" / "time_to_accuracy.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    base = {"model": "m", "epochs": 3, "seed": 0, "tta": "flip"}
+    runs = {"cf": {**base, "train_seconds": 300.0, "test_accuracy": 0.9,
+                   "history": {"val_accuracy": [0.5, 0.8, 0.88]}},
+            "torch": {**base, "framework": "torch", "train_seconds": 240.0,
+                      "epoch_end_seconds": [60.0, 120.0, 240.0], "test_accuracy": 0.84,
+                      "history": {"val_accuracy": [0.6, 0.86, 0.83],
+                                  "val_accuracy_tta": [0.6, 0.87, 0.84]}}}
+    for name, m in runs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(m))
+    assert mod.main([str(tmp_path / "cf"), str(tmp_path / "torch"), "--target", "0.85"]) == 0
+    out = capsys.readouterr().out
+    assert ("convforge m 3 ep s0: per-epoch curve 5.0 min, flip-TTA curve not measured; final "
+            "test 90.00% (flip TTA) at 5.0 min: 5.0 min") in out
+    assert ("torch m 3 ep s0: per-epoch curve 2.0 min, flip-TTA curve 2.0 min; final test "
+            "84.00% (flip TTA) at 4.0 min: never") in out

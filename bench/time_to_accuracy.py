@@ -35,6 +35,10 @@ def first_reach(minutes, acc, target):
     return next((t for t, a in zip(minutes, acc) if a >= target), None)
 
 
+def when(minutes) -> str:
+    return "never" if minutes is None else f"{minutes:.1f} min"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path)
@@ -48,10 +52,9 @@ def main(argv=None) -> int:
             plain = first_reach(r["minutes"], r["plain"], t)
             tta = first_reach(r["minutes"], r["tta"], t) if r["tta"] else None
             end = r["final_min"] if r["final"] >= t else None
-            fmt = lambda v: "never" if v is None else f"{v:.1f} min"   # noqa: E731
-            print(f"  {r['label']}: per-epoch curve {fmt(plain)}, flip-TTA curve "
-                  f"{fmt(tta) if r['tta'] else 'not measured'}; final test {r['final']:.2%} "
-                  f"({r['tta_kind']} TTA) at {r['final_min']:.1f} min: {fmt(end)}")
+            print(f"  {r['label']}: per-epoch curve {when(plain)}, flip-TTA curve "
+                  f"{when(tta) if r['tta'] else 'not measured'}; final test {r['final']:.2%} "
+                  f"({r['tta_kind']} TTA) at {r['final_min']:.1f} min: {when(end)}")
     if a.out:
         import matplotlib
         matplotlib.use("Agg")

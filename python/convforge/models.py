@@ -37,6 +37,15 @@ def _shape(input_shape: Sequence[int], name: str = "input_shape") -> tuple:
     return tuple(int(s) for s in input_shape)
 
 
+def _conv3x3(width: int):
+    """The VGG nets' conv: 3x3 'same', no bias (a BatchNormalization follows), He init."""
+    return nn.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer="he_uniform")
+
+
+def _bn_relu() -> list:
+    return [nn.BatchNormalization(momentum=0.9), nn.ReLU()]
+
+
 def lenet5(num_classes: int = 10, input_shape: Sequence[int] = (1, 32, 32),
            dtype="float32") -> nn.Sequential:
     """LeNet-5 on 32x32 inputs (pad 28x28 MNIST by 2): 61,706 parameters for 10 classes."""
@@ -61,10 +70,7 @@ def vgg_small(num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32),
     layers: list = [nn.Rescaling(1.0 / 255, input_shape=_shape(input_shape))]
     for width in widths:
         for _ in range(2):
-            layers += [nn.Conv2D(width, 3, padding="same", use_bias=False,
-                                 kernel_initializer="he_uniform"),
-                       nn.BatchNormalization(momentum=0.9),
-                       nn.ReLU()]
+            layers += [_conv3x3(width), *_bn_relu()]
         layers += [nn.MaxPooling2D(2), nn.Dropout(dropout)]
     layers += [nn.Flatten(),
                nn.Dense(dense_units, activation="relu", kernel_initializer="he_uniform"),
@@ -91,15 +97,11 @@ def vgg_fast(num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32),
     small logit scale keeps the initial softmax soft, which suits label smoothing and a high
     learning rate. 1,168,352 params, 171.8 MFLOPs per 3x32x32 image at the default widths.
     """
-    shape = _shape(input_shape)
-    conv = {"padding": "same", "use_bias": False, "kernel_initializer": "he_uniform"}
-    layers: list = [nn.Rescaling(1.0 / 255, input_shape=shape),
-                    nn.Normalization(CIFAR10_MEAN, CIFAR10_STD),
-                    nn.Conv2D(stem, 3, **conv), nn.BatchNormalization(momentum=0.9), nn.ReLU()]
+    layers: list = [nn.Rescaling(1.0 / 255, input_shape=_shape(input_shape)),
+                    nn.Normalization(CIFAR10_MEAN, CIFAR10_STD), _conv3x3(stem), *_bn_relu()]
     for width in widths:
-        layers += [nn.Conv2D(width, 3, **conv), nn.MaxPooling2D(2),
-                   nn.BatchNormalization(momentum=0.9), nn.ReLU(),
-                   nn.Conv2D(width, 3, **conv), nn.BatchNormalization(momentum=0.9), nn.ReLU()]
+        layers += [_conv3x3(width), nn.MaxPooling2D(2), *_bn_relu(),
+                   _conv3x3(width), *_bn_relu()]
     layers += [nn.GlobalMaxPooling2D(), nn.Dense(num_classes, use_bias=False),
                nn.Rescaling(logit_scale)]
     return nn.Sequential(layers, name="vgg_fast", dtype=dtype)
@@ -111,15 +113,11 @@ def vgg_small_gmp(num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32
     normalised input, then per width 2 x [conv3x3 + BatchNorm + ReLU] and a max-pool 2 (vgg_small's
     blocks without dropout), a global max-pool and one dense layer. Its default recipe is the
     fast one, as vgg_fast's."""
-    shape = _shape(input_shape)
-    conv = {"padding": "same", "use_bias": False, "kernel_initializer": "he_uniform"}
-    layers: list = [nn.Rescaling(1.0 / 255, input_shape=shape),
+    layers: list = [nn.Rescaling(1.0 / 255, input_shape=_shape(input_shape)),
                     nn.Normalization(CIFAR10_MEAN, CIFAR10_STD)]
     for width in widths:
-        for _ in range(2):
-            layers += [nn.Conv2D(width, 3, **conv), nn.BatchNormalization(momentum=0.9),
-                       nn.ReLU()]
-        layers += [nn.MaxPooling2D(2)]
+        layers += [_conv3x3(width), *_bn_relu(), _conv3x3(width), *_bn_relu(),
+                   nn.MaxPooling2D(2)]
     layers += [nn.GlobalMaxPooling2D(), nn.Dense(num_classes)]
     return nn.Sequential(layers, name="vgg_small_gmp", dtype=dtype)
 

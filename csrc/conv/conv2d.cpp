@@ -70,16 +70,14 @@ namespace {
 
 using namespace conv_impl;  // NOLINT(build/namespaces): the algorithm kernels (algos.hpp)
 
-// db[k] = sum_{n, l} dy[n, k, l], in double, in the order (n, l).
+// db[k] = sum_{n, l} dy[n, k, l], in double: the planes dy[n, k] (L,) by plane_sum
+// (partials.hpp), added in the order n.
 template <typename T>
 void bias_grad(T* db, const T* dy, const ConvDims& d) {
   const int64_t L = d.OH * d.OW;
   run_tasks(d.K, true, [&](int64_t k) {
     double s = 0;
-    for (int64_t n = 0; n < d.N; ++n) {  // dy_k: dy[n, k] (L,)
-      const T* dy_k = dy + (n * d.K + k) * L;
-      for (int64_t l = 0; l < L; ++l) s += dy_k[l];
-    }
+    for (int64_t n = 0; n < d.N; ++n) s += plane_sum(dy + (n * d.K + k) * L, L);
     db[k] = static_cast<T>(s);
   });
 }

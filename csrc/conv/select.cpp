@@ -115,14 +115,17 @@ bool kvec_weight_preferred(const ConvDims& d, int64_t elem_bytes) {
 
 // direct_kvec forward for a stride-1 layer on few input channels (instead of direct_small):
 // when the output channels fill kvec's vector lanes at least 1.2x better than direct_small's
-// rows are filled with valid columns (it computes OW + (KW-1)*DW columns per row, keeps OW).
-// LeNet C3 (16 channels, 10 of 14 columns) gains; VGG 3->64 at 32 px (32 of 34 columns) and
-// LeNet C1 (6 channels of 8 lanes) are faster with direct_small.
+// rows are filled with valid columns (it computes OW + (KW-1)*DW columns per row, keeps OW),
+// and span more than one vector: with one, each multiply-add needs a broadcast load of its own
+// and kvec runs at the load ports' pace. LeNet C3 (16 channels, 10 of 14 columns) gains with
+// AVX2 (two vectors) and loses with AVX-512 (one);
+// VGG 3->64 at 32 px (32 of 34 columns) and LeNet C1 (6 channels of 8 lanes) are faster with
+// direct_small.
 bool kvec_forward_preferred(const ConvDims& d, int64_t elem_bytes) {
   const int64_t vl = direct_lanes(elem_bytes);
   const double lanes = double(d.Kg()) / double(ceil_div(d.Kg(), vl) * vl);
   const double cols = double(d.OW) / double(d.OW + (d.KW - 1) * d.DW);
-  return current_isa() != Isa::baseline && lanes >= 1.2 * cols &&
+  return current_isa() != Isa::baseline && d.Kg() > vl && lanes >= 1.2 * cols &&
          conv_algo_applies(ConvAlgo::direct_kvec, ConvDir::forward, d, elem_bytes);
 }
 
@@ -178,8 +181,9 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
 //     direct_small on LeNet C3 and VGG 3->64 and im2col_gemm on VGG 64@32 and 7x7/2 RGB);
 //   stride 1, at most kDirectMaxChannels input channels of that direction (forward and
 //     weight Cg, data Kg; data also needs Cg >= 2): direct_small, except forward where the
-//     output channels fill direct_kvec's lanes clearly better than direct_small's rows are
-//     filled with valid columns (kvec_forward_preferred(): LeNet C3), and data where the
+//     output channels fill more than one of direct_kvec's vectors clearly better than
+//     direct_small's rows are filled with valid columns (kvec_forward_preferred(): LeNet C3
+//     with AVX2), and data where the
 //     padded correlation would multiply mostly zeros (batch_data_preferred(): LeNet C3):
 //     direct_batch;
 //   weight: im2col_gemm_batch once there are at least 2 images (chunks run in parallel and

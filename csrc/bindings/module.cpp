@@ -13,6 +13,7 @@ void bind_norm(py::module_& m);    // bindings/norm.cpp: batch normalisation
 void bind_elementwise(py::module_& m);  // bindings/elementwise.cpp: dropout, activations
 void bind_loss(py::module_& m);    // bindings/loss.cpp: softmax cross-entropy
 void bind_optim(py::module_& m);  // bindings/optim.cpp: SGD, Adam, RMSprop updates
+void bind_buffer_cache(py::module_& m);  // bindings/buffer_cache.cpp: NumPy step buffers
 }  // namespace convforge::bind
 
 #ifndef CONVFORGE_VERSION
@@ -51,4 +52,5 @@ PYBIND11_MODULE(_core, m) {
   bind::bind_elementwise(m);
   bind::bind_loss(m);
   bind::bind_optim(m);
+  bind::bind_buffer_cache(m);
 }

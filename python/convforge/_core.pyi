@@ -7,7 +7,8 @@ from __future__ import annotations
 import collections.abc
 import numpy
 import typing
-__all__: list[str] = ['activation', 'activation_backward', 'adam_update', 'batch_norm_backward', 'batch_norm_forward', 'batch_norm_stats', 'col2im', 'conv2d_algorithm', 'conv2d_algorithms', 'conv2d_backward', 'conv2d_backward_data', 'conv2d_backward_weight', 'conv2d_forward', 'conv_exact', 'detected_isa', 'dropout', 'gemm', 'get_num_threads', 'global_pool2d_backward', 'global_pool2d_forward', 'has_openmp', 'im2col', 'in_fork_child', 'isa', 'pool2d_backward', 'pool2d_forward', 'requested_num_threads', 'rmsprop_update', 'set_conv_exact', 'set_isa', 'set_num_threads', 'sgd_update', 'softmax_cross_entropy']
+import typing_extensions
+__all__: list[str] = ['activation', 'activation_backward', 'adam_update', 'batch_norm_backward', 'batch_norm_forward', 'batch_norm_stats', 'buffer_cache_begin', 'buffer_cache_end', 'buffer_cache_stats', 'col2im', 'conv2d_algorithm', 'conv2d_algorithms', 'conv2d_backward', 'conv2d_backward_data', 'conv2d_backward_weight', 'conv2d_forward', 'conv_exact', 'detected_isa', 'dropout', 'gemm', 'get_num_threads', 'global_pool2d_backward', 'global_pool2d_forward', 'has_openmp', 'im2col', 'in_fork_child', 'isa', 'pool2d_backward', 'pool2d_forward', 'requested_num_threads', 'rmsprop_update', 'set_conv_exact', 'set_isa', 'set_mem_handler', 'set_num_threads', 'sgd_update', 'softmax_cross_entropy', 'step_buffer_handler']
 def activation(x: numpy.ndarray, kind: str) -> numpy.ndarray:
     """
     y = f(x) elementwise, f: 'linear' | 'relu' | 'sigmoid' | 'tanh' (elementwise.hpp).
@@ -31,6 +32,18 @@ def batch_norm_forward(x: numpy.ndarray, mean: numpy.ndarray, inv_std: numpy.nda
 def batch_norm_stats(x: numpy.ndarray) -> tuple:
     """
     x (N, C, HW) -> (mean, var) float64 (C,): per-channel mean and biased variance (shifted sums in double).
+    """
+def buffer_cache_begin() -> None:
+    """
+    A user of the step buffer cache starts: blocks freed from now on are kept for reuse.
+    """
+def buffer_cache_end() -> None:
+    """
+    A user of the step buffer cache stops; the last one frees the idle blocks.
+    """
+def buffer_cache_stats() -> dict:
+    """
+    Counters of the step buffer cache: hits, misses (cacheable sizes), idle bytes and blocks, users (begin() calls not yet ended).
     """
 def col2im(cols: numpy.ndarray, input_shape: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(4)"], kernel_size: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], padding: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(4)"], dilation: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"]) -> numpy.ndarray:
     """
@@ -124,6 +137,10 @@ def set_isa(name: str) -> None:
     """
     Force a (lower) instruction set, e.g. to test every code path.
     """
+def set_mem_handler(handler: typing.Any) -> typing.Any:
+    """
+    Sets NumPy's data-memory handler of the current context; returns the previous one.
+    """
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
 def sgd_update(params: collections.abc.Sequence[numpy.ndarray], grads: collections.abc.Sequence[numpy.ndarray], momentum_buffers: collections.abc.Sequence[numpy.ndarray] | None, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, weight_decay: typing.SupportsFloat | typing.SupportsIndex, first_step: bool) -> None:
@@ -133,6 +150,10 @@ def sgd_update(params: collections.abc.Sequence[numpy.ndarray], grads: collectio
 def softmax_cross_entropy(logits: numpy.ndarray, labels: numpy.ndarray, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, reduction: str) -> tuple:
     """
     (loss, dlogits) of the softmax cross-entropy from logits (see loss.hpp).
+    """
+def step_buffer_handler() -> typing_extensions.CapsuleType:
+    """
+    NumPy data-memory handler of the step buffer cache (a PyCapsule 'mem_handler').
     """
 __version__: str
 has_openmp: bool

@@ -1,5 +1,5 @@
 """The one reader of convforge's on/off environment switches (CONVFORGE_AUTOTUNE,
-CONVFORGE_CONV_EXACT, CONVFORGE_DYNAMIC_THREADS)."""
+CONVFORGE_CONV_EXACT, CONVFORGE_DYNAMIC_THREADS, CONVFORGE_STEP_BUFFERS)."""
 
 from __future__ import annotations
 

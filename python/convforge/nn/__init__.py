@@ -12,6 +12,7 @@ array module of their inputs (NumPy or CuPy). Weights are float32 unless a dtype
 """
 
 from . import callbacks, initializers, metrics, regularizers
+from ._buffers import reuse_step_buffers
 from .base import Input, Layer, Parameter, SymbolicTensor, set_seed
 from .callbacks import (
     Callback,
@@ -53,5 +54,5 @@ __all__ = [
     "Add",
     "Callback", "History", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
     "LearningRateScheduler", "ReduceLROnPlateau", "TerminateOnNaN", "EpochTimer",
-    "callbacks", "initializers", "metrics", "regularizers",
+    "callbacks", "initializers", "metrics", "regularizers", "reuse_step_buffers",
 ]

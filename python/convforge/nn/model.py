@@ -33,7 +33,7 @@ import numpy as np
 from .. import losses as _losses
 from .. import optim as _optim
 from .._array import positive_int
-from . import _graph, _summary
+from . import _buffers, _graph, _summary
 from . import metrics as _metrics
 from . import saving as _saving
 from ._loop import (
@@ -372,6 +372,7 @@ class Model:
         return running.means()
 
     # ------------------------------------------------------------------ fit
+    @_buffers.reusing_step_buffers   # each step's arrays reuse the previous step's memory
     def fit(self, x, y=None, batch_size: int = 32, epochs: int = 1, validation_data=None,
             validation_split: float = 0.0, shuffle: bool = True,
             callbacks: Optional[Sequence[Callback]] = None, verbose: int = 1,

@@ -1,0 +1,65 @@
+"""Step buffers (issue #14 item 4): inside `reuse_step_buffers()`, the NumPy arrays a training
+step allocates take their memory from the compiled core's buffer cache
+(csrc/runtime/buffer_cache.hpp): a block of 64 KiB or more that an array frees waits there,
+keyed by its exact size, for the array of the same size in the next step (the same layer's
+output or gradient), instead of going back to the C library and coming back as fresh pages
+that fault on first touch. `Model.fit` runs inside it; the idle blocks (at most 1 GiB) are freed
+when the last `reuse_step_buffers()` of the process exits, and blocks freed after that (arrays
+that outlived the loop) go straight back to the C library.
+
+NumPy keeps its allocator in a context variable: only the thread (context) that entered uses
+the cache, a data-loading thread next to it does not. Values are untouched (only where bytes
+live changes); `CONVFORGE_STEP_BUFFERS=0` turns it off, and it is off without the compiled
+core."""
+
+from __future__ import annotations
+
+import functools
+from contextlib import contextmanager
+from typing import Iterator
+
+from .._env import flag
+
+
+def _core():
+    """convforge._core when it loads and has the cache, else None."""
+    try:
+        from .. import _core
+    except ImportError:
+        return None
+    return _core if hasattr(_core, "step_buffer_handler") else None
+
+
+def stats() -> dict:
+    """The cache's counters: hits, misses (allocations of a cacheable size that found no idle
+    block), held_bytes and blocks (idle now), users (reuse_step_buffers() blocks open); zeros
+    without the compiled core."""
+    core = _core()
+    if core is None:
+        return {"hits": 0, "misses": 0, "held_bytes": 0, "blocks": 0, "users": 0}
+    return core.buffer_cache_stats()
+
+
+@contextmanager
+def reuse_step_buffers(enabled: bool = True) -> Iterator[None]:
+    """NumPy allocations of this thread go through the step buffer cache until exit."""
+    core = _core() if enabled and flag("CONVFORGE_STEP_BUFFERS") is not False else None
+    if core is None:
+        yield
+        return
+    core.buffer_cache_begin()
+    previous = core.set_mem_handler(core.step_buffer_handler())
+    try:
+        yield
+    finally:
+        core.set_mem_handler(previous)
+        core.buffer_cache_end()
+
+
+def reusing_step_buffers(fn):
+    """Decorator: `fn` runs inside reuse_step_buffers() (Model.fit)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with reuse_step_buffers():
+            return fn(*args, **kwargs)
+    return wrapper

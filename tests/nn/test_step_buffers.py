@@ -87,6 +87,15 @@ def test_off_switch(monkeypatch):
         assert _handler(np.ones(BIG, np.float32)) != "convforge_step_buffers"
 
 
+def test_numpy_without_the_handler_api_gets_plain_memory(monkeypatch):
+    def missing(handler):
+        raise ImportError("no numpy._core._multiarray_umath")
+    monkeypatch.setattr(convforge._core, "set_mem_handler", missing)
+    with nn.reuse_step_buffers():
+        assert _handler(np.ones(BIG, np.float32)) != "convforge_step_buffers"
+        assert _buffers.stats()["users"] == 0
+
+
 def test_set_mem_handler_rejects_other_objects():
     with pytest.raises(TypeError, match="handler"):
         convforge._core.set_mem_handler(object())

@@ -44,11 +44,16 @@ def stats() -> dict:
 def reuse_step_buffers(enabled: bool = True) -> Iterator[None]:
     """NumPy allocations of this thread go through the step buffer cache until exit."""
     core = _core() if enabled and flag("CONVFORGE_STEP_BUFFERS") is not False else None
-    if core is None:
+    previous = None
+    if core is not None:
+        try:
+            previous = core.set_mem_handler(core.step_buffer_handler())
+        except (ImportError, AttributeError):   # a NumPy without the C-API slot: plain memory
+            previous = None
+    if previous is None:
         yield
         return
     core.buffer_cache_begin()
-    previous = core.set_mem_handler(core.step_buffer_handler())
     try:
         yield
     finally:

@@ -22,12 +22,14 @@ from .._env import flag
 
 
 def _core():
-    """convforge._core when it loads and has the cache, else None."""
-    try:
-        from .. import _core
-    except ImportError:
+    """convforge._core where the cpu backend can run (it holds the cache), else None."""
+    from .. import backends
+
+    if backends.unavailable_reason("cpu") is not None:
         return None
-    return _core if hasattr(_core, "step_buffer_handler") else None
+    from .. import _core
+
+    return _core
 
 
 def stats() -> dict:

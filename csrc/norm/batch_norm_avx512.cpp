@@ -1,4 +1,5 @@
 // AVX-512 copy of the batch-norm plane kernels (CMake adds the -m flags by file-name suffix).
 // Called only through batch_norm.cpp, and only when current_isa() is avx512.
 #define CF_ISA avx512
+#define CF_VEC_BYTES 64
 #include "batch_norm_kernel.inc"

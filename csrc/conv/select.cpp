@@ -101,15 +101,23 @@ int64_t direct_block(int64_t elem_bytes) {
 // gives few positions or the channels are many (8 images of 512 channels at 4 px: kvec 1.3x
 // slower; 256 channels at 8 px: even with AVX-512, 4-11% slower with AVX2), and win on 32
 // images of 64-128 channels at 8 px (1.4x faster with AVX-512, 1.14x with AVX2, 1 and 2
-// threads, Zen 5). Any stride.
+// threads, Zen 5). Any stride. With AVX-512, half a tile (16-31 channels) also pays where
+// direct_small's rows would carry 10% or more junk columns on 2-16 input channels (LeNet
+// C3, 10 of 14 columns: 0.55 against 0.68 ms; 8->24 5x5 at 28 px, 28 of 32: 1.39 against
+// 1.60), not where they would carry fewer (3->16 and 16->16 3x3 at 32 px, 32 of 34: 0.72
+// against 0.61, 2.30 against 2.16) or on one input channel (1->20 5x5 at 28 px: 0.51 against
+// 0.45; Xeon, 1 thread).
 bool kvec_weight_preferred(const ConvDims& d, int64_t elem_bytes) {
   const direct_detail::Kernel<float> kern = direct_detail::direct_kernel<float>();
   const int64_t taps = d.KH * d.KW, padded = ceil_div(taps, kern.kvdw_tb) * kern.kvdw_tb;
   const bool many_positions =
       d.Cg() <= kKvecDwMaxChannels && d.N * d.OH * d.OW >= kKvecDwMinPositions;
   const bool rows_pay = d.OW >= 16 || d.Cg() <= kDirectMaxChannels || many_positions;
-  return elem_bytes == 4 && current_isa() != Isa::baseline && d.Kg() >= kern.kvdw_kb &&
-         8 * (padded - taps) <= taps && rows_pay &&
+  const bool junk_rows = 10 * d.OW < 9 * (d.OW + (d.KW - 1) * d.DW);
+  const bool half_tile = current_isa() == Isa::avx512 && 2 * d.Kg() >= kern.kvdw_kb &&
+                         d.Cg() >= 2 && d.Cg() <= kDirectMaxChannels && junk_rows;
+  return elem_bytes == 4 && current_isa() != Isa::baseline &&
+         (d.Kg() >= kern.kvdw_kb || half_tile) && 8 * (padded - taps) <= taps && rows_pay &&
          conv_algo_applies(ConvAlgo::direct_kvec, ConvDir::weight, d, elem_bytes);
 }
 
@@ -186,11 +194,11 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
 //     with AVX2), and data where the
 //     padded correlation would multiply mostly zeros (batch_data_preferred(): LeNet C3):
 //     direct_batch;
+//   3x3 stride-1 layers with enough channels and tiles: winograd (winograd_preferred() in
+//     winograd.cpp holds the rule); the weight gradient on AVX-512 with more channels
+//     (winograd_weight_preferred(), checked first) or where direct_kvec did not apply;
 //   weight: im2col_gemm_batch once there are at least 2 images (chunks run in parallel and
 //     each GEMM is deep), else im2col_gemm (channel-block tasks, GEMMs split over threads);
-//   forward and data of 3x3 stride-1 layers with enough channels and tiles:
-//     winograd (winograd_preferred() in winograd.cpp holds the rule); weight too, with more
-//     channels (winograd_weight_preferred(), checked first);
 //   forward, strided, at most kDirectMaxChannels input channels per group: direct_kvec
 //     (faster than im2col_gemm on 7x7/2 on RGB at 224 px with AVX-512 and AVX2);
 //   im2col_gemm otherwise, naive when even one im2col block would be too big.
@@ -218,9 +226,11 @@ ConvAlgo choose_conv_algo(const ConvDims& d, int64_t elem_bytes, ConvDir dir) {
       return ConvAlgo::direct_batch;
     return ConvAlgo::direct_small;
   }
+  // Winograd where its weight-gradient rule (AVX-512) left the layer to a direct_kvec that does
+  // not apply (fewer output channels than its tile: 32->16 at 16 px, N=32, 0.78 ms against
+  // im2col_gemm_batch's 3.04; 64->16 at 8 px, N=8, 0.09 against 0.52).
+  if (!conv_exact() && winograd_preferred(d, elem_bytes)) return ConvAlgo::winograd;
   if (dir == ConvDir::weight && d.N >= 2) return ConvAlgo::im2col_gemm_batch;
-  if (dir != ConvDir::weight && !conv_exact() && winograd_preferred(d, elem_bytes))  // winograd.cpp
-    return ConvAlgo::winograd;
   // Strided layers on few input channels (a 7x7/2 first layer on RGB): the im2col matrix
   // (C*KH*KW rows of OH*OW) costs more than the GEMM it feeds.
   if (dir == ConvDir::forward && d.Cg() <= kDirectMaxChannels && (d.SH > 1 || d.SW > 1) &&

@@ -305,10 +305,11 @@ def test_heuristic_choices(restore_core):
         # fewer channels: winograd's transforms weigh more; direct_kvec keeps them on AVX-512
         assert pick((32, 32, 32, 32), (32, 32, 3, 3), "weight", pad=(1,) * 4) == (
             "direct_kvec" if isa == "avx512" else "winograd"), isa
-        assert pick((32, 64, 32, 32), (16, 64, 3, 3), "weight", pad=(1,) * 4) == (
-            "im2col_gemm_batch" if isa == "avx512" else "winograd"), isa  # half a kvec tile
+        # ... but not with half a kvec tile of output channels on many input channels: winograd
+        assert pick((32, 64, 32, 32), (16, 64, 3, 3), "weight", pad=(1,) * 4) == "winograd", isa
         assert pick((32, 64, 32, 32), (16, 64, 3, 3), "weight", pad=(1,) * 4,
-                    dtype="float64") == ("im2col_gemm_batch" if isa == "avx512" else "winograd")
+                    dtype="float64") == "winograd"
+        assert pick((8, 64, 8, 8), (16, 64, 3, 3), "weight", pad=(1,) * 4) == "winograd", isa
         assert pick((32, 128, 16, 16), (128, 128, 3, 1), "weight") == "im2col_gemm_batch"
         assert pick((1, 3, 224, 224), (64, 3, 7, 7), "weight", stride=(2, 2), pad=(3,) * 4) == (
             kvec_or("im2col_gemm"))  # a 7x7/2 first layer, N=1
@@ -320,7 +321,11 @@ def test_heuristic_choices(restore_core):
         assert pick(*c3, "data") == "direct_batch"         # 10 x 10 dy: mostly zero padding
         assert pick((4, 6, 14, 14), (16, 6, 5, 5), "data") == "direct_small"  # N=4: lanes idle
         assert pick((64, 6, 28, 28), (16, 6, 5, 5), "data", pad=(2,) * 4) == "direct_small"
-        assert pick(*c3, "weight") == kvec_or("direct_small", isa == "avx2"), isa
+        # weight: 16 channels are a whole AVX2 tile and half an AVX-512 one, which still beats
+        # direct_small's rows of 10 valid columns in 14; not on 32 of 34 (3x3 on 32 px)
+        assert pick(*c3, "weight") == kvec_or("direct_small"), isa
+        assert pick((32, 3, 32, 32), (16, 3, 3, 3), "weight", pad=(1,) * 4) == kvec_or(
+            "direct_small", isa == "avx2"), isa
         assert pick((32, 3, 32, 32), (64, 3, 3, 3), "forward", pad=(1,) * 4) == "direct_small"
     core.set_isa(core.detected_isa())
     assert pick((8, 17, 9, 9), (8, 17, 3, 3), "weight") == "im2col_gemm_batch"

@@ -101,7 +101,7 @@ template <typename T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d, ConvAlgo algo,
                     bool relu) {
   require_applies(algo, ConvDir::forward, d, sizeof(T));
-  switch (conv_algo_for_data(algo, ConvDir::forward, d, x, w)) {
+  switch (conv_algo_for_data(algo, ConvDir::forward, d, x, w, /*winograd_checks*/ true)) {
     case ConvAlgo::naive:  // the plain loops stay the reference: the ReLU as a pass after
       conv2d_forward_naive(y, x, w, b, d);
       if (relu) run_tasks(d.N * d.K, true, [&](int64_t t) {
@@ -112,7 +112,10 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d,
     case ConvAlgo::gemm_pointwise: forward_gemm(y, x, w, b, d, true, relu); break;
     case ConvAlgo::im2col_gemm: forward_gemm(y, x, w, b, d, false, relu); break;
     case ConvAlgo::direct_small: forward_direct(y, x, w, b, d, relu); break;
-    case ConvAlgo::winograd: winograd_conv2d_forward(y, x, w, b, d, relu); break;
+    case ConvAlgo::winograd:  // an inf/NaN on its way: the exact path overwrites y
+      if (!winograd_conv2d_forward(y, x, w, b, d, relu))
+        conv2d_forward(y, x, w, b, d, exact_conv_algo(ConvDir::forward, d, sizeof(T)), relu);
+      break;
     case ConvAlgo::direct_kvec: forward_kvec(y, x, w, b, d, relu); break;
     default: break;  // rejected by require_applies
   }
@@ -126,13 +129,16 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d,
 template <typename T>
 void conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d, ConvAlgo algo) {
   require_applies(algo, ConvDir::data, d, sizeof(T));
-  switch (conv_algo_for_data(algo, ConvDir::data, d, dy, w)) {
+  switch (conv_algo_for_data(algo, ConvDir::data, d, dy, w, /*winograd_checks*/ true)) {
     case ConvAlgo::naive: conv2d_backward_data_naive(dx, dy, w, d); break;
     case ConvAlgo::direct_depthwise: backward_data_depthwise(dx, dy, w, d); break;
     case ConvAlgo::gemm_pointwise: backward_data_gemm(dx, dy, w, d, true); break;
     case ConvAlgo::im2col_gemm: backward_data_gemm(dx, dy, w, d, false); break;
     case ConvAlgo::direct_small: backward_data_direct(dx, dy, w, d); break;
-    case ConvAlgo::winograd: winograd_conv2d_backward_data(dx, dy, w, d); break;
+    case ConvAlgo::winograd:
+      if (!winograd_conv2d_backward_data(dx, dy, w, d))
+        conv2d_backward_data(dx, dy, w, d, exact_conv_algo(ConvDir::data, d, sizeof(T)));
+      break;
     case ConvAlgo::direct_batch: backward_data_batch(dx, dy, w, d); break;
     default: break;
   }
@@ -147,7 +153,7 @@ template <typename T>
 void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d,
                             ConvAlgo algo) {
   require_applies(algo, ConvDir::weight, d, sizeof(T));
-  switch (conv_algo_for_data(algo, ConvDir::weight, d, x, dy)) {
+  switch (conv_algo_for_data(algo, ConvDir::weight, d, x, dy, /*winograd_checks*/ true)) {
     case ConvAlgo::naive: conv2d_backward_weight_naive(dw, db, dy, x, d); return;
     case ConvAlgo::direct_depthwise: backward_weight_depthwise(dw, dy, x, d); break;
     case ConvAlgo::gemm_pointwise: backward_weight_gemm(dw, dy, x, d, true); break;
@@ -162,7 +168,8 @@ void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDim
       backward_weight_kvec(dw, db, dy, x, d);
       return;
     case ConvAlgo::winograd:  // db fused into the pass over the chunks
-      winograd_conv2d_backward_weight(dw, db, dy, x, d);
+      if (!winograd_conv2d_backward_weight(dw, db, dy, x, d))
+        conv2d_backward_weight(dw, db, dy, x, d, exact_conv_algo(ConvDir::weight, d, sizeof(T)));
       return;
     default: return;
   }

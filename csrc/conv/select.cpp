@@ -272,9 +272,15 @@ bool conv_exact() { return g_exact.load(std::memory_order_relaxed); }
 // inf/NaN in w (data) or x (weight) makes NaN there. Every other algorithm sums exactly the
 // reference's products (direct_kvec reads only valid positions). The exact path replacing them:
 // the im2col GEMM, naive when an im2col block would not fit.
+ConvAlgo exact_conv_algo(ConvDir dir, const ConvDims& d, int64_t elem_bytes) {
+  if (!im2col_fits(d, elem_bytes)) return ConvAlgo::naive;
+  return dir == ConvDir::weight && d.N >= 2 ? ConvAlgo::im2col_gemm_batch : ConvAlgo::im2col_gemm;
+}
+
 template <typename T>
-ConvAlgo conv_algo_for_data(ConvAlgo a, ConvDir dir, const ConvDims& d, const T* in, const T* w) {
-  const bool wg = a == ConvAlgo::winograd, ds = a == ConvAlgo::direct_small;
+ConvAlgo conv_algo_for_data(ConvAlgo a, ConvDir dir, const ConvDims& d, const T* in, const T* w,
+                            bool winograd_checks) {
+  const bool wg = a == ConvAlgo::winograd && !winograd_checks, ds = a == ConvAlgo::direct_small;
   if (!wg && !ds) return a;
   const int64_t dy_size = d.N * d.K * d.OH * d.OW;
   const int64_t in_size = dir == ConvDir::data ? dy_size : d.N * d.C * d.H * d.W;
@@ -282,13 +288,12 @@ ConvAlgo conv_algo_for_data(ConvAlgo a, ConvDir dir, const ConvDims& d, const T*
   const int64_t w_size = dir == ConvDir::weight ? dy_size : d.K * d.Cg() * d.KH * d.KW;
   const bool check_in = wg || dir == ConvDir::weight, check_w = wg || dir == ConvDir::data;
   if ((!check_in || all_finite(in, in_size)) && (!check_w || all_finite(w, w_size))) return a;
-  if (!im2col_fits(d, sizeof(T))) return ConvAlgo::naive;
-  return dir == ConvDir::weight && d.N >= 2 ? ConvAlgo::im2col_gemm_batch : ConvAlgo::im2col_gemm;
+  return exact_conv_algo(dir, d, sizeof(T));
 }
 
 template ConvAlgo conv_algo_for_data<float>(ConvAlgo, ConvDir, const ConvDims&, const float*,
-                                            const float*);
+                                            const float*, bool);
 template ConvAlgo conv_algo_for_data<double>(ConvAlgo, ConvDir, const ConvDims&, const double*,
-                                             const double*);
+                                             const double*, bool);
 
 }  // namespace convforge

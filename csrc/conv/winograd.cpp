@@ -44,9 +44,12 @@
 // (U 75 MB) is over the cap: not applicable, im2col GEMM runs it.
 //
 // Non-finite values: a NaN/inf anywhere in a 6x6 patch would reach every output of the 4x4
-// tile (the transforms mix the patch), unlike direct convolution. So the dispatch never calls
-// these kernels on such inputs: conv_algo_for_data() (select.cpp) scans x/dy and w (a read,
-// small next to the transforms) and runs the exact path instead, forced, autotuned or auto.
+// tile (the transforms mix the patch), unlike direct convolution. So the kernels check on their
+// way (forward and data: each tile's transformed outputs before the crop, in the output
+// transform; weight: dw) and return false when a value was not finite (an inf/NaN input, or an
+// overflow in the transforms); the dispatch (conv2d.cpp) then runs the exact path, which
+// overwrites every output. A scan of x/dy and w before the call (what conv_algo_for_data()
+// reports through the conv2d_algorithm binding) would cost a pass over the input, from memory.
 //
 // Accuracy (float32, He-scaled weights, normal x; max |err| vs the float64 reference divided by
 // max |reference|; AVX2 machine): Winograd forward / backward data vs the im2col GEMM path
@@ -65,12 +68,14 @@
 #include "winograd.hpp"
 
 #include <algorithm>
+#include <atomic>
 
 #include "convforge/checked.hpp"
 #include "convforge/conv2d.hpp"
 #include "convforge/cpu.hpp"
 #include "convforge/gemm.hpp"
 #include "partials.hpp"
+#include "runtime/finite.hpp"
 #include "runtime/isa.hpp"
 #include "runtime/tasks.hpp"
 
@@ -142,9 +147,10 @@ void winograd_weights(T* U, int64_t ld_u, const T* w, int64_t K, int64_t C, bool
   });
 }
 
-// out = the correlation described by s (winograd.hpp) with the transformed filters U.
+// out = the correlation described by s (winograd.hpp) with the transformed filters U; false
+// when a tile's outputs were not all finite (output transform, winograd_kernel.hpp).
 template <typename T>
-void winograd_run(T* out, const T* in, const T* U, int64_t ld_u, const T* bias,
+bool winograd_run(T* out, const T* in, const T* U, int64_t ld_u, const T* bias,
                   const WgDims& s) {
   const Transforms<T> tr = select_transforms<T>();
   const int64_t total = s.N * s.TH * s.TW, threads = max_threads();
@@ -163,6 +169,7 @@ void winograd_run(T* out, const T* in, const T* U, int64_t ld_u, const T* bias,
   const int64_t ld_t = ceil_div(s.K, kLanes) * kLanes;  // row stride of M[e] (TB, K)
   const int64_t ld_m = matrix_stride(TB * ld_t);   // M (36, TB, ld_t), M[e] at M + e * ld_m
   constexpr int64_t kChanBlock = 16;               // channels per transform task (inner mode)
+  std::atomic<bool> finite{true};                  // cleared by any task that saw an inf/NaN
 
   // One chunk: tiles [q*TB, q*TB + tb). inner: split each stage over the threads.
   const auto chunk = [&](int64_t q, bool inner, T* V, T* M) {
@@ -180,7 +187,8 @@ void winograd_run(T* out, const T* in, const T* U, int64_t ld_u, const T* bias,
     run_tasks(inner ? ceil_div(s.K, kChanBlock) : 1, inner, [&](int64_t kb) {
       const int64_t k0 = inner ? kb * kChanBlock : 0;
       const int64_t k1 = inner ? std::min(s.K, k0 + kChanBlock) : s.K;
-      tr.output(out, M, ld_m, ld_t, bias, s, k0, k1, t0, tb);  // out for k in [k0, k1)
+      if (!tr.output(out, M, ld_m, ld_t, bias, s, k0, k1, t0, tb))  // out for k in [k0, k1)
+        finite.store(false, std::memory_order_relaxed);
     });
   };
 
@@ -193,6 +201,7 @@ void winograd_run(T* out, const T* in, const T* U, int64_t ld_u, const T* bias,
     T* M = scratch<T, 2>(36 * ld_m);
     for (int64_t q = 0; q < chunks; ++q) chunk(q, true, V, M);
   }
+  return finite.load(std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -230,18 +239,18 @@ bool winograd_weight_preferred(const ConvDims& d, int64_t elem_bytes) {
 // ---------------------------------------------------------------- public kernels
 
 template <typename T>
-void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d,
+bool winograd_conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d,
                              bool relu) {
   const WgDims s{d.N, d.C, d.H, d.W, d.K, d.OH, d.OW, d.PH, d.PW, ceil_div(d.OH, 4),
                  ceil_div(d.OW, 4), relu};
   const int64_t ld_u = matrix_stride(d.K * d.C);
   T* U = scratch<T, 0>(36 * ld_u);
   winograd_weights(U, ld_u, w, d.K, d.C, false);
-  winograd_run(y, x, U, ld_u, b, s);
+  return winograd_run(y, x, U, ld_u, b, s);
 }
 
 template <typename T>
-void winograd_conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d) {
+bool winograd_conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d) {
   // dx (N, C, H, W) = correlation of dy (N, K, OH, OW) with rot180(w) (C, K, 3, 3), top/left
   // padding 2 - PH / 2 - PW; the output size H x W fixes the bottom/right padding.
   const WgDims s{d.N, d.K, d.OH, d.OW, d.C, d.H, d.W, 2 - d.PH, 2 - d.PW, ceil_div(d.H, 4),
@@ -249,7 +258,7 @@ void winograd_conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDim
   const int64_t ld_u = matrix_stride(d.K * d.C);
   T* U = scratch<T, 0>(36 * ld_u);
   winograd_weights(U, ld_u, w, d.C, d.K, true);
-  winograd_run(dx, dy, U, ld_u, static_cast<const T*>(nullptr), s);
+  return winograd_run(dx, dy, U, ld_u, static_cast<const T*>(nullptr), s);
 }
 
 // Weight gradient. With the forward Y = A^T [U .* V] A per tile, the loss sum dY .* Y =
@@ -261,7 +270,7 @@ void winograd_conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDim
 // tiles in sub-chunks of chunk_tiles() (fixed by the shapes: the GEMMs' depth blocking, and so
 // the sums, never depend on the thread count) into its own M, added in chunk order at the end.
 template <typename T>
-void winograd_conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d) {
+bool winograd_conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d) {
   using conv_impl::add_db_partial;
   const Transforms<T> tr = select_transforms<T>();
   const WgDims s{d.N, d.C, d.H, d.W, d.K, d.OH, d.OW, d.PH, d.PW, ceil_div(d.OH, 4),
@@ -309,20 +318,23 @@ void winograd_conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, cons
   run_tasks(ceil_div(s.K, kRows), true, [&](int64_t q) {
     tr.wgrad_out(dw, part, ld_m, ld_k, s.C, q * kRows, std::min(s.K, (q + 1) * kRows));
   });
+  // Each m[e] of M is a term of a corner of G^T m G (G's columns 0 and 2 cover its 6 rows), so
+  // an inf/NaN in the transformed x or dy (carried by the GEMMs into M) leaves a dw not finite.
+  return all_finite(dw, d.K * d.C * 9);
 }
 
-template void winograd_conv2d_forward<float>(float*, const float*, const float*, const float*,
+template bool winograd_conv2d_forward<float>(float*, const float*, const float*, const float*,
                                              const ConvDims&, bool);
-template void winograd_conv2d_forward<double>(double*, const double*, const double*,
+template bool winograd_conv2d_forward<double>(double*, const double*, const double*,
                                               const double*, const ConvDims&, bool);
-template void winograd_conv2d_backward_data<float>(float*, const float*, const float*,
+template bool winograd_conv2d_backward_data<float>(float*, const float*, const float*,
                                                    const ConvDims&);
-template void winograd_conv2d_backward_data<double>(double*, const double*, const double*,
+template bool winograd_conv2d_backward_data<double>(double*, const double*, const double*,
                                                     const ConvDims&);
 
-template void winograd_conv2d_backward_weight<float>(float*, float*, const float*, const float*,
+template bool winograd_conv2d_backward_weight<float>(float*, float*, const float*, const float*,
                                                      const ConvDims&);
-template void winograd_conv2d_backward_weight<double>(double*, double*, const double*,
+template bool winograd_conv2d_backward_weight<double>(double*, double*, const double*,
                                                       const double*, const ConvDims&);
 
 }  // namespace convforge

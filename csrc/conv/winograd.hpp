@@ -22,15 +22,19 @@ bool winograd_preferred(const ConvDims& d, int64_t elem_bytes);
 // The same for the weight gradient (its two transforms per tile weigh more: more channels needed).
 bool winograd_weight_preferred(const ConvDims& d, int64_t elem_bytes);
 
+// Each kernel returns false when a value on its way was not finite (an inf/NaN in its inputs,
+// which the transforms would spread over whole tiles, or an overflow): its outputs are then
+// undefined and the caller runs the exact path (conv2d.cpp).
+//
 // y (N, K, OH, OW) = conv2d(x, w) + b (b may be null). Requires winograd_applicable(d).
 template <typename T>
-void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d,
+bool winograd_conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d,
                              bool relu = false);
 // dx (N, C, H, W) given dy (N, K, OH, OW). Requires winograd_applicable(d).
 template <typename T>
-void winograd_conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d);
+bool winograd_conv2d_backward_data(T* dx, const T* dy, const T* w, const ConvDims& d);
 // dw (K, C, 3, 3) and db (K,) (db may be null) given dy and x. Requires winograd_applicable(d).
 template <typename T>
-void winograd_conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d);
+bool winograd_conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDims& d);
 
 }  // namespace convforge

@@ -33,7 +33,9 @@ struct WgDims {
 //   output: out[n, k, 4th + a, 4tw + b] = (A^T m A)[a, b] + bias[k] for k in [k0, k1) and tiles
 //           [t0, t0 + tb), m[e] = M + e * ld_e + (t - t0) * ld_t + k (M[e] is (tiles, K) with
 //           row stride ld_t >= round_up(K, 16)); only the part inside (OH, OW) is stored. bias
-//           may be null.
+//           may be null. Returns false when a tile's outputs (before the clamp and the crop)
+//           were not all finite: an inf/NaN in the transformed input or filters (or an
+//           overflow), which the caller must then replace by the exact computation.
 //   grad:   (weight gradient) D[e, k, t - t0] = (A g A^T)[e] for channels [k0, k1) and tiles
 //           [t0, t0 + tb), g the 4x4 patch of dy at tile t (zero outside (OH, OW)); s describes
 //           dy as the plane read (s.C = its channels, s.H x s.W = OH x OW, no padding; the
@@ -46,7 +48,7 @@ struct Transforms {
                   int64_t c1);
   void (*input)(T* V, int64_t ld_e, int64_t ld_c, const T* in, const WgDims& s, int64_t c0,
                 int64_t c1, int64_t t0, int64_t tb);
-  void (*output)(T* out, const T* M, int64_t ld_e, int64_t ld_t, const T* bias, const WgDims& s,
+  bool (*output)(T* out, const T* M, int64_t ld_e, int64_t ld_t, const T* bias, const WgDims& s,
                  int64_t k0, int64_t k1, int64_t t0, int64_t tb);
   void (*grad)(T* D, int64_t ld_e, int64_t ld_c, const T* dy, const WgDims& s, int64_t k0,
                int64_t k1, int64_t t0, int64_t tb);

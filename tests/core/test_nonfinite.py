@@ -143,6 +143,42 @@ def test_winograd_one_inf_like_torch():
         assert not np.isnan(got).any()
 
 
+@pytest.mark.parametrize("relu", [False, True])
+def test_winograd_overflow_runs_the_exact_path(restore_core, relu):
+    """Winograd finds an inf/NaN on its way (no scan before the call): a finite input whose
+    transforms overflow (|x| 1e38: B^T d B multiplies by up to 25) runs the exact path, so every
+    direction gives the exact path's finite result, forced or auto, on every ISA; the ReLU
+    (which would drop a NaN) changes nothing. K = 20: the output transform's lanes past K
+    (padding) are not checked."""
+    xs, ws, stride, pad, dil, g = CASES["winograd"]
+    ws = (20,) + ws[1:]
+    args = (stride, pad, dil, g)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32) * np.float32(0.1)
+    dy = rng.standard_normal((xs[0], ws[0]) + xs[2:]).astype(np.float32)
+    x[1, 2, 7, 7] = 1e38     # first row and column of a tile's patch: B^T's factor 4, twice
+    dy[0, 3, 5, 6] = -1e38
+    for isa in AVAILABLE_ISAS:
+        core.set_isa(isa)
+        for algo in ("winograd", "auto"):
+            y = core.conv2d_forward(x, w, None, *args, algo=algo, activation="relu" if relu else
+                                    "linear")
+            want = core.conv2d_forward(x, w, None, *args, algo="im2col_gemm",
+                                       activation="relu" if relu else "linear")
+            assert np.isfinite(y).all(), (isa, algo)
+            np.testing.assert_array_equal(y, want, err_msg=f"forward {isa} {algo}")
+            dx = core.conv2d_backward_data(dy, w, xs, *args, algo=algo)
+            assert np.isfinite(dx).all(), (isa, algo)
+            np.testing.assert_array_equal(
+                dx, core.conv2d_backward_data(dy, w, xs, *args, algo="im2col_gemm"))
+            dw = core.conv2d_backward_weight(dy, x, ws, *args, True, algo=algo)[0]
+            with np.errstate(over="ignore", invalid="ignore"):
+                want_dw = core.conv2d_backward_weight(dy, x, ws, *args, True,
+                                                      algo="im2col_gemm_batch")[0]
+            np.testing.assert_array_equal(dw, want_dw, err_msg=f"weight {isa} {algo}")
+
+
 # ---------------------------------------------------------------- pooling: NaN index vs torch
 
 BACKENDS = ["cpu", "numba", "reference"]

@@ -46,10 +46,16 @@ const char* conv_algo_name(ConvAlgo a);
 // unless it would change which outputs are inf/NaN: winograd (any inf/NaN in its two inputs)
 // and direct_small (backward data: in w; backward weight: in x) then give way to the exact path
 // (im2col_gemm, im2col_gemm_batch for the weight with N >= 2, naive when an im2col block would
-// not fit). `in` is x (forward, weight) or dy (data); `w` is w (forward, data) or dy (weight).
-// The dispatchers of conv2d_* call it, so choose_conv_algo + this function are the whole decision.
+// not fit: exact_conv_algo). `in` is x (forward, weight) or dy (data); `w` is w (forward, data)
+// or dy (weight). The dispatchers of conv2d_* call it, so choose_conv_algo + this function are
+// the whole decision; they pass winograd_checks: winograd is then kept without a scan, as its
+// kernels find an inf/NaN on their way and the dispatcher then runs exact_conv_algo (the same
+// outcome as the scan's).
 template <typename T>
-ConvAlgo conv_algo_for_data(ConvAlgo a, ConvDir dir, const ConvDims& d, const T* in, const T* w);
+ConvAlgo conv_algo_for_data(ConvAlgo a, ConvDir dir, const ConvDims& d, const T* in, const T* w,
+                            bool winograd_checks = false);
+// The exact path that replaces winograd or direct_small on inf/NaN data.
+ConvAlgo exact_conv_algo(ConvDir dir, const ConvDims& d, int64_t elem_bytes);
 // Exact mode (convforge.set_conv_exact, CONVFORGE_CONV_EXACT=1): choose_conv_algo never picks
 // winograd, so float32 results keep the GEMM paths' rounding error. Off by default.
 void set_conv_exact(bool enabled);

@@ -104,7 +104,7 @@ constexpr int64_t kMinOuterTiles = 32;                  // fewest tiles of a per
 constexpr int64_t kMinChannels = 16;                    // heuristic: C and K at least this,
 constexpr int64_t kMinTiles = 16;                       // and at least this many tiles in the
 constexpr int64_t kSmallWeights = 128 * 128;            // batch unless C*K is at most this
-constexpr int64_t kWeightMinRatio = 20;                 // weight gradient: C*K/(C+K) at least
+constexpr int64_t kWeightMinRatio = 12;                 // weight gradient: C*K/(C+K) at least
 
 // Stride between the 36 matrices of U, V or M: n elements rounded up to 16 plus 16, so the
 // 36 rows a transform touches at once never share an L1 set (a power-of-two stride would put
@@ -229,9 +229,11 @@ bool winograd_preferred(const ConvDims& d, int64_t elem_bytes) {
 
 bool winograd_weight_preferred(const ConvDims& d, int64_t elem_bytes) {
   // Per tile the two transforms cost about (C + K) and the GEMMs C*K: with few channels the
-  // transforms dominate where direct_kvec is strong, on AVX-512 (N = 32, 1 thread: 32->32 at
-  // 32 px 3.6 ms against direct_kvec's 2.9, 32->64 at 16 px 1.45 against 1.55, 64->64 at 16 px
-  // 2.2 against 3.0); with AVX2 winograd won all of them (4.1 against 6.3 ms at 32->32, 32 px).
+  // transforms dominate where direct_kvec is strong, on AVX-512 (N = 32, 1 thread, Xeon, since
+  // the gather plan is computed once per lane block: 16->32 at 32 px 2.50 ms against
+  // direct_kvec's 2.39; 32->32 at 32 px 3.05 against 4.51, 32->64 at 16 px 1.38 against 2.43;
+  // before, on Zen 5, 32->32 lost, 3.6 against 2.9); with AVX2 winograd won all of them (4.1
+  // against 6.3 ms at 32->32, 32 px).
   return winograd_preferred(d, elem_bytes) &&
          (current_isa() != Isa::avx512 || d.C * d.K >= kWeightMinRatio * (d.C + d.K));
 }

@@ -303,7 +303,8 @@ def test_heuristic_choices(restore_core):
         assert pick((32, 256, 8, 8), (256, 256, 3, 3), "weight", pad=(1,) * 4) == "winograd"
         assert pick((8, 64, 8, 8), (128, 64, 3, 3), "weight", pad=(1,) * 4) == "winograd"
         # fewer channels: winograd's transforms weigh more; direct_kvec keeps them on AVX-512
-        assert pick((32, 32, 32, 32), (32, 32, 3, 3), "weight", pad=(1,) * 4) == (
+        assert pick((32, 32, 32, 32), (32, 32, 3, 3), "weight", pad=(1,) * 4) == "winograd"
+        assert pick((32, 16, 32, 32), (32, 16, 3, 3), "weight", pad=(1,) * 4) == (
             "direct_kvec" if isa == "avx512" else "winograd"), isa
         # ... but not with half a kvec tile of output channels on many input channels: winograd
         assert pick((32, 64, 32, 32), (16, 64, 3, 3), "weight", pad=(1,) * 4) == "winograd", isa

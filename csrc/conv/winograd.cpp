@@ -119,7 +119,8 @@ Transforms<T> select_transforms() {
                     &wd::avx512::transforms<T>);
 }
 
-// scratch<T, Tag> and run_tasks: runtime/tasks.hpp. Tags: weights 0, V 1, M 2.
+// scratch<T, Tag> and run_tasks: runtime/tasks.hpp. Tags: weights 0, V 1, M 2, packed weights
+// 5 (weight gradient: V 3, D 4).
 
 // Tiles per chunk: V (36, C, TB) + M (36, K, TB) of about kChunkBytes. Forward and backward
 // data (the tiles are the rows of the GEMMs): kRowChunk, or a smaller multiple of the lanes for
@@ -170,6 +171,12 @@ bool winograd_run(T* out, const T* in, const T* U, int64_t ld_u, const T* bias,
   const int64_t ld_m = matrix_stride(TB * ld_t);   // M (36, TB, ld_t), M[e] at M + e * ld_m
   constexpr int64_t kChanBlock = 16;               // channels per transform task (inner mode)
   std::atomic<bool> finite{true};                  // cleared by any task that saw an inf/NaN
+  // U[e] packed once as the GEMMs' B operand (every chunk multiplies by it; gemm() would pack
+  // it again for each chunk): Up[e] at Up + e * ld_p.
+  const GemmDims ud{0, s.K, s.C, 0, /*ldb*/ s.K, 0, false, false, false};
+  const int64_t ld_p = matrix_stride(gemm_packed_b_size<T>(s.C, s.K));
+  T* Up = scratch<T, 5>(36 * ld_p);
+  run_tasks(36, true, [&](int64_t e) { gemm_pack_b(Up + e * ld_p, U + e * ld_u, ud); });
 
   // One chunk: tiles [q*TB, q*TB + tb). inner: split each stage over the threads.
   const auto chunk = [&](int64_t q, bool inner, T* V, T* M) {
@@ -181,8 +188,8 @@ bool winograd_run(T* out, const T* in, const T* U, int64_t ld_u, const T* bias,
     });
     run_tasks(36, inner, [&](int64_t e) {  // M[e] (tb, K) = V[e]^T (tb, C) . U[e] (C, K)
       const GemmDims gd{tb, s.K, s.C, /*lda*/ TB, /*ldb*/ s.K, /*ldc*/ ld_t, true, false, false};
-      gemm(M + e * ld_m, V + e * ld_v, U + e * ld_u, static_cast<const T*>(nullptr), gd,
-           false);
+      gemm_packed_b(M + e * ld_m, V + e * ld_v, Up + e * ld_p, static_cast<const T*>(nullptr),
+                    gd);
     });
     run_tasks(inner ? ceil_div(s.K, kChanBlock) : 1, inner, [&](int64_t kb) {
       const int64_t k0 = inner ? kb * kChanBlock : 0;

@@ -126,6 +126,39 @@ CF_OMP(omp critical(convforge_gemm_error))
   if (error) std::rethrow_exception(error);
 }
 
+template <typename T>
+int64_t gemm_packed_b_size(int64_t K, int64_t N) {
+  const int64_t nr = select_kernel<T>().NR;
+  return mul_checked(ceil_div(std::max<int64_t>(N, 0), nr) * nr, std::max<int64_t>(K, 0),
+                     "packed B");
+}
+
+template <typename T>
+void gemm_pack_b(T* bp, const T* B, const GemmDims& g) {
+  if (g.N > 0 && g.K > 0) select_kernel<T>().pack_b_all(bp, B, g);
+}
+
+template <typename T>
+void gemm_packed_b(T* C, const T* A, const T* bp, const T* row_bias, const GemmDims& g) {
+  if (g.M <= 0 || g.N <= 0) return;
+  if (g.K <= 0) {  // gemm() of an empty sum
+    gemm(C, A, static_cast<const T*>(nullptr), row_bias, g, false);
+    return;
+  }
+  const gemm_detail::Kernel<T> kernel = select_kernel<T>();
+  T *ap, *unused;
+  pack_buffers(kernel, ap, unused);
+  kernel.run_packed_b(C, A, bp, row_bias, g, ap);
+}
+
+template int64_t gemm_packed_b_size<float>(int64_t, int64_t);
+template int64_t gemm_packed_b_size<double>(int64_t, int64_t);
+template void gemm_pack_b<float>(float*, const float*, const GemmDims&);
+template void gemm_pack_b<double>(double*, const double*, const GemmDims&);
+template void gemm_packed_b<float>(float*, const float*, const float*, const float*,
+                                   const GemmDims&);
+template void gemm_packed_b<double>(double*, const double*, const double*, const double*,
+                                    const GemmDims&);
 template void gemm<float>(float*, const float*, const float*, const float*, const GemmDims&,
                           bool);
 template void gemm<double>(double*, const double*, const double*, const double*,

@@ -178,8 +178,9 @@ def test_gemm_isa_copies_agree(rng, restore_core):
 def test_avx512_copy_exact_with_avx2_codegen():
     """csrc/gemm/gemm_avx512.cpp compiled with AVX2 flags only (GCC splits its 64-byte vectors):
     the AVX-512 copy's tiles, blocking and edges checked exactly on a machine without AVX-512
-    (the CPU-side tests above only reach it where the CPU has AVX-512). Built by CMake from
-    tests/core/cpp (tests/cmake_build.py)."""
+    (the CPU-side tests above only reach it where the CPU has AVX-512), and its run on an op(B)
+    packed beforehand (gemm_packed_b, Winograd's) against its own packing, bit for bit. Built by
+    CMake from tests/core/cpp (tests/cmake_build.py)."""
     import subprocess
 
     import cmake_build

@@ -30,6 +30,18 @@ struct GemmDims {
 template <typename T>
 void gemm(T* C, const T* A, const T* B, const T* row_bias, const GemmDims& g, bool parallel);
 
+// op(B) packed once for several sequential GEMMs with the same op(B) (Winograd's transformed
+// filters, used by every chunk of tiles): gemm_pack_b writes gemm_packed_b_size(K, N) elements
+// (g.K, g.N, g.ldb, g.trans_b describe op(B)); gemm_packed_b then computes what gemm() would,
+// bit for bit, sequentially (g.ldb and g.trans_b unused). Both use the current ISA's kernel:
+// pack and run under the same one.
+template <typename T>
+int64_t gemm_packed_b_size(int64_t K, int64_t N);
+template <typename T>
+void gemm_pack_b(T* bp, const T* B, const GemmDims& g);
+template <typename T>
+void gemm_packed_b(T* C, const T* A, const T* bp, const T* row_bias, const GemmDims& g);
+
 // Name of the ISA whose micro-kernel gemm() uses now (for info and tests).
 const char* gemm_isa_name();
 

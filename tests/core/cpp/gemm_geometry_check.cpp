@@ -6,8 +6,9 @@
 // AVX2 machine. Build with -DCF_CHECK_ISA=avx512 (or avx2 / baseline).
 //
 // Operands are small integers, so every partial sum is exact in float and double: the result
-// must equal the sum computed here in double, whatever the blocking. Prints "N cases, B bad"
-// and exits non-zero when B > 0.
+// must equal the sum computed here in double, whatever the blocking; run on an op(B) packed
+// beforehand (pack_b_all + run_packed_b) must give run's result. Prints "N cases, B bad" and
+// exits non-zero when B > 0.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -35,9 +36,14 @@ int check(gemm_detail::Kernel<T> k, int64_t M, int64_t N, int64_t K, bool ta, bo
   T* bp = static_cast<T*>(std::aligned_alloc(64, (k.pack_b * sizeof(T) + 63) / 64 * 64));
   const GemmDims g{M, N, K, ta ? M : K, tb ? K : N, N, ta, tb, acc};
   k.run(C.data(), A.data(), B.data(), bias ? bs.data() : nullptr, g, ap, bp);
+  // op(B) packed once (gemm_packed_b): the same bits as run's own packing
+  std::vector<T> Cp = C0, bpall((N + k.NR - 1) / k.NR * k.NR * K);
+  k.pack_b_all(bpall.data(), B.data(), g);
+  k.run_packed_b(Cp.data(), A.data(), bpall.data(), bias ? bs.data() : nullptr, g, ap);
   std::free(ap);
   std::free(bp);
   int bad = 0;
+  for (int64_t i = 0; i < M * N; ++i) bad += Cp[i] != C[i];
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) {
       double s = acc ? C0[i * N + j] : (bias ? bs[i] : 0);

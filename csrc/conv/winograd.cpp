@@ -142,7 +142,7 @@ int64_t chunk_tiles(const WgDims& s, int64_t elem_bytes, bool weight) {
 template <typename T>
 void winograd_weights(T* U, int64_t ld_u, const T* w, int64_t K, int64_t C, bool rotate) {
   const Transforms<T> tr = select_transforms<T>();
-  constexpr int64_t kRows = 8;  // rows c per task
+  constexpr int64_t kRows = 16;  // rows c per task (the transforms take at most 16)
   run_tasks(ceil_div(C, kRows), true, [&](int64_t q) {
     tr.weights(U, ld_u, w, K, C, rotate, q * kRows, std::min(C, (q + 1) * kRows));
   });

@@ -29,8 +29,9 @@
 //
 // Parallelism: with at least one chunk per thread, tasks are chunks (each thread owns its own V
 // and M, sequential GEMMs; when there are fewer than 2 chunks per thread the chunks are cut
-// smaller, to a multiple of the thread count, if they keep >= kMinOuterTiles tiles); otherwise
-// the chunks run in turn and each stage is split over the threads (input transform by
+// smaller, to a multiple of the thread count, if they keep >= kMinOuterTiles tiles); otherwise,
+// and where the filters outweigh a chunk's tiles (every chunk streams all of U: 128->128 at
+// 8 px), the chunks run in turn and each stage is split over the threads (input transform by
 // channels, the 36 GEMMs by e, output transform by channels). The chunking never changes a
 // result: each tile is transformed alone, and each GEMM element is summed over C in the
 // GEMM's depth blocking, fixed per ISA and dtype, whatever the number of rows (tiles). So
@@ -156,7 +157,11 @@ bool winograd_run(T* out, const T* in, const T* U, int64_t ld_u, const T* bias,
   const Transforms<T> tr = select_transforms<T>();
   const int64_t total = s.N * s.TH * s.TW, threads = max_threads();
   int64_t TB = chunk_tiles(s, sizeof(T), false), chunks = ceil_div(total, TB);
-  if (threads > 1 && chunks < 2 * threads) {
+  // Filters outweighing a chunk's tiles (36 C K against 36 TB (C + K) values): each chunk
+  // streams all of U, so the threads share each chunk (inner mode, the GEMMs split by e)
+  // rather than each streaming U for chunks of its own.
+  const bool heavy = s.C * s.K > TB * (s.C + s.K);
+  if (threads > 1 && chunks < 2 * threads && !heavy) {
     // Few chunks: cut the tiles into a multiple of the thread count unless that makes chunks
     // smaller than kMinOuterTiles (the chunk size never changes a result, see above).
     const int64_t tb = ceil_div(ceil_div(total, ceil_div(chunks, threads) * threads), kLanes) *
@@ -199,7 +204,7 @@ bool winograd_run(T* out, const T* in, const T* U, int64_t ld_u, const T* bias,
     });
   };
 
-  if (threads <= 1 || chunks >= threads) {  // tasks: chunks, one thread each
+  if (threads <= 1 || (chunks >= threads && !heavy)) {  // tasks: chunks, one thread each
     run_tasks(chunks, true, [&](int64_t q) {
       chunk(q, false, scratch<T, 1>(36 * ld_v), scratch<T, 2>(36 * ld_m));
     });

@@ -5,10 +5,10 @@
 //
 // Every per-channel sum is split the same way whatever the thread count or task split: each
 // plane is summed by one thread in a fixed lane order (batch_norm_kernel.inc), and the planes'
-// sums of a channel are added in n order. Tasks are blocks of whole planes, or of whole channels
-// where the backward runs both of its passes channel by channel (same sums, same bits). The forward's ReLU mask is recomputed
-// in the backward with the same expression in T, so both passes agree on every element (NaN
-// pre-activations give 0 and no gradient).
+// sums of a channel are added in n order. Tasks are blocks of whole planes, or of whole
+// channels where the backward runs both of its passes block of channels by block (same sums,
+// same bits). The forward's ReLU mask is recomputed in the backward with the same expression in
+// T, so both passes agree on every element (NaN pre-activations give 0 and no gradient).
 #define CF_ISA baseline
 #define CF_VEC_BYTES 16
 #include "batch_norm_kernel.inc"

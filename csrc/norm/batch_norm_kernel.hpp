@@ -10,11 +10,13 @@
 
 namespace convforge::norm_detail {
 
-// The forward's affine map of one channel in T: pre = (x - m) * s + b.
+// The forward's affine map of one channel in T: pre = (x - m) * s + b, on a value or on a
+// vector of values of T (batch_norm_kernel.inc's blocks: the same operations lane by lane).
 template <typename T>
 struct Affine {
   T m, s, b;
-  T pre(T x) const { return (x - m) * s + b; }
+  template <typename V>
+  V pre(V x) const { return (x - m) * s + b; }
 };
 
 template <typename T>

@@ -133,12 +133,21 @@ struct Kernel {
   int64_t vl;            // vector lanes
   void (*kvec[2][kKvecShapes][3])(const KvecTile<T>& q);
   int64_t kvec_r[2][kKvecShapes];
-  void (*kvec_dw[2])(const KvecDwTile<T>& q);  // [0]: any stride (q.sw), [1]: stride 1
-  int64_t kvdw_kb, kvdw_tb;  // channels (lanes) and taps per kvec_dw call
+  // kvec_dw[nk-1][s]: nk vectors of channels (nk*vl lanes, nk <= kvdw_nk) x kvdw_tb taps per
+  // call; s = 0: any stride (q.sw), s = 1: stride 1
+  void (*kvec_dw[2][2])(const KvecDwTile<T>& q);
+  int64_t kvdw_nk, kvdw_tb;
   void (*batch)(const BatchTile<T>& q);  // kb <= kb_max channels x block images
   // dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols (csrc/runtime/transpose_simd.inc)
   void (*transpose)(T* dst, int64_t ldd, const T* src, int64_t lds, int64_t rows, int64_t cols);
 };
+
+// Channel vectors per kvec_dw call for Kg output channels per group: one where they fit in one
+// vector, else the kernel's most.
+template <typename T>
+int64_t kvec_dw_vectors(const Kernel<T>& k, int64_t Kg) {
+  return Kg <= k.vl ? 1 : k.kvdw_nk;
+}
 
 // The table of each ISA copy (float and double: specialisations at the end of
 // conv2d_direct_kernel.inc).

@@ -108,7 +108,7 @@ void forward_kvec(T* y, const T* x, const T* w, const T* b, const ConvDims& d, b
 }
 
 // Weight gradient (channel-vectorised; written for stride 1, the kernel steps the input row by
-// the stride otherwise: kvec_dw<T, SW>): dw[k, c, t] = sum_{n, p} dyt[n, kb, p, k]
+// the stride otherwise: kvec_dw<T, NK, SW>): dw[k, c, t] = sum_{n, p} dyt[n, kb, p, k]
 // xpad[n, c, p + offs[t]] over the valid positions p = oh*Wp + ow (ow < OW), with x zero-padded
 // to (Hp, Wp) and dy channel-last per block of KB channels at those positions (zero past Kg).
 // No im2col and no transposition of x: per (block of rows, group, channel block, input
@@ -120,13 +120,14 @@ template <typename T>
 void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims& d) {
   const direct_detail::Kernel<T> kern = direct_detail::direct_kernel<T>();
   const int64_t Cg = d.Cg(), Kg = d.Kg(), taps = d.KH * d.KW, L = d.OH * d.OW;
-  const int64_t KB = kern.kvdw_kb, TB = kern.kvdw_tb, nkb = ceil_div(Kg, KB);
+  const int64_t nk = direct_detail::kvec_dw_vectors(kern, Kg), KB = nk * kern.vl;
+  const int64_t TB = kern.kvdw_tb, nkb = ceil_div(Kg, KB);
   const int64_t tp = ceil_div(taps, TB) * TB;
   // x padded to the rows and columns the outputs read: (Hp, Wp)
   const int64_t Hp = (d.OH - 1) * d.SH + (d.KH - 1) * d.DH + 1;
   const int64_t Wp = (d.OW - 1) * d.SW + (d.KW - 1) * d.DW + 1, plane = Hp * Wp;
   const int64_t x_img = d.C * plane, dy_img = d.G * nkb * L * KB, img = x_img + dy_img;
-  const auto kernel = kern.kvec_dw[d.SW == 1 ? 1 : 0];
+  const auto kernel = kern.kvec_dw[nk - 1][d.SW == 1 ? 1 : 0];
   const int64_t rb = std::clamp<int64_t>(kKvecDwPositions / d.OW, 1, d.OH);  // rows per call
   const int64_t mb = std::clamp<int64_t>(kKvecDwBlockElems / img, 1, d.N);
   const std::vector<int64_t> offs =  // (tp,): padded taps read offset 0

@@ -92,21 +92,22 @@ int64_t direct_block(int64_t elem_bytes) {
 }
 
 // direct_kvec for the weight gradient: float with a vector ISA, a whole tile of output channels
-// (16 with AVX2, 32 with AVX-512), taps that fill the kernel's tap tile (5 with AVX2, 9 with
-// AVX-512: 3x3, 5x5, 7x7 waste at most 1/8; a 3x1 kernel would waste 2/3 of it and lose to
-// im2col_gemm_batch), and either rows of at least 16 outputs, or few input channels (where
-// direct_small's rows would carry KW-1 junk columns), or at most kKvecDwMaxChannels input
-// channels with at least kKvecDwMinPositions positions summed per dw element (N*OH*OW): on
-// 4-8 px planes the per-row overheads lose to im2col_gemm_batch's deep GEMMs when the batch
-// gives few positions or the channels are many (8 images of 512 channels at 4 px: kvec 1.3x
-// slower; 256 channels at 8 px: even with AVX-512, 4-11% slower with AVX2), and win on 32
-// images of 64-128 channels at 8 px (1.4x faster with AVX-512, 1.14x with AVX2, 1 and 2
-// threads, Zen 5). Any stride. With AVX-512, half a tile (16-31 channels) also pays where
-// direct_small's rows would carry 10% or more junk columns on 2-16 input channels (LeNet
-// C3, 10 of 14 columns: 0.55 against 0.68 ms; 8->24 5x5 at 28 px, 28 of 32: 1.39 against
-// 1.60), not where they would carry fewer (3->16 and 16->16 3x3 at 32 px, 32 of 34: 0.72
-// against 0.61, 2.30 against 2.16) or on one input channel (1->20 5x5 at 28 px: 0.51 against
-// 0.45; Xeon, 1 thread).
+// (the kernel's lanes: one vector where Kg fits in one, else two: 8 or 16 with AVX2, 16 or 32
+// with AVX-512), taps that fill the kernel's tap tile (5 with AVX2, 9 with AVX-512: 3x3, 5x5,
+// 7x7 waste at most 1/8; a 3x1 kernel would waste 2/3 of it and lose to im2col_gemm_batch), and
+// either rows of at least 16 outputs, or few input channels (where direct_small's rows would
+// carry KW-1 junk columns), or at most kKvecDwMaxChannels input channels with at least
+// kKvecDwMinPositions positions summed per dw element (N*OH*OW): on 4-8 px planes the per-row
+// overheads lose to im2col_gemm_batch's deep GEMMs when the batch gives few positions or the
+// channels are many (8 images of 512 channels at 4 px: kvec 1.3x slower; 256 channels at 8 px:
+// even with AVX-512, 4-11% slower with AVX2), and win on 32 images of 64-128 channels at 8 px
+// (1.4x faster with AVX-512, 1.14x with AVX2, 1 and 2 threads, Zen 5). Any stride. Half a tile
+// or more also pays where direct_small's rows would carry 10% or more junk columns on 2-16
+// input channels (Zen 4, 1 thread, kvec against direct_small: LeNet C3 0.43 against 0.75 ms
+// with AVX-512; 6->12 5x5 at 14 px 0.55 against 1.04, 8->12 5x5 at 28 px 2.63 against 4.35
+// with AVX2), not where they would carry fewer (3->8 3x3 at 32 px, 32 of 34 columns: 0.37
+// against 0.28 with AVX-512) or on one input channel (1->20 5x5 at 28 px: 0.51 against 0.45;
+// Xeon).
 bool kvec_weight_preferred(const ConvDims& d, int64_t elem_bytes) {
   const direct_detail::Kernel<float> kern = direct_detail::direct_kernel<float>();
   const int64_t taps = d.KH * d.KW, padded = ceil_div(taps, kern.kvdw_tb) * kern.kvdw_tb;
@@ -114,10 +115,11 @@ bool kvec_weight_preferred(const ConvDims& d, int64_t elem_bytes) {
       d.Cg() <= kKvecDwMaxChannels && d.N * d.OH * d.OW >= kKvecDwMinPositions;
   const bool rows_pay = d.OW >= 16 || d.Cg() <= kDirectMaxChannels || many_positions;
   const bool junk_rows = 10 * d.OW < 9 * (d.OW + (d.KW - 1) * d.DW);
-  const bool half_tile = current_isa() == Isa::avx512 && 2 * d.Kg() >= kern.kvdw_kb &&
+  const int64_t lanes = direct_detail::kvec_dw_vectors(kern, d.Kg()) * kern.vl;
+  const bool half_tile = 2 * d.Kg() >= lanes &&
                          d.Cg() >= 2 && d.Cg() <= kDirectMaxChannels && junk_rows;
   return elem_bytes == 4 && current_isa() != Isa::baseline &&
-         (d.Kg() >= kern.kvdw_kb || half_tile) && 8 * (padded - taps) <= taps && rows_pay &&
+         (d.Kg() >= lanes || half_tile) && 8 * (padded - taps) <= taps && rows_pay &&
          conv_algo_applies(ConvAlgo::direct_kvec, ConvDir::weight, d, elem_bytes);
 }
 

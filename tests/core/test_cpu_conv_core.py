@@ -286,7 +286,8 @@ def test_every_forced_algorithm_integer_exact(rng, restore_core, case, dtype):
 def test_heuristic_choices(restore_core):
     """The small-channel rules of choose_conv_algo (threshold 16 input channels per group) and
     the ISA-dependent direct_kvec rules (float with a vector ISA; the tile is 16 output channels
-    x 5 taps with AVX2, 32 x 9 with AVX-512)."""
+    x 5 taps with AVX2, 32 x 9 with AVX-512; one vector of 8 or 16 where the layer's output
+    channels fit in one)."""
     def pick(xs, ws, direction, stride=(1, 1), pad=(0, 0, 0, 0), groups=1, dtype="float32"):
         return core.conv2d_algorithm(xs, ws, stride, pad, (1, 1), groups, dtype, direction)
 
@@ -322,10 +323,13 @@ def test_heuristic_choices(restore_core):
         assert pick(*c3, "data") == "direct_batch"         # 10 x 10 dy: mostly zero padding
         assert pick((4, 6, 14, 14), (16, 6, 5, 5), "data") == "direct_small"  # N=4: lanes idle
         assert pick((64, 6, 28, 28), (16, 6, 5, 5), "data", pad=(2,) * 4) == "direct_small"
-        # weight: 16 channels are a whole AVX2 tile and half an AVX-512 one, which still beats
-        # direct_small's rows of 10 valid columns in 14; not on 32 of 34 (3x3 on 32 px)
+        # weight: 16 channels are a whole tile (one AVX-512 vector); half a tile still beats
+        # direct_small's rows of 10 valid columns in 14, not on 32 of 34 (3x3 on 32 px)
         assert pick(*c3, "weight") == kvec_or("direct_small"), isa
         assert pick((32, 3, 32, 32), (16, 3, 3, 3), "weight", pad=(1,) * 4) == kvec_or(
+            "direct_small"), isa
+        assert pick((64, 6, 14, 14), (12, 6, 5, 5), "weight") == kvec_or("direct_small"), isa
+        assert pick((32, 3, 32, 32), (8, 3, 3, 3), "weight", pad=(1,) * 4) == kvec_or(
             "direct_small", isa == "avx2"), isa
         assert pick((32, 3, 32, 32), (64, 3, 3, 3), "forward", pad=(1,) * 4) == "direct_small"
     core.set_isa(core.detected_isa())

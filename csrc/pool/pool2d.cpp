@@ -103,11 +103,13 @@ inline bool simd_avg_backward(const Kernel<T>& k, const PoolDims& d) {
   return k.avg_backward_plane && (d.SW == 1 || (d.SW == 2 && d.KW <= 2));
 }
 
-// 2x2 windows, stride 2, no padding, rows of at least 8 outputs (LeNet, VGG): the plane kernels
-// k.avg2x2_plane / k.best2x2_plane (float), one plane per task, no border columns.
+// 2x2 windows, stride 2, no padding (LeNet, VGG): the plane kernels k.avg2x2_plane /
+// k.best2x2_plane (float), one plane per task, no border columns; rows of 4 outputs go to the
+// paired-row kernels below where they apply (two rows per vector).
+inline bool is_2x2_rows4(const PoolDims& d);
 inline bool is_2x2_fast(const PoolDims& d) {
   return d.KH == 2 && d.KW == 2 && d.SH == 2 && d.SW == 2 && d.PH == 0 && d.PW == 0 &&
-         d.OW >= 8 && 2 * d.OH <= d.H && 2 * d.OW <= d.W;
+         d.OW >= 1 && 2 * d.OH <= d.H && 2 * d.OW <= d.W && !is_2x2_rows4(d);
 }
 // The same windows on rows of 4 outputs (8 x 8 planes): k.avg2x2_rows4 / k.best2x2_rows4, two
 // output rows per vector; tasks of kRows4Block output rows (the last takes the rest), so no two

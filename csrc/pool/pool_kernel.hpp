@@ -47,10 +47,11 @@ struct Kernel {
   void (*avg_rows2)(T* y, const T* xp, int64_t W, int64_t ha, int64_t hb, int64_t KH,
                     int64_t KW, int64_t ws0, int64_t OW, int64_t SW, T div);
 
-  // Float: 2x2 windows, stride 2, no padding, OW >= 8: the OH output rows of one plane, y (OH, OW)
-  // from xp (H, W) with H >= 2*OH and W >= 2*OW. Per 8 outputs: 4 loads, even/odd columns by
+  // Float: 2x2 windows, stride 2, no padding: the OH output rows of one plane, y (OH, OW) from
+  // xp (H, W) with H >= 2*OH and W >= 2*OW. Per 8 outputs: 4 loads, even/odd columns by
   // shuffles, y = (((0 + x00) + x01) + x10) + x11) * 0.25 (= / 4 exactly: the naive order); the
-  // last block of a row overlaps the one before it (same values stored twice), so no masked tail.
+  // last block of a row overlaps the one before it (same values stored twice), so no masked
+  // tail; a row of fewer than 8 outputs is one block of masked loads and stores.
   void (*avg2x2_plane)(T* y, const T* xp, int64_t OH, int64_t W, int64_t OW);
   // The same windows for max / min: y (OH, OW) = best of the 4 taps in row-major order (ties
   // keep the first, the last NaN wins), ind (OH, OW) = its ih*W + iw; H*W <= INT32_MAX.
@@ -67,8 +68,9 @@ struct Kernel {
   // (= / 4), the columns past 8 zero; the caller zeroes dx rows in no window (H odd).
   void (*avg2x2_backward_rows4)(T* dx, const T* dy, int64_t r0, int64_t r1, int64_t OH,
                                 int64_t H, int64_t W);
-  // Float: the same on rows of >= 8 outputs, one plane: dx (H, W) from dy (OH, OW), rows and
-  // columns in no window zero (the last block of a row overlaps the one before it).
+  // Float: the same windows, one plane: dx (H, W) from dy (OH, OW), rows and columns in no
+  // window zero (the last block of a row overlaps the one before it; rows of fewer than 8
+  // outputs: masked).
   void (*avg2x2_backward_plane)(T* dx, const T* dy, int64_t H, int64_t W, int64_t OH,
                                 int64_t OW);
 

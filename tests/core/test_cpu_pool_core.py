@@ -449,11 +449,14 @@ def test_fast_paths_avg_against_reference_and_naive(rng, isa, dtype):
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 4, 16), (3, 2, 7, 21), (1, 5, 28, 28), (2, 2, 6, 39),
-                                   (2, 3, 8, 8), (1, 3, 2, 9), (3, 100, 8, 8), (1, 3, 9, 9)])
+                                   (2, 3, 8, 8), (1, 3, 2, 9), (3, 100, 8, 8), (1, 3, 9, 9),
+                                   (2, 4, 10, 10), (1, 3, 7, 3), (2, 2, 5, 13), (1, 1, 2, 8),
+                                   (1, 2, 6, 15)])
 def test_2x2_stride2_plane_kernels_match_naive(rng, isa, shape):
     """The 2x2 / stride-2 kernels (float) against the naive kernels, bit for bit, with NaN,
-    ties and -0.0: rows of >= 8 outputs (one block, overlapping blocks, odd H and W) and rows of
-    4 (two per vector, an odd number of rows, several tasks); forward and average backward."""
+    ties and -0.0: rows of >= 8 outputs (one block, overlapping blocks, odd H and W), rows of
+    4 (two per vector, an odd number of rows, several tasks; one row alone: masked) and rows of
+    1-7 outputs (masked: LeNet's 10 x 10 planes); forward and average backward."""
     x = rng.integers(-2, 3, shape).astype(np.float32)  # ties
     x[rng.random(shape) < 0.1] = -0.0
     x[rng.random(shape) < 0.05] = np.nan

@@ -29,6 +29,9 @@ PYBIND11_MODULE(_core, m) {
         "Instruction set the kernels dispatch on now.");
   m.def("detected_isa", [] { return std::string(isa_name(detected_isa())); },
         "Best instruction set of this CPU (lowered by CONVFORGE_ISA).");
+  m.def("fast_gathers", &fast_gathers,
+        "Whether the AVX-512 Winograd kernels gather input patches with vector gathers (Intel) "
+        "or copy them with scalar loads (AMD); CONVFORGE_GATHERS=0|1 overrides. Same results.");
   m.def("set_isa", [](const std::string& name) {
     Isa isa = name == "avx512" ? Isa::avx512 : name == "avx2" ? Isa::avx2 : Isa::baseline;
     if (name != "avx512" && name != "avx2" && name != "baseline")

@@ -38,7 +38,22 @@ Isa from_env(Isa best) {
 
 Isa g_isa = from_env(probe_cpu());
 
+bool probe_gathers() {
+  const char* s = std::getenv("CONVFORGE_GATHERS");
+  if (s && (!std::strcmp(s, "0") || !std::strcmp(s, "1"))) return s[0] == '1';
+#if defined(CONVFORGE_X86) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return __builtin_cpu_is("intel");
+#else
+  return false;
+#endif
+}
+
+const bool g_gathers = probe_gathers();
+
 }  // namespace
+
+bool fast_gathers() { return g_gathers; }
 
 Isa detected_isa() { return from_env(probe_cpu()); }
 Isa current_isa() { return g_isa; }

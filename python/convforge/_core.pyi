@@ -8,7 +8,7 @@ import collections.abc
 import numpy
 import typing
 import typing_extensions
-__all__: list[str] = ['activation', 'activation_backward', 'adam_update', 'batch_norm_backward', 'batch_norm_forward', 'batch_norm_stats', 'buffer_cache_begin', 'buffer_cache_end', 'buffer_cache_stats', 'col2im', 'conv2d_algorithm', 'conv2d_algorithms', 'conv2d_backward', 'conv2d_backward_data', 'conv2d_backward_weight', 'conv2d_forward', 'conv_exact', 'detected_isa', 'dropout', 'gemm', 'get_num_threads', 'global_pool2d_backward', 'global_pool2d_forward', 'has_openmp', 'im2col', 'in_fork_child', 'isa', 'pool2d_backward', 'pool2d_forward', 'requested_num_threads', 'rmsprop_update', 'set_conv_exact', 'set_isa', 'set_mem_handler', 'set_num_threads', 'sgd_update', 'softmax_cross_entropy', 'step_buffer_handler']
+__all__: list[str] = ['activation', 'activation_backward', 'adam_update', 'batch_norm_backward', 'batch_norm_forward', 'batch_norm_stats', 'buffer_cache_begin', 'buffer_cache_end', 'buffer_cache_stats', 'col2im', 'conv2d_algorithm', 'conv2d_algorithms', 'conv2d_backward', 'conv2d_backward_data', 'conv2d_backward_weight', 'conv2d_forward', 'conv_exact', 'detected_isa', 'dropout', 'fast_gathers', 'gemm', 'get_num_threads', 'global_pool2d_backward', 'global_pool2d_forward', 'has_openmp', 'im2col', 'in_fork_child', 'isa', 'pool2d_backward', 'pool2d_forward', 'requested_num_threads', 'rmsprop_update', 'set_conv_exact', 'set_isa', 'set_mem_handler', 'set_num_threads', 'sgd_update', 'softmax_cross_entropy', 'step_buffer_handler']
 def activation(x: numpy.ndarray, kind: str) -> numpy.ndarray:
     """
     y = f(x) elementwise, f: 'linear' | 'relu' | 'sigmoid' | 'tanh' (elementwise.hpp).
@@ -84,6 +84,10 @@ def detected_isa() -> str:
 def dropout(x: numpy.ndarray, seed: typing.SupportsInt | typing.SupportsIndex, threshold: typing.SupportsInt | typing.SupportsIndex, scale: typing.SupportsFloat | typing.SupportsIndex) -> numpy.ndarray:
     """
     y = x * scale where dropout_hash(seed, i) >= threshold, else 0 (see elementwise.hpp).
+    """
+def fast_gathers() -> bool:
+    """
+    Whether the AVX-512 Winograd kernels gather input patches with vector gathers (Intel) or copy them with scalar loads (AMD); CONVFORGE_GATHERS=0|1 overrides. Same results.
     """
 def gemm(a: numpy.ndarray, b: numpy.ndarray, trans_a: bool = False, trans_b: bool = False, c: numpy.ndarray | None = None, row_bias: numpy.ndarray | None = None) -> numpy.ndarray:
     """

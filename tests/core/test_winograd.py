@@ -205,3 +205,43 @@ def test_public_api_thread_invariance_on_winograd_layer(rng, restore_core):
     for res in outs[1:]:
         assert_exact(res[0], outs[0][0], np.float32, what="y")
         assert_exact(res[1], outs[0][1], np.float32, what="dx")
+
+
+_GATHER_SCRIPT = """
+import hashlib, numpy as np
+from convforge import _core
+h = hashlib.sha256()
+rng = np.random.default_rng(3)
+for (n, c, k, hh, ww, pad) in %r:
+    x = rng.standard_normal((n, c, hh, ww)).astype(np.float32)
+    w = rng.standard_normal((k, c, 3, 3)).astype(np.float32)
+    args = ((1, 1), pad, (1, 1), 1)
+    y = _core.conv2d_forward(x, w, None, *args, algo="winograd")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    h.update(y.tobytes())
+    h.update(_core.conv2d_backward_data(dy, w, x.shape, *args, algo="winograd").tobytes())
+    h.update(_core.conv2d_backward_weight(dy, x, w.shape, *args, False, algo="winograd")[0]
+             .tobytes())
+print(_core.fast_gathers(), h.hexdigest())
+"""
+
+
+@pytest.mark.skipif("avx512" not in AVAILABLE_ISAS, reason="the gathers are AVX-512 code")
+def test_gathered_and_copied_patches_give_the_same_bits():
+    """The AVX-512 float kernels take their input patches with vector gathers (Intel) or scalar
+    copies (AMD; cpu.hpp fast_gathers): both ways, CONVFORGE_GATHERS=1 / 0 in a fresh process,
+    the forward, data and weight results have the same bits (borders, partial lane blocks)."""
+    import os
+    import subprocess
+    import sys
+
+    got = {}
+    for flag in ("0", "1"):
+        env = dict(os.environ, CONVFORGE_GATHERS=flag, CONVFORGE_ISA="avx512")
+        run = subprocess.run([sys.executable, "-c", _GATHER_SCRIPT % (GRID,)], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        gathers, digest = run.stdout.split()
+        assert gathers == ("True" if flag == "1" else "False")
+        got[flag] = digest
+    assert got["0"] == got["1"]

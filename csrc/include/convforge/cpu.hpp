@@ -13,6 +13,11 @@ Isa current_isa();
 // Choose an ISA at run time; returns false (and changes nothing) if the CPU lacks it.
 bool set_isa(Isa isa);
 const char* isa_name(Isa isa);
+// Whether 16-lane AVX-512 gathers beat scalar loads for the Winograd input patches: Intel's
+// AVX-512 cores (the Xeon of bench/README.md), not AMD's (Zen 4 microcodes the gather: the
+// scalar copy gave a VGG-small step 5-8% faster there). CONVFORGE_GATHERS=0 or 1 overrides
+// (read once, at load; tests run both).
+bool fast_gathers();
 
 // Threads every parallel region uses (1 without OpenMP). convforge keeps its own count instead of
 // relying on OpenMP's per-thread ICV, which other libraries sharing libgomp (numba's omp layer,

@@ -17,6 +17,7 @@
 // flags (see csrc/runtime/isa.hpp).
 #pragma once
 #include <cstdint>
+#include <utility>
 
 #include "runtime/isa.hpp"
 
@@ -99,7 +100,7 @@ struct KvecDwTile {
 };
 
 // Batch-lane tile (ConvAlgo::direct_batch, backward data): kb output channels x BLK images
-// (BLK = Kernel::block, the images in the vector lanes) in registers,
+// (BLK = nv vectors of images, the images in the vector lanes; batch_vectors()) in registers,
 //   out[k*ldo + v] = sum_{c < cin, t < taps} wp[c*ldw + woffs[t] + k] * in[c*plane + offs[t] + v]
 // for k < kb, v < BLK. The caller lists only the taps that contribute (no zero padding is
 // multiplied). Summation order per element: (c, t) ascending.
@@ -121,6 +122,7 @@ struct BatchTile {
 // (index 0: q.sw at run time), with kvec_r[nk-1][si] rows; null where the tile would not fit
 // the registers.
 constexpr int kKvecShapes = 4;
+constexpr int64_t kBatchMaxVectors = 4;  // image vectors of the batch-lane tile
 constexpr int64_t kKvecS[kKvecShapes] = {4, 5, 6, 8};
 
 template <typename T>
@@ -137,7 +139,9 @@ struct Kernel {
   // call; s = 0: any stride (q.sw), s = 1: stride 1
   void (*kvec_dw[2][2])(const KvecDwTile<T>& q);
   int64_t kvdw_nk, kvdw_tb;
-  void (*batch)(const BatchTile<T>& q);  // kb <= kb_max channels x block images
+  // batch[nv-1]: kb <= batch_kb[nv-1] channels x nv vectors of images
+  void (*batch[kBatchMaxVectors])(const BatchTile<T>& q);
+  int64_t batch_kb[kBatchMaxVectors];
   // dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols (csrc/runtime/transpose_simd.inc)
   void (*transpose)(T* dst, int64_t ldd, const T* src, int64_t lds, int64_t rows, int64_t cols);
 };
@@ -147,6 +151,21 @@ struct Kernel {
 template <typename T>
 int64_t kvec_dw_vectors(const Kernel<T>& k, int64_t Kg) {
   return Kg <= k.vl ? 1 : k.kvdw_nk;
+}
+
+// Image vectors per direct_batch tile for a batch of N images: the fewest lanes past N, then
+// the most accumulators (channels x vectors), then the most vectors. LeNet C3's 64 images: one
+// tile of 4 x 6 AVX-512 vectors instead of 48 + 16 images in 3 x 8.
+template <typename T>
+int64_t batch_vectors(const Kernel<T>& k, int64_t N) {
+  const auto key = [&](int64_t nv) {  // (padded lanes, -accumulators): smaller is better
+    const int64_t lanes = nv * k.vl;
+    return std::make_pair((N + lanes - 1) / lanes * lanes, -nv * k.batch_kb[nv - 1]);
+  };
+  int64_t best = 1;
+  for (int64_t nv = 2; nv <= kBatchMaxVectors; ++nv)
+    if (key(nv) <= key(best)) best = nv;
+  return best;
 }
 
 // The table of each ISA copy (float and double: specialisations at the end of

@@ -20,7 +20,7 @@ namespace convforge::conv_impl {
 // taps (i, j) whose dy position (oh, ow) = ((h + PH - i*DH) / SH, (w + PW - j*DW) / SW) exists
 // (divisible, inside), of dy[n, k, oh, ow] w[k, c, i, j]. No zero padding is multiplied (on
 // LeNet C3, 14 x 14 from 10 x 10 through 5 x 5, that is half the multiply-adds of a padded
-// correlation) and nothing non-finite leaks. Per block of BLK images (Kernel::block) and group:
+// correlation) and nothing non-finite leaks. Per block of BLK images (batch_vectors) and group:
 // dy transposed to dyt (Kg, OH, OW, BLK) (images past N zero), then one kernel call per (dx
 // position, block of output channels) over the listed taps, stored straight into dx.
 // Weights wp (G, Kg, taps, Cg). Tasks: transposition by channel k, then (h, channel block);
@@ -29,7 +29,9 @@ template <typename T>
 void backward_data_batch(T* dx, const T* dy, const T* w, const ConvDims& d) {
   const direct_detail::Kernel<T> kern = direct_detail::direct_kernel<T>();
   const int64_t Cg = d.Cg(), Kg = d.Kg(), taps = d.KH * d.KW, L = d.OH * d.OW, HW = d.H * d.W;
-  const int64_t BLK = kern.block, ncb = ceil_div(Cg, kern.kb_max), CB = ceil_div(Cg, ncb);
+  const int64_t nvb = direct_detail::batch_vectors(kern, d.N), BLK = nvb * kern.vl;
+  const auto batch = kern.batch[nvb - 1];
+  const int64_t ncb = ceil_div(Cg, kern.batch_kb[nvb - 1]), CB = ceil_div(Cg, ncb);
   std::vector<T> wp(d.K * taps * Cg);  // (G, Kg, taps, Cg)
   for (int64_t k = 0; k < d.K; ++k)
     for (int64_t c = 0; c < Cg; ++c)
@@ -77,7 +79,7 @@ void backward_data_batch(T* dx, const T* dy, const T* w, const ConvDims& d) {
               woffs[q.taps++] = (i * d.KW + j) * Cg;
             }
           if (q.taps == 0) std::fill(tile.begin(), tile.end(), T(0));
-          else kern.batch(q);
+          else batch(q);
           for (int64_t c = 0; c < cn; ++c)  // dx[n0 + v, g*Cg + c0 + c, h, x]
             for (int64_t v = 0; v < nv; ++v)
               dx[((n0 + v) * d.C + g * Cg + c0 + c) * HW + h * d.W + x] = tile[c * BLK + v];

@@ -86,9 +86,14 @@ int64_t direct_lanes(int64_t elem_bytes) {
   return elem_bytes == 4 ? direct_detail::direct_kernel<float>().vl
                          : direct_detail::direct_kernel<double>().vl;
 }
-int64_t direct_block(int64_t elem_bytes) {
-  return elem_bytes == 4 ? direct_detail::direct_kernel<float>().block
-                         : direct_detail::direct_kernel<double>().block;
+// Images per direct_batch tile (its block) for a batch of N.
+int64_t batch_block(int64_t elem_bytes, int64_t N) {
+  if (elem_bytes == 4) {
+    const direct_detail::Kernel<float> k = direct_detail::direct_kernel<float>();
+    return direct_detail::batch_vectors(k, N) * k.vl;
+  }
+  const direct_detail::Kernel<double> k = direct_detail::direct_kernel<double>();
+  return direct_detail::batch_vectors(k, N) * k.vl;
 }
 
 // direct_kvec for the weight gradient: float with a vector ISA, a whole tile of output channels
@@ -142,12 +147,13 @@ bool kvec_forward_preferred(const ConvDims& d, int64_t elem_bytes) {
 // direct_batch for the data gradient of a stride-1 small-channel layer (instead of
 // direct_small): when direct_small's padded correlation would multiply mostly zeros. It
 // computes H x (W + (KW-1)*DW) positions with every tap where OH*OW positions x taps carry
-// data; direct_batch pays only those, in lanes of images (used N / N rounded up to the block).
+// data; direct_batch pays only those, in lanes of images (used N / N rounded up to the block,
+// batch_block()).
 // direct_batch wins at low useful fractions (LeNet C3 N=64: 0.40; 12 px from 10 px 3x3
 // 16->16: 0.60) and loses at high ones (32 px from 28 px 5x5 on 3 channels: 0.68; 'same' 5x5
 // on 28 px: 0.88).
 bool batch_data_preferred(const ConvDims& d, int64_t elem_bytes) {
-  const int64_t blk = direct_block(elem_bytes);
+  const int64_t blk = batch_block(elem_bytes, d.N);
   const double lanes = double(d.N) / double(ceil_div(d.N, blk) * blk);
   const double useful = double(d.OH * d.OW) / double(d.H * (d.W + (d.KW - 1) * d.DW));
   return d.N >= blk && useful < 0.6 * lanes &&
@@ -172,7 +178,7 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
       return dir != ConvDir::data && kvec_fits(d, elem_bytes);
     case ConvAlgo::direct_batch:  // dyt of one block of images: Kg * OH * OW * block
       return dir == ConvDir::data &&
-             product_within(kMaxBlockBytes, {d.Kg(), d.OH, d.OW, direct_block(elem_bytes),
+             product_within(kMaxBlockBytes, {d.Kg(), d.OH, d.OW, batch_block(elem_bytes, d.N),
                                              elem_bytes});
     case ConvAlgo::kCount: break;
   }

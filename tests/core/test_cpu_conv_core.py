@@ -177,6 +177,8 @@ ALGO_GRID = [
     ((2, 3, 4, 40), (20, 3, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),        # wide rows, K > 8
     ((3, 5, 13, 11), (18, 5, 3, 3), (2, 3), (1, 0, 2, 1), (1, 2), 1),       # strides 2x3, dil
     ((2, 3, 19, 18), (10, 3, 7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),       # 7x7/2 first layer
+    ((64, 3, 7, 7), (4, 3, 3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1),         # direct_batch: 4
+    ((40, 2, 6, 5), (5, 2, 3, 2), (1, 1), (1, 0, 0, 1), (1, 1), 1),         # or 3 vectors
 ]
 ALGO_IDS = [f"x{s[0]}-w{s[1]}-s{s[2]}-p{s[3]}-d{s[4]}-g{s[5]}".replace(" ", "")
             for s in ALGO_GRID]
@@ -321,7 +323,8 @@ def test_heuristic_choices(restore_core):
         # 16 channels, 10 of 14 columns: two AVX2 vectors, one AVX-512 vector (load bound)
         assert pick(*c3, "forward") == kvec_or("direct_small", isa == "avx2"), isa
         assert pick(*c3, "data") == "direct_batch"         # 10 x 10 dy: mostly zero padding
-        assert pick((4, 6, 14, 14), (16, 6, 5, 5), "data") == "direct_small"  # N=4: lanes idle
+        assert pick((4, 6, 14, 14), (16, 6, 5, 5), "data") == (  # N=4: idle AVX2/AVX-512
+            "direct_batch" if isa == "baseline" else "direct_small"), isa  # lanes, SSE's 4
         assert pick((64, 6, 28, 28), (16, 6, 5, 5), "data", pad=(2,) * 4) == "direct_small"
         # weight: 16 channels are a whole tile (one AVX-512 vector); half a tile still beats
         # direct_small's rows of 10 valid columns in 14, not on 32 of 34 (3x3 on 32 px)

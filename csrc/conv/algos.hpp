@@ -46,6 +46,8 @@ void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims&
 
 // direct_batch.cpp: direct_batch.
 template <typename T>
+void forward_batch(T* y, const T* x, const T* w, const T* b, const ConvDims& d, bool relu);
+template <typename T>
 void backward_data_batch(T* dx, const T* dy, const T* w, const ConvDims& d);
 
 }  // namespace convforge::conv_impl

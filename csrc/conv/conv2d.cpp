@@ -117,6 +117,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* b, const ConvDims& d,
         conv2d_forward(y, x, w, b, d, exact_conv_algo(ConvDir::forward, d, sizeof(T)), relu);
       break;
     case ConvAlgo::direct_kvec: forward_kvec(y, x, w, b, d, relu); break;
+    case ConvAlgo::direct_batch: forward_batch(y, x, w, b, d, relu); break;
     default: break;  // rejected by require_applies
   }
 }

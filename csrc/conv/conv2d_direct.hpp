@@ -99,7 +99,7 @@ struct KvecDwTile {
   int64_t rows, row_len, ld_row, ld_row_dy, sw, nimg;
 };
 
-// Batch-lane tile (ConvAlgo::direct_batch, backward data): kb output channels x BLK images
+// Batch-lane tile (ConvAlgo::direct_batch, forward and data): kb output channels x BLK images
 // (BLK = nv vectors of images, the images in the vector lanes; batch_vectors()) in registers,
 //   out[k*ldo + v] = sum_{c < cin, t < taps} wp[c*ldw + woffs[t] + k] * in[c*plane + offs[t] + v]
 // for k < kb, v < BLK. The caller lists only the taps that contribute (no zero padding is

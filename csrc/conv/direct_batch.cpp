@@ -1,10 +1,17 @@
-// direct_batch (data direction, any stride): the direct kernel vectorised along the batch
-// (conv2d_direct.hpp: BatchTile, images in the vector lanes), only the taps that land in dy.
-// Layouts: dy transposed per block of images to dyt (Kg, OH, OW, BLK); weights (G, Kg, taps, Cg).
+// direct_batch (forward and data directions, any stride): the direct kernel vectorised along the
+// batch (conv2d_direct.hpp: BatchTile, images in the vector lanes), only the taps that land
+// inside the input, so no zero padding is multiplied and nothing non-finite leaks.
+// Both directions are one correlation of a source with Ci channels per group into Co channels
+// per group (forward: x into y, Ci = Cg, Co = Kg; data: dy into dx, Ci = Kg, Co = Cg):
+// per block of BLK images (batch_vectors) and group the source is transposed to (Ci, Hi, Wi,
+// BLK) (images past N zero), then one kernel call per (output position, block of output
+// channels) over the listed taps, stored straight into the output. Weights wp (G, Ci, taps, Co).
 // Parallel axis: (image block, group) units; with fewer units than threads, each unit's
-// transposition by channel and its (row range, channel block) tasks.
+// transposition by channel and its (row range, channel block) tasks. Each output element is
+// summed whole by one call, in (source channel, tap) order: results do not depend on the split.
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -16,85 +23,138 @@
 
 namespace convforge::conv_impl {
 
-// Backward data, any stride, images in the vector lanes: dx[n, c, h, w] = sum over k, then the
-// taps (i, j) whose dy position (oh, ow) = ((h + PH - i*DH) / SH, (w + PW - j*DW) / SW) exists
-// (divisible, inside), of dy[n, k, oh, ow] w[k, c, i, j]. No zero padding is multiplied (on
-// LeNet C3, 14 x 14 from 10 x 10 through 5 x 5, that is half the multiply-adds of a padded
-// correlation) and nothing non-finite leaks. Per block of BLK images (batch_vectors) and group:
-// dy transposed to dyt (Kg, OH, OW, BLK) (images past N zero), then one kernel call per (dx
-// position, block of output channels) over the listed taps, stored straight into dx.
-// Weights wp (G, Kg, taps, Cg). Tasks: transposition by channel k, then (h, channel block);
-// each dx element is summed whole by one call: results do not depend on the split.
+namespace {
+
+// For each output row (or column): the (tap index, source row) pairs that reach it, tap
+// index ascending.
+using TapList = std::vector<std::vector<std::pair<int64_t, int64_t>>>;
+
+// One direction as a correlation: out (N, G*Co, Ho, Wo) from src (N, G*Ci, Hi, Wi) and wp.
+struct LaneProblem {
+  int64_t N, G, Ci, Co, Hi, Wi, Ho, Wo, KW, taps;
+  TapList rows, cols;  // rows[ho], cols[wo]: (i, hi) / (j, wi) pairs
+};
+
+// out = the correlation of p; bias (G*Co) or null added to each sum, then the ReLU (relu).
+template <typename T>
+void lane_correlation(T* out, const T* src, const T* wp, const T* bias, bool relu,
+                      const LaneProblem& p) {
+  const direct_detail::Kernel<T> kern = direct_detail::direct_kernel<T>();
+  const int64_t nvb = direct_detail::batch_vectors(kern, p.N), BLK = nvb * kern.vl;
+  const auto batch = kern.batch[nvb - 1];
+  const int64_t ncb = ceil_div(p.Co, kern.batch_kb[nvb - 1]), CB = ceil_div(p.Co, ncb);
+  const int64_t Li = p.Hi * p.Wi, Lo = p.Ho * p.Wo;
+  // One block of images [n0, n0 + nv) of group g; inner: split its stages over the threads
+  // (row ranges: neighbouring rows share cache lines of out).
+  const auto block = [&](int64_t n0, int64_t g, bool inner) {
+    const int64_t nv = std::min(BLK, p.N - n0);
+    T* st = scratch<T>(p.Ci * Li * BLK);  // (Ci, Hi, Wi, BLK)
+    run_tasks(p.Ci, inner, [&](int64_t c) {  // st[c] (Li, BLK) <- src[n0 + v, g*Ci + c] (Li,)
+      T* o = st + c * Li * BLK;
+      if (nv < BLK) std::fill(o, o + Li * BLK, T(0));
+      for (int64_t v = 0; v < nv; ++v) {
+        const T* s = src + ((n0 + v) * p.G * p.Ci + g * p.Ci + c) * Li;
+        for (int64_t q = 0; q < Li; ++q) o[q * BLK + v] = s[q];
+      }
+    });
+    const int64_t nhb = inner ? std::min<int64_t>(p.Ho, max_threads()) : 1;
+    run_tasks(nhb * ncb, inner, [&](int64_t task) {  // out rows [h0, h1), channels [c0, c0 + cn)
+      const int64_t hb = task / ncb, c0 = (task % ncb) * CB, cn = std::min(CB, p.Co - c0);
+      const int64_t h0 = p.Ho * hb / nhb, h1 = p.Ho * (hb + 1) / nhb;
+      std::vector<int64_t> offs(p.taps), woffs(p.taps);
+      std::vector<T> tile(CB * BLK);  // (cn, BLK)
+      direct_detail::BatchTile<T> q{tile.data(), BLK, st, p.Ci, Li * BLK, offs.data(),
+                                    woffs.data(), 0, wp + (g * p.Ci * p.taps) * p.Co + c0,
+                                    p.taps * p.Co, cn};
+      const T lo = relu ? T(0) : -std::numeric_limits<T>::infinity();  // max(v, lo)
+      for (int64_t h = h0; h < h1; ++h)
+        for (int64_t x = 0; x < p.Wo; ++x) {  // output position (h, x)
+          q.taps = 0;
+          for (const auto& [i, hi] : p.rows[h])
+            for (const auto& [j, wi] : p.cols[x]) {
+              offs[q.taps] = (hi * p.Wi + wi) * BLK;
+              woffs[q.taps++] = (i * p.KW + j) * p.Co;
+            }
+          if (q.taps == 0) std::fill(tile.begin(), tile.end(), T(0));
+          else batch(q);
+          for (int64_t c = 0; c < cn; ++c) {  // out[n0 + v, g*Co + c0 + c, h, x]
+            const int64_t k = g * p.Co + c0 + c;
+            const T bk = bias ? bias[k] : T(0);
+            for (int64_t v = 0; v < nv; ++v) {
+              const T val = bias ? tile[c * BLK + v] + bk : tile[c * BLK + v];
+              out[((n0 + v) * p.G * p.Co + k) * Lo + h * p.Wo + x] = val < lo ? lo : val;
+            }
+          }
+        }
+    });
+  };
+  const int64_t units = ceil_div(p.N, BLK) * p.G;  // (image block, group)
+  if (units >= max_threads()) {  // tasks: units, one thread each (disjoint output planes)
+    run_tasks(units, true, [&](int64_t u) { block(u / p.G * BLK, u % p.G, false); });
+  } else {
+    for (int64_t u = 0; u < units; ++u) block(u / p.G * BLK, u % p.G, true);
+  }
+}
+
+// (tap index, source position) pairs of one output position `pos` along one axis: forward,
+// source = pos*S - P + i*D inside [0, size); data (transposed), the output position is the
+// source's: (pos + P - i*D) / S when divisible and inside [0, size).
+TapList tap_lists(int64_t n_out, int64_t size, int64_t P, int64_t S, int64_t D, int64_t KS,
+                  bool forward) {
+  TapList lists(n_out);
+  for (int64_t pos = 0; pos < n_out; ++pos)
+    for (int64_t i = 0; i < KS; ++i) {
+      if (forward) {
+        const int64_t s = pos * S - P + i * D;
+        if (s >= 0 && s < size) lists[pos].emplace_back(i, s);
+      } else {
+        const int64_t num = pos + P - i * D;
+        if (num >= 0 && num % S == 0 && num / S < size) lists[pos].emplace_back(i, num / S);
+      }
+    }
+  return lists;
+}
+
+}  // namespace
+
+// Forward: y[n, k, oh, ow] = b[k] + sum over c, then the taps (i, j) whose input position
+// (oh*SH - PH + i*DH, ow*SW - PW + j*DW) lies inside x, of x[n, c, ...] w[k, c, i, j]
+// (ReLU after, with relu). Source x, Ci = Cg, Co = Kg; weights (G, Cg, taps, Kg).
+template <typename T>
+void forward_batch(T* y, const T* x, const T* w, const T* b, const ConvDims& d, bool relu) {
+  const int64_t Cg = d.Cg(), Kg = d.Kg(), taps = d.KH * d.KW;
+  std::vector<T> wp(d.K * taps * Cg);  // (G, Cg, taps, Kg)
+  for (int64_t g = 0; g < d.G; ++g)
+    for (int64_t k = 0; k < Kg; ++k)
+      for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t t = 0; t < taps; ++t)
+          wp[((g * Cg + c) * taps + t) * Kg + k] = w[((g * Kg + k) * Cg + c) * taps + t];
+  const LaneProblem p{d.N, d.G, Cg, Kg, d.H, d.W, d.OH, d.OW, d.KW, taps,
+                      tap_lists(d.OH, d.H, d.PH, d.SH, d.DH, d.KH, true),
+                      tap_lists(d.OW, d.W, d.PW, d.SW, d.DW, d.KW, true)};
+  lane_correlation(y, x, wp.data(), b, relu, p);
+}
+
+// Backward data: dx[n, c, h, w] = sum over k, then the taps (i, j) whose dy position
+// (oh, ow) = ((h + PH - i*DH) / SH, (w + PW - j*DW) / SW) exists (divisible, inside), of
+// dy[n, k, oh, ow] w[k, c, i, j]. On LeNet C3 (14 x 14 from 10 x 10 through 5 x 5) that is half
+// the multiply-adds of a padded correlation. Source dy, Ci = Kg, Co = Cg; weights
+// (G, Kg, taps, Cg).
 template <typename T>
 void backward_data_batch(T* dx, const T* dy, const T* w, const ConvDims& d) {
-  const direct_detail::Kernel<T> kern = direct_detail::direct_kernel<T>();
-  const int64_t Cg = d.Cg(), Kg = d.Kg(), taps = d.KH * d.KW, L = d.OH * d.OW, HW = d.H * d.W;
-  const int64_t nvb = direct_detail::batch_vectors(kern, d.N), BLK = nvb * kern.vl;
-  const auto batch = kern.batch[nvb - 1];
-  const int64_t ncb = ceil_div(Cg, kern.batch_kb[nvb - 1]), CB = ceil_div(Cg, ncb);
+  const int64_t Cg = d.Cg(), taps = d.KH * d.KW;
   std::vector<T> wp(d.K * taps * Cg);  // (G, Kg, taps, Cg)
   for (int64_t k = 0; k < d.K; ++k)
     for (int64_t c = 0; c < Cg; ++c)
       for (int64_t t = 0; t < taps; ++t) wp[(k * taps + t) * Cg + c] = w[(k * Cg + c) * taps + t];
-  // Taps of dx row h: (i, oh) pairs, and of column w: (j, ow) pairs, ascending i / j.
-  const auto tap_list = [](int64_t pos, int64_t P, int64_t S, int64_t D, int64_t KS, int64_t O) {
-    std::vector<std::pair<int64_t, int64_t>> v;
-    for (int64_t i = 0; i < KS; ++i) {
-      const int64_t num = pos + P - i * D;
-      if (num >= 0 && num % S == 0 && num / S < O) v.emplace_back(i, num / S);
-    }
-    return v;
-  };
-  std::vector<std::vector<std::pair<int64_t, int64_t>>> rows(d.H), cols(d.W);
-  for (int64_t h = 0; h < d.H; ++h) rows[h] = tap_list(h, d.PH, d.SH, d.DH, d.KH, d.OH);
-  for (int64_t x = 0; x < d.W; ++x) cols[x] = tap_list(x, d.PW, d.SW, d.DW, d.KW, d.OW);
-  // One block of images [n0, n0 + nv) of group g; inner: split its stages over the threads
-  // (row ranges: neighbouring rows share cache lines of dx).
-  const auto block = [&](int64_t n0, int64_t g, bool inner) {
-    const int64_t nv = std::min(BLK, d.N - n0);
-    T* dyt = scratch<T>(Kg * L * BLK);  // (Kg, OH, OW, BLK)
-    run_tasks(Kg, inner, [&](int64_t k) {  // dyt[k] (L, BLK) <- dy[n0 + v, g*Kg + k] (L,)
-      T* o = dyt + k * L * BLK;
-      if (nv < BLK) std::fill(o, o + L * BLK, T(0));
-      for (int64_t v = 0; v < nv; ++v) {
-        const T* src = dy + ((n0 + v) * d.K + g * Kg + k) * L;
-        for (int64_t p = 0; p < L; ++p) o[p * BLK + v] = src[p];
-      }
-    });
-    const int64_t nhb = inner ? std::min<int64_t>(d.H, max_threads()) : 1;
-    run_tasks(nhb * ncb, inner, [&](int64_t task) {  // dx rows [h0, h1), channels [c0, c0 + cn)
-      const int64_t hb = task / ncb, c0 = (task % ncb) * CB, cn = std::min(CB, Cg - c0);
-      const int64_t h0 = d.H * hb / nhb, h1 = d.H * (hb + 1) / nhb;
-      std::vector<int64_t> offs(taps), woffs(taps);
-      std::vector<T> tile(CB * BLK);  // (cn, BLK)
-      direct_detail::BatchTile<T> q{tile.data(), BLK, dyt, Kg, L * BLK, offs.data(),
-                                    woffs.data(), 0, wp.data() + (g * Kg * taps) * Cg + c0,
-                                    taps * Cg, cn};
-      for (int64_t h = h0; h < h1; ++h)
-        for (int64_t x = 0; x < d.W; ++x) {  // dx position (h, x)
-          q.taps = 0;
-          for (const auto& [i, oh] : rows[h])
-            for (const auto& [j, ow] : cols[x]) {
-              offs[q.taps] = (oh * d.OW + ow) * BLK;
-              woffs[q.taps++] = (i * d.KW + j) * Cg;
-            }
-          if (q.taps == 0) std::fill(tile.begin(), tile.end(), T(0));
-          else batch(q);
-          for (int64_t c = 0; c < cn; ++c)  // dx[n0 + v, g*Cg + c0 + c, h, x]
-            for (int64_t v = 0; v < nv; ++v)
-              dx[((n0 + v) * d.C + g * Cg + c0 + c) * HW + h * d.W + x] = tile[c * BLK + v];
-        }
-    });
-  };
-  const int64_t units = ceil_div(d.N, BLK) * d.G;  // (image block, group)
-  if (units >= max_threads()) {  // tasks: units, one thread each (disjoint dx planes)
-    run_tasks(units, true, [&](int64_t u) { block(u / d.G * BLK, u % d.G, false); });
-  } else {
-    for (int64_t u = 0; u < units; ++u) block(u / d.G * BLK, u % d.G, true);
-  }
+  const LaneProblem p{d.N, d.G, d.Kg(), Cg, d.OH, d.OW, d.H, d.W, d.KW, taps,
+                      tap_lists(d.H, d.OH, d.PH, d.SH, d.DH, d.KH, false),
+                      tap_lists(d.W, d.OW, d.PW, d.SW, d.DW, d.KW, false)};
+  lane_correlation(dx, dy, wp.data(), static_cast<const T*>(nullptr), false, p);
 }
 
-#define CF_INSTANTIATE(T)                                                                    \
+#define CF_INSTANTIATE(T)                                                                      \
+  template void forward_batch<T>(T*, const T*, const T*, const T*, const ConvDims&, bool);     \
   template void backward_data_batch<T>(T*, const T*, const T*, const ConvDims&);
 CF_INSTANTIATE(float)
 CF_INSTANTIATE(double)

@@ -1,9 +1,9 @@
 // The conv2d algorithm choice, all of it: choose_conv_algo() (the heuristic, from the shapes, the
 // CPU's ISA and the exact-mode switch), conv_algo_for_data() (the one data-dependent rule: inf or
-// NaN inputs move winograd and direct_small to the exact path), conv_algo_applies() (which
-// algorithms can run a problem), the algorithm and direction names, and the constants only the
-// heuristic reads. The block-size constants the algorithm files share with it are in
-// select.hpp. Nothing here depends on the thread count.
+// NaN inputs move winograd, direct_small and direct_batch's forward to the exact path),
+// conv_algo_applies() (which algorithms can run a problem), the algorithm and direction names,
+// and the constants only the heuristic reads. The block-size constants the algorithm files
+// share with it are in select.hpp. Nothing here depends on the thread count.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -176,10 +176,13 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
     case ConvAlgo::winograd: return winograd_applicable(d, elem_bytes);
     case ConvAlgo::direct_kvec:
       return dir != ConvDir::data && kvec_fits(d, elem_bytes);
-    case ConvAlgo::direct_batch:  // dyt of one block of images: Kg * OH * OW * block
-      return dir == ConvDir::data &&
-             product_within(kMaxBlockBytes, {d.Kg(), d.OH, d.OW, batch_block(elem_bytes, d.N),
-                                             elem_bytes});
+    case ConvAlgo::direct_batch:  // the source of one block of images, transposed
+      if (dir == ConvDir::weight) return false;
+      return dir == ConvDir::data
+                 ? product_within(kMaxBlockBytes, {d.Kg(), d.OH, d.OW,
+                                                   batch_block(elem_bytes, d.N), elem_bytes})
+                 : product_within(kMaxBlockBytes, {d.Cg(), d.H, d.W,
+                                                   batch_block(elem_bytes, d.N), elem_bytes});
     case ConvAlgo::kCount: break;
   }
   return false;
@@ -277,8 +280,10 @@ bool conv_exact() { return g_exact.load(std::memory_order_relaxed); }
 // Winograd's transforms mix every input of a 6x6 patch into all 16 outputs of its tile, so one
 // inf/NaN in x/dy or w reaches outputs the exact computation leaves finite. direct_small
 // multiplies dy's zero padding by w (data) and x's junk columns by dy's zero columns (weight): an
-// inf/NaN in w (data) or x (weight) makes NaN there. Every other algorithm sums exactly the
-// reference's products (direct_kvec reads only valid positions). The exact path replacing them:
+// inf/NaN in w (data) or x (weight) makes NaN there; direct_batch's forward skips x's zero
+// padding, which the reference multiplies by w, so an inf/NaN in w would leave finite what the
+// reference makes NaN. Every other algorithm sums exactly the reference's products
+// (direct_kvec reads only valid positions). The exact path replacing them:
 // the im2col GEMM, naive when an im2col block would not fit.
 ConvAlgo exact_conv_algo(ConvDir dir, const ConvDims& d, int64_t elem_bytes) {
   if (!im2col_fits(d, elem_bytes)) return ConvAlgo::naive;
@@ -289,12 +294,14 @@ template <typename T>
 ConvAlgo conv_algo_for_data(ConvAlgo a, ConvDir dir, const ConvDims& d, const T* in, const T* w,
                             bool winograd_checks) {
   const bool wg = a == ConvAlgo::winograd && !winograd_checks, ds = a == ConvAlgo::direct_small;
-  if (!wg && !ds) return a;
+  const bool bf = a == ConvAlgo::direct_batch && dir == ConvDir::forward;
+  if (!wg && !ds && !bf) return a;
   const int64_t dy_size = d.N * d.K * d.OH * d.OW;
   const int64_t in_size = dir == ConvDir::data ? dy_size : d.N * d.C * d.H * d.W;
   // w: the filters (forward, data) or dy (weight: winograd's transforms mix dy's patches too)
   const int64_t w_size = dir == ConvDir::weight ? dy_size : d.K * d.Cg() * d.KH * d.KW;
-  const bool check_in = wg || dir == ConvDir::weight, check_w = wg || dir == ConvDir::data;
+  const bool check_in = wg || (ds && dir == ConvDir::weight);
+  const bool check_w = wg || bf || (ds && dir == ConvDir::data);
   if ((!check_in || all_finite(in, in_size)) && (!check_w || all_finite(w, w_size))) return a;
   return exact_conv_algo(dir, d, sizeof(T));
 }

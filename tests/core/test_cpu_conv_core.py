@@ -209,8 +209,8 @@ def test_every_forced_algorithm(rng, restore_core, case, dtype):
     assert ("direct_small" in weight_algos) == ("direct_small" in fwd_algos)
     assert "direct_kvec" in fwd_algos and "direct_kvec" in weight_algos
     assert "direct_kvec" not in data_algos
-    assert "direct_batch" in data_algos
-    assert "direct_batch" not in fwd_algos and "direct_batch" not in weight_algos
+    assert "direct_batch" in data_algos and "direct_batch" in fwd_algos
+    assert "direct_batch" not in weight_algos
     for isa in AVAILABLE_ISAS:
         core.set_isa(isa)
         for a in fwd_algos:

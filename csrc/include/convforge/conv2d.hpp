@@ -33,8 +33,9 @@ enum class ConvAlgo {
                       // forward, data and weight (F(3x3,4x4) by transposition)
   direct_kvec,        // forward and weight, any stride: direct kernels vectorised along the
                       // output channels (no im2col; see conv2d_direct.hpp KvecTile, KvecDwTile)
-  direct_batch,       // data only, any stride: direct kernel vectorised along the batch (images
-                      // in the lanes), only the taps that land in dy (see BatchTile)
+  direct_batch,       // forward and data, any stride: direct kernel vectorised along the batch
+                      // (images in the lanes), only the taps that land inside the input (see
+                      // BatchTile); the heuristic picks it for the data direction only
   kCount,             // number of algorithms (not an algorithm)
 };
 enum class ConvDir { forward, data, weight };

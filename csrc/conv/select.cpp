@@ -176,13 +176,13 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
     case ConvAlgo::winograd: return winograd_applicable(d, elem_bytes);
     case ConvAlgo::direct_kvec:
       return dir != ConvDir::data && kvec_fits(d, elem_bytes);
-    case ConvAlgo::direct_batch:  // the source of one block of images, transposed
+    case ConvAlgo::direct_batch: {  // one block of images of the source, transposed
       if (dir == ConvDir::weight) return false;
-      return dir == ConvDir::data
-                 ? product_within(kMaxBlockBytes, {d.Kg(), d.OH, d.OW,
-                                                   batch_block(elem_bytes, d.N), elem_bytes})
-                 : product_within(kMaxBlockBytes, {d.Cg(), d.H, d.W,
-                                                   batch_block(elem_bytes, d.N), elem_bytes});
+      const bool data = dir == ConvDir::data;  // source dy (Kg, OH, OW), else x (Cg, H, W)
+      return product_within(kMaxBlockBytes, {data ? d.Kg() : d.Cg(), data ? d.OH : d.H,
+                                             data ? d.OW : d.W, batch_block(elem_bytes, d.N),
+                                             elem_bytes});
+    }
     case ConvAlgo::kCount: break;
   }
   return false;

@@ -103,14 +103,6 @@ inline bool simd_avg_backward(const Kernel<T>& k, const PoolDims& d) {
   return k.avg_backward_plane && (d.SW == 1 || (d.SW == 2 && d.KW <= 2));
 }
 
-// 2x2 windows, stride 2, no padding (LeNet, VGG): the plane kernels k.avg2x2_plane /
-// k.best2x2_plane (float), one plane per task, no border columns; rows of 4 outputs go to the
-// paired-row kernels below where they apply (two rows per vector).
-inline bool is_2x2_rows4(const PoolDims& d);
-inline bool is_2x2_fast(const PoolDims& d) {
-  return d.KH == 2 && d.KW == 2 && d.SH == 2 && d.SW == 2 && d.PH == 0 && d.PW == 0 &&
-         d.OW >= 1 && 2 * d.OH <= d.H && 2 * d.OW <= d.W && !is_2x2_rows4(d);
-}
 // The same windows on rows of 4 outputs (8 x 8 planes): k.avg2x2_rows4 / k.best2x2_rows4, two
 // output rows per vector; tasks of kRows4Block output rows (the last takes the rest), so no two
 // tasks touch one row.
@@ -119,6 +111,15 @@ inline bool is_2x2_rows4(const PoolDims& d) {
   return d.KH == 2 && d.KW == 2 && d.SH == 2 && d.SW == 2 && d.PH == 0 && d.PW == 0 &&
          d.OW == 4 && d.W >= 8 && 2 * d.OH <= d.H && d.N * d.C * d.OH >= 2;
 }
+
+// 2x2 windows, stride 2, no padding (LeNet, VGG): the plane kernels k.avg2x2_plane /
+// k.best2x2_plane (float), one plane per task, no border columns; rows of 4 outputs go to the
+// paired-row kernels above where they apply (two rows per vector).
+inline bool is_2x2_fast(const PoolDims& d) {
+  return d.KH == 2 && d.KW == 2 && d.SH == 2 && d.SW == 2 && d.PH == 0 && d.PW == 0 &&
+         d.OW >= 1 && 2 * d.OH <= d.H && 2 * d.OW <= d.W && !is_2x2_rows4(d);
+}
+
 // body(r0, r1) for the row tasks of is_2x2_rows4: output rows [r0, r1) of all planes.
 template <typename F>
 void rows4_tasks(const PoolDims& d, const F& body) {

@@ -51,7 +51,8 @@ struct Kernel {
   // xp (H, W) with H >= 2*OH and W >= 2*OW. Per 8 outputs: 4 loads, even/odd columns by
   // shuffles, y = (((0 + x00) + x01) + x10) + x11) * 0.25 (= / 4 exactly: the naive order); the
   // last block of a row overlaps the one before it (same values stored twice), so no masked
-  // tail; a row of fewer than 8 outputs is one block of masked loads and stores.
+  // tail; a row of fewer than 8 outputs is one block (whole-vector loads and stores spilling
+  // into the next rows where they stay inside the plane, masked at its end).
   void (*avg2x2_plane)(T* y, const T* xp, int64_t OH, int64_t W, int64_t OW);
   // The same windows for max / min: y (OH, OW) = best of the 4 taps in row-major order (ties
   // keep the first, the last NaN wins), ind (OH, OW) = its ih*W + iw; H*W <= INT32_MAX.

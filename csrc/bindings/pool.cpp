@@ -161,7 +161,9 @@ py::array pool_backward(const py::array& dy, const py::array& ia, Mode mode, boo
   {
     py::gil_scoped_release nogil;
     if (d.N * d.C > 0) {
-      if (mode != Mode::avg) ok = pool2d_index_backward(dxp, dyp, ptr<int64_t>(ia), d, yp);
+      if (mode != Mode::avg)
+        ok = naive ? pool2d_index_backward_naive(dxp, dyp, ptr<int64_t>(ia), d, yp)
+                   : pool2d_index_backward(dxp, dyp, ptr<int64_t>(ia), d, yp);
       else if (naive) pool2d_avg_backward_naive(dxp, dyp, cip, d);
       else pool2d_avg_backward(dxp, dyp, cip, d);
     }

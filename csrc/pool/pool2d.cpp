@@ -107,17 +107,20 @@ inline bool simd_avg_backward(const Kernel<T>& k, const PoolDims& d) {
 // output rows per vector; tasks of kRows4Block output rows (the last takes the rest), so no two
 // tasks touch one row.
 constexpr int64_t kRows4Block = 256;
-inline bool is_2x2_rows4(const PoolDims& d) {
+// 2x2 windows, stride 2, no padding: the windows tile the plane (but an odd last row/column).
+inline bool is_2x2(const PoolDims& d) {
   return d.KH == 2 && d.KW == 2 && d.SH == 2 && d.SW == 2 && d.PH == 0 && d.PW == 0 &&
-         d.OW == 4 && d.W >= 8 && 2 * d.OH <= d.H && d.N * d.C * d.OH >= 2;
+         2 * d.OH <= d.H && 2 * d.OW <= d.W;
+}
+inline bool is_2x2_rows4(const PoolDims& d) {
+  return is_2x2(d) && d.OW == 4 && d.N * d.C * d.OH >= 2;
 }
 
 // 2x2 windows, stride 2, no padding (LeNet, VGG): the plane kernels k.avg2x2_plane /
 // k.best2x2_plane (float), one plane per task, no border columns; rows of 4 outputs go to the
 // paired-row kernels above where they apply (two rows per vector).
 inline bool is_2x2_fast(const PoolDims& d) {
-  return d.KH == 2 && d.KW == 2 && d.SH == 2 && d.SW == 2 && d.PH == 0 && d.PW == 0 &&
-         d.OW >= 1 && 2 * d.OH <= d.H && 2 * d.OW <= d.W && !is_2x2_rows4(d);
+  return is_2x2(d) && d.OW >= 1 && !is_2x2_rows4(d);
 }
 
 // body(r0, r1) for the row tasks of is_2x2_rows4: output rows [r0, r1) of all planes.
@@ -377,12 +380,12 @@ bool scatter_plane(T* dxp, const T* dyp, const int64_t* ip, const T* yp, int64_t
   return ok;
 }
 
-// The scatter stays scalar on every ISA (a vector gather, comparing every index with every
-// position of its windows, was slower). The range check is part of the scatter, so the indices
-// are read once.
+// The scatter (also the naive index backward) stays scalar on every ISA (a vector gather,
+// comparing every index with every position of its windows, was slower). The range check is
+// part of the scatter, so the indices are read once.
 template <typename T>
-bool pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDims& d,
-                           const T* relu_y) {
+bool pool2d_index_backward_naive(T* dx, const T* dy, const int64_t* ind, const PoolDims& d,
+                                 const T* relu_y) {
   const int64_t planes = d.N * d.C, HW = d.H * d.W, OHW = d.OH * d.OW;
   int ok = 1;
   CF_OMP_FOR(schedule(static) reduction(min : ok) if(worth_parallel(d)))
@@ -391,6 +394,26 @@ bool pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDim
                        relu_y ? relu_y + p * OHW : nullptr, HW, OHW))
       ok = 0;
   return ok == 1;
+}
+
+template <typename T>
+bool pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDims& d,
+                           const T* relu_y) {
+  const Kernel<T> k = select_kernel<T>();
+  // 2x2 windows on rows of >= 8 outputs (float): every dx element written once, by the table's
+  // plane kernel (pool_kernel_2x2.inc); shorter rows, whose planes stay in L1, scatter faster.
+  if (k.best2x2_backward_plane && is_2x2(d) && d.OW >= 8) {
+    const int64_t planes = d.N * d.C, HW = d.H * d.W, OHW = d.OH * d.OW;
+    int ok = 1;
+    CF_OMP_FOR(schedule(static) reduction(min : ok) if(worth_parallel(d)))
+    for (int64_t p = 0; p < planes; ++p)  // p: plane (n, c): dx[n, c] (H, W), dy/ind (OH, OW)
+      if (!k.best2x2_backward_plane(dx + p * HW, dy + p * OHW, ind + p * OHW,
+                                    relu_y ? relu_y + p * OHW : nullptr, d.H, d.W, d.OH, d.OW))
+        ok = 0;
+    if (ok == 1) return true;
+  }
+  // other windows, or an index outside its window: the scatter handles every case
+  return pool2d_index_backward_naive(dx, dy, ind, d, relu_y);
 }
 
 // The table's average backward: one plane per task, gathered (see pool_kernel.inc); div (OH, OW)
@@ -490,6 +513,8 @@ int64_t pool2d_first_bad_index(const int64_t* ind, int64_t count, int64_t limit)
   template void pool2d_avg_forward<T>(T*, const T*, bool, const PoolDims&);                     \
   template bool pool2d_index_backward<T>(T*, const T*, const int64_t*, const PoolDims&,       \
                                           const T*);                                            \
+  template bool pool2d_index_backward_naive<T>(T*, const T*, const int64_t*, const PoolDims&, \
+                                                const T*);                                      \
   template void pool2d_avg_backward<T>(T*, const T*, bool, const PoolDims&);
 
 CF_POOL_INSTANTIATE(float)

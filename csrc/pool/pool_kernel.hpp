@@ -74,6 +74,13 @@ struct Kernel {
   // outputs: masked).
   void (*avg2x2_backward_plane)(T* dx, const T* dy, int64_t H, int64_t W, int64_t OH,
                                 int64_t OW);
+  // Float: max / min backward of the same windows on rows of OW >= 8 outputs, one plane: dx
+  // (H, W) from dy, ind and relu_y (OH, OW; the fused ReLU's mask y, or null): dx = 0 + dy (0
+  // where relu_y <= 0 or NaN) at the element ind points at, +0 at the other elements of its
+  // window and in rows and columns in no window. Returns false (dx partly written) at an index
+  // outside its window.
+  bool (*best2x2_backward_plane)(T* dx, const T* dy, const int64_t* ind, const T* relu_y,
+                                 int64_t H, int64_t W, int64_t OH, int64_t OW);
 
   // ---- backward, one plane -------------------------------------------------------------------
   // Average backward by gathering: dx[i] = 0 + sum, in ascending (oh, ow) order, of

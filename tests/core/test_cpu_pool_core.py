@@ -476,6 +476,15 @@ def test_2x2_stride2_plane_kernels_match_naive(rng, isa, shape):
     dx = _backward(dy, None, shape, "avg", cfg, True)
     naive = _core.pool2d_backward(dy, None, shape, "avg", *cfg[:3], True, algo="naive")
     assert_same_bits(dx, naive, f"{isa} avg {shape} dx vs naive")
+    # max / min: every dx element written once (the windows tile the plane) against the
+    # scatter; with relu_y, the fused ReLU mask (y <= 0 and NaN y pass no gradient)
+    for mode in ("max", "min"):
+        y, idx = _forward(x, mode, cfg, True)
+        for relu_y in ([None, y] if mode == "max" else [None]):
+            dx = _core.pool2d_backward(dy, idx, shape, mode, *cfg[:3], True, relu_y=relu_y)
+            naive = _core.pool2d_backward(dy, idx, shape, mode, *cfg[:3], True, algo="naive",
+                                          relu_y=relu_y)
+            assert_same_bits(dx, naive, f"{isa} {mode} relu {relu_y is not None} {shape} dx")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -527,6 +536,37 @@ def test_index_backward_with_indices_outside_their_windows(rng, dtype):
     for mode in ("max", "min"):
         dx = _backward(dy, idx, shape, mode, cfg, False)
         assert_same_bits(dx, want.reshape(shape), f"{mode} dx")
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_2x2_backward_gives_way_to_the_scatter(rng, isa, dtype):
+    # 2x2 windows on rows of >= 8 outputs: the planes written straight (float) give way to the
+    # scatter when one index lies outside its window, also in the last plane only
+    shape, out = (2, 3, 4, 16), (2, 8)
+    cfg = ((2, 2), (2, 2), (0, 0), out)
+    dy = rng.integers(-4, 5, (2, 3) + out).astype(dtype)
+    idx = np.zeros((2, 3) + out, np.int64)
+    for oh in range(out[0]):
+        for ow in range(out[1]):  # the window's elements in turn: +0, +1, +W, +W+1
+            idx[..., oh, ow] = 2 * oh * 16 + 2 * ow + (0, 1, 16, 17)[(oh + ow) % 4]
+    want = np.zeros((2, 3, 64), dtype)
+    for n in range(2):
+        for c in range(3):
+            np.put(want[n, c], idx[n, c].ravel(), dy[n, c].ravel())
+    assert_same_bits(_backward(dy, idx, shape, "max", cfg, False), want.reshape(shape) + 0.0,
+                     "2x2 windows, every index inside")
+    for bad in (0, 2**62, -(2**62)):  # outside its window; wild values in range or not
+        idx2 = idx.copy()
+        idx2[1, 2, 1, 7] = bad
+        if bad != 0:
+            with pytest.raises(ValueError):
+                _backward(dy, idx2, shape, "max", cfg, False)
+            continue
+        want2 = np.zeros((2, 3, 64), dtype)
+        for n in range(2):
+            for c in range(3):
+                np.add.at(want2[n, c], idx2[n, c].ravel(), dy[n, c].ravel())
+        assert_same_bits(_backward(dy, idx2, shape, "max", cfg, False), want2.reshape(shape),
+                         "2x2 windows, one index outside")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

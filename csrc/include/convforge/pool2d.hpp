@@ -32,6 +32,10 @@ void pool2d_avg_forward(T* y, const T* x, bool count_include_pad, const PoolDims
 template <typename T>
 bool pool2d_index_backward(T* dx, const T* dy, const int64_t* ind, const PoolDims& d,
                            const T* relu_y = nullptr);
+// The same by the scatter alone (no 2x2 fast path): the naive kernel, bit-identical.
+template <typename T>
+bool pool2d_index_backward_naive(T* dx, const T* dy, const int64_t* ind, const PoolDims& d,
+                                 const T* relu_y = nullptr);
 // dx (N, C, H, W), dy (N, C, OH, OW).
 template <typename T>
 void pool2d_avg_backward(T* dx, const T* dy, bool count_include_pad, const PoolDims& d);

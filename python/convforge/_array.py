@@ -34,7 +34,7 @@ def is_cupy(a) -> bool:
 
 def array_module(a) -> ModuleType:
     """numpy, or cupy when `a` is a CuPy array."""
-    if is_cupy(a):
+    if type(a) is not np.ndarray and is_cupy(a):
         import cupy
 
         return cupy

@@ -36,6 +36,9 @@ def _check_extent(padded: int, step: int, name: str) -> None:
 
 def pair(v: IntPair, name: str, minimum: int = 1) -> tuple[int, int]:
     """int or (h, w) -> (h, w), each >= minimum."""
+    if type(v) is tuple and len(v) == 2 and type(v[0]) is int and type(v[1]) is int \
+            and minimum <= min(v) and max(v) <= INT64_MAX:
+        return v   # already normalised (the common call from a layer)
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
             raise ValueError(f"{name} must be an int or a pair (h, w), got {v!r}")

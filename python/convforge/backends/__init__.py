@@ -104,6 +104,9 @@ def available() -> list[str]:
 
 def get(name: str) -> ModuleType:
     """The backend module `name`; ValueError if unknown or not usable here."""
+    mod = _modules.get(name)   # probed and usable: the common call
+    if mod is not None:
+        return mod
     reason = unavailable_reason(name)
     if reason is not None:
         raise ValueError(f"backend {name!r} is not available: {reason}")
@@ -141,6 +144,6 @@ def chosen(on_gpu: bool) -> str:
     if on_gpu:
         return "cuda"
     for n in ("cpu", "numba"):
-        if unavailable_reason(n) is None:
+        if n in _modules or unavailable_reason(n) is None:
             return n
     return "reference"

@@ -20,13 +20,19 @@ def probe():
     return None
 
 
+_module = None   # convforge._core once imported (an import statement per op is not free)
+
+
 def _core():
     """The compiled module, its thread count first fitted to the machine's load (every op
     comes through here; see convforge._threads.adapt)."""
-    from .. import _core
+    global _module
+    if _module is None:
+        from .. import _core as core
 
-    _threads.adapt(_core)
-    return _core
+        _module = core
+    _threads.adapt(_module)
+    return _module
 
 
 def _key(core, direction, x_shape, w_shape, dtype, stride, padding, dilation, groups):

@@ -72,10 +72,15 @@ def _convert(v, libs: list):
 
 # argument types that are never foreign arrays: the common calls skip the conversion at once
 _PLAIN = frozenset({np.ndarray, int, float, bool, str, tuple, type(None)})
+_NUMPY = frozenset({np.ndarray})
 
 
 def _maybe_foreign(v) -> bool:
-    return type(v) not in _PLAIN and (isinstance(v, list) or _foreign(v))
+    if type(v) in _PLAIN:
+        return False
+    if isinstance(v, list):   # the optimisers' lists: usually all NumPy
+        return not _NUMPY.issuperset(map(type, v)) and any(map(_foreign, v))
+    return _foreign(v)
 
 
 def dlpack_in_out(fn):
@@ -83,7 +88,9 @@ def dlpack_in_out(fn):
     after one scan of the argument types."""
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        if not (any(map(_maybe_foreign, args)) or any(map(_maybe_foreign, kwargs.values()))):
+        if (_PLAIN.issuperset(map(type, args)) and _PLAIN.issuperset(map(type, kwargs.values()))
+                or not (any(map(_maybe_foreign, args))
+                        or any(map(_maybe_foreign, kwargs.values())))):
             return fn(*args, **kwargs)
         libs: list = []
         args = tuple(_convert(a, libs) for a in args)

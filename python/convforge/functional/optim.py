@@ -60,9 +60,35 @@ def _entry_error(name: str, i: int, what: str, a, p) -> str:
            f"{getattr(p, what)}"
 
 
+def _all_ready(named: dict, inplace: tuple) -> bool:
+    """The common call, in one pass: every list as long as params, every entry a C-contiguous
+    NumPy array of its parameter's float dtype and shape, writeable where updated in place."""
+    params = named["params"]
+    if not isinstance(params, (list, tuple)):
+        return False
+    dtypes = [p.dtype if type(p) is np.ndarray else None for p in params]
+    if not all(dt in FLOAT_DTYPES for dt in dtypes):
+        return False
+    for name, arrays in named.items():
+        if arrays is None:
+            continue
+        if not isinstance(arrays, (list, tuple)) or len(arrays) != len(params):
+            return False
+        write = name in inplace
+        for a, p, dt in zip(arrays, params, dtypes):
+            if type(a) is not np.ndarray or a.dtype != dt or a.shape != p.shape:
+                return False
+            flags = a.flags
+            if not flags.c_contiguous or (write and not flags.writeable):
+                return False
+    return True
+
+
 def _lists(named: dict, inplace: tuple) -> tuple:
     """Checks the list arguments ({name: list or None}; 'params' first, 'grads' second) and
     returns (the lists with grads made C-contiguous, whether they are CuPy arrays)."""
+    if _all_ready(named, inplace):
+        return {k: None if v is None else list(v) for k, v in named.items()}, False
     params = named["params"]
     out, gpu = {}, False
     for name, arrays in named.items():

@@ -112,15 +112,21 @@ def add_grad(grads: dict, t, g) -> None:
     grads[id(t)] = g if id(t) not in grads else grads[id(t)] + g
 
 
-def wanted_grads(nodes, keep: set) -> set:
+def wanted_grads(nodes, keep: set, trainable: Optional[dict] = None) -> set:
     """Ids of the tensors whose gradient someone uses: those in `keep`, and every output of a
     node with trainable parameters or with such a tensor upstream. Below the lowest trainable
-    layer (a first layer's input, a frozen base) backward has nothing to do."""
+    layer (a first layer's input, a frozen base) backward has nothing to do. trainable:
+    {id(node): whether its layer has trainable parameters}, when the caller has it."""
+    trainable = trainable or _trainable(nodes)
     wanted = set(keep)
     for node in nodes:
-        if node.layer.trainable_params or any(id(t) in wanted for t in node.inputs):
+        if trainable[id(node)] or any(id(t) in wanted for t in node.inputs):
             wanted.add(id(node.output))
     return wanted
+
+
+def _trainable(nodes) -> dict:
+    return {id(node): bool(node.layer.trainable_params) for node in nodes}
 
 
 def run_backward(nodes, fused: dict, grads: dict, keep: set,
@@ -133,7 +139,8 @@ def run_backward(nodes, fused: dict, grads: dict, keep: set,
     layer_done(layer): called after each layer with trainable parameters has run its backward
     (their gradients are then complete: data-parallel training starts sending them)."""
     skip = {id(relu): bn for bn in nodes for relu in [fused.get(id(bn))] if relu}
-    wanted = wanted_grads(nodes, keep)
+    trainable = _trainable(nodes)
+    wanted = wanted_grads(nodes, keep, trainable)
     pool_relu = pool_relu or {}
     done = set()   # ids of ReLU outputs whose gradient a fused max pool already masked
     for node in reversed(nodes):
@@ -152,7 +159,7 @@ def run_backward(nodes, fused: dict, grads: dict, keep: set,
                      bn.layer.relu_input_grad(g) if id(bn.output) in keep else g)
             continue
         need_dx = any(id(t) in wanted for t in node.inputs)
-        if not need_dx and not node.layer.trainable_params:
+        if not need_dx and not trainable[id(node)]:
             continue
         opts = {}
         if key in done:          # g is already through this node's ReLU
@@ -164,7 +171,7 @@ def run_backward(nodes, fused: dict, grads: dict, keep: set,
             opts["relu"] = True
             done.add(id(node.inputs[0]))
         dx = node.layer.backward(g, need_dx, **opts)
-        if layer_done is not None and node.layer.trainable_params:
+        if layer_done is not None and trainable[id(node)]:
             layer_done(node.layer)
         if not need_dx:
             continue

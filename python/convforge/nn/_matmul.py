@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
+_core_module: list = []   # [convforge._core or None] once looked up
+
 
 def _gemm_core():
     """convforge._core when it loads, else None (then NumPy's matmul is used)."""
-    try:
-        from .. import _core
-    except ImportError:
-        return None
-    return _core
+    if not _core_module:
+        try:
+            from .. import _core
+        except ImportError:
+            _core = None
+        _core_module.append(_core)
+    return _core_module[0]
 
 
 def matmul(a, b, trans_a: bool = False, trans_b: bool = False):

@@ -8,6 +8,7 @@ parameter gradients into `Parameter.grad` while the layer is trainable.
 
 from __future__ import annotations
 
+import math
 import weakref
 from typing import Optional, Sequence, Union
 
@@ -352,7 +353,7 @@ class Flatten(Layer):
     def _forward(self, x, training):
         self._cache = x.shape
         # explicit feature count: reshape(0, -1) is ambiguous for an empty batch
-        return x.reshape(x.shape[0], int(np.prod(x.shape[1:], dtype=np.int64)))
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
     def _backward(self, dy):
         return dy.reshape(self._cache)

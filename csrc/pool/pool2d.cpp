@@ -380,9 +380,10 @@ bool scatter_plane(T* dxp, const T* dyp, const int64_t* ip, const T* yp, int64_t
   return ok;
 }
 
-// The scatter (also the naive index backward) stays scalar on every ISA (a vector gather,
-// comparing every index with every position of its windows, was slower). The range check is
-// part of the scatter, so the indices are read once.
+// The scatter (also the naive index backward) stays scalar on every ISA: for general windows
+// a vector gather, comparing every index with every position of its windows, was slower (the
+// 2x2 plane kernel below compares each index with its own window's 4 positions only). The
+// range check is part of the scatter, so the indices are read once.
 template <typename T>
 bool pool2d_index_backward_naive(T* dx, const T* dy, const int64_t* ind, const PoolDims& d,
                                  const T* relu_y) {

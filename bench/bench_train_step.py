@@ -72,8 +72,9 @@ def _make(impl, name):
 
 
 def groups(quick: bool = False) -> list[Group]:
+    # blocks of 4 steps per library and round, 3 timed: steps as fit runs them, back to back
     return [Group(f"train_step-{name}-n{n}", lambda impl, nm=name: _make(impl, nm),
-                  {"images": n}, rounds=15 if name == "lenet5" else 7)
+                  {"images": n}, rounds=10 if name == "lenet5" else 5, block=4)
             for name, (_, n) in NETS.items()]
 
 

@@ -28,12 +28,16 @@ Fn = Callable[[], object]
 class Group:
     """One benchmark group: `make(impl)` returns a zero-argument callable running `impl` on the
     group's inputs (built once, inside make), or None when `impl` has no such operation.
-    `extra` holds the work per call: flops (conv), bytes (pooling) or images (train step)."""
+    `extra` holds the work per call: flops (conv), bytes (pooling) or images (train step).
+    block: calls of one implementation in a row per round, the first untimed (training steps
+    run back to back: block > 1 times steps that follow a step of their own, not of the other
+    library, whose run evicts the caches); 1 times single calls."""
 
     name: str
     make: Callable[[str], Optional[Fn]]
     extra: dict = field(default_factory=dict)
     rounds: int = 15
+    block: int = 1
 
 
 def all_impls() -> list[str]:
@@ -73,18 +77,22 @@ def set_threads(n: int) -> None:
 ISOLATED = ("convforge-numba", "numpy")
 
 
-def _time_rounds(fns: dict, order: list[str], rounds: int, times: dict) -> None:
+def _time_rounds(fns: dict, order: list[str], rounds: int, times: dict, block: int = 1) -> None:
     for r in range(rounds):
         k = r % len(order)
         for impl in order[k:] + order[:k]:
-            t = time.perf_counter()
-            fns[impl]()
-            times[impl].append(time.perf_counter() - t)
+            if block > 1:
+                fns[impl]()   # the block's first call: after the other implementation's
+            for _ in range(max(1, block - 1)):
+                t = time.perf_counter()
+                fns[impl]()
+                times[impl].append(time.perf_counter() - t)
 
 
 def run_interleaved(group: Group, impls: list[str], warmup: int = 2) -> dict[str, list[float]]:
     """Seconds per call of each implementation of `group`: convforge-cpu and torch round-robin
-    (the first of each round rotates), each ISOLATED implementation in its own block."""
+    (the first of each round rotates), each ISOLATED implementation in a set of its own, timed
+    after the shared set."""
     fns = {}
     for impl in impls:
         fn = group.make(impl)
@@ -92,13 +100,13 @@ def run_interleaved(group: Group, impls: list[str], warmup: int = 2) -> dict[str
             fns[impl] = fn
     times: dict[str, list[float]] = {impl: [] for impl in fns}
     shared = [i for i in fns if i not in ISOLATED]
-    blocks = ([shared] if shared else []) + [[i] for i in fns if i in ISOLATED]
-    for block in blocks:
-        time.sleep(0.2)  # earlier blocks' spinning threads go idle
-        for impl in block:  # JIT, caches, first touch of workspaces
+    sets = ([shared] if shared else []) + [[i] for i in fns if i in ISOLATED]
+    for members in sets:
+        time.sleep(0.2)  # earlier sets' spinning threads go idle
+        for impl in members:  # JIT, caches, first touch of workspaces
             for _ in range(warmup):
                 fns[impl]()
-        _time_rounds(fns, block, group.rounds, times)
+        _time_rounds(fns, members, group.rounds, times, group.block)
     return times
 
 

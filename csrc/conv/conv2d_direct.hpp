@@ -175,5 +175,9 @@ CF_PER_ISA(template <typename T> Kernel<T> kernel();)
 // The kernel of the current ISA (conv2d_direct.cpp).
 template <typename T>
 Kernel<T> direct_kernel();
+// The kernel whose channel-vector tiles (kvec) direct_kvec's forward runs for Kg output channels
+// per group: direct_kernel(), or the AVX2 copy on a narrow AVX-512 CPU (conv2d_direct.cpp).
+template <typename T>
+Kernel<T> kvec_kernel(int64_t Kg);
 
 }  // namespace convforge::direct_detail

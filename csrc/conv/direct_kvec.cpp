@@ -60,7 +60,7 @@ KvecPlan kvec_plan(const ConvDims& d, const direct_detail::Kernel<T>& kern) {
 // rows); each output element is computed whole by one tile (results do not depend on the split).
 template <typename T>
 void forward_kvec(T* y, const T* x, const T* w, const T* b, const ConvDims& d, bool relu) {
-  const direct_detail::Kernel<T> kern = direct_detail::direct_kernel<T>();
+  const direct_detail::Kernel<T> kern = direct_detail::kvec_kernel<T>(d.Kg());
   const int64_t Cg = d.Cg(), Kg = d.Kg(), taps = d.KH * d.KW, L = d.OH * d.OW;
   const KvecPlan pl = kvec_plan(d, kern);
   const int64_t KB = pl.nk * kern.vl, nkb = ceil_div(Kg, KB);

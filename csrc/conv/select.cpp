@@ -80,12 +80,6 @@ bool kvec_fits(const ConvDims& d, int64_t elem_bytes) {
   return padded_plane_ok(mul_sat(hq, wq), d.Cg(), d, elem_bytes);
 }
 
-// Vector lanes and register-tile positions (Kernel::vl, ::block) of the current ISA's direct
-// kernels for this element size.
-int64_t direct_lanes(int64_t elem_bytes) {
-  return elem_bytes == 4 ? direct_detail::direct_kernel<float>().vl
-                         : direct_detail::direct_kernel<double>().vl;
-}
 // Images per direct_batch tile (its block) for a batch of N.
 int64_t batch_block(int64_t elem_bytes, int64_t N) {
   if (elem_bytes == 4) {
@@ -132,12 +126,15 @@ bool kvec_weight_preferred(const ConvDims& d, int64_t elem_bytes) {
 // when the output channels fill kvec's vector lanes at least 1.2x better than direct_small's
 // rows are filled with valid columns (it computes OW + (KW-1)*DW columns per row, keeps OW),
 // and span more than one vector: with one, each multiply-add needs a broadcast load of its own
-// and kvec runs at the load ports' pace. LeNet C3 (16 channels, 10 of 14 columns) gains with
-// AVX2 (two vectors) and loses with AVX-512 (one);
+// and kvec runs at the load ports' pace (lanes: those of kvec_kernel, whose AVX2 tiles a narrow
+// AVX-512 CPU runs for one 512-bit vector of channels). LeNet C3 (16 channels, 10 of 14
+// columns) gains with AVX2 (two vectors; also on Zen 4's AVX-512, 0.34 against direct_small's
+// 0.43 ms) and loses with AVX-512 (one, Xeon);
 // VGG 3->64 at 32 px (32 of 34 columns) and LeNet C1 (6 channels of 8 lanes) are faster with
 // direct_small.
 bool kvec_forward_preferred(const ConvDims& d, int64_t elem_bytes) {
-  const int64_t vl = direct_lanes(elem_bytes);
+  const int64_t vl = elem_bytes == 4 ? direct_detail::kvec_kernel<float>(d.Kg()).vl
+                                     : direct_detail::kvec_kernel<double>(d.Kg()).vl;
   const double lanes = double(d.Kg()) / double(ceil_div(d.Kg(), vl) * vl);
   const double cols = double(d.OW) / double(d.OW + (d.KW - 1) * d.DW);
   return current_isa() != Isa::baseline && d.Kg() > vl && lanes >= 1.2 * cols &&

@@ -51,9 +51,23 @@ bool probe_gathers() {
 
 const bool g_gathers = probe_gathers();
 
+bool probe_narrow_avx512() {
+  const char* s = std::getenv("CONVFORGE_NARROW_AVX512");
+  if (s && (!std::strcmp(s, "0") || !std::strcmp(s, "1"))) return s[0] == '1';
+#if defined(CONVFORGE_X86) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return __builtin_cpu_is("amdfam19h");  // Zen 3 (no AVX-512, never asked) and Zen 4
+#else
+  return false;
+#endif
+}
+
+const bool g_narrow_avx512 = probe_narrow_avx512();
+
 }  // namespace
 
 bool fast_gathers() { return g_gathers; }
+bool narrow_avx512() { return g_narrow_avx512; }
 
 Isa detected_isa() { return from_env(probe_cpu()); }
 Isa current_isa() { return g_isa; }

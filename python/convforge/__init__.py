@@ -145,7 +145,7 @@ def info() -> dict[str, Any]:
         from . import _core
 
         out.update(isa=_core.isa(), detected_isa=_core.detected_isa(),
-                   fast_gathers=_core.fast_gathers(),
+                   fast_gathers=_core.fast_gathers(), narrow_avx512=_core.narrow_avx512(),
                    has_openmp=bool(_core.has_openmp), num_threads=_core.get_num_threads(),
                    autotune=autotune_enabled(), fork_child=_core.in_fork_child())
     # default_num_threads: affinity and cgroup quota (or OMP_NUM_THREADS); dynamic_threads:

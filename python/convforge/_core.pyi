@@ -8,7 +8,7 @@ import collections.abc
 import numpy
 import typing
 import typing_extensions
-__all__: list[str] = ['activation', 'activation_backward', 'adam_update', 'batch_norm_backward', 'batch_norm_forward', 'batch_norm_stats', 'buffer_cache_begin', 'buffer_cache_end', 'buffer_cache_stats', 'col2im', 'conv2d_algorithm', 'conv2d_algorithms', 'conv2d_backward', 'conv2d_backward_data', 'conv2d_backward_weight', 'conv2d_forward', 'conv_exact', 'detected_isa', 'dropout', 'fast_gathers', 'gemm', 'get_num_threads', 'global_pool2d_backward', 'global_pool2d_forward', 'has_openmp', 'im2col', 'in_fork_child', 'isa', 'pool2d_backward', 'pool2d_forward', 'requested_num_threads', 'rmsprop_update', 'set_conv_exact', 'set_isa', 'set_mem_handler', 'set_num_threads', 'sgd_update', 'softmax_cross_entropy', 'step_buffer_handler']
+__all__: list[str] = ['activation', 'activation_backward', 'adam_update', 'batch_norm_backward', 'batch_norm_forward', 'batch_norm_stats', 'buffer_cache_begin', 'buffer_cache_end', 'buffer_cache_stats', 'col2im', 'conv2d_algorithm', 'conv2d_algorithms', 'conv2d_backward', 'conv2d_backward_data', 'conv2d_backward_weight', 'conv2d_forward', 'conv_exact', 'detected_isa', 'dropout', 'fast_gathers', 'gemm', 'get_num_threads', 'global_pool2d_backward', 'global_pool2d_forward', 'has_openmp', 'im2col', 'in_fork_child', 'isa', 'narrow_avx512', 'pool2d_backward', 'pool2d_forward', 'requested_num_threads', 'rmsprop_update', 'set_conv_exact', 'set_isa', 'set_mem_handler', 'set_num_threads', 'sgd_update', 'softmax_cross_entropy', 'step_buffer_handler']
 def activation(x: numpy.ndarray, kind: str) -> numpy.ndarray:
     """
     y = f(x) elementwise, f: 'linear' | 'relu' | 'sigmoid' | 'tanh' (elementwise.hpp).
@@ -116,6 +116,10 @@ def in_fork_child() -> bool:
 def isa() -> str:
     """
     Instruction set the kernels dispatch on now.
+    """
+def narrow_avx512() -> bool:
+    """
+    Whether the CPU runs AVX-512 on 256-bit halves (AMD Zen 4): the channel-vector conv forward (direct_kvec) of layers with one AVX-512 vector of output channels then uses the AVX2 copy's two 256-bit vectors; CONVFORGE_NARROW_AVX512=0|1 overrides. Same results.
     """
 def pool2d_backward(dy: numpy.ndarray, indices: typing.Any, input_shape: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(4)"], mode: str, kernel_size: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], padding: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], count_include_pad: bool, *, algo: str = 'auto', relu_y: numpy.ndarray | None = None) -> numpy.ndarray:
     """

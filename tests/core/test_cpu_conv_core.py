@@ -320,8 +320,10 @@ def test_heuristic_choices(restore_core):
         assert pick(*c1, "forward") == "direct_small"      # C == 1, G == 1 is not depthwise
         assert pick(*c1, "data") == "im2col_gemm"          # one output plane: im2col wins
         assert pick(*c1, "weight") == "direct_small"       # 6 output channels
-        # 16 channels, 10 of 14 columns: two AVX2 vectors, one AVX-512 vector (load bound)
-        assert pick(*c3, "forward") == kvec_or("direct_small", isa == "avx2"), isa
+        # 16 channels, 10 of 14 columns: two AVX2 vectors, one AVX-512 vector (load bound),
+        # except where AVX-512 runs on 256-bit halves (Zen 4), which takes the AVX2 tiles
+        assert pick(*c3, "forward") == kvec_or(
+            "direct_small", isa == "avx2" or (isa == "avx512" and core.narrow_avx512())), isa
         assert pick(*c3, "data") == "direct_batch"         # 10 x 10 dy: mostly zero padding
         assert pick((4, 6, 14, 14), (16, 6, 5, 5), "data") == (  # N=4: idle AVX2/AVX-512
             "direct_batch" if isa == "baseline" else "direct_small"), isa  # lanes, SSE's 4
@@ -395,6 +397,53 @@ def test_data_direct_batch_exact_for_nonfinite_weights(rng, restore_core, isa):
         got = core.conv2d_backward_data(dy, w, case[0], *case[2:], algo=algo)
         for pred in (np.isnan, np.isposinf, np.isneginf):
             np.testing.assert_array_equal(pred(got), pred(want), err_msg=algo)
+
+
+_KVEC_SCRIPT = """
+import hashlib, numpy as np
+from convforge import _core
+h = hashlib.sha256()
+rng = np.random.default_rng(5)
+# (x shape, w shape, stride, padding, dilation, groups): Kg within one AVX-512 vector
+for xs, ws, st, pad, dil, g in %r:
+    for dt in (np.float32, np.float64):
+        x = rng.standard_normal(xs).astype(dt)
+        w = rng.standard_normal(ws).astype(dt)
+        b = rng.standard_normal(ws[0]).astype(dt)
+        for act in ("linear", "relu"):
+            h.update(_core.conv2d_forward(x, w, b, st, pad, dil, g, algo="direct_kvec",
+                                          activation=act).tobytes())
+c3 = ((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+print(_core.narrow_avx512(), _core.conv2d_algorithm(*c3[:2], *c3[2:], "float32", "forward"),
+      h.hexdigest())
+"""
+_KVEC_GRID = [((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+              ((3, 4, 11, 13), (12, 4, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+              ((2, 6, 17, 15), (8, 3, 3, 3), (2, 2), (1, 0, 1, 0), (1, 1), 2),
+              ((2, 3, 16, 16), (6, 3, 3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 1)]
+
+
+@pytest.mark.skipif("avx512" not in AVAILABLE_ISAS, reason="narrow_avx512 changes AVX-512 only")
+def test_kvec_forward_narrow_avx512_same_bits():
+    """On a CPU running AVX-512 on 256-bit halves (cpu.hpp narrow_avx512: Zen 4) direct_kvec's
+    forward runs the AVX2 copy's tiles for one 512-bit vector of output channels: in a fresh
+    process each way (CONVFORGE_NARROW_AVX512=1 / 0), same bits (float and double, bias, ReLU,
+    stride, groups, dilation, padding), and LeNet C3 goes to direct_kvec only when narrow."""
+    import os
+    import subprocess
+    import sys
+
+    got = {}
+    for flag in ("0", "1"):
+        env = dict(os.environ, CONVFORGE_NARROW_AVX512=flag, CONVFORGE_ISA="avx512")
+        run = subprocess.run([sys.executable, "-c", _KVEC_SCRIPT % (_KVEC_GRID,)], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        narrow, c3_algo, digest = run.stdout.split()
+        assert narrow == ("True" if flag == "1" else "False")
+        assert c3_algo == ("direct_kvec" if flag == "1" else "direct_small")
+        got[flag] = digest
+    assert got["0"] == got["1"]
 
 
 @pytest.mark.parametrize("isa", AVAILABLE_ISAS)

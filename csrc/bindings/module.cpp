@@ -34,9 +34,9 @@ PYBIND11_MODULE(_core, m) {
         "or copy them with scalar loads (AMD); CONVFORGE_GATHERS=0|1 overrides. Same results.");
   m.def("narrow_avx512", &narrow_avx512,
         "Whether the CPU runs AVX-512 on 256-bit halves (AMD Zen 4): the channel-vector conv "
-        "forward (direct_kvec) of layers with one AVX-512 vector of output channels then uses "
-        "the AVX2 copy's two 256-bit vectors; CONVFORGE_NARROW_AVX512=0|1 overrides. Same "
-        "results.");
+        "kernels (direct_kvec: forward, weight gradient of 5x5 kernels) of layers with one "
+        "AVX-512 vector of output channels then use the AVX2 copy's two 256-bit vectors; "
+        "CONVFORGE_NARROW_AVX512=0|1 overrides. Same results.");
   m.def("set_isa", [](const std::string& name) {
     Isa isa = name == "avx512" ? Isa::avx512 : name == "avx2" ? Isa::avx2 : Isa::baseline;
     if (name != "avx512" && name != "avx2" && name != "baseline")

@@ -175,9 +175,12 @@ CF_PER_ISA(template <typename T> Kernel<T> kernel();)
 // The kernel of the current ISA (conv2d_direct.cpp).
 template <typename T>
 Kernel<T> direct_kernel();
-// The kernel whose channel-vector tiles (kvec) direct_kvec's forward runs for Kg output channels
-// per group: direct_kernel(), or the AVX2 copy on a narrow AVX-512 CPU (conv2d_direct.cpp).
+// The kernels whose channel-vector tiles direct_kvec runs for Kg output channels per group:
+// forward (kvec) and weight gradient (kvec_dw, kernels of `taps` taps): direct_kernel(), or the
+// AVX2 copy on a narrow AVX-512 CPU (conv2d_direct.cpp).
 template <typename T>
 Kernel<T> kvec_kernel(int64_t Kg);
+template <typename T>
+Kernel<T> kvec_dw_kernel(int64_t Kg, int64_t taps);
 
 }  // namespace convforge::direct_detail

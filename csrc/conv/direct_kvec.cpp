@@ -118,7 +118,7 @@ void forward_kvec(T* y, const T* x, const T* w, const T* b, const ConvDims& d, b
 // db fused per chunk. Only valid positions enter the sums: exact for non-finite inputs.
 template <typename T>
 void backward_weight_kvec(T* dw, T* db, const T* dy, const T* x, const ConvDims& d) {
-  const direct_detail::Kernel<T> kern = direct_detail::direct_kernel<T>();
+  const direct_detail::Kernel<T> kern = direct_detail::kvec_dw_kernel<T>(d.Kg(), d.KH * d.KW);
   const int64_t Cg = d.Cg(), Kg = d.Kg(), taps = d.KH * d.KW, L = d.OH * d.OW;
   const int64_t nk = direct_detail::kvec_dw_vectors(kern, Kg), KB = nk * kern.vl;
   const int64_t TB = kern.kvdw_tb, nkb = ceil_div(Kg, KB);

@@ -108,7 +108,8 @@ int64_t batch_block(int64_t elem_bytes, int64_t N) {
 // against 0.28 with AVX-512) or on one input channel (1->20 5x5 at 28 px: 0.51 against 0.45;
 // Xeon).
 bool kvec_weight_preferred(const ConvDims& d, int64_t elem_bytes) {
-  const direct_detail::Kernel<float> kern = direct_detail::direct_kernel<float>();
+  const direct_detail::Kernel<float> kern =
+      direct_detail::kvec_dw_kernel<float>(d.Kg(), d.KH * d.KW);
   const int64_t taps = d.KH * d.KW, padded = ceil_div(taps, kern.kvdw_tb) * kern.kvdw_tb;
   const bool many_positions =
       d.Cg() <= kKvecDwMaxChannels && d.N * d.OH * d.OW >= kKvecDwMinPositions;

@@ -119,7 +119,7 @@ def isa() -> str:
     """
 def narrow_avx512() -> bool:
     """
-    Whether the CPU runs AVX-512 on 256-bit halves (AMD Zen 4): the channel-vector conv forward (direct_kvec) of layers with one AVX-512 vector of output channels then uses the AVX2 copy's two 256-bit vectors; CONVFORGE_NARROW_AVX512=0|1 overrides. Same results.
+    Whether the CPU runs AVX-512 on 256-bit halves (AMD Zen 4): the channel-vector conv kernels (direct_kvec: forward, weight gradient of 5x5 kernels) of layers with one AVX-512 vector of output channels then use the AVX2 copy's two 256-bit vectors; CONVFORGE_NARROW_AVX512=0|1 overrides. Same results.
     """
 def pool2d_backward(dy: numpy.ndarray, indices: typing.Any, input_shape: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(4)"], mode: str, kernel_size: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], padding: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"], count_include_pad: bool, *, algo: str = 'auto', relu_y: numpy.ndarray | None = None) -> numpy.ndarray:
     """

@@ -411,8 +411,13 @@ for xs, ws, st, pad, dil, g in %r:
         w = rng.standard_normal(ws).astype(dt)
         b = rng.standard_normal(ws[0]).astype(dt)
         for act in ("linear", "relu"):
-            h.update(_core.conv2d_forward(x, w, b, st, pad, dil, g, algo="direct_kvec",
-                                          activation=act).tobytes())
+            y = _core.conv2d_forward(x, w, b, st, pad, dil, g, algo="direct_kvec",
+                                     activation=act)
+            h.update(y.tobytes())
+        dw, db = _core.conv2d_backward_weight(rng.standard_normal(y.shape).astype(dt), x, ws,
+                                              st, pad, dil, g, True, algo="direct_kvec")
+        h.update(dw.tobytes())
+        h.update(db.tobytes())
 c3 = ((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1)
 print(_core.narrow_avx512(), _core.conv2d_algorithm(*c3[:2], *c3[2:], "float32", "forward"),
       h.hexdigest())
@@ -420,15 +425,19 @@ print(_core.narrow_avx512(), _core.conv2d_algorithm(*c3[:2], *c3[2:], "float32",
 _KVEC_GRID = [((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1),
               ((3, 4, 11, 13), (12, 4, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
               ((2, 6, 17, 15), (8, 3, 3, 3), (2, 2), (1, 0, 1, 0), (1, 1), 2),
-              ((2, 3, 16, 16), (6, 3, 3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 1)]
+              ((2, 3, 16, 16), (6, 3, 3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 1),
+              ((4, 8, 16, 16), (16, 8, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+              ((3, 6, 14, 14), (12, 6, 5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1),
+              ((2, 4, 12, 12), (10, 2, 5, 5), (2, 2), (1, 1, 1, 1), (1, 1), 2)]
 
 
 @pytest.mark.skipif("avx512" not in AVAILABLE_ISAS, reason="narrow_avx512 changes AVX-512 only")
 def test_kvec_forward_narrow_avx512_same_bits():
-    """On a CPU running AVX-512 on 256-bit halves (cpu.hpp narrow_avx512: Zen 4) direct_kvec's
-    forward runs the AVX2 copy's tiles for one 512-bit vector of output channels: in a fresh
-    process each way (CONVFORGE_NARROW_AVX512=1 / 0), same bits (float and double, bias, ReLU,
-    stride, groups, dilation, padding), and LeNet C3 goes to direct_kvec only when narrow."""
+    """On a CPU running AVX-512 on 256-bit halves (cpu.hpp narrow_avx512: Zen 4) direct_kvec runs
+    the AVX2 copy's tiles for one 512-bit vector of output channels (forward; weight gradient of
+    5x5 kernels): in a fresh process each way (CONVFORGE_NARROW_AVX512=1 / 0), same bits (float
+    and double, bias, ReLU, stride, groups, dilation, padding, dw and db), and LeNet C3's forward
+    goes to direct_kvec only when narrow."""
     import os
     import subprocess
     import sys

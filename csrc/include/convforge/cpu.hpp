@@ -19,9 +19,9 @@ const char* isa_name(Isa isa);
 // (read once, at load; tests run both).
 bool fast_gathers();
 // Whether the CPU runs AVX-512 on 256-bit halves (AMD Zen 4, family 19h): there a channel-vector
-// conv forward tile of one 512-bit vector loses to the AVX2 copy's two 256-bit vectors
-// (conv2d_direct.cpp, kvec_kernel). CONVFORGE_NARROW_AVX512=0 or 1 overrides (read once, at
-// load; tests run both).
+// conv tile of one 512-bit vector loses to the AVX2 copy's two 256-bit vectors (forward; weight
+// gradient of 5x5 kernels: conv2d_direct.cpp, kvec_kernel). CONVFORGE_NARROW_AVX512=0 or 1
+// overrides (read once, at load; tests run both).
 bool narrow_avx512();
 
 // Threads every parallel region uses (1 without OpenMP). convforge keeps its own count instead of

@@ -132,6 +132,10 @@ struct Kernel {
   int64_t block;   // positions per register tile (a multiple of the vector length)
   void (*dw)(const DwRows<T>& r);
   int64_t dw_kb, dw_tb;  // output channels and taps per dw call (exactly these many)
+  // A second dw tile (or null), for layers whose channels and taps it pads less
+  // (direct_small.cpp, dw_tile())
+  void (*dw2)(const DwRows<T>& r);
+  int64_t dw2_kb, dw2_tb;
   int64_t vl;            // vector lanes
   void (*kvec[2][kKvecShapes][3])(const KvecTile<T>& q);
   int64_t kvec_r[2][kKvecShapes];

@@ -11,4 +11,6 @@
 #define CF_DIRECT_KVDW_NK 2
 #define CF_DIRECT_KVDW_TB 9
 #define CF_DIRECT_DW_TB 5
+#define CF_DIRECT_DW2_KB 6
+#define CF_DIRECT_DW2_TB 4
 #include "conv2d_direct_kernel.inc"

@@ -27,16 +27,23 @@ Kernel<T> direct_kernel() {
 // kernels the AVX2 tiles' 10 taps lost (16->12 at 16 px 0.44 -> 0.63 ms). The tiles sum each
 // element in the same order: same bits (for the weight gradient, the same batch chunks unless
 // a layer's partial sums pass kDwMaxPartElems, dw_chunks()).
+// (The AVX2 and AVX-512 tables are only built once current_isa() says the CPU runs them.)
+template <typename T>
+bool narrow_tiles(int64_t Kg) {
+  return current_isa() == Isa::avx512 && narrow_avx512() && Kg <= avx512::kernel<T>().vl;
+}
+
 template <typename T>
 Kernel<T> kvec_kernel(int64_t Kg) {
-  if (current_isa() == Isa::avx512 && narrow_avx512() && Kg <= avx512::kernel<T>().vl)
-    return avx2::kernel<T>();
-  return direct_kernel<T>();
+  return narrow_tiles<T>(Kg) ? avx2::kernel<T>() : direct_kernel<T>();
 }
 
 template <typename T>
 Kernel<T> kvec_dw_kernel(int64_t Kg, int64_t taps) {
-  if (taps % avx2::kernel<T>().kvdw_tb == 0) return kvec_kernel<T>(Kg);
+  if (narrow_tiles<T>(Kg)) {
+    const Kernel<T> k = avx2::kernel<T>();
+    if (taps % k.kvdw_tb == 0) return k;
+  }
   return direct_kernel<T>();
 }
 

@@ -11,23 +11,13 @@ convolution's work.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 import convforge
 from convforge import _core
 
-
-def _med_ms(f, k: int = 60) -> float:
-    f()
-    f()
-    ts = []
-    for _ in range(k):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(ts))
+from harness import median_ms
 
 
 def main() -> None:
@@ -65,7 +55,7 @@ def main() -> None:
             else:
                 def f(al=algo):
                     return _core.conv2d_backward_weight(dy, x, ws, *args, True, algo=al)
-            t = _med_ms(f)
+            t = median_ms(f, k=60, warmup=2)
             cells.append(f"{algo} {t:.3f} ms ({flop / t / 1e6:.0f} GFLOP/s)")
         print(f"{d} (auto: {auto}): " + " | ".join(cells))
 

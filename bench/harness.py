@@ -77,6 +77,34 @@ def set_threads(n: int) -> None:
 ISOLATED = ("convforge-numba", "numpy")
 
 
+def median_ms(f: Fn, k: int = 15, warmup: int = 3) -> float:
+    """Median ms of k back-to-back calls of f after `warmup` calls (a layer's own time with its
+    inputs in cache: bench/vgg_layers.py, bench/conv_algos.py)."""
+    for _ in range(warmup):
+        f()
+    ts = []
+    for _ in range(k):
+        t = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(ts))
+
+
+def train_problem(name: str, shape: tuple, n: int):
+    """(model, x, y) of the training-step benchmarks: convforge.models.<name>() compiled with Adam
+    and sparse categorical cross-entropy from seed 0, and one seeded batch of n pixel images
+    x (n,) + shape (float32 0..255) with int64 labels y (n,)."""
+    from convforge import models, nn
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n,) + tuple(shape)).astype(np.float32)
+    y = rng.integers(0, 10, n).astype(np.int64)
+    nn.set_seed(0)
+    model = getattr(models, name)()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model, x, y
+
+
 def _time_rounds(fns: dict, order: list[str], rounds: int, times: dict, block: int = 1) -> None:
     for r in range(rounds):
         k = r % len(order)

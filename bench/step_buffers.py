@@ -18,8 +18,10 @@ import time
 import numpy as np
 
 import convforge
-from convforge import models, nn
+from convforge import nn
 from convforge.nn import _buffers
+
+from harness import train_problem
 
 NETS = {"vgg_small": ((3, 32, 32), 32, 20), "lenet5": ((1, 32, 32), 64, 200)}
 
@@ -59,12 +61,7 @@ def main() -> None:
         convforge.set_num_threads(threads)
         for name in args.nets.split(","):
             shape, n, steps = NETS[name]
-            rng = np.random.default_rng(0)
-            x = rng.integers(0, 256, (n,) + shape).astype(np.float32)
-            y = rng.integers(0, 10, n).astype(np.int64)
-            nn.set_seed(0)
-            model = getattr(models, name)()
-            model.compile("adam", "sparse_categorical_crossentropy")
+            model, x, y = train_problem(name, shape, n)
             results = {False: [], True: []}
             for r in range(args.rounds + 1):
                 order = (False, True) if r % 2 == 0 else (True, False)

@@ -25,6 +25,8 @@ import convforge
 from convforge import _core, models, nn
 from convforge import functional as F
 
+from harness import train_problem
+
 NETS = {"lenet5": ((1, 32, 32), 64), "vgg_small": ((3, 32, 32), 32)}
 _SKIP = {"get_num_threads", "set_num_threads", "requested_num_threads", "in_fork_child"}
 
@@ -34,13 +36,7 @@ def _median_ms(ts) -> float:
 
 
 def per_op(name: str, rounds: int, steps: int) -> None:
-    shape, n = NETS[name]
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (n,) + shape).astype(np.float32)
-    y = rng.integers(0, 10, n).astype(np.int64)
-    nn.set_seed(0)
-    model = getattr(models, name)()
-    model.compile("adam", "sparse_categorical_crossentropy")
+    model, x, y = train_problem(name, *NETS[name])
     times = {1: collections.defaultdict(list), 2: collections.defaultdict(list)}
     current = [1]
 

@@ -11,7 +11,6 @@ of two. The first layer's dx is never computed in training.
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 import torch
@@ -19,19 +18,10 @@ import torch
 import convforge
 from convforge import functional as F
 
+from harness import median_ms
+
 LAYERS = [(3, 32, 32), (32, 32, 32), (32, 64, 16), (64, 64, 16), (64, 128, 8), (128, 128, 8)]
 N = 32
-
-
-def med(f, k: int = 15) -> float:
-    for _ in range(3):
-        f()
-    ts = []
-    for _ in range(k):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(ts))
 
 
 def layer_times(ci: int, co: int, hw: int, rng) -> dict[str, float]:
@@ -53,7 +43,7 @@ def layer_times(ci: int, co: int, hw: int, rng) -> dict[str, float]:
     r: dict[str, float] = {}
     for _ in range(2):   # interleaved blocks, best of two
         for k, f in fs.items():
-            r[k] = min(r.get(k, 1e9), med(f))
+            r[k] = min(r.get(k, 1e9), median_ms(f))
     return r
 
 

@@ -18,6 +18,8 @@ Helpers (import them with `from conftest import ...`):
   assert_exact   bit-for-bit comparison (NaN == NaN), prints the worst mismatch
   as_f64         a float array cast to float64 (what ref does to its arguments)
   ISAS, available_isas(core)   the compiled core's ISA levels, and those this machine runs
+  run_python(code, **env)      the words a fresh Python process printed running `code` with
+                               these environment variables added (load-time switches)
 Fixtures: rng (seeded with the test module's RNG_SEED, else 20240607), restore_core (puts the
 compiled core's ISA and thread count back), backend / any_backend (parametrized Backend).
 """
@@ -215,6 +217,18 @@ ISAS = ("baseline", "avx2", "avx512")   # the compiled core's ISA levels, lowest
 def available_isas(core) -> tuple[str, ...]:
     """The ISA levels this machine runs: those up to core.detected_isa()."""
     return ISAS[: ISAS.index(core.detected_isa()) + 1]
+
+
+def run_python(code: str, **env: str) -> list[str]:
+    """stdout, split into words, of `python -c code` in a fresh process with `env` added to the
+    environment (for switches the core reads once, at load); fails the test on a non-zero exit."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **env),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.split()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from convforge.backends import reference as ref
 
-from conftest import available_isas
+from conftest import available_isas, run_python
 
 core = pytest.importorskip("convforge._core")
 
@@ -438,17 +438,10 @@ def test_kvec_forward_narrow_avx512_same_bits():
     5x5 kernels): in a fresh process each way (CONVFORGE_NARROW_AVX512=1 / 0), same bits (float
     and double, bias, ReLU, stride, groups, dilation, padding, dw and db), and LeNet C3's forward
     goes to direct_kvec only when narrow."""
-    import os
-    import subprocess
-    import sys
-
     got = {}
     for flag in ("0", "1"):
-        env = dict(os.environ, CONVFORGE_NARROW_AVX512=flag, CONVFORGE_ISA="avx512")
-        run = subprocess.run([sys.executable, "-c", _KVEC_SCRIPT % (_KVEC_GRID,)], env=env,
-                             capture_output=True, text=True, timeout=300)
-        assert run.returncode == 0, run.stderr
-        narrow, c3_algo, digest = run.stdout.split()
+        narrow, c3_algo, digest = run_python(_KVEC_SCRIPT % (_KVEC_GRID,), CONVFORGE_ISA="avx512",
+                                             CONVFORGE_NARROW_AVX512=flag)
         assert narrow == ("True" if flag == "1" else "False")
         assert c3_algo == ("direct_kvec" if flag == "1" else "direct_small")
         got[flag] = digest

@@ -12,7 +12,7 @@ import pytest
 import convforge
 from convforge import functional as F
 
-from conftest import assert_close, assert_exact, available_isas, randint, randn
+from conftest import assert_close, assert_exact, available_isas, randint, randn, run_python
 
 core = pytest.importorskip("convforge._core")
 
@@ -231,17 +231,10 @@ def test_gathered_and_copied_patches_give_the_same_bits():
     """The AVX-512 float kernels take their input patches with vector gathers (Intel) or scalar
     copies (AMD; cpu.hpp fast_gathers): both ways, CONVFORGE_GATHERS=1 / 0 in a fresh process,
     the forward, data and weight results have the same bits (borders, partial lane blocks)."""
-    import os
-    import subprocess
-    import sys
-
     got = {}
     for flag in ("0", "1"):
-        env = dict(os.environ, CONVFORGE_GATHERS=flag, CONVFORGE_ISA="avx512")
-        run = subprocess.run([sys.executable, "-c", _GATHER_SCRIPT % (GRID,)], env=env,
-                             capture_output=True, text=True, timeout=300)
-        assert run.returncode == 0, run.stderr
-        gathers, digest = run.stdout.split()
+        gathers, digest = run_python(_GATHER_SCRIPT % (GRID,), CONVFORGE_ISA="avx512",
+                                     CONVFORGE_GATHERS=flag)
         assert gathers == ("True" if flag == "1" else "False")
         got[flag] = digest
     assert got["0"] == got["1"]

@@ -5,7 +5,9 @@ keyed by its exact size, for the array of the same size in the next step (the sa
 output or gradient), instead of going back to the C library and coming back as fresh pages
 that fault on first touch. `Model.fit` runs inside it; the idle blocks (at most 1 GiB) are freed
 when the last `reuse_step_buffers()` of the process exits, and blocks freed after that (arrays
-that outlived the loop) go straight back to the C library.
+that outlived the loop) go straight back to the C library. `train_on_batch` runs inside it too,
+and a model's step plan (nn/_plan.py) holds the cache (hold()) so that its idle blocks wait
+from one train_on_batch call to the next.
 
 NumPy keeps its allocator in a context variable: only the thread (context) that entered uses
 the cache, a data-loading thread next to it does not. Values are untouched (only where bytes
@@ -15,6 +17,7 @@ core."""
 from __future__ import annotations
 
 import functools
+import weakref
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -61,6 +64,24 @@ def reuse_step_buffers(enabled: bool = True) -> Iterator[None]:
     finally:
         core.set_mem_handler(previous)
         core.buffer_cache_end()
+
+
+class Hold:
+    """While it lives, the cache keeps its idle blocks between reuse_step_buffers() blocks (one
+    more user, hold())."""
+
+
+def hold():
+    """A Hold (None without the cache): the blocks a step frees wait for the next step even
+    when the steps are separate reuse_step_buffers() blocks (train_on_batch calls of a model
+    with a step plan, nn/_plan.py), until the Hold is garbage-collected."""
+    core = _core() if flag("CONVFORGE_STEP_BUFFERS") is not False else None
+    if core is None:
+        return None
+    token = Hold()
+    core.buffer_cache_begin()
+    weakref.finalize(token, core.buffer_cache_end)
+    return token
 
 
 def reusing_step_buffers(fn):

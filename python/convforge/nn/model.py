@@ -33,7 +33,7 @@ import numpy as np
 from .. import losses as _losses
 from .. import optim as _optim
 from .._array import positive_int
-from . import _buffers, _graph, _summary
+from . import _buffers, _graph, _plan, _summary
 from . import metrics as _metrics
 from . import saving as _saving
 from ._loop import (
@@ -91,6 +91,7 @@ class Model:
         self._multi_output = False
         self._fused: dict = {}
         self._pool_relu: dict = {}
+        self._plans: dict = {}   # step plans by batch shape (nn/_plan.py)
         self.optimizer: Optional[_optim.Optimizer] = None
         self.loss: Optional[_losses.Loss] = None
         self.metrics: list[tuple[str, Callable]] = []
@@ -114,6 +115,7 @@ class Model:
         self._multi_output = isinstance(outputs, (list, tuple))
         self._fused = _graph.find_fusions(nodes, outs)
         self._pool_relu = _graph.find_pool_relu(nodes, outs)
+        self._plans = {}
 
     @property
     def built(self) -> bool:
@@ -346,9 +348,15 @@ class Model:
         dist = getattr(self, "_dist", None)
         if dist is not None:   # data-parallel: gradients summed over the ranks in backward
             dist.begin_step(len(xb), params)
-        out = self.forward(xb, training=True)
-        loss, dout = self.loss.forward_backward(yb, out)
-        self.backward(dout, input_grad=False)   # regularised layers add their penalty's grad
+        plan = _plan.plan_for(self, xb) if dist is None else None
+        if plan is not None and plan.ready():   # the same calls without the graph walk
+            out, saved = plan.forward(xb)
+            loss, dout = self.loss.forward_backward(yb, out)
+            plan.backward(dout, saved)
+        else:
+            out = self.forward(xb, training=True)
+            loss, dout = self.loss.forward_backward(yb, out)
+            self.backward(dout, input_grad=False)   # regularised layers add their penalty's
         if dist is not None:
             dist.finish_step()
         for v in self.losses:                    # penalty of the weights this forward used
@@ -364,7 +372,8 @@ class Model:
             raise ValueError(f"train_on_batch needs a non-empty batch, got x of shape "
                              f"{tuple(xb.shape)} (an optimiser step without data would still "
                              "move weights with momentum)")
-        loss, out = self._train_step(xb, yb)
+        with _buffers.reuse_step_buffers():   # as fit: the step's arrays reuse memory
+            loss, out = self._train_step(xb, yb)
         running = RunningMeans(["loss"] + [name for name, _ in self.metrics])
         running.add(self._step_values(loss, yb, out), len(xb))
         if getattr(self, "_dist", None) is not None:

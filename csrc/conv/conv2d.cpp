@@ -70,14 +70,17 @@ namespace {
 
 using namespace conv_impl;  // NOLINT(build/namespaces): the algorithm kernels (algos.hpp)
 
-// db[k] = sum_{n, l} dy[n, k, l], in double: the planes dy[n, k] (L,) by plane_sum
-// (partials.hpp), added in the order n.
+// db[k] = sum_{n, l} dy[n, k, l], in double: the planes dy[n, k] (L,) by plane_sums
+// (plane_sum.hpp), added in the order n.
 template <typename T>
 void bias_grad(T* db, const T* dy, const ConvDims& d) {
   const int64_t L = d.OH * d.OW;
+  const PlaneSums<T> sums = plane_sums<T>();
   run_tasks(d.K, true, [&](int64_t k) {
+    std::vector<double> plane(d.N);  // (N,): the planes dy[n, k]
+    sums(plane.data(), dy + k * L, L, d.N, d.K * L);
     double s = 0;
-    for (int64_t n = 0; n < d.N; ++n) s += plane_sum(dy + (n * d.K + k) * L, L);
+    for (int64_t n = 0; n < d.N; ++n) s += plane[n];
     db[k] = static_cast<T>(s);
   });
 }

@@ -17,6 +17,7 @@
 #include "convforge/cpu.hpp"
 #include "convforge/dims.hpp"
 #include "runtime/tasks.hpp"
+#include "plane_sum.hpp"
 #include "select.hpp"
 
 namespace convforge::conv_impl {
@@ -93,32 +94,19 @@ inline std::vector<int64_t> tap_offsets(int64_t KH, int64_t KW, int64_t DH, int6
   return offs;
 }
 
-// sum_{l < L} p[l] in double by kSumLanes interleaved accumulators (element l to lane
-// l % kSumLanes, the lanes added in order at the end): independent chains the compiler
-// vectorises without reordering a sum (one chain would wait on each add's latency), so the
-// order is fixed by L alone.
-constexpr int kSumLanes = 8;
-template <typename T>
-double plane_sum(const T* p, int64_t L) {
-  double acc[kSumLanes] = {};
-  int64_t l = 0;
-  for (; l + kSumLanes <= L; l += kSumLanes)
-    for (int j = 0; j < kSumLanes; ++j) acc[j] += p[l + j];
-  for (int j = 0; l < L; ++l, ++j) acc[j] += p[l];
-  double s = 0;
-  for (int j = 0; j < kSumLanes; ++j) s += acc[j];
-  return s;
-}
-
 // Bias-gradient partial of a batch chunk: s[k] += sum_l dy[n, k, l] for every k, image by image
-// over [n0, n1), each plane summed by plane_sum, in double. The chunked weight kernels call it
-// once per block of images of a chunk, in order, and reduce_db_partials() adds the chunks'
-// sums in chunk order.
+// over [n0, n1), each plane summed in double by plane_sums (plane_sum.hpp: an order fixed by L).
+// The chunked weight kernels call it once per block of images of a chunk, in order, and
+// reduce_db_partials() adds the chunks' sums in chunk order.
 template <typename T>
 void add_db_partial(double* s, const T* dy, int64_t n0, int64_t n1, const ConvDims& d) {
   const int64_t L = d.OH * d.OW;
-  for (int64_t n = n0; n < n1; ++n)
-    for (int64_t k = 0; k < d.K; ++k) s[k] += plane_sum(dy + (n * d.K + k) * L, L);
+  const PlaneSums<T> sums = plane_sums<T>();
+  std::vector<double> plane(d.K);  // (K,): the sums of image n's planes
+  for (int64_t n = n0; n < n1; ++n) {
+    sums(plane.data(), dy + n * d.K * L, L, d.K, L);
+    for (int64_t k = 0; k < d.K; ++k) s[k] += plane[k];
+  }
 }
 
 // db[k] = sum_q part[q, k] over the nq chunks in order, in double: part (nq, K).

@@ -14,6 +14,7 @@ void bind_elementwise(py::module_& m);  // bindings/elementwise.cpp: dropout, ac
 void bind_loss(py::module_& m);    // bindings/loss.cpp: softmax cross-entropy
 void bind_optim(py::module_& m);  // bindings/optim.cpp: SGD, Adam, RMSprop updates
 void bind_buffer_cache(py::module_& m);  // bindings/buffer_cache.cpp: NumPy step buffers
+void bind_plan(py::module_& m);    // bindings/plan.cpp: compiled step plans
 }  // namespace convforge::bind
 
 #ifndef CONVFORGE_VERSION
@@ -58,6 +59,7 @@ PYBIND11_MODULE(_core, m) {
   bind::bind_pool(m);
   bind::bind_norm(m);
   bind::bind_elementwise(m);
+  bind::bind_plan(m);
   bind::bind_loss(m);
   bind::bind_optim(m);
   bind::bind_buffer_cache(m);

@@ -8,7 +8,21 @@ import collections.abc
 import numpy
 import typing
 import typing_extensions
-__all__: list[str] = ['activation', 'activation_backward', 'adam_update', 'batch_norm_backward', 'batch_norm_forward', 'batch_norm_stats', 'buffer_cache_begin', 'buffer_cache_end', 'buffer_cache_stats', 'col2im', 'conv2d_algorithm', 'conv2d_algorithms', 'conv2d_backward', 'conv2d_backward_data', 'conv2d_backward_weight', 'conv2d_forward', 'conv_exact', 'detected_isa', 'dropout', 'fast_gathers', 'gemm', 'get_num_threads', 'global_pool2d_backward', 'global_pool2d_forward', 'has_openmp', 'im2col', 'in_fork_child', 'isa', 'narrow_avx512', 'pool2d_backward', 'pool2d_forward', 'requested_num_threads', 'rmsprop_update', 'set_conv_exact', 'set_isa', 'set_mem_handler', 'set_num_threads', 'sgd_update', 'softmax_cross_entropy', 'step_buffer_handler']
+__all__: list[str] = ['StepPlan', 'activation', 'activation_backward', 'adam_update', 'batch_norm_backward', 'batch_norm_forward', 'batch_norm_stats', 'buffer_cache_begin', 'buffer_cache_end', 'buffer_cache_stats', 'col2im', 'conv2d_algorithm', 'conv2d_algorithms', 'conv2d_backward', 'conv2d_backward_data', 'conv2d_backward_weight', 'conv2d_forward', 'conv_exact', 'detected_isa', 'dropout', 'fast_gathers', 'gemm', 'get_num_threads', 'global_pool2d_backward', 'global_pool2d_forward', 'has_openmp', 'im2col', 'in_fork_child', 'isa', 'narrow_avx512', 'pool2d_backward', 'pool2d_forward', 'requested_num_threads', 'rmsprop_update', 'set_conv_exact', 'set_isa', 'set_mem_handler', 'set_num_threads', 'sgd_update', 'softmax_cross_entropy', 'step_buffer_handler']
+class StepPlan:
+    """
+    A chain model's training step on buffers it owns (nn/_plan.py).
+    """
+    def __init__(self, dtype: str, ops: list, param_shapes: collections.abc.Sequence[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]]) -> None:
+        ...
+    def backward(self, dy: numpy.ndarray, params: list, grads: list) -> list:
+        """
+        Back-propagates dy through the latest forward; adds each parameter's gradient to grads[i], or returns it (a new array) at i where grads[i] is None.
+        """
+    def forward(self, x: numpy.ndarray, params: list) -> numpy.ndarray:
+        """
+        The chain's output for the batch x (a new array).
+        """
 def activation(x: numpy.ndarray, kind: str) -> numpy.ndarray:
     """
     y = f(x) elementwise, f: 'linear' | 'relu' | 'sigmoid' | 'tanh' (elementwise.hpp).

@@ -56,12 +56,32 @@ def _frozen_middle():
     return m
 
 
+def _relu_layers():
+    # ReLU layers (one fused with the pool after it, one not), a rescale above the lowest
+    # trainable layer (its backward runs), linear convs and dense layers: all compiled ops
+    return nn.Sequential([
+        nn.Conv2D(3, 3, padding=1, input_shape=(2, 9, 9)),
+        nn.Rescaling(0.25, offset=0.5),
+        nn.ReLU(),
+        nn.MaxPooling2D(3, strides=2),
+        nn.Conv2D(5, 2, strides=2, use_bias=False),
+        nn.Activation("relu"),
+        nn.Flatten(),
+        nn.Dropout(0.0),
+        nn.Dense(6),
+        nn.Dense(4, activation="relu"),
+        nn.Dense(3),
+    ])
+
+
+# name: (model, per-sample shape, classes, dtype, whether the compiled engine runs it)
 CASES = {
-    "lenet5": (_lenet, (1, 32, 32), 10, np.float32),
-    "lenet5-f64": (lambda: models.lenet5(dtype="float64"), (1, 32, 32), 10, np.float64),
-    "varied": (_varied, (4, 12, 12), 3, np.float32),
-    "frozen-first": (_frozen_first, (1, 32, 32), 10, np.float32),
-    "frozen-middle": (_frozen_middle, (1, 32, 32), 10, np.float32),
+    "lenet5": (_lenet, (1, 32, 32), 10, np.float32, True),
+    "lenet5-f64": (lambda: models.lenet5(dtype="float64"), (1, 32, 32), 10, np.float64, True),
+    "relu-layers": (_relu_layers, (2, 9, 9), 3, np.float32, True),
+    "varied": (_varied, (4, 12, 12), 3, np.float32, False),   # tanh, sigmoid, dropout
+    "frozen-first": (_frozen_first, (1, 32, 32), 10, np.float32, True),
+    "frozen-middle": (_frozen_middle, (1, 32, 32), 10, np.float32, True),
 }
 
 
@@ -80,9 +100,10 @@ def _train(monkeypatch, make, shape, classes, dtype, plan: bool, steps: int = 3,
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_planned_steps_are_bit_identical_to_the_graph_walk(monkeypatch, case):
-    make, shape, classes, dtype = CASES[case]
+    make, shape, classes, dtype, compiled = CASES[case]
     planned, logs_p = _train(monkeypatch, make, shape, classes, dtype, plan=True)
     assert planned._plans and all(p is not None for p in planned._plans.values())
+    assert all((p.compiled is not None) == compiled for p in planned._plans.values())
     plain, logs = _train(monkeypatch, make, shape, classes, dtype, plan=False)
     assert not plain._plans
     assert logs_p == logs
@@ -184,11 +205,13 @@ def test_planned_step_leaves_layer_caches_alone(monkeypatch):
 def test_plan_holds_the_buffer_cache_until_it_is_gone(monkeypatch):
     gc.collect()
     users = _buffers.stats()["users"]
-    m, _ = _train(monkeypatch, _lenet, (1, 32, 32), 10, np.float32, plan=True, steps=2)
+    # the Python steps (dropout: not compiled) allocate the step's arrays
+    m, _ = _train(monkeypatch, _varied, (4, 12, 12), 3, np.float32, plan=True, steps=2,
+                  batch=64)
     assert _buffers.stats()["users"] == users + 1
     assert _buffers.stats()["held_bytes"] > 0      # the step's blocks wait for the next step
     hits = _buffers.stats()["hits"]
-    m.train_on_batch(np.ones((12, 1, 32, 32), np.float32), np.arange(12) % 10)
+    m.train_on_batch(np.ones((64, 4, 12, 12), np.float32), np.arange(64) % 3)
     assert _buffers.stats()["hits"] > hits
     del m
     gc.collect()
@@ -211,3 +234,43 @@ def test_a_model_subclass_with_its_own_forward_is_not_planned(monkeypatch):
     m.compile("sgd", "sparse_categorical_crossentropy")
     m.train_on_batch(np.ones((4, 1, 8, 8), np.float32), np.arange(4) % 3)
     assert Counting.calls == 1 and all(p is None for p in m._plans.values())
+
+
+def test_a_loss_error_ends_the_compiled_step(monkeypatch):
+    m, _ = _train(monkeypatch, _lenet, (1, 32, 32), 10, np.float32, plan=True, steps=1)
+    x = np.ones((12, 1, 32, 32), np.float32)
+    with pytest.raises(ValueError):
+        m.train_on_batch(x, np.full(12, 99))        # a label outside the 10 classes
+    plan = next(iter(m._plans.values()))
+    assert plan.compiled is not None and not plan._lock.locked()
+    m.train_on_batch(x, np.arange(12) % 10)
+
+
+def test_compiled_plan_checks_its_ops_and_arrays():
+    core = convforge._core
+    dense = {"kind": "dense", "in": (4, 3), "out": (4, 2), "w": 0, "b": -1, "relu": False,
+             "relu_done": False, "need_dx": False, "trainable": True, "backward": True}
+    plan = core.StepPlan("float32", [dense], [(3, 2)])
+    w = np.ones((3, 2), np.float32)
+    y = plan.forward(np.ones((4, 3), np.float32), [w])
+    assert y.shape == (4, 2) and (y == 3).all()
+    with pytest.raises(ValueError, match="dense sizes"):
+        core.StepPlan("float32", [dict(dense, out=(4, 5))], [(3, 2)])
+    with pytest.raises(ValueError, match="parameter index"):
+        core.StepPlan("float32", [dict(dense, w=3)], [(3, 2)])
+    with pytest.raises(ValueError, match="does not take the size"):
+        core.StepPlan("float32", [dense, dict(dense, **{"in": (4, 3)})], [(3, 2)])
+    with pytest.raises(ValueError, match="conv output shape"):
+        core.StepPlan("float32", [{"kind": "conv", "in": (1, 1, 5, 5), "out": (1, 2, 4, 4),
+                                   "w": 0, "b": -1, "stride": (1, 1), "padding": (0, 0, 0, 0),
+                                   "dilation": (1, 1), "groups": 1, "relu": False,
+                                   "relu_done": False, "need_dx": False, "trainable": True,
+                                   "backward": True}], [(2, 1, 3, 3)])
+    with pytest.raises(ValueError, match="shape"):
+        plan.forward(np.ones((5, 3), np.float32), [w])
+    with pytest.raises(TypeError):
+        plan.forward(np.ones((4, 3), np.float64), [w])
+    with pytest.raises(TypeError, match="NumPy arrays"):
+        plan.forward(np.ones((4, 3), np.float32), [[[1.0, 1.0]] * 3])
+    fresh = plan.backward(np.ones((4, 2), np.float32), [w], [None])
+    assert fresh[0].shape == (3, 2) and (fresh[0] == 4).all()   # x^T @ dy: 4 rows of ones

@@ -26,6 +26,7 @@ layers): a planned step leaves the layers' per-thread caches as they were.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -34,6 +35,7 @@ from .. import backends as _backends
 from .. import functional as F
 from .._env import flag
 from .._shapes import conv_padding, pool_output_size
+from ..backends import _autotune
 from . import _buffers
 from ._matmul import matmul as _matmul
 from .activations import ACTIVATIONS
@@ -57,6 +59,12 @@ class _Planned:
     def backward(self, dy, saved, need_dx: bool):
         raise NotImplementedError
 
+    def spec(self, index) -> Optional[dict]:
+        """This step as an op of the compiled engine (csrc/plan/step_plan.hpp, without the
+        shapes and backward flags _make adds), {} for no op, or None where it has none.
+        index(p): the position of Parameter p in the plan's parameter list."""
+        return None
+
 
 class _Rescaling(_Planned):
     def __init__(self, layer: Rescaling, shape, be):
@@ -67,6 +75,9 @@ class _Rescaling(_Planned):
 
     def backward(self, dy, saved, need_dx):
         return dy * self.scale if need_dx else None
+
+    def spec(self, index):
+        return {"kind": "rescale", "scale": self.scale, "offset": self.offset}
 
 
 class _Conv2D(_Planned):
@@ -102,6 +113,17 @@ class _Conv2D(_Planned):
                 la.bias.accumulate(db)
         return dx
 
+    def spec(self, index):
+        la = self.layer
+        if self.act not in ("linear", "relu"):
+            return None
+        stride, pad4, dilation, groups = self.args
+        return {"kind": "conv", "w": index(la.kernel),
+                "b": index(la.bias) if la.use_bias else -1, "stride": tuple(stride),
+                "padding": tuple(pad4), "dilation": tuple(dilation), "groups": groups,
+                "relu": self.relu_out, "relu_done": self.relu_done,
+                "trainable": la.trainable}
+
 
 class _MaxPool(_Planned):
     relu = False   # also does the backward of the ReLU before it (set by _make)
@@ -123,6 +145,11 @@ class _MaxPool(_Planned):
         return self.be.pool2d_backward(dy, idx, shape, "max", *self.args, False,
                                        relu_y=y if self.relu else None)
 
+    def spec(self, index):
+        ks, st, pad = self.args
+        return {"kind": "maxpool", "kernel_size": tuple(ks), "stride": tuple(st),
+                "padding": (pad[0], pad[0], pad[1], pad[1]), "pool_relu": self.relu}
+
 
 class _Flatten(_Planned):
     def __init__(self, layer: Flatten, shape, be):
@@ -133,6 +160,9 @@ class _Flatten(_Planned):
 
     def backward(self, dy, saved, need_dx):
         return dy.reshape(saved)
+
+    def spec(self, index):
+        return {}   # the engine's buffers are flat
 
 
 class _Dense(_Planned):
@@ -160,6 +190,13 @@ class _Dense(_Planned):
                 la.bias.accumulate(dz.sum(axis=0))
         return _matmul(dz, la.kernel.data, trans_b=True).reshape(x_shape) if need_dx else None
 
+    def spec(self, index):
+        la = self.layer
+        if la.activation not in ("linear", "relu") or len(self.in_shape) != 2:
+            return None
+        return {"kind": "dense", "w": index(la.kernel), "b": index(la.bias) if la.use_bias else -1,
+                "relu": la.activation == "relu", "trainable": la.trainable}
+
 
 class _Activation(_Planned):
     def __init__(self, layer: Activation, shape, be):
@@ -172,6 +209,9 @@ class _Activation(_Planned):
 
     def backward(self, dy, saved, need_dx):
         return dy if self.relu_done else self.bwd(saved, dy)
+
+    def spec(self, index):
+        return {"kind": "relu", "relu_done": self.relu_done} if self.relu_out else None
 
 
 class _Dropout(_Planned):
@@ -187,6 +227,9 @@ class _Dropout(_Planned):
 
     def backward(self, dy, saved, need_dx):
         return dy if saved is None else F.dropout(dy, self.layer.rate, saved)
+
+    def spec(self, index):
+        return {} if self.layer.rate == 0.0 else None
 
 
 def _pool_supported(la) -> bool:
@@ -235,6 +278,8 @@ class StepPlan:
         # cache would free its blocks at the end of each, and the next step's arrays would come
         # back as fresh pages (LeNet-5: 2.5 ms steps with, 3.9-4.1 ms without)
         self._hold = _buffers.hold()
+        self.compiled = _compile(steps, params, lowest)
+        self._lock = threading.Lock()   # the compiled plan's buffers: one step at a time
 
     def ready(self) -> bool:
         """Whether the plan may run now: the cpu backend chosen, the parameters on the host."""
@@ -242,6 +287,15 @@ class StepPlan:
                 and all(type(p._data) is np.ndarray for p in self.params))
 
     def forward(self, x):
+        """(output, saved): saved is what backward needs, and finish() must follow."""
+        if (self.compiled is not None and not _autotune.autotune_enabled()
+                and self._lock.acquire(blocking=False)):
+            try:
+                y = self.compiled.forward(x, [p._data for p in self.params])
+            except BaseException:
+                self._lock.release()
+                raise
+            return y, _COMPILED
         saved = []
         for s in self.steps:
             x, keep = s.forward(x)
@@ -249,8 +303,48 @@ class StepPlan:
         return x, saved
 
     def backward(self, dy, saved) -> None:
+        if saved is _COMPILED:
+            params = self.params
+            fresh = self.compiled.backward(dy, [p._data for p in params],
+                                           [p.grad for p in params])
+            for p, g in zip(params, fresh):   # Parameter.accumulate's first call: a copy
+                if g is not None:
+                    p.grad = g
+            return
         for i in range(len(self.steps) - 1, self.lowest - 1, -1):
             dy = self.steps[i].backward(dy, saved[i], i > self.lowest)
+
+    def finish(self, saved) -> None:
+        """Ends the step that forward began (also when the loss between them raised)."""
+        if saved is _COMPILED:
+            self._lock.release()
+
+
+_COMPILED = object()   # StepPlan.forward's saved state when the compiled plan ran
+
+
+def _compile(steps: list, params: list, lowest: int):
+    """The compiled engine of these steps (_core.StepPlan), or None where a step has no op or
+    the core is missing. The steps' in_shape / out_shape are batch shapes."""
+    index = {id(p): i for i, p in enumerate(params)}
+    ops = []
+    for i, st in enumerate(steps):
+        spec = st.spec(lambda p: index[id(p)])
+        if spec is None:
+            return None
+        if not spec:
+            continue   # Flatten, Dropout(0): no op
+        ops.append(dict(spec, **{"in": st.in_shape, "out": st.out_shape,
+                                 "backward": i >= lowest, "need_dx": i > lowest,
+                                 "relu": spec.get("relu", False),
+                                 "relu_done": spec.get("relu_done", False),
+                                 "trainable": spec.get("trainable", False)}))
+    if not ops:
+        return None
+    from .. import _core
+
+    return _core.StepPlan(str(params[0].dtype) if params else "float32", ops,
+                          [tuple(p.shape) for p in params])
 
 
 def plan_for(model, xb) -> Optional[StepPlan]:
@@ -293,7 +387,9 @@ def _make(model, xb) -> Optional[StepPlan]:
         make = _planner(n.layer)
         if make is None or not n.layer.built or n.layer.dtype != xb.dtype:
             return None
-        steps.append(make(n.layer, shape, be))
+        st = make(n.layer, shape, be)
+        st.in_shape, st.out_shape = (len(xb),) + shape, (len(xb),) + tuple(n.output.shape)
+        steps.append(st)
         params += list(n.layer.params)
         shape = tuple(n.output.shape)
     # The max pool of a ReLU's output does that ReLU's backward (find_pool_relu in

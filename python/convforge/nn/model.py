@@ -351,8 +351,11 @@ class Model:
         plan = _plan.plan_for(self, xb) if dist is None else None
         if plan is not None and plan.ready():   # the same calls without the graph walk
             out, saved = plan.forward(xb)
-            loss, dout = self.loss.forward_backward(yb, out)
-            plan.backward(dout, saved)
+            try:
+                loss, dout = self.loss.forward_backward(yb, out)
+                plan.backward(dout, saved)
+            finally:
+                plan.finish(saved)
         else:
             out = self.forward(xb, training=True)
             loss, dout = self.loss.forward_backward(yb, out)

@@ -148,6 +148,12 @@ struct Kernel {
   int64_t batch_kb[kBatchMaxVectors];
   // dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols (csrc/runtime/transpose_simd.inc)
   void (*transpose)(T* dst, int64_t ldd, const T* src, int64_t lds, int64_t rows, int64_t cols);
+  // dst[r*ldd + c] = src[r*lds + c] < lo ? lo : src[r*lds + c] for r < rows, c < cols: a
+  // copy (lo = -inf) or the ReLU epilogue on a copy (lo = 0; NaN and -0.0 pass), in vectors
+  // (the rows of a tile are a few tens of elements: a call or a scalar loop per row costs
+  // more than the copy)
+  void (*copy_rows)(T* dst, int64_t ldd, const T* src, int64_t lds, int64_t rows, int64_t cols,
+                    T lo);
 };
 
 // Channel vectors per kvec_dw call for Kg output channels per group: one where they fit in one

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "algos.hpp"
@@ -79,13 +80,9 @@ void direct_conv(T* out, const T* in, const T* bias, bool relu, const DirectProb
                                      bias ? bp.data() + g * p.Co + co0 : nullptr, len};
       kern.rows(r);
       const T lo = relu_floor<T>(relu);    // the ReLU epilogue on the copy-out
-      for (int64_t k = 0; k < kb; ++k) {  // out[n, g, co0 + k] (Ho, Wo) <- tile rows of width Wp
-        T* o = out + n * p.out_n + g * p.out_g + (co0 + k) * p.Ho * p.Wo;
-        for (int64_t oh = 0; oh < p.Ho; ++oh) {  // a loop: rows are short for a memcpy call
-          const T* src = tile + k * lenr + oh * Wp;
-          for (int64_t ow = 0; ow < p.Wo; ++ow) o[oh * p.Wo + ow] = max_floor(src[ow], lo);
-        }
-      }
+      for (int64_t k = 0; k < kb; ++k)     // out[n, g, co0 + k] (Ho, Wo) <- tile rows of width Wp
+        kern.copy_rows(out + n * p.out_n + g * p.out_g + (co0 + k) * p.Ho * p.Wo, p.Wo,
+                       tile + k * lenr, Wp, p.Ho, p.Wo, lo);
     }
   });
 }
@@ -153,7 +150,21 @@ void backward_weight_direct(T* dw, T* db, const T* dy, const T* x, const ConvDim
                                                       double* db_q, bool) {
     std::fill(acc, acc + lanes, T(0));
     T* buf = scratch<T>(mb * img);  // (mb, img)
-    std::fill(buf, buf + mb * img, T(0));  // tails, rows >= Kg and columns >= OW stay 0
+    for (int64_t m = 0; m < mb; ++m) {  // the zeros of each image slot, which no copy writes:
+      T* xpad = buf + m * img;          // x's tail, dy's columns >= OW, its tail, rows >= Kg
+      T* dyp = xpad + x_elems;
+      std::fill(xpad + Cg * plane, xpad + x_elems, T(0));
+      for (int64_t k = 0; k < Kgp; ++k) {  // dyp[k] (lenr,)
+        T* row = dyp + k * lenr;
+        if (k >= Kg) {
+          std::fill(row, row + lenr, T(0));
+          continue;
+        }
+        for (int64_t oh = 0; oh < d.OH; ++oh)
+          std::fill(row + oh * Wp + d.OW, row + (oh + 1) * Wp, T(0));
+        std::fill(row + len, row + lenr, T(0));
+      }
+    }
     for (int64_t na = n0; na < n1; na += mb) {
       const int64_t nimg = std::min(mb, n1 - na);  // images [na, na + nimg)
       for (int64_t g = 0; g < d.G; ++g) {
@@ -163,11 +174,9 @@ void backward_weight_direct(T* dw, T* db, const T* dy, const T* x, const ConvDim
           T* dyp = xpad + x_elems;  // (Kgp, lenr)
           pad_planes(xpad, x + (n * d.C + g * Cg) * d.H * d.W, Cg, d.H, d.W, Hp, Wp, d.PH,
                      d.PW);
-          for (int64_t k = 0; k < Kg; ++k) {  // dyp[k] (OH, Wp) <- dy[n, g*Kg + k] (OH, OW)
-            const T* src = dy + (n * d.K + g * Kg + k) * L;
-            for (int64_t oh = 0; oh < d.OH; ++oh)
-              std::memcpy(dyp + k * lenr + oh * Wp, src + oh * d.OW, d.OW * sizeof(T));
-          }
+          for (int64_t k = 0; k < Kg; ++k)  // dyp[k] (OH, Wp) <- dy[n, g*Kg + k] (OH, OW)
+            kern.copy_rows(dyp + k * lenr, Wp, dy + (n * d.K + g * Kg + k) * L, d.OW, d.OH,
+                           d.OW, -std::numeric_limits<T>::infinity());
         }
         for (int64_t k0 = 0; k0 < Kgp; k0 += dkb)  // tile: channels [k0, k0 + dkb)
           for (int64_t c = 0; c < Cg; ++c)

@@ -55,6 +55,17 @@ void pad_planes(T* __restrict dst, const T* __restrict src, int64_t ci, int64_t 
                 int64_t Hp, int64_t Wp, int64_t pt, int64_t pl) {
   const int64_t s0 = std::clamp<int64_t>(pl, 0, Wp);          // first copied column
   const int64_t s1 = std::clamp<int64_t>(pl + Wi, s0, Wp);    // end of the copy
+  if (s0 == 0 && s1 == Wp && Wi == Wp) {  // whole rows (no column padding): one copy per plane
+    const int64_t r0 = std::clamp<int64_t>(pt, 0, Hp);          // first copied row
+    const int64_t r1 = std::clamp<int64_t>(pt + Hi, r0, Hp);    // end of the copy
+    for (int64_t c = 0; c < ci; ++c) {  // plane c: dst[c] (Hp, Wp)
+      T* plane = dst + c * Hp * Wp;
+      std::fill(plane, plane + r0 * Wp, T(0));
+      std::memcpy(plane + r0 * Wp, src + (c * Hi + r0 - pt) * Wi, (r1 - r0) * Wp * sizeof(T));
+      std::fill(plane + r1 * Wp, plane + Hp * Wp, T(0));
+    }
+    return;
+  }
   for (int64_t c = 0; c < ci; ++c) {  // plane c: dst[c] (Hp, Wp)
     for (int64_t r = 0; r < Hp; ++r) {
       T* row = dst + (c * Hp + r) * Wp;

@@ -347,13 +347,15 @@ def _compile(steps: list, params: list, lowest: int):
                           [tuple(p.shape) for p in params])
 
 
-def plan_for(model, xb) -> Optional[StepPlan]:
+def plan_for(model, xb, trainable: list) -> Optional[StepPlan]:
     """The model's plan for batches like xb (made on first use), or None where a plan does not
-    apply (see the module docstring)."""
+    apply (see the module docstring). trainable: model.trainable_params now (with the layers'
+    trainable flags, they fix which layers compute gradients)."""
     if type(xb) is not np.ndarray or getattr(model, "_dist", None) is not None \
             or model._multi_output or flag("CONVFORGE_STEP_PLAN") is False:
         return None
-    key = (xb.shape, xb.dtype, tuple(bool(n.layer.trainable_params) for n in model._nodes))
+    key = (xb.shape, xb.dtype, tuple(map(id, trainable)),
+           tuple(n.layer._trainable for n in model._nodes))
     plans = model._plans
     if key in plans:
         return plans[key]

@@ -348,7 +348,7 @@ class Model:
         dist = getattr(self, "_dist", None)
         if dist is not None:   # data-parallel: gradients summed over the ranks in backward
             dist.begin_step(len(xb), params)
-        plan = _plan.plan_for(self, xb) if dist is None else None
+        plan = _plan.plan_for(self, xb, params) if dist is None else None
         if plan is not None and plan.ready():   # the same calls without the graph walk
             out, saved = plan.forward(xb)
             try:
@@ -360,10 +360,10 @@ class Model:
             out = self.forward(xb, training=True)
             loss, dout = self.loss.forward_backward(yb, out)
             self.backward(dout, input_grad=False)   # regularised layers add their penalty's
+            for v in self.losses:                # penalty of the weights this forward used
+                loss = loss + v                  # (a planned model has none)
         if dist is not None:
             dist.finish_step()
-        for v in self.losses:                    # penalty of the weights this forward used
-            loss = loss + v
         self.optimizer.step(params)
         return loss, out
 

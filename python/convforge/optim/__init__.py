@@ -74,6 +74,10 @@ def _calls(params: list, split_decay: bool) -> list:
     (NumPy / CuPy: one backend per call) and, with split_decay, per `decay` flag; items are
     (params, decayed). A parameter listed k times is updated k times, in turn, as by a loop
     over the list: its i-th occurrence goes to the i-th round of calls."""
+    if not split_decay and len({id(p) for p in params}) == len(params):
+        kinds = {is_cupy(p.data) for p in params}   # the common call: one list, one kind
+        if len(kinds) <= 1:
+            return [(list(params), True)] if params else []
     rounds: list = []
     seen: dict = {}
     for p in params:
@@ -252,6 +256,8 @@ def _state_lists(params, states, names) -> tuple:
     """(new, lists): new[i] holds zeros for each state array in `names` that parameter i lacks
     (the caller stores them once the update went through); lists[name] the arrays of every
     parameter, existing or new."""
+    if all(k in s for s in states for k in names):   # every step after the first
+        return [{}] * len(states), {k: [s[k] for s in states] for k in names}
     new = [{k: _zeros(p) for k in names if k not in s} for p, s in zip(params, states)]
     return new, {k: [n[k] if k in n else s[k] for s, n in zip(states, new)] for k in names}
 
@@ -275,13 +281,16 @@ class Adam(Optimizer):
         names = ["m", "v"] + ["v_max"] * self.amsgrad
         new, lists = _state_lists(params, states, names)
         steps = [s.get("step", 0) + 1 for s in states]
+        same = all(t == steps[0] for t in steps)   # one count for all: passed as one int
         F.adam_update([p.data for p in params], [p.grad for p in params], lists["m"],
                       lists["v"], lr=lr, beta_1=self.beta_1,
-                      beta_2=self.beta_2, epsilon=self.epsilon, step=steps,
+                      beta_2=self.beta_2, epsilon=self.epsilon,
+                      step=steps[0] if same and steps else steps,
                       weight_decay=wd, decoupled=self.decoupled,
                       v_max=lists.get("v_max"))
         for s, n, t in zip(states, new, steps):
-            s.update(n)
+            if n:
+                s.update(n)
             s["step"] = t
 
 

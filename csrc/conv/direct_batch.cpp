@@ -52,40 +52,49 @@ void lane_correlation(T* out, const T* src, const T* wp, const T* bias, bool rel
     run_tasks(p.Ci, inner, [&](int64_t c) {  // st[c] (Li, BLK) <- src[n0 + v, g*Ci + c] (Li,)
       T* o = st + c * Li * BLK;
       if (nv < BLK) std::fill(o, o + Li * BLK, T(0));
-      for (int64_t v = 0; v < nv; ++v) {
-        const T* s = src + ((n0 + v) * p.G * p.Ci + g * p.Ci + c) * Li;
-        for (int64_t q = 0; q < Li; ++q) o[q * BLK + v] = s[q];
-      }
+      kern.transpose(o, BLK, src + (n0 * p.G * p.Ci + g * p.Ci + c) * Li, p.G * p.Ci * Li, nv,
+                     Li);  // register squares: no element-by-element strided writes
     });
     const int64_t nhb = inner ? std::min<int64_t>(p.Ho, max_threads()) : 1;
     run_tasks(nhb * ncb, inner, [&](int64_t task) {  // out rows [h0, h1), channels [c0, c0 + cn)
       const int64_t hb = task / ncb, c0 = (task % ncb) * CB, cn = std::min(CB, p.Co - c0);
       const int64_t h0 = p.Ho * hb / nhb, h1 = p.Ho * (hb + 1) / nhb;
       std::vector<int64_t> offs(p.taps), woffs(p.taps);
-      std::vector<T> tile(CB * BLK);  // (cn, BLK)
-      direct_detail::BatchTile<T> q{tile.data(), BLK, st, p.Ci, Li * BLK, offs.data(),
+      // the rows' results (cn, (h1 - h0)*Wo, BLK), transposed into out at the end
+      const int64_t pos = (h1 - h0) * p.Wo;
+      std::vector<T> tile(cn * pos * BLK);
+      direct_detail::BatchTile<T> q{nullptr, pos * BLK, st, p.Ci, Li * BLK, offs.data(),
                                     woffs.data(), 0, wp + (g * p.Ci * p.taps) * p.Co + c0,
                                     p.taps * p.Co, cn};
       const T lo = relu ? T(0) : -std::numeric_limits<T>::infinity();  // max(v, lo)
       for (int64_t h = h0; h < h1; ++h)
-        for (int64_t x = 0; x < p.Wo; ++x) {  // output position (h, x)
+        for (int64_t x = 0; x < p.Wo; ++x) {  // output position (h, x): tile[:, e] (cn, BLK)
+          const int64_t e = (h - h0) * p.Wo + x;
+          q.out = tile.data() + e * BLK;
           q.taps = 0;
           for (const auto& [i, hi] : p.rows[h])
             for (const auto& [j, wi] : p.cols[x]) {
               offs[q.taps] = (hi * p.Wi + wi) * BLK;
               woffs[q.taps++] = (i * p.KW + j) * p.Co;
             }
-          if (q.taps == 0) std::fill(tile.begin(), tile.end(), T(0));
-          else batch(q);
-          for (int64_t c = 0; c < cn; ++c) {  // out[n0 + v, g*Co + c0 + c, h, x]
-            const int64_t k = g * p.Co + c0 + c;
-            const T bk = bias ? bias[k] : T(0);
+          if (q.taps == 0) {
+            for (int64_t c = 0; c < cn; ++c)
+              std::fill(q.out + c * pos * BLK, q.out + c * pos * BLK + BLK, T(0));
+          } else {
+            batch(q);
+          }
+          for (int64_t c = 0; c < cn && (bias || relu); ++c) {  // bias and ReLU on the tile
+            const T bk = bias ? bias[g * p.Co + c0 + c] : T(0);
+            T* t = q.out + c * pos * BLK;
             for (int64_t v = 0; v < nv; ++v) {
-              const T val = bias ? tile[c * BLK + v] + bk : tile[c * BLK + v];
-              out[((n0 + v) * p.G * p.Co + k) * Lo + h * p.Wo + x] = val < lo ? lo : val;
+              const T val = bias ? t[v] + bk : t[v];
+              t[v] = val < lo ? lo : val;
             }
           }
         }
+      for (int64_t c = 0; c < cn; ++c)  // out[n0 + v, g*Co + c0 + c, h0*Wo + e] <- tile[c, e, v]
+        kern.transpose(out + (n0 * p.G * p.Co + g * p.Co + c0 + c) * Lo + h0 * p.Wo,
+                       p.G * p.Co * Lo, tile.data() + c * pos * BLK, BLK, pos, nv);
     });
   };
   const int64_t units = ceil_div(p.N, BLK) * p.G;  // (image block, group)

@@ -29,6 +29,8 @@ namespace {
 // index ascending.
 using TapList = std::vector<std::vector<std::pair<int64_t, int64_t>>>;
 
+constexpr int kTileTag = 1;  // scratch of a task's results (tag 0: the transposed source)
+
 // One direction as a correlation: out (N, G*Co, Ho, Wo) from src (N, G*Ci, Hi, Wi) and wp.
 struct LaneProblem {
   int64_t N, G, Ci, Co, Hi, Wi, Ho, Wo, KW, taps;
@@ -60,9 +62,10 @@ void lane_correlation(T* out, const T* src, const T* wp, const T* bias, bool rel
       const int64_t hb = task / ncb, c0 = (task % ncb) * CB, cn = std::min(CB, p.Co - c0);
       const int64_t h0 = p.Ho * hb / nhb, h1 = p.Ho * (hb + 1) / nhb;
       std::vector<int64_t> offs(p.taps), woffs(p.taps);
-      // the rows' results (cn, (h1 - h0)*Wo, BLK), transposed into out at the end
+      // the rows' results (cn, (h1 - h0)*Wo, BLK), transposed into out at the end (this
+      // thread's scratch: the source st is the calling thread's, under the other tag)
       const int64_t pos = (h1 - h0) * p.Wo;
-      std::vector<T> tile(cn * pos * BLK);
+      T* tile = scratch<T, kTileTag>(cn * pos * BLK);
       direct_detail::BatchTile<T> q{nullptr, pos * BLK, st, p.Ci, Li * BLK, offs.data(),
                                     woffs.data(), 0, wp + (g * p.Ci * p.taps) * p.Co + c0,
                                     p.taps * p.Co, cn};
@@ -70,7 +73,7 @@ void lane_correlation(T* out, const T* src, const T* wp, const T* bias, bool rel
       for (int64_t h = h0; h < h1; ++h)
         for (int64_t x = 0; x < p.Wo; ++x) {  // output position (h, x): tile[:, e] (cn, BLK)
           const int64_t e = (h - h0) * p.Wo + x;
-          q.out = tile.data() + e * BLK;
+          q.out = tile + e * BLK;
           q.taps = 0;
           for (const auto& [i, hi] : p.rows[h])
             for (const auto& [j, wi] : p.cols[x]) {
@@ -94,7 +97,7 @@ void lane_correlation(T* out, const T* src, const T* wp, const T* bias, bool rel
         }
       for (int64_t c = 0; c < cn; ++c)  // out[n0 + v, g*Co + c0 + c, h0*Wo + e] <- tile[c, e, v]
         kern.transpose(out + (n0 * p.G * p.Co + g * p.Co + c0 + c) * Lo + h0 * p.Wo,
-                       p.G * p.Co * Lo, tile.data() + c * pos * BLK, BLK, pos, nv);
+                       p.G * p.Co * Lo, tile + c * pos * BLK, BLK, pos, nv);
     });
   };
   const int64_t units = ceil_div(p.N, BLK) * p.G;  // (image block, group)

@@ -1,9 +1,11 @@
 """Issue #14 item 3: each compiled-core call of a training step at 1 and at 2 threads, and the
 memory-bandwidth limit of the streaming ops.
 
-Per op: every `convforge._core` call inside `train_on_batch` is timed, in alternating blocks of
-1-thread and 2-thread steps in one process (`--rounds` rounds of `--steps` steps each, after
-warm-up steps); medians per (op, shapes) and the 1 -> 2 thread ratio. Bandwidth: the Adam
+Per op: every `convforge._core` call inside `train_on_batch` is timed (with the step plan off,
+CONVFORGE_STEP_PLAN=0, so that each layer is its own call), in alternating blocks of 1-thread and
+2-thread steps in one process (`--rounds` rounds of `--steps` steps each, after warm-up steps);
+medians per (op, shapes) and the 1 -> 2 thread ratio; then the planned step (nn/_plan.py) the
+same way, where the model has one. Bandwidth: the Adam
 update (`F.adam_update`) on the network's parameter count (in cache) and on 16M parameters
 (from memory), and PyTorch's `torch.add` on 16M floats (when torch is installed), at 1 and 2
 threads.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import time
 
 import numpy as np
@@ -36,6 +39,9 @@ def _median_ms(ts) -> float:
 
 
 def per_op(name: str, rounds: int, steps: int) -> None:
+    # one call per op: the step plan's compiled engine (nn/_plan.py) would run the chain as
+    # one _core call; its step is timed by step_times() below
+    os.environ["CONVFORGE_STEP_PLAN"] = "0"
     model, x, y = train_problem(name, *NETS[name])
     times = {1: collections.defaultdict(list), 2: collections.defaultdict(list)}
     current = [1]
@@ -72,12 +78,39 @@ def per_op(name: str, rounds: int, steps: int) -> None:
     finally:
         for op, f in originals.items():
             setattr(_core, op, f)
+    os.environ.pop("CONVFORGE_STEP_PLAN")
     s1, s2 = _median_ms(step_times[1]), _median_ms(step_times[2])
-    print(f"{name} step: 1 thread {s1:.2f} ms, 2 threads {s2:.2f} ms ({s1 / s2:.2f}x)")
+    print(f"{name} step, one call per op: 1 thread {s1:.2f} ms, 2 threads {s2:.2f} ms "
+          f"({s1 / s2:.2f}x)")
+    p1, p2 = step_times_planned(name, rounds, steps)
+    if p1 is not None:
+        print(f"{name} step, planned (nn/_plan.py): 1 thread {p1:.2f} ms, 2 threads {p2:.2f} ms "
+              f"({p1 / p2:.2f}x)")
     rows = [(np.median(v) * len(v), key) for key, v in times[1].items()]
     for _, key in sorted(rows, reverse=True):
         a, b = _median_ms(times[1][key]), _median_ms(times[2].get(key, [np.nan]))
         print(f"  {a:8.3f} -> {b:8.3f} ms  {a / b:5.2f}x  {key[0]} {key[1]}")
+
+
+def step_times_planned(name: str, rounds: int, steps: int):
+    """Median train_on_batch times (ms) at 1 and 2 threads with the step plan, alternating
+    blocks as per_op does; (None, None) when the model gets no plan."""
+    model, x, y = train_problem(name, *NETS[name])
+    model.train_on_batch(x, y)
+    if not any(p is not None for p in model._plans.values()):
+        return None, None
+    times = {1: [], 2: []}
+    for _ in range(rounds):
+        for th in (1, 2):
+            convforge.set_num_threads(th)
+            with threadpool_limits(th):
+                for _ in range(3):
+                    model.train_on_batch(x, y)
+                for _ in range(steps):
+                    t = time.perf_counter()
+                    model.train_on_batch(x, y)
+                    times[th].append(time.perf_counter() - t)
+    return _median_ms(times[1]), _median_ms(times[2])
 
 
 def _med(f, *args, k: int = 15) -> float:

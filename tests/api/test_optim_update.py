@@ -469,3 +469,29 @@ def test_failed_step_leaves_state_untouched():
     b.grad = np.ones(2)
     sgd.step([a, b])
     np.testing.assert_array_equal(a.data, -0.1 * np.ones(3))       # buf = g on its first step
+
+
+def test_cpu_common_call_goes_to_the_core_and_falls_back_to_the_checks(rng, monkeypatch):
+    # The common call (lists of NumPy arrays, one step count) goes straight to the compiled
+    # core, which checks every entry before it updates one; a call it refuses runs
+    # functional's checks, which name the argument (and nothing was updated).
+    _need("cpu")
+    monkeypatch.delenv("CONVFORGE_BACKEND", raising=False)
+    backend = convforge.backends.get("cpu")
+    calls = []
+    real = backend.adam_update
+    monkeypatch.setattr(backend, "adam_update", lambda *a: (calls.append(1), real(*a)))
+    p = [rng.standard_normal(5).astype(np.float32) for _ in range(3)]
+    g = [rng.standard_normal(5).astype(np.float32) for _ in range(3)]
+    m, v = [np.zeros(5, np.float32) for _ in p], [np.zeros(5, np.float32) for _ in p]
+    kw = dict(lr=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-7, step=1)
+    F.adam_update(p, g, m, v, **kw)
+    assert len(calls) == 1 and all(mi.any() for mi in m)
+    before = [a.copy() for a in p + m + v]
+    v[2] = v[2].copy()
+    v[2].flags.writeable = False
+    with pytest.raises(ValueError, match=r"v\[2\] is read-only"):
+        F.adam_update(p, g, m, v, **kw)
+    assert len(calls) == 2   # the core refused (raising), then the checks named v[2]
+    for a, b in zip(p + m + v, before):
+        assert_same_bits(a, b)

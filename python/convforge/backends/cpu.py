@@ -12,6 +12,10 @@ CHECKS_INDICES = True
 # softmax_cross_entropy checks every int64 class id against [0, K) in its binding (one pass over
 # the N ids, with functional's message; functional skips its pass)
 CHECKS_LABELS = True
+# the optimiser updates check every list entry (count, dtype, shape, C order, writeable) before
+# they touch one, raising TypeError/ValueError: functional calls them first and runs its own
+# checks (which name the argument) only when they refuse
+CHECKS_OPTIM_LISTS = True
 
 
 def probe():

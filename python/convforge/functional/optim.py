@@ -84,6 +84,13 @@ def _all_ready(named: dict, inplace: tuple) -> bool:
     return True
 
 
+def _numpy_lists(params) -> bool:
+    """A list (or tuple) of NumPy arrays: the common call, which a backend that checks its lists
+    itself (CHECKS_OPTIM_LISTS) may take as it is."""
+    return isinstance(params, (list, tuple)) and len(params) > 0 \
+        and all(type(p) is np.ndarray for p in params)
+
+
 def _lists(named: dict, inplace: tuple) -> tuple:
     """Checks the list arguments ({name: list or None}; 'params' first, 'grads' second) and
     returns (the lists with grads made C-contiguous, whether they are CuPy arrays)."""
@@ -202,6 +209,20 @@ def adam_update(params: Arrays, grads: Arrays, m: Arrays, v: Arrays, *, lr: floa
     beta_2 = _scalar(beta_2, "beta_2", 0.0, 1.0)
     epsilon = _scalar(epsilon, "epsilon")
     weight_decay = _scalar(weight_decay, "weight_decay")
+    decay = 1.0 - lr * weight_decay if decoupled and weight_decay else 1.0
+    if backend is None and is_int(step) and step >= 1 and _numpy_lists(params):
+        be = _backend(None, False)
+        if getattr(be, "CHECKS_OPTIM_LISTS", False):   # the compiled core checks every entry
+            n, t = len(params), int(step)
+            try:
+                be.adam_update(list(params), list(grads), list(m), list(v),
+                               None if v_max is None else list(v_max),
+                               [lr / (1 - beta_1 ** t)] * n, [math.sqrt(1 - beta_2 ** t)] * n,
+                               beta_1, beta_2, epsilon, 0.0 if decoupled else weight_decay,
+                               decay)
+                return
+            except (TypeError, ValueError):
+                pass   # nothing was updated: the checks below name the argument and shape
     lists, gpu = _lists({"params": params, "grads": grads, "m": m, "v": v, "v_max": v_max},
                         ("params", "m", "v", "v_max"))
     steps = _steps(step, len(params))
@@ -211,7 +232,6 @@ def adam_update(params: Arrays, grads: Arrays, m: Arrays, v: Arrays, *, lr: floa
     # per tensor, in float64 as the formulas write them (rounded once by the kernels)
     step_size = [lr / (1 - beta_1 ** t) for t in steps]
     sqrt_bc2 = [math.sqrt(1 - beta_2 ** t) for t in steps]
-    decay = 1.0 - lr * weight_decay if decoupled and weight_decay else 1.0
     _run(be.adam_update, lists, {"step_size": step_size, "sqrt_bc2": sqrt_bc2},
          (beta_1, beta_2, epsilon, 0.0 if decoupled else weight_decay, decay))
 

@@ -49,5 +49,7 @@ template <typename T>
 void forward_batch(T* y, const T* x, const T* w, const T* b, const ConvDims& d, bool relu);
 template <typename T>
 void backward_data_batch(T* dx, const T* dy, const T* w, const ConvDims& d);
+template <typename T>
+void backward_weight_lanes(T* dw, const T* dy, const T* x, const ConvDims& d);
 
 }  // namespace convforge::conv_impl

@@ -171,6 +171,7 @@ void conv2d_backward_weight(T* dw, T* db, const T* dy, const T* x, const ConvDim
     case ConvAlgo::direct_kvec:  // db fused into the pass over the chunks
       backward_weight_kvec(dw, db, dy, x, d);
       return;
+    case ConvAlgo::direct_batch: backward_weight_lanes(dw, dy, x, d); break;
     case ConvAlgo::winograd:  // db fused into the pass over the chunks
       if (!winograd_conv2d_backward_weight(dw, db, dy, x, d))
         conv2d_backward_weight(dw, db, dy, x, d, exact_conv_algo(ConvDir::weight, d, sizeof(T)));

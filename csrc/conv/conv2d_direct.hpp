@@ -117,6 +117,25 @@ struct BatchTile {
   int64_t ldw, kb;
 };
 
+// Batch-lane weight-gradient tile (ConvAlgo::direct_batch, weight direction): KB output
+// channels x TB taps of one input channel, each accumulator a vector of VL images,
+//   acc[k*ldacc + t*VL + v] += sum_{r < rows} sum_{s < cols} dy[k*ldk + r*dy_row + s*VL + v] *
+//                                                          in[offs[t] + r*in_row + s*in_col + v]
+// for k < KB, t < TB (exactly these many: the caller pads channels with zero dy rows and taps
+// with offset 0, and drops them). dy and in hold one image per lane (layouts (K, OH, OW, VL)
+// and (C, H, W, VL)), so every load is a whole aligned vector. Summation order per lane:
+// (r, s) ascending.
+template <typename T>
+struct BatchDwTile {
+  T* acc;
+  int64_t ldacc;
+  const T* dy;
+  int64_t ldk, dy_row;
+  const T* in;
+  const int64_t* offs;
+  int64_t rows, cols, in_row, in_col;
+};
+
 // The tile shapes of the channel-vector kernel: kKvecS[si] columns; kvec[nk-1][si][sw] is the
 // kernel for nk channel vectors, kKvecS[si] columns, stride sw = 1, 2 (index 1, 2) or any
 // (index 0: q.sw at run time), with kvec_r[nk-1][si] rows; null where the tile would not fit
@@ -148,6 +167,9 @@ struct Kernel {
   int64_t batch_kb[kBatchMaxVectors];
   // dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols (csrc/runtime/transpose_simd.inc)
   void (*transpose)(T* dst, int64_t ldd, const T* src, int64_t lds, int64_t rows, int64_t cols);
+  // batch_dw: bdw_kb channels x bdw_tb taps per call (BatchDwTile)
+  void (*batch_dw)(const BatchDwTile<T>& q);
+  int64_t bdw_kb, bdw_tb;
   // dst[r*ldd + c] = src[r*lds + c] < lo ? lo : src[r*lds + c] for r < rows, c < cols: a
   // copy (lo = -inf) or the ReLU epilogue on a copy (lo = 0; NaN and -0.0 pass), in vectors
   // (the rows of a tile are a few tens of elements: a call or a scalar loop per row costs

@@ -13,4 +13,6 @@
 #define CF_DIRECT_DW_TB 5
 #define CF_DIRECT_DW2_KB 6
 #define CF_DIRECT_DW2_TB 4
+#define CF_DIRECT_BDW_KB 3
+#define CF_DIRECT_BDW_TB 5
 #include "conv2d_direct_kernel.inc"

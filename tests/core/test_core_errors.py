@@ -94,7 +94,8 @@ def test_algo_errors():
     with pytest.raises(ValueError, match=r"dy must have shape \(2, 3, 4, 4\)"):
         core.conv2d_backward(dy[:, :, :3].copy(), x, w, *args, True)
     assert core.conv2d_algorithms(x.shape, w.shape, *args, "float64", "weight") == [
-        "naive", "im2col_gemm", "direct_small", "im2col_gemm_batch", "winograd", "direct_kvec"]
+        "naive", "im2col_gemm", "direct_small", "im2col_gemm_batch", "winograd", "direct_kvec",
+        "direct_batch"]   # no padding: direct_batch's weight kernel applies
     assert core.conv2d_algorithms(x.shape, w.shape, (2, 2), *args[1:], "float64", "weight") == [
-        "naive", "im2col_gemm", "im2col_gemm_batch", "direct_kvec"]
+        "naive", "im2col_gemm", "im2col_gemm_batch", "direct_kvec", "direct_batch"]
     assert core.conv2d_algorithm(x.shape, w.shape, *args) == "direct_small"

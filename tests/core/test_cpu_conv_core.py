@@ -210,7 +210,10 @@ def test_every_forced_algorithm(rng, restore_core, case, dtype):
     assert "direct_kvec" in fwd_algos and "direct_kvec" in weight_algos
     assert "direct_kvec" not in data_algos
     assert "direct_batch" in data_algos and "direct_batch" in fwd_algos
-    assert "direct_batch" not in weight_algos
+    oh, ow = dy.shape[2:]   # the weight kernel: no padding, every window inside x
+    no_pad = pad[0] == 0 and pad[2] == 0 and (oh - 1) * stride[0] + (ws[2] - 1) * dil[0] < xs[2] \
+        and (ow - 1) * stride[1] + (ws[3] - 1) * dil[1] < xs[3]
+    assert ("direct_batch" in weight_algos) == no_pad
     for isa in AVAILABLE_ISAS:
         core.set_isa(isa)
         for a in fwd_algos:
@@ -319,7 +322,15 @@ def test_heuristic_choices(restore_core):
             kvec_or("im2col_gemm"))  # a 7x7/2 first layer, N=1
         assert pick(*c1, "forward") == "direct_small"      # C == 1, G == 1 is not depthwise
         assert pick(*c1, "data") == "im2col_gemm"          # one output plane: im2col wins
-        assert pick(*c1, "weight") == "direct_small"       # 6 output channels
+        # one input channel, 64 images: direct_batch's image lanes on a vector ISA; 4 images
+        # fill half an AVX2 vector, a quarter of an AVX-512 one (direct_small's padded rows, or
+        # kvec where it applies); padding: direct_batch's weight kernel has no padded taps
+        assert pick(*c1, "weight") == ("direct_batch" if core.isa() != "baseline"
+                                       else "direct_small")
+        assert pick((4,) + c1[0][1:], c1[1], "weight") != "direct_batch"
+        assert pick(*c1, "weight", pad=(2,) * 4) != "direct_batch"
+        assert pick(*c1, "weight", dtype="float64") == (
+            "direct_batch" if core.isa() != "baseline" else "direct_small")
         # 16 channels, 10 of 14 columns: two AVX2 vectors, one AVX-512 vector (load bound),
         # except where AVX-512 runs on 256-bit halves (Zen 4), which takes the AVX2 tiles
         assert pick(*c3, "forward") == kvec_or(

@@ -62,19 +62,8 @@ def per_op(name: str, rounds: int, steps: int) -> None:
         if callable(f) and not op.startswith("_") and op not in _SKIP:
             originals[op] = f
             setattr(_core, op, timed(op, f))
-    step_times = {1: [], 2: []}
     try:
-        for _ in range(rounds):
-            for th in (1, 2):
-                convforge.set_num_threads(th)
-                current[0] = th
-                with threadpool_limits(th):
-                    for _ in range(3):
-                        model.train_on_batch(x, y)
-                    for _ in range(steps):
-                        t = time.perf_counter()
-                        model.train_on_batch(x, y)
-                        step_times[th].append(time.perf_counter() - t)
+        step_times = _alternate(model, x, y, rounds, steps, current)
     finally:
         for op, f in originals.items():
             setattr(_core, op, f)
@@ -99,10 +88,18 @@ def step_times_planned(name: str, rounds: int, steps: int):
     model.train_on_batch(x, y)
     if not any(p is not None for p in model._plans.values()):
         return None, None
-    times = {1: [], 2: []}
+    times = _alternate(model, x, y, rounds, steps, [1])
+    return _median_ms(times[1]), _median_ms(times[2])
+
+
+def _alternate(model, x, y, rounds: int, steps: int, current: list) -> dict:
+    """{threads: train_on_batch times} over `rounds` rounds of a block of `steps` steps (after 3
+    untimed) at 1 thread, then at 2; current[0] holds the thread count of the block running."""
+    times: dict = {1: [], 2: []}
     for _ in range(rounds):
         for th in (1, 2):
             convforge.set_num_threads(th)
+            current[0] = th
             with threadpool_limits(th):
                 for _ in range(3):
                     model.train_on_batch(x, y)
@@ -110,7 +107,7 @@ def step_times_planned(name: str, rounds: int, steps: int):
                     t = time.perf_counter()
                     model.train_on_batch(x, y)
                     times[th].append(time.perf_counter() - t)
-    return _median_ms(times[1]), _median_ms(times[2])
+    return times
 
 
 def _med(f, *args, k: int = 15) -> float:

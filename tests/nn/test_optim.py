@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import convforge
 from convforge import nn, optim
 
 
@@ -202,3 +203,27 @@ def test_matches_torch_optim():
             t.grad = torch.tensor(g)
             opt.step()
         close(mine, t.detach().numpy(), 1e-12)
+
+
+@pytest.mark.parametrize("opt", ["adam", "sgd", "rmsprop"])
+def test_deep_copy_of_a_trained_model_keeps_its_optimiser_state(monkeypatch, opt):
+    # the copy's optimiser state is keyed by the copy's parameters: both continue alike
+    import copy
+
+    from convforge import models
+
+    monkeypatch.setenv("CONVFORGE_STEP_PLAN", "0")
+    convforge.set_seed(1)
+    m = models.lenet5()
+    m.compile(optim.SGD(0.05, momentum=0.9) if opt == "sgd" else opt,
+              "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (8, 1, 32, 32)).astype(np.float32)
+    y = np.arange(8) % 10
+    m.train_on_batch(x, y)
+    twin = copy.deepcopy(m)
+    assert all(p in twin.optimizer._state for p in twin.trainable_params)
+    assert not any(p in twin.optimizer._state for p in m.trainable_params)
+    assert m.train_on_batch(x, y) == twin.train_on_batch(x, y)
+    for a, b in zip(m.get_weights(), twin.get_weights()):
+        assert np.array_equal(a, b)

@@ -274,3 +274,17 @@ def test_compiled_plan_checks_its_ops_and_arrays():
         plan.forward(np.ones((4, 3), np.float32), [[[1.0, 1.0]] * 3])
     fresh = plan.backward(np.ones((4, 2), np.float32), [w], [None])
     assert fresh[0].shape == (3, 2) and (fresh[0] == 4).all()   # x^T @ dy: 4 rows of ones
+
+
+def test_a_copy_of_a_planned_model_trains_alike(monkeypatch):
+    import copy
+
+    m, _ = _train(monkeypatch, _lenet, (1, 32, 32), 10, np.float32, plan=True, steps=2)
+    twin = copy.deepcopy(m)
+    assert twin._plans == {} and m._plans
+    x = np.random.default_rng(3).integers(0, 256, (12, 1, 32, 32)).astype(np.float32)
+    y = np.arange(12) % 10
+    assert m.train_on_batch(x, y) == twin.train_on_batch(x, y)
+    assert twin._plans and all(p.compiled is not None for p in twin._plans.values())
+    for a, b in zip(m.get_weights(), twin.get_weights()):
+        assert_same_bits(a, b)

@@ -98,6 +98,13 @@ class Model:
         self.stop_training = False
         self._dist = None   # convforge.distributed.data_parallel(model) sets it
 
+    def __getstate__(self) -> dict:
+        # copy/deepcopy/pickle of a model: its step plans (compiled buffers, a lock, the backend
+        # module) do not travel; the copy makes its own on its first step
+        state = dict(self.__dict__)
+        state["_plans"] = {}
+        return state
+
     # ------------------------------------------------------------------ graph
     def _set_graph(self, inputs, outputs) -> None:
         ins = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]

@@ -116,6 +116,20 @@ class Optimizer:
         self.iterations = 0
         self._state: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+    # copy/deepcopy/pickle: the per-parameter state travels as (parameter, state) pairs, so a
+    # deep copy of a model keys its optimiser's state by the copied parameters (a
+    # WeakKeyDictionary's own deepcopy keeps the original keys: the copy then restarted Adam's
+    # moments and step counts on its next step)
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_state"] = list(self._state.items())
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        items = state.pop("_state", [])
+        self.__dict__.update(state)
+        self._state = weakref.WeakKeyDictionary(items)
+
     @property
     def schedule(self) -> Optional[Callable[[int], float]]:
         """The schedule driving the learning rate, or None for a constant rate."""

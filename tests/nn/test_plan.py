@@ -67,7 +67,6 @@ def _relu_layers():
         nn.Conv2D(5, 2, strides=2, use_bias=False),
         nn.Activation("relu"),
         nn.Flatten(),
-        nn.Dropout(0.0),
         nn.Dense(6),
         nn.Dense(4, activation="relu"),
         nn.Dense(3),
@@ -287,4 +286,27 @@ def test_a_copy_of_a_planned_model_trains_alike(monkeypatch):
     assert m.train_on_batch(x, y) == twin.train_on_batch(x, y)
     assert twin._plans and all(p.compiled is not None for p in twin._plans.values())
     for a, b in zip(m.get_weights(), twin.get_weights()):
+        assert_same_bits(a, b)
+
+
+def test_dropout_rate_is_read_at_every_step(monkeypatch):
+    # Dropout runs on the Python plan (no compiled op): a rate changed between steps applies
+    def net():
+        return nn.Sequential([nn.Conv2D(3, 3, input_shape=(1, 8, 8), activation="relu"),
+                              nn.Flatten(), nn.Dropout(0.0), nn.Dense(3)])
+
+    x = np.random.default_rng(2).standard_normal((16, 1, 8, 8)).astype(np.float32)
+    y = np.arange(16) % 3
+    results = []
+    for plan in ("1", "0"):
+        monkeypatch.setenv("CONVFORGE_STEP_PLAN", plan)
+        convforge.set_seed(5)
+        m = net()
+        m.compile("sgd", "sparse_categorical_crossentropy")
+        m.train_on_batch(x, y)
+        m.layers[2].rate = 0.5
+        m.train_on_batch(x, y)
+        assert plan == "0" or all(p.compiled is None for p in m._plans.values())
+        results.append(m.get_weights())
+    for a, b in zip(*results):
         assert_same_bits(a, b)

@@ -19,9 +19,11 @@ A plan is made (plan_for) only where all of this holds, else the plain step runs
   when the step runs), and every parameter is a NumPy array;
 - no data-parallel training (its per-layer gradient hooks run in the graph walk);
 - CONVFORGE_STEP_PLAN is not set to an off word (0, false, no, off).
-A plan is keyed by the batch shape and the layers' trainable flags, and dropped when the
-graph changes. It keeps what forward saves for backward in the step's own list (not in the
-layers): a planned step leaves the layers' per-thread caches as they were.
+A plan is keyed by the batch shape and the trainable parameters and layers, and dropped when
+the graph changes or the model is copied. It reads the layers' settings (activation, padding,
+scale) when it is made, and their parameters at every step: set a layer's options before
+training, as Keras does. It keeps what forward saves for backward in the step's own list (not
+in the layers): a planned step leaves the layers' per-thread caches as they were.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from .activations import ACTIVATIONS
 from .layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from .preprocessing import Rescaling
 
-_MAX_PLANS = 8   # per model: batch shapes in use (fit's last, shorter batch makes a second)
+_MAX_PLANS = 4   # per model: batch shapes in use (fit's last, shorter batch makes a second);
+                 # each compiled plan holds its own buffers
 
 
 class _Planned:
@@ -228,8 +231,7 @@ class _Dropout(_Planned):
     def backward(self, dy, saved, need_dx):
         return dy if saved is None else F.dropout(dy, self.layer.rate, saved)
 
-    def spec(self, index):
-        return {} if self.layer.rate == 0.0 else None
+    # no compiled op: the rate is read at each step here (a compiled plan would fix it)
 
 
 def _pool_supported(la) -> bool:

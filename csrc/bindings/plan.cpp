@@ -194,37 +194,33 @@ class PyStepPlan {
     std::vector<const T*> p(pp.size());
     for (size_t i = 0; i < pp.size(); ++i) p[i] = static_cast<const T*>(pp[i]);
     py::array_t<T> out(out_shape_);
+    T* op = out.mutable_data();
+    const int64_t n = prod(out_shape_);
     const T* xp = ptr<T>(x);
     {
       py::gil_scoped_release nogil;
       const T* y = e.forward(xp, p.data());
-      std::copy(y, y + prod(out_shape_), out.mutable_data());
+      std::copy(y, y + n, op);
     }
     return std::move(out);
   }
 
+  // Every destination is checked (or allocated) before the kernels run; the gradients go to
+  // them without the GIL.
   template <typename T>
   py::list backward_t(plan::Engine<T>& e, const py::array& dy, const std::vector<const void*>& pp,
                       const py::list& grads) {
     std::vector<const T*> p(pp.size());
     for (size_t i = 0; i < pp.size(); ++i) p[i] = static_cast<const T*>(pp[i]);
-    const T* dyp = ptr<T>(dy);
-    {
-      py::gil_scoped_release nogil;
-      e.backward(dyp, p.data());
-    }
+    std::vector<T*> dst(pshapes_.size(), nullptr);  // where parameter i's gradient goes
+    std::vector<char> add(pshapes_.size(), 0);      // added to it (else copied into it)
     py::list fresh;
     for (size_t i = 0; i < pshapes_.size(); ++i) {
-      const int k = static_cast<int>(i);
-      if (!e.has_grad(k)) {
+      if (!e.has_grad(static_cast<int>(i))) {
         fresh.append(py::none());
-        continue;
-      }
-      const T* g = e.grad(k);
-      const int64_t n = prod(pshapes_[i]);
-      if (grads[i].is_none()) {  // Parameter.accumulate's first call: a copy
+      } else if (grads[i].is_none()) {  // Parameter.accumulate's first call: a copy
         py::array_t<T> a(pshapes_[i]);
-        std::copy(g, g + n, a.mutable_data());
+        dst[i] = a.mutable_data();
         fresh.append(std::move(a));
       } else {  // grad += g
         if (!py::isinstance<py::array>(grads[i]))
@@ -232,10 +228,17 @@ class PyStepPlan {
         py::array a = grads[i].cast<py::array>();
         check(a, "a gradient", pshapes_[i]);
         if (!a.writeable()) throw py::value_error("StepPlan: a gradient is read-only");
-        T* d = mut_ptr<T>(a);
-        for (int64_t j = 0; j < n; ++j) d[j] = d[j] + g[j];
+        dst[i] = mut_ptr<T>(a);
+        add[i] = 1;
         fresh.append(py::none());
       }
+    }
+    const T* dyp = ptr<T>(dy);
+    {
+      py::gil_scoped_release nogil;
+      e.backward(dyp, p.data());
+      for (size_t i = 0; i < dst.size(); ++i)
+        if (dst[i]) e.write_grad(static_cast<int>(i), dst[i], add[i] != 0);
     }
     return fresh;
   }

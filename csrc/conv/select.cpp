@@ -191,11 +191,12 @@ bool conv_algo_applies(ConvAlgo a, ConvDir dir, const ConvDims& d, int64_t elem_
     case ConvAlgo::direct_kvec:
       return dir != ConvDir::data && kvec_fits(d, elem_bytes);
     case ConvAlgo::direct_batch: {  // one block of images of the source, transposed
-      if (dir == ConvDir::weight)  // no padding: every tap of every position lies inside x
+      if (dir == ConvDir::weight)  // no padding: every tap of every position lies inside x;
+        // x and dy transposed whole (N rounded up to a vector, channels up to a tile per group)
         return d.PH == 0 && d.PW == 0 && (d.OH - 1) * d.SH + (d.KH - 1) * d.DH < d.H &&
                (d.OW - 1) * d.SW + (d.KW - 1) * d.DW < d.W &&
-               product_within(kMaxBlockBytes, {add_sat(mul_sat(d.Cg(), d.H * d.W),
-                                                       mul_sat(d.Kg() + 8, d.OH * d.OW)),
+               product_within(kMaxBlockBytes, {add_sat(mul_sat(d.C, d.H * d.W),
+                                                       mul_sat(d.K + 8 * d.G, d.OH * d.OW)),
                                                add_sat(d.N, 16), elem_bytes});
       const bool data = dir == ConvDir::data;  // source dy (Kg, OH, OW), else x (Cg, H, W)
       return product_within(kMaxBlockBytes, {data ? d.Kg() : d.Cg(), data ? d.OH : d.H,

@@ -44,6 +44,7 @@ struct Engine<T>::Impl {
   std::vector<State> st;
   std::vector<int> grad_op;      // parameter i: the op computing its gradient (-1: none)
   std::vector<bool> grad_is_w;   // ... as its w (else its b)
+  std::vector<int64_t> grad_size;  // parameter i's element count
   int64_t nparams = 0;
 };
 
@@ -56,6 +57,7 @@ Engine<T>::Engine(std::vector<Op> ops, std::vector<int64_t> param_sizes)
   m.nparams = static_cast<int64_t>(param_sizes.size());
   m.grad_op.assign(param_sizes.size(), -1);
   m.grad_is_w.assign(param_sizes.size(), false);
+  m.grad_size = param_sizes;
   for (size_t i = 0; i < m.ops.size(); ++i) {
     const Op& op = m.ops[i];
     typename Impl::State& s = m.st[i];
@@ -199,9 +201,16 @@ bool Engine<T>::has_grad(int i) const {
 }
 
 template <typename T>
-const T* Engine<T>::grad(int i) const {
-  const typename Impl::State& s = impl_->st[impl_->grad_op[i]];
-  return impl_->grad_is_w[i] ? s.gw.get() : s.gb.get();
+void Engine<T>::write_grad(int i, T* dst, bool add) const {
+  const Impl& m = *impl_;
+  const typename Impl::State& s = m.st[m.grad_op[i]];
+  const T* g = m.grad_is_w[i] ? s.gw.get() : s.gb.get();
+  const int64_t n = m.grad_size[i];
+  if (add) {
+    for (int64_t j = 0; j < n; ++j) dst[j] = dst[j] + g[j];
+  } else {
+    std::copy(g, g + n, dst);
+  }
 }
 
 template class Engine<float>;

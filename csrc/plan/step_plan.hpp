@@ -60,7 +60,8 @@ class Engine {
   // parameter i's gradient where some op computed it (has_grad(i)).
   void backward(const T* dy, const T* const* params);
   bool has_grad(int i) const;
-  const T* grad(int i) const;
+  // dst (parameter i's size) = its gradient, or += it (add): Parameter.accumulate's copy or sum
+  void write_grad(int i, T* dst, bool add) const;
 
  private:
   struct Impl;

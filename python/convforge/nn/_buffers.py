@@ -6,8 +6,8 @@ output or gradient), instead of going back to the C library and coming back as f
 that fault on first touch. `Model.fit` runs inside it; the idle blocks (at most 1 GiB) are freed
 when the last `reuse_step_buffers()` of the process exits, and blocks freed after that (arrays
 that outlived the loop) go straight back to the C library. `train_on_batch` runs inside it too,
-and a model's step plan (nn/_plan.py) holds the cache (hold()) so that its idle blocks wait
-from one train_on_batch call to the next.
+and a step plan run layer by layer (nn/_plan.py) holds the cache (hold()) so that its idle
+blocks wait from one train_on_batch call to the next.
 
 NumPy keeps its allocator in a context variable: only the thread (context) that entered uses
 the cache, a data-loading thread next to it does not. Values are untouched (only where bytes
@@ -74,7 +74,7 @@ class Hold:
 def hold():
     """A Hold (None without the cache): the blocks a step frees wait for the next step even
     when the steps are separate reuse_step_buffers() blocks (train_on_batch calls of a model
-    with a step plan, nn/_plan.py), until the Hold is garbage-collected."""
+    whose step plan runs layer by layer, nn/_plan.py), until the Hold is garbage-collected."""
     core = _core() if flag("CONVFORGE_STEP_BUFFERS") is not False else None
     if core is None:
         return None

@@ -34,12 +34,10 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .. import backends as _backends
-from .. import functional as F
 from .._env import flag
 from .._shapes import conv_padding, pool_output_size
 from ..backends import _autotune
 from . import _buffers
-from ._matmul import matmul as _matmul
 from .activations import ACTIVATIONS
 from .layers import Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from .preprocessing import Rescaling
@@ -171,27 +169,12 @@ class _Flatten(_Planned):
 class _Dense(_Planned):
     def __init__(self, layer: Dense, shape, be):
         self.layer = layer
-        self.fwd, self.bwd = ACTIVATIONS[layer.activation]
 
     def forward(self, x):
-        la = self.layer
-        n_in = la.kernel.shape[0]
-        x2 = x.reshape(-1, n_in)                                      # (rows, in)
-        z = _matmul(np.ascontiguousarray(x2), la.kernel.data)         # (rows, units)
-        if la.use_bias:
-            z = z + la.bias.data
-        y = self.fwd(z)
-        return y.reshape(tuple(x.shape[:-1]) + (la.units,)), (x.shape, x2, y)
+        return self.layer._step_forward(x)
 
     def backward(self, dy, saved, need_dx):
-        la = self.layer
-        x_shape, x2, y = saved
-        dz = self.bwd(y, dy.reshape(y.shape))                         # (rows, units)
-        if la.trainable:
-            la.kernel.accumulate(_matmul(x2, dz, trans_a=True))
-            if la.use_bias:
-                la.bias.accumulate(dz.sum(axis=0))
-        return _matmul(dz, la.kernel.data, trans_b=True).reshape(x_shape) if need_dx else None
+        return self.layer._step_backward(dy, saved, need_dx)
 
     def spec(self, index):
         la = self.layer
@@ -222,14 +205,10 @@ class _Dropout(_Planned):
         self.layer = layer
 
     def forward(self, x):
-        la = self.layer
-        if la.rate == 0.0:
-            return x, None
-        seed = int(la._rng.integers(2**63))   # as Dropout._forward: one draw per step
-        return F.dropout(x, la.rate, seed), seed
+        return self.layer._step_forward(x)
 
     def backward(self, dy, saved, need_dx):
-        return dy if saved is None else F.dropout(dy, self.layer.rate, saved)
+        return self.layer._step_backward(dy, saved)
 
     # no compiled op: the rate is read at each step here (a compiled plan would fix it)
 
@@ -269,18 +248,19 @@ def _planner(la):
 class StepPlan:
     """The planned layers of a chain model for one batch shape (see the module docstring)."""
 
-    def __init__(self, steps: list, params: list, lowest: int):
+    def __init__(self, steps: list, params: list, lowest: int, dtype):
         self.steps = steps
         self.params = params   # every Parameter the steps read: NumPy arrays when it runs
         # backward runs from the last step down to the lowest one with trainable parameters,
         # which does not compute its input's gradient (as run_backward in nn/_graph.py does
         # for Model.backward(input_grad=False))
         self.lowest = lowest
-        # train_on_batch calls are separate reuse_step_buffers() blocks: without a holder the
-        # cache would free its blocks at the end of each, and the next step's arrays would come
-        # back as fresh pages (LeNet-5: 2.5 ms steps with, 3.9-4.1 ms without)
-        self._hold = _buffers.hold()
-        self.compiled = _compile(steps, params, lowest)
+        self.compiled = _compile(steps, params, lowest, dtype)
+        # Run layer by layer, the step allocates its arrays: train_on_batch calls are separate
+        # reuse_step_buffers() blocks, and without a holder the cache would free its blocks at
+        # the end of each, the next step's arrays coming back as fresh pages (LeNet-5's Python
+        # plan: 2.5 ms steps with, 3.9-4.1 ms without). The compiled plan owns its buffers.
+        self._hold = _buffers.hold() if self.compiled is None else None
         self._lock = threading.Lock()   # the compiled plan's buffers: one step at a time
 
     def ready(self) -> bool:
@@ -325,9 +305,9 @@ class StepPlan:
 _COMPILED = object()   # StepPlan.forward's saved state when the compiled plan ran
 
 
-def _compile(steps: list, params: list, lowest: int):
-    """The compiled engine of these steps (_core.StepPlan), or None where a step has no op or
-    the core is missing. The steps' in_shape / out_shape are batch shapes."""
+def _compile(steps: list, params: list, lowest: int, dtype):
+    """The compiled engine of these steps (_core.StepPlan) for batches of `dtype`, or None
+    where a step has no op. The steps' in_shape / out_shape are batch shapes."""
     index = {id(p): i for i, p in enumerate(params)}
     ops = []
     for i, st in enumerate(steps):
@@ -335,7 +315,7 @@ def _compile(steps: list, params: list, lowest: int):
         if spec is None:
             return None
         if not spec:
-            continue   # Flatten, Dropout(0): no op
+            continue   # Flatten: no op
         ops.append(dict(spec, **{"in": st.in_shape, "out": st.out_shape,
                                  "backward": i >= lowest, "need_dx": i > lowest,
                                  "relu": spec.get("relu", False),
@@ -345,8 +325,7 @@ def _compile(steps: list, params: list, lowest: int):
         return None
     from .. import _core
 
-    return _core.StepPlan(str(params[0].dtype) if params else "float32", ops,
-                          [tuple(p.shape) for p in params])
+    return _core.StepPlan(np.dtype(dtype).name, ops, [tuple(p.shape) for p in params])
 
 
 def plan_for(model, xb, trainable: list) -> Optional[StepPlan]:
@@ -403,4 +382,4 @@ def _make(model, xb) -> Optional[StepPlan]:
             steps[i].relu = True
             steps[i - 1].relu_done = True
     trainable = [i for i, n in enumerate(nodes) if n.layer.trainable_params]
-    return StepPlan(steps, params, trainable[0] if trainable else len(steps))
+    return StepPlan(steps, params, trainable[0] if trainable else len(steps), xb.dtype)

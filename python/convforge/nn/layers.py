@@ -166,19 +166,27 @@ class Dense(Layer):
         if x.shape[-1] != n_in:
             raise ValueError(f"layer {self.label} expects {n_in} input features, got x of shape "
                              f"{tuple(x.shape)}")
-        x2 = x.reshape(-1, n_in)                                  # (rows, in)
+        y, self._cache = self._step_forward(x)
+        return y
+
+    # The step's arithmetic, shared with the step plans (nn/_plan.py): forward returns
+    # (y, what backward needs), backward takes it back.
+    def _step_forward(self, x):
+        x2 = x.reshape(-1, self.kernel.shape[0])                  # (rows, in)
         z = _matmul(np.ascontiguousarray(x2) if isinstance(x2, np.ndarray) else x2,
                     self.kernel.data)                             # (rows, units)
         if self.use_bias:
             z = z + self.bias.data
         y = ACTIVATIONS[self.activation][0](z)
-        self._cache = (x.shape, x2, y)
-        return y.reshape(tuple(x.shape[:-1]) + (self.units,))
+        return y.reshape(tuple(x.shape[:-1]) + (self.units,)), (x.shape, x2, y)
 
     _can_skip_dx = True
 
     def _backward(self, dy, need_dx: bool = True):
-        x_shape, x2, y = self._cache
+        return self._step_backward(dy, self._cache, need_dx)
+
+    def _step_backward(self, dy, cache, need_dx: bool):
+        x_shape, x2, y = cache
         dz = ACTIVATIONS[self.activation][1](y, dy.reshape(y.shape))   # (rows, units)
         if self.trainable:
             self.kernel.accumulate(_matmul(x2, dz, trans_a=True))
@@ -453,17 +461,27 @@ class Dropout(Layer):
         self._rng = np.random.default_rng(_new_seed() if seed is None else seed)
 
     def _forward(self, x, training):
-        if not training or self.rate == 0.0:
+        if not training:
             self._cache = None
             return x
+        y, self._cache = self._step_forward(x)
+        return y
+
+    def _backward(self, dy):
+        return self._step_backward(dy, self._cache)
+
+    # The training step's arithmetic, shared with the step plans (nn/_plan.py).
+    def _step_forward(self, x):
+        """(y, the mask's seed or None)."""
+        if self.rate == 0.0:
+            return x, None
         # A fresh mask seed per call, from the layer's generator (seeded by convforge.set_seed
         # or seed=); the mask itself is recomputed from it in backward (F.dropout).
         seed = int(self._rng.integers(2**63))
-        self._cache = seed
-        return F.dropout(x, self.rate, seed)
+        return F.dropout(x, self.rate, seed), seed
 
-    def _backward(self, dy):
-        return dy if self._cache is None else F.dropout(dy, self.rate, self._cache)
+    def _step_backward(self, dy, seed):
+        return dy if seed is None else F.dropout(dy, self.rate, seed)
 
 
 # {BatchNormalization: convforge.distributed.DataParallel}: layers whose batch statistics are

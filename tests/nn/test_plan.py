@@ -310,3 +310,13 @@ def test_dropout_rate_is_read_at_every_step(monkeypatch):
         results.append(m.get_weights())
     for a, b in zip(*results):
         assert_same_bits(a, b)
+
+
+def test_a_chain_without_parameters_runs_in_its_dtype(monkeypatch):
+    # the compiled plan takes the batch's dtype (not a parameter's: there is none)
+    monkeypatch.setenv("CONVFORGE_STEP_PLAN", "1")
+    m = nn.Sequential([nn.Rescaling(0.5, input_shape=(3,)), nn.ReLU()], dtype="float64")
+    m.compile("sgd", "sparse_categorical_crossentropy")
+    logs = m.train_on_batch(np.ones((4, 3)), np.arange(4) % 3)
+    assert np.isclose(logs["loss"], np.log(3))
+    assert all(p.compiled is not None for p in m._plans.values())
